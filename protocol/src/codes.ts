@@ -1,0 +1,56 @@
+/**
+ * Offline codes and enrollment fingerprints: short values two screens compare or a user types.
+ */
+import type { QrCrypto } from './crypto.js';
+import { concatBytes, fromB64url, toB64url, utf8 } from './encoding.js';
+import { LABELS, canonical } from './signed.js';
+
+export const CODE_DIGITS = 8;
+export const MAX_CODE_TRIES = 3;
+
+/**
+ * K = HKDF-SHA256(X25519(our key, their key), salt = label, info = hostId || deviceId).
+ * Either side computes the same K from its own seed and the other's public key.
+ */
+export function offlineKey(crypto: QrCrypto, ourSeed: Uint8Array, theirPub: Uint8Array, hostId: string, deviceId: string): Uint8Array {
+  const shared = crypto.ed25519SharedSecret(ourSeed, theirPub);
+  const info = concatBytes(fromB64url(hostId, 16), fromB64url(deviceId, 16));
+  const k = crypto.hkdfSha256(shared, utf8(LABELS.offlineKey), info, 32);
+  shared.fill(0);
+  return k;
+}
+
+/** code = dynamic-truncate(HMAC-SHA256(K, "offline-v1" || hostId || sid || nonce)) mod 10^8, 8 digits. */
+export function offlineCode(crypto: QrCrypto, key: Uint8Array, hostId: string, sid: string, nonce: Uint8Array): string {
+  const mac = crypto.hmacSha256(key, concatBytes(utf8(LABELS.offlineCode), fromB64url(hostId, 16), fromB64url(sid, 16), nonce));
+  const off = mac[mac.length - 1]! & 0x0f;
+  const bin = ((mac[off]! & 0x7f) << 24) | (mac[off + 1]! << 16) | (mac[off + 2]! << 8) | mac[off + 3]!;
+  mac.fill(0);
+  return String(bin % 10 ** CODE_DIGITS).padStart(CODE_DIGITS, '0');
+}
+
+/** Normalise what a user typed: drop spaces and dashes; only digits remain or null. */
+export function normaliseCode(typed: string): string | null {
+  const s = typed.replace(/[\s-]/g, '');
+  return /^[0-9]{1,16}$/.test(s) ? s : null;
+}
+
+/** Public id of an enrollment token: lets the agent find the token without the relay learning it. */
+export function tokenIdOf(crypto: QrCrypto, token: Uint8Array): string {
+  return toB64url(crypto.sha256(canonical('qrauth-token-id-v1', [token])).subarray(0, 16));
+}
+
+const FP_ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'; // Crockford base32: no I, L, O, U
+
+/**
+ * The fingerprint both screens show during enrollment, from both public keys and the token:
+ * 8 characters (40 bits) as "XXXX-XXXX". A relay that swaps either key changes it.
+ */
+export function enrollFingerprint(crypto: QrCrypto, hostPub: Uint8Array, devicePub: Uint8Array, token: Uint8Array): string {
+  const h = crypto.sha256(canonical(LABELS.enrollFingerprint, [hostPub, devicePub, token]));
+  let bits = 0n;
+  for (let i = 0; i < 5; i++) bits = (bits << 8n) | BigInt(h[i]!);
+  let out = '';
+  for (let i = 7; i >= 0; i--) out += FP_ALPHABET[Number((bits >> BigInt(i * 5)) & 31n)];
+  return `${out.slice(0, 4)}-${out.slice(4)}`;
+}

@@ -1,0 +1,138 @@
+/**
+ * The Socket.IO protocol between agent (namespace /host), relay, and phone (namespace /device).
+ * Typed event maps for server and clients, and the schema of every message, live here only.
+ *
+ * The relay keeps no session state: a phone's request for a login context or its signed
+ * decision is forwarded to the room of the host (`host:<hostId>`) and the agent's ack comes back.
+ */
+import { ID_PATTERN, PUBKEY_PATTERN, SIG_PATTERN } from './ids.js';
+import type { ErrorCode } from './errors.js';
+import { HOSTNAME_MAX } from './payloads.js';
+import { type Check, int, literal, object, oneOf, str } from './validate.js';
+
+export const HOST_NAMESPACE = '/host';
+export const DEVICE_NAMESPACE = '/device';
+export const hostRoom = (hostId: string) => `host:${hostId}`;
+
+/** Largest Socket.IO message the relay accepts (maxHttpBufferSize). */
+export const MAX_MESSAGE_BYTES = 8 * 1024;
+/** How far a handshake's time may be from the relay's clock. */
+export const AUTH_CLOCK_SKEW_MS = 120_000;
+
+const id = str({ max: 22, min: 22, pattern: ID_PATTERN });
+const pub = str({ max: 43, min: 43, pattern: PUBKEY_PATTERN });
+const sig = str({ max: 86, min: 86, pattern: SIG_PATTERN });
+const timeMs = int({ min: 0, max: 8_640_000_000_000 });
+
+/** Handshake `auth` for both namespaces: proves possession of the key whose id is derived from `pub`. */
+export interface AuthHandshake {
+  v: 1;
+  pub: string;
+  time: number;
+  nonce: string;
+  sig: string;
+}
+export const authHandshake: Check<AuthHandshake> = object({ v: literal(1), pub, time: timeMs, nonce: id, sig });
+
+/** The login context as it travels: the signed fields plus the host's signature. */
+export interface SignedContext {
+  v: 1;
+  hostId: string;
+  sid: string;
+  user: string;
+  hostname: string;
+  rhost: string;
+  service: string;
+  iat: number;
+  exp: number;
+  sig: string;
+}
+export const signedContext: Check<SignedContext> = object({
+  v: literal(1),
+  hostId: id,
+  sid: id,
+  user: str({ max: 256, min: 1 }),
+  hostname: str({ max: HOSTNAME_MAX }),
+  rhost: str({ max: 256 }),
+  service: str({ max: 64, min: 1 }),
+  iat: int({ min: 0, max: 2 ** 40 }),
+  exp: int({ min: 0, max: 2 ** 40 }),
+  sig,
+});
+
+export interface ContextRequest {
+  hostId: string;
+  sid: string;
+}
+export const contextRequest: Check<ContextRequest> = object({ hostId: id, sid: id });
+
+export interface DecisionMessage {
+  hostId: string;
+  sid: string;
+  deviceId: string;
+  decision: 'approve' | 'deny';
+  time: number;
+  sig: string;
+}
+export const decisionMessage: Check<DecisionMessage> = object({
+  hostId: id,
+  sid: id,
+  deviceId: id,
+  decision: oneOf(['approve', 'deny'] as const),
+  time: timeMs,
+  sig,
+});
+
+export interface EnrollMessage {
+  hostId: string;
+  tokenId: string;
+  devicePub: string;
+  deviceName: string;
+  time: number;
+  sig: string;
+}
+export const DEVICE_NAME_MAX = 64;
+export const DEVICE_NAME_PATTERN = /^[\p{L}\p{N} ._'()+-]{1,64}$/u;
+export const enrollMessage: Check<EnrollMessage> = object({
+  hostId: id,
+  tokenId: id,
+  devicePub: pub,
+  deviceName: str({ max: DEVICE_NAME_MAX, min: 1, pattern: DEVICE_NAME_PATTERN }),
+  time: timeMs,
+  sig,
+});
+
+/** Every ack: success with a body, or a stable error code and a message for people. */
+export type Ack<T> = ({ ok: true } & T) | { ok: false; code: ErrorCode; message: string };
+
+export type ContextAck = Ack<{ context: SignedContext }>;
+export type DecisionAck = Ack<{ result: 'approved' | 'denied' }>;
+export type EnrollAck = Ack<{ hostname: string }>;
+
+const errAck = object({ ok: literal(false), code: str({ max: 64, pattern: /^QRA_ERR_[A-Z_]+$/ }), message: str({ max: 512 }) });
+function ackOf<T extends object>(okShape: Check<T>): Check<Ack<T>> {
+  return (v, path) => {
+    if (typeof v === 'object' && v !== null && (v as { ok?: unknown }).ok === false) return errAck(v, path) as Ack<T>;
+    return okShape(v, path) as Ack<T>;
+  };
+}
+export const contextAck: Check<ContextAck> = ackOf(object({ ok: literal(true), context: signedContext }));
+export const decisionAck: Check<DecisionAck> = ackOf(object({ ok: literal(true), result: oneOf(['approved', 'denied'] as const) }));
+export const enrollAck: Check<EnrollAck> = ackOf(object({ ok: literal(true), hostname: str({ max: HOSTNAME_MAX }) }));
+
+/** relay → agent (namespace /host); the agent answers through the ack. */
+export interface HostServerToClient {
+  context(req: { sid: string }, ack: (a: ContextAck) => void): void;
+  decision(msg: DecisionMessage, ack: (a: DecisionAck) => void): void;
+  enroll(msg: EnrollMessage, ack: (a: EnrollAck) => void): void;
+}
+/** agent → relay: nothing; the agent only answers. */
+export type HostClientToServer = Record<string, never>;
+
+/** phone → relay (namespace /device), answered through the ack. */
+export interface DeviceClientToServer {
+  context(req: ContextRequest, ack: (a: ContextAck) => void): void;
+  decision(msg: DecisionMessage, ack: (a: DecisionAck) => void): void;
+  enroll(msg: EnrollMessage, ack: (a: EnrollAck) => void): void;
+}
+export type DeviceServerToClient = Record<string, never>;

@@ -1,0 +1,10 @@
+export * from './errors.js';
+export * from './encoding.js';
+export type * from './crypto.js';
+export * from './ids.js';
+export * from './signed.js';
+export * from './codes.js';
+export * from './payloads.js';
+export * from './events.js';
+export * from './frame.js';
+export * from './validate.js';
