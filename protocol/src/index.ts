@@ -8,3 +8,4 @@ export * from './payloads.js';
 export * from './events.js';
 export * from './frame.js';
 export * from './validate.js';
+export * from './auth.js';

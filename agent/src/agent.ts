@@ -1,0 +1,98 @@
+/**
+ * The agent: host key, sessions, the PAM socket, the relay link, wired together.
+ * `startAgent` is what `qrauth-agent` runs and what tests start in-process.
+ */
+import { Mode, QrauthError, type BeginMsg } from '../../protocol/src/index.js';
+import type { AgentConfig } from './config.js';
+import { type Device, devicesPath, readDevicesFile } from './devices-file.js';
+import { type HostKey, loadOrCreateHostKey } from './host-key.js';
+import { type Logger, stderrLogger } from './log.js';
+import { PamServer } from './pam-server.js';
+import { RelayLink } from './relay-link.js';
+import { SessionStore } from './sessions.js';
+import { detectSshdVersion, showsInfoAtOnce } from './sshd-version.js';
+import { lookupUserInPasswd } from './users.js';
+
+export const VERSION = '0.1.0';
+
+export interface AgentStartOptions {
+  /** Inherited listening fd (systemd socket activation) instead of creating config.socket. */
+  listenFd?: number;
+  log?: Logger;
+  /** Override the passwd file for user lookups (tests). */
+  passwdPath?: string;
+}
+
+export interface Agent {
+  config: AgentConfig;
+  host: HostKey;
+  sessions: SessionStore;
+  pam: PamServer;
+  relay: RelayLink | null;
+  /** Whether sshd on this host shows info messages at once (decides mode=auto). */
+  sshdInfoAtOnce: boolean;
+  close(): Promise<void>;
+}
+
+/** sshd's PAM service is "sshd"; tests and multi-instance setups use "sshd-<name>". */
+export function isSshdService(service: string): boolean {
+  return service === 'sshd' || /^sshd[-_]/.test(service);
+}
+
+export async function startAgent(config: AgentConfig, opts: AgentStartOptions = {}): Promise<Agent> {
+  const log = opts.log ?? stderrLogger();
+  const host = loadOrCreateHostKey(config.stateDir);
+  const sessions = new SessionStore(host, config.hostname, config.expirySeconds);
+  let sshdInfoAtOnce = config.sshdInfoMessages === 'yes';
+  if (config.sshdInfoMessages === 'auto') sshdInfoAtOnce = showsInfoAtOnce(await detectSshdVersion(config.sshdPath));
+
+  const relay = config.relayUrl ? new RelayLink({ url: config.relayUrl, host, sessions, log }) : null;
+
+  const devicesFor = (begin: BeginMsg): (() => Device[]) => {
+    const user = lookupUserInPasswd(begin.user, opts.passwdPath);
+    if (!user) throw new QrauthError('QRA_ERR_NOT_ENROLLED', `unknown user ${begin.user}`);
+    const path = devicesPath(begin.authfile ?? config.authfile, user);
+    return () => {
+      const f = readDevicesFile(path, user);
+      for (const p of f.problems) log('devices_file_problem', { user: user.name, problem: p });
+      return f.devices;
+    };
+  };
+
+  const pam = new PamServer({
+    sessions,
+    hostId: host.hostId,
+    log,
+    devicesFor,
+    relayUp: () => relay?.up ?? false,
+    onRelayChange: (cb) => {
+      if (!relay) return () => {};
+      relay.on('change', cb);
+      return () => relay.off('change', cb);
+    },
+    effectiveMode: (begin) => {
+      if (begin.mode === Mode.PROMPT) return Mode.PROMPT;
+      if (begin.mode === Mode.INFO) return Mode.INFO;
+      if (!isSshdService(begin.service)) return Mode.INFO;
+      return sshdInfoAtOnce ? Mode.INFO : Mode.PROMPT;
+    },
+    maxConnections: config.maxConnections,
+  });
+  await pam.listen(opts.listenFd !== undefined ? { fd: opts.listenFd } : { path: config.socket });
+  relay?.start();
+  log('started', { version: VERSION, hostId: host.hostId, socket: opts.listenFd !== undefined ? `fd:${opts.listenFd}` : config.socket, relay: config.relayUrl ?? 'none' });
+
+  return {
+    config,
+    host,
+    sessions,
+    pam,
+    relay,
+    sshdInfoAtOnce,
+    async close() {
+      sessions.closeAll();
+      await relay?.close();
+      await pam.close();
+    },
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * /etc/qrauth/agent.json: every field has a default; anything present is validated and an
+ * invalid file stops the agent with a message that names the field.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname as osHostname } from 'node:os';
+import { QrauthError, bool, int, object, oneOf, optional, str, parse } from '../../protocol/src/index.js';
+
+export interface AgentConfig {
+  /** Unix socket for pam_qrauth. @default "/run/qrauth.sock" */
+  socket: string;
+  /** Control socket for the `qrauth` CLI (any local user; peer credentials decide). @default "/run/qrauth/control.sock" */
+  controlSocket: string;
+  /** Host key and state. @default "/var/lib/qrauth" */
+  stateDir: string;
+  /** Relay base URL; null runs offline (codes only). @default null */
+  relayUrl: string | null;
+  /** Devices file pattern: `~` is the user's home, `%u` the user name. @default "~/.config/qrauth/devices" */
+  authfile: string;
+  /** Seconds a login QR stays valid (keep below sshd's LoginGraceTime, 120 s). @default 90 */
+  expirySeconds: number;
+  /** Seconds an enrollment QR stays valid. @default 300 */
+  enrollSeconds: number;
+  /** Host name shown on the phone. @default os.hostname() */
+  hostname: string;
+  /** sshd shows PAM info messages at once (OpenSSH ≥ 10.3): "auto" asks `sshd -V` once at start. @default "auto" */
+  sshdInfoMessages: 'auto' | 'yes' | 'no';
+  /** sshd binary for the version check. @default "/usr/sbin/sshd" */
+  sshdPath: string;
+  /** Concurrent PAM connections; more are refused. @default 4096 */
+  maxConnections: number;
+  /** Log lines at debug level. @default false */
+  debug: boolean;
+}
+
+export const DEFAULT_CONFIG_PATH = '/etc/qrauth/agent.json';
+
+export function defaultConfig(): AgentConfig {
+  return {
+    socket: '/run/qrauth.sock',
+    controlSocket: '/run/qrauth/control.sock',
+    stateDir: '/var/lib/qrauth',
+    relayUrl: null,
+    authfile: '~/.config/qrauth/devices',
+    expirySeconds: 90,
+    enrollSeconds: 300,
+    hostname: osHostname(),
+    sshdInfoMessages: 'auto',
+    sshdPath: '/usr/sbin/sshd',
+    maxConnections: 4096,
+    debug: false,
+  };
+}
+
+const absPath = str({ max: 1024, min: 1, pattern: /^\// });
+const configSchema = object({
+  socket: optional(str({ max: 107, min: 2, pattern: /^\// })),
+  controlSocket: optional(str({ max: 107, min: 2, pattern: /^\// })),
+  stateDir: optional(absPath),
+  relayUrl: optional((v: unknown, path: string) => (v === null ? null : str({ max: 300, pattern: /^https?:\/\/[^\s]+$/ })(v, path))),
+  authfile: optional(str({ max: 256, min: 2, pattern: /^(~\/|\/)/ })),
+  expirySeconds: optional(int({ min: 10, max: 3600 })),
+  enrollSeconds: optional(int({ min: 30, max: 3600 })),
+  hostname: optional(str({ max: 253, min: 1 })),
+  sshdInfoMessages: optional(oneOf(['auto', 'yes', 'no'] as const)),
+  sshdPath: optional(absPath),
+  maxConnections: optional(int({ min: 1, max: 65536 })),
+  debug: optional(bool()),
+});
+
+/** Merge validated overrides onto the defaults. */
+export function makeConfig(overrides: unknown): AgentConfig {
+  const o = parse(configSchema, overrides, 'config');
+  const cfg = { ...defaultConfig(), ...o } as AgentConfig;
+  if (cfg.relayUrl) {
+    try {
+      cfg.relayUrl = new URL(cfg.relayUrl).href.replace(/\/$/, '');
+    } catch {
+      throw new QrauthError('QRA_ERR_CONFIG', 'config.relayUrl: not a valid URL');
+    }
+  }
+  return cfg;
+}
+
+/** Read and validate a config file. A missing default file means all defaults. */
+export function loadConfig(path: string, { mustExist = false } = {}): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !mustExist) return defaultConfig();
+    throw new QrauthError('QRA_ERR_CONFIG', `cannot read ${path}: ${(e as Error).message}`);
+  }
+  if (text.length > 64 * 1024) throw new QrauthError('QRA_ERR_CONFIG', `${path} is larger than 64 KiB`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new QrauthError('QRA_ERR_CONFIG', `${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  try {
+    return makeConfig(json);
+  } catch (e) {
+    throw new QrauthError('QRA_ERR_CONFIG', `${path}: ${(e as Error).message}. See docs/operations.md for every field.`);
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * A user's enrolled devices: a text file like authorized_keys (docs/protocol.md §4).
+ * Read with the checks pam-u2f and google-authenticator-libpam make: no symlink, a regular
+ * file owned by the user or root, not writable by group or others, size capped. It holds
+ * public keys only, so reading it gives nobody a way in; writing it is what must be guarded.
+ */
+import { closeSync, constants, fstatSync, openSync, readSync, writeSync, fsyncSync, renameSync, fchownSync, unlinkSync, mkdirSync, lstatSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { QrauthError, fromB64url, keyId, toB64url, DEVICE_NAME_PATTERN } from '../../protocol/src/index.js';
+import { nodeCrypto } from '../../protocol/src/crypto-node.js';
+import type { UserInfo } from './users.js';
+
+export const DEVICES_FILE_MAX_BYTES = 64 * 1024;
+export const DEVICES_MAX = 100;
+
+export interface Device {
+  publicKey: Uint8Array;
+  deviceId: string;
+  enrolled: string; // YYYY-MM-DD
+  name: string;
+}
+
+export interface DevicesFile {
+  path: string;
+  devices: Device[];
+  /** Lines that were skipped, with their numbers, for `qrauth devices` and the log. */
+  problems: string[];
+}
+
+const LINE_RE = /^ed25519\s+([A-Za-z0-9_-]{43})\s+(\d{4}-\d{2}-\d{2})\s+(.+)$/;
+
+export function parseDevicesText(text: string, path = 'devices'): DevicesFile {
+  const devices: Device[] = [];
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const m = LINE_RE.exec(line);
+    if (!m) {
+      problems.push(`${path}:${i + 1}: not "ed25519 <public key> <YYYY-MM-DD> <name>"; line skipped`);
+      return;
+    }
+    let publicKey: Uint8Array;
+    try {
+      publicKey = fromB64url(m[1]!, 32);
+    } catch {
+      problems.push(`${path}:${i + 1}: the public key is not 32 bytes of base64url; line skipped`);
+      return;
+    }
+    const name = m[3]!.trim();
+    if (!DEVICE_NAME_PATTERN.test(name)) {
+      problems.push(`${path}:${i + 1}: the device name has characters that are not allowed; line skipped`);
+      return;
+    }
+    const deviceId = keyId(nodeCrypto, publicKey);
+    if (seen.has(deviceId)) {
+      problems.push(`${path}:${i + 1}: device listed twice; line skipped`);
+      return;
+    }
+    if (devices.length >= DEVICES_MAX) {
+      problems.push(`${path}:${i + 1}: more than ${DEVICES_MAX} devices; the rest is skipped`);
+      return;
+    }
+    seen.add(deviceId);
+    devices.push({ publicKey, deviceId, enrolled: m[2]!, name });
+  });
+  return { path, devices, problems };
+}
+
+export function formatDeviceLine(d: Pick<Device, 'publicKey' | 'enrolled' | 'name'>): string {
+  return `ed25519 ${toB64url(d.publicKey)} ${d.enrolled} ${d.name}`;
+}
+
+/** Expand the authfile pattern for a user: `~` → home, `%u` → user name. */
+export function devicesPath(pattern: string, user: UserInfo): string {
+  let p = pattern.replace(/%u/g, user.name);
+  if (p.startsWith('~/')) p = join(user.home, p.slice(2));
+  return p;
+}
+
+/**
+ * Read a user's devices file with the strict checks. A missing file is no devices; an unsafe
+ * file is an error (QRA_ERR_DEVICES_FILE), which the login treats as a failure, not as "no devices".
+ */
+export function readDevicesFile(path: string, user: UserInfo): DevicesFile {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return { path, devices: [], problems: [] };
+    if (code === 'ELOOP') throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path} is a symbolic link; refusing to read it`);
+    throw new QrauthError('QRA_ERR_DEVICES_FILE', `cannot open ${path}: ${code ?? (e as Error).message}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path} is not a regular file`);
+    if (st.uid !== user.uid && st.uid !== 0) {
+      throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path} must be owned by ${user.name} or root`);
+    }
+    if ((st.mode & 0o022) !== 0) {
+      throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path} is writable by group or others (chmod 600 ${path})`);
+    }
+    if (st.size > DEVICES_FILE_MAX_BYTES) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path} is larger than 64 KiB`);
+    const b = Buffer.alloc(Number(st.size));
+    let n = 0;
+    while (n < b.length) {
+      const r = readSync(fd, b, n, b.length - n, n);
+      if (r === 0) break;
+      n += r;
+    }
+    return parseDevicesText(b.subarray(0, n).toString('utf8'), path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Replace a devices file atomically (temp file + fsync + rename), mode 0600, owned by `owner`
+ * (the user, or root for admin-managed files). Refuses to write through a symlinked file.
+ */
+export function writeDevicesFile(path: string, devices: Device[], owner: { uid: number; gid: number }, header?: string): void {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    if (lstatSync(path).isSymbolicLink()) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path} is a symbolic link; refusing to write it`);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const lines = [header ?? '# qrauth devices: one device a line (ed25519 <public key> <enrolled> <name>). Edit with `qrauth`.'];
+  for (const d of devices) lines.push(formatDeviceLine(d));
+  const tmp = `${path}.qrauth-${process.pid}-${Date.now()}.tmp`;
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    writeSync(fd, `${lines.join('\n')}\n`);
+    if (process.getuid?.() === 0) fchownSync(fd, owner.uid, owner.gid);
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* nothing to remove */
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * The PAM side of the agent: /run/qrauth.sock, one connection per login attempt, framed
+ * binary (docs/protocol.md §1). The session lives as long as the connection: if sshd drops
+ * the login, the session is cancelled.
+ */
+import { type Server, type Socket, createServer } from 'node:net';
+import { chmodSync, unlinkSync, lstatSync } from 'node:fs';
+import {
+  FrameDecoder,
+  Mode,
+  MsgType,
+  QrStyle,
+  Result,
+  type BeginMsg,
+  type FrameMsg,
+  type ResultValue,
+  encodeFrame,
+  formatLoginPayload,
+  isQrauthError,
+  normaliseCode,
+} from '../../protocol/src/index.js';
+import type { Logger } from './log.js';
+import { renderQr } from './qr-render.js';
+import type { Session, SessionStore } from './sessions.js';
+import type { Device } from './devices-file.js';
+
+/** A stalled peer mid-frame, or a connection that never says BEGIN, is cut off after this. */
+export const FRAME_TIMEOUT_MS = 10_000;
+
+export const PROMPT_TEXT = 'Scan with qrauth, approve, then press Enter (or type the code from the app): ';
+export const INFO_TEXT = 'Scan with qrauth and approve on your phone. Waiting for approval...';
+
+export interface PamServerDeps {
+  sessions: SessionStore;
+  hostId: string;
+  log: Logger;
+  /** Resolve the user's devices; throws QRA_ERR_DEVICES_FILE on an unsafe file. */
+  devicesFor(begin: BeginMsg): () => Device[];
+  /** Whether the relay link is up (an online verdict can come). */
+  relayUp(): boolean;
+  /** Notified when the relay link state changes (to answer WAIT with OFFLINE at once). */
+  onRelayChange(cb: (up: boolean) => void): () => void;
+  /** The effective mode for a BEGIN (auto → prompt or info). */
+  effectiveMode(begin: BeginMsg): typeof Mode.PROMPT | typeof Mode.INFO;
+  maxConnections: number;
+}
+
+type ConnState = 'begin' | 'ready' | 'waiting' | 'done';
+
+export class PamServer {
+  readonly server: Server;
+  private connections = new Set<Socket>();
+
+  constructor(private readonly deps: PamServerDeps) {
+    this.server = createServer({ allowHalfOpen: false }, (sock) => this.onConnection(sock));
+    this.server.maxConnections = deps.maxConnections;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Listen on a path (mode 0600), or on an inherited fd from systemd socket activation. */
+  async listen(target: { path: string } | { fd: number }): Promise<void> {
+    if ('path' in target) {
+      try {
+        if (lstatSync(target.path).isSocket()) unlinkSync(target.path);
+      } catch {
+        /* nothing there */
+      }
+      const old = process.umask(0o177);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          this.server.once('error', reject);
+          this.server.listen(target.path, () => {
+            this.server.off('error', reject);
+            resolve();
+          });
+        });
+      } finally {
+        process.umask(old);
+      }
+      chmodSync(target.path, 0o600);
+    } else {
+      await new Promise<void>((resolve) => this.server.listen({ fd: target.fd }, resolve));
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.connections) c.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private onConnection(sock: Socket): void {
+    this.connections.add(sock);
+    const decoder = new FrameDecoder();
+    let state: ConnState = 'begin';
+    let session: Session | null = null;
+    let waitTimer: NodeJS.Timeout | null = null;
+    let unsubscribeRelay: (() => void) | null = null;
+    let begin: BeginMsg | null = null;
+    const { deps } = this;
+
+    const send = (msg: FrameMsg) => {
+      if (!sock.destroyed) sock.write(encodeFrame(msg));
+    };
+    const stopWaiting = () => {
+      if (waitTimer) clearTimeout(waitTimer);
+      waitTimer = null;
+      unsubscribeRelay?.();
+      unsubscribeRelay = null;
+      session?.removeListener('verdict', onVerdict);
+    };
+    const finalVerdict = (result: ResultValue, message?: string) => {
+      stopWaiting();
+      state = 'done';
+      send({ type: MsgType.VERDICT, result, ...(message ? { message } : {}) });
+      sock.end();
+    };
+    const logDecision = (result: string, how: string, deviceId?: string, cause?: string) => {
+      deps.log('login', {
+        user: begin?.user,
+        rhost: begin?.rhost || undefined,
+        service: begin?.service,
+        sid: session ? session.sid.slice(0, 8) : undefined,
+        device: deviceId,
+        how,
+        result,
+        cause,
+      });
+    };
+    const sendSessionVerdict = (s: Session) => {
+      const v = s.verdict!;
+      const map = {
+        approved: [Result.APPROVED, undefined],
+        denied: [Result.DENIED, 'Login denied on the phone.'],
+        expired: [Result.EXPIRED, 'The QR code expired. Try again.'],
+        locked: [Result.LOCKED, 'Too many wrong codes. Try again.'],
+        cancelled: [Result.ERROR, 'The login was cancelled.'],
+      } as const;
+      const [result, message] = map[v.state];
+      logDecision(v.state, v.how, v.deviceId);
+      finalVerdict(result, message);
+    };
+    function onVerdict() {
+      if (state === 'waiting' && session) sendSessionVerdict(session);
+    }
+    const protocolError = (why: string) => {
+      deps.log('pam_protocol_error', { user: begin?.user, cause: why });
+      sock.destroy();
+    };
+
+    // Cut off a peer that stalls mid-frame or never begins.
+    let frameTimer: NodeJS.Timeout | null = setTimeout(() => protocolError('no BEGIN within 10 s'), FRAME_TIMEOUT_MS);
+    const armFrameTimer = () => {
+      if (frameTimer) clearTimeout(frameTimer);
+      frameTimer = decoder.midFrame ? setTimeout(() => protocolError('stalled mid-frame'), FRAME_TIMEOUT_MS) : null;
+    };
+
+    const onBegin = (msg: BeginMsg) => {
+      begin = msg;
+      let loadDevices: () => Device[];
+      let devices: Device[];
+      try {
+        loadDevices = deps.devicesFor(msg);
+        devices = loadDevices();
+      } catch (e) {
+        const cause = isQrauthError(e) ? e.message : 'internal error';
+        logDecision('error', 'begin', undefined, cause);
+        return finalVerdict(Result.ERROR, `qrauth: ${cause}`);
+      }
+      if (devices.length === 0) {
+        logDecision('no_device', 'begin');
+        return finalVerdict(Result.NO_DEVICE, `qrauth: no phone is enrolled for ${msg.user} on this host; run 'qrauth enroll'.`);
+      }
+      session = deps.sessions.create({
+        user: msg.user,
+        rhost: msg.rhost ?? '',
+        service: msg.service,
+        tty: msg.tty ?? '',
+        loadDevices,
+      });
+      const payload = formatLoginPayload({ hostId: deps.hostId, sid: session.sid, nonce: session.nonce });
+      const mode = deps.effectiveMode(msg);
+      const qr = renderQr(payload, msg.qr === QrStyle.ASCII ? 'ascii' : 'utf8');
+      state = 'ready';
+      // A session that ends while the user is not waiting (expiry) keeps the connection only
+      // until the module next asks; a module that never asks is dropped after a grace period.
+      session.once('verdict', () => {
+        if (state !== 'waiting') setTimeout(() => sock.destroy(), 30_000).unref();
+      });
+      deps.log('challenge', { user: msg.user, rhost: msg.rhost || undefined, service: msg.service, sid: session.sid.slice(0, 8), mode: mode === Mode.INFO ? 'info' : 'prompt' });
+      send({
+        type: MsgType.CHALLENGE,
+        qrText: `${qr.text}${payload}\n`,
+        prompt: mode === Mode.INFO ? INFO_TEXT : PROMPT_TEXT,
+        expires: Math.max(0, Math.round((session.expiresAt - Date.now()) / 1000)),
+        mode,
+        payload,
+      });
+    };
+
+    const onWait = (maxWait: number | undefined) => {
+      const s = session!;
+      if (!s.pending) return sendSessionVerdict(s);
+      if (!deps.relayUp()) {
+        send({ type: MsgType.VERDICT, result: Result.OFFLINE, message: 'The phone cannot reach this host right now; use the code from the app.' });
+        return;
+      }
+      state = 'waiting';
+      s.on('verdict', onVerdict);
+      unsubscribeRelay = deps.onRelayChange((up) => {
+        if (!up && state === 'waiting') {
+          stopWaiting();
+          state = 'ready';
+          send({ type: MsgType.VERDICT, result: Result.OFFLINE, message: 'The link to the phone was lost; use the code from the app.' });
+        }
+      });
+      if (maxWait !== undefined) {
+        waitTimer = setTimeout(() => {
+          if (state !== 'waiting') return;
+          stopWaiting();
+          state = 'ready';
+          send({ type: MsgType.VERDICT, result: Result.OFFLINE, message: 'No approval yet; you can type the code from the app.' });
+        }, maxWait);
+      }
+    };
+
+    const onCode = (digits: string) => {
+      const s = session!;
+      if (!s.pending) return sendSessionVerdict(s);
+      const normal = normaliseCode(digits);
+      const out = deps.sessions.checkCode(s, normal ?? '');
+      if (out.ok || out.locked) return sendSessionVerdict(s);
+      logDecision('code_wrong', 'code');
+      send({ type: MsgType.VERDICT, result: Result.CODE_WRONG, triesLeft: out.triesLeft, message: `Wrong code, ${out.triesLeft} ${out.triesLeft === 1 ? 'try' : 'tries'} left.` });
+    };
+
+    const onMessage = (msg: FrameMsg) => {
+      if (state === 'begin') {
+        if (msg.type !== MsgType.BEGIN) return protocolError('first message was not BEGIN');
+        return onBegin(msg);
+      }
+      if (state !== 'ready') return protocolError('message while a verdict is pending');
+      if (msg.type === MsgType.WAIT) return onWait(msg.maxWait);
+      if (msg.type === MsgType.CODE) return onCode(msg.digits);
+      return protocolError(`unexpected message type ${msg.type}`);
+    };
+
+    sock.on('data', (chunk: Buffer) => {
+      let msgs: FrameMsg[];
+      try {
+        msgs = decoder.push(chunk);
+      } catch (e) {
+        return protocolError(isQrauthError(e) ? e.message : 'bad frame');
+      }
+      armFrameTimer();
+      for (const m of msgs) {
+        if (sock.destroyed || state === 'done') break;
+        onMessage(m);
+      }
+    });
+    sock.on('error', () => sock.destroy());
+    sock.on('close', () => {
+      if (frameTimer) clearTimeout(frameTimer);
+      stopWaiting();
+      this.connections.delete(sock);
+      if (session?.pending) {
+        session.finish({ state: 'cancelled', how: 'cancel' });
+        logDecision('cancelled', 'cancel', undefined, 'the PAM client went away');
+      }
+    });
+  }
+}

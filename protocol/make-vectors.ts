@@ -1,0 +1,46 @@
+/**
+ * Writes protocol/vectors.json: fixed keys and inputs, and what every protocol function
+ * makes of them. Run once when the protocol changes (npx tsx protocol/make-vectors.ts);
+ * the tests then hold both the Node and the browser crypto to these bytes.
+ */
+import { writeFileSync } from 'node:fs';
+import { nodeCrypto as c } from './src/crypto-node.js';
+import {
+  authBytes, contextBytes, decisionBytes, enrollBytes, enrollFingerprint, formatEnrollPayload, formatLoginPayload,
+  keyId, offlineCode, offlineKey, toB64url, tokenIdOf,
+} from './src/index.js';
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const hostSeed = new Uint8Array(32).fill(1);
+const deviceSeed = new Uint8Array(32).fill(2);
+const host = c.ed25519FromSeed(hostSeed);
+const device = c.ed25519FromSeed(deviceSeed);
+const hostId = keyId(c, host.publicKey);
+const deviceId = keyId(c, device.publicKey);
+const sid = toB64url(new Uint8Array(16).fill(3));
+const nonce = new Uint8Array(16).fill(4);
+const token = new Uint8Array(16).fill(5);
+const context = { hostId, sid, user: 'alice', hostname: 'web-01', rhost: '203.0.113.7', service: 'sshd', iat: 1780000000, exp: 1780000090 };
+const decision = { hostId, sid, nonce, user: 'alice', decision: 'approve' as const, time: 1780000010000, deviceId };
+const tokenId = tokenIdOf(c, token);
+const enroll = { hostId, tokenId, token, devicePub: toB64url(device.publicKey), deviceName: "Alice's Pixel", time: 1780000020000 };
+const k = offlineKey(c, hostSeed, device.publicKey, hostId, deviceId);
+const kPhone = offlineKey(c, deviceSeed, host.publicKey, hostId, deviceId);
+if (hex(k) !== hex(kPhone)) throw new Error('offline keys differ between the two sides');
+
+const vectors = {
+  hostSeed: hex(hostSeed), deviceSeed: hex(deviceSeed),
+  hostPub: hex(host.publicKey), devicePub: hex(device.publicKey), hostId, deviceId,
+  sid, nonce: hex(nonce), token: hex(token),
+  context, contextBytes: hex(contextBytes(context)), contextSig: toB64url(c.ed25519Sign(hostSeed, contextBytes(context))),
+  decision: { ...decision, nonce: hex(nonce) }, decisionBytes: hex(decisionBytes(decision)),
+  decisionSig: toB64url(c.ed25519Sign(deviceSeed, decisionBytes(decision))),
+  authBytes: hex(authBytes('device', deviceId, 1780000000000, sid)),
+  enroll: { ...enroll, token: hex(token) }, enrollBytes: hex(enrollBytes(enroll)), tokenId,
+  offlineKey: hex(k), offlineCode: offlineCode(c, k, hostId, sid, nonce),
+  fingerprint: enrollFingerprint(c, host.publicKey, device.publicKey, token),
+  loginPayload: formatLoginPayload({ hostId, sid, nonce }),
+  enrollPayload: formatEnrollPayload({ hostPub: host.publicKey, token, hostname: 'web-01', relayUrl: 'https://relay.example.net' }),
+};
+writeFileSync(new URL('./vectors.json', import.meta.url), `${JSON.stringify(vectors, null, 2)}\n`);
+console.log('wrote protocol/vectors.json');

@@ -1,0 +1,153 @@
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { nodeCrypto as c } from '../protocol/src/crypto-node.js';
+import {
+  ERROR_CODES, FrameDecoder, MsgType, QR_MAX_FRAME, QrauthError, Result, authBytes, contextBytes, decisionBytes,
+  decodeBody, encodeFrame, enrollBytes, enrollFingerprint, formatEnrollPayload, formatLoginPayload, fromB64url, keyId,
+  normaliseCode, offlineCode, offlineKey, parseEnrollPayload, parseLoginPayload, toB64url, tokenIdOf, decisionMessage, parse,
+} from '../protocol/src/index.js';
+
+const v = JSON.parse(readFileSync(new URL('../protocol/vectors.json', import.meta.url), 'utf8'));
+const bytes = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+test('Node crypto reproduces every checked-in protocol vector', (t) => {
+  const host = c.ed25519FromSeed(bytes(v.hostSeed));
+  const device = c.ed25519FromSeed(bytes(v.deviceSeed));
+  t.is(hex(host.publicKey), v.hostPub);
+  t.is(hex(device.publicKey), v.devicePub);
+  t.is(keyId(c, host.publicKey), v.hostId);
+  t.is(keyId(c, device.publicKey), v.deviceId);
+  t.is(hex(contextBytes(v.context)), v.contextBytes);
+  t.is(toB64url(c.ed25519Sign(bytes(v.hostSeed), contextBytes(v.context))), v.contextSig);
+  t.true(c.ed25519Verify(host.publicKey, contextBytes(v.context), fromB64url(v.contextSig, 64)));
+  const decision = { ...v.decision, nonce: bytes(v.decision.nonce) };
+  t.is(hex(decisionBytes(decision)), v.decisionBytes);
+  t.is(toB64url(c.ed25519Sign(bytes(v.deviceSeed), decisionBytes(decision))), v.decisionSig);
+  t.is(hex(authBytes('device', v.deviceId, 1780000000000, v.sid)), v.authBytes);
+  t.is(hex(enrollBytes({ ...v.enroll, token: bytes(v.enroll.token) })), v.enrollBytes);
+  t.is(tokenIdOf(c, bytes(v.token)), v.tokenId);
+  const kHost = offlineKey(c, bytes(v.hostSeed), device.publicKey, v.hostId, v.deviceId);
+  const kPhone = offlineKey(c, bytes(v.deviceSeed), host.publicKey, v.hostId, v.deviceId);
+  t.is(hex(kHost), v.offlineKey);
+  t.is(hex(kPhone), v.offlineKey);
+  t.is(offlineCode(c, kHost, v.hostId, v.sid, bytes(v.nonce)), v.offlineCode);
+  t.is(enrollFingerprint(c, host.publicKey, device.publicKey, bytes(v.token)), v.fingerprint);
+  t.is(formatLoginPayload({ hostId: v.hostId, sid: v.sid, nonce: bytes(v.nonce) }), v.loginPayload);
+  t.is(formatEnrollPayload({ hostPub: host.publicKey, token: bytes(v.token), hostname: 'web-01', relayUrl: 'https://relay.example.net' }), v.enrollPayload);
+});
+
+test('a signature over one purpose never verifies as another (domain separation)', (t) => {
+  const seed = bytes(v.deviceSeed);
+  const pub = c.ed25519FromSeed(seed).publicKey;
+  const sig = c.ed25519Sign(seed, authBytes('device', v.deviceId, 1, v.sid));
+  t.false(c.ed25519Verify(pub, authBytes('host', v.deviceId, 1, v.sid), sig));
+  t.false(c.ed25519Verify(pub, decisionBytes({ ...v.decision, nonce: bytes(v.decision.nonce), decision: 'deny' }), c.ed25519Sign(seed, decisionBytes({ ...v.decision, nonce: bytes(v.decision.nonce) }))));
+});
+
+test('the login payload round-trips and malformed payloads are refused with QRA_ERR_PAYLOAD', (t) => {
+  const p = parseLoginPayload(v.loginPayload);
+  t.is(p.hostId, v.hostId);
+  t.is(hex(p.nonce), v.nonce);
+  for (const bad of ['', 'QRA1:', `${v.loginPayload}x`, v.loginPayload.replace('QRA1', 'QRA2'), `QRA1:${'!'.repeat(22)}:${v.sid}:${v.sid}`, 'x'.repeat(10000)]) {
+    const e = t.throws(() => parseLoginPayload(bad), { instanceOf: QrauthError });
+    t.is(e?.code, 'QRA_ERR_PAYLOAD');
+  }
+  // Non-canonical base64url (stray low bits in the last character) is not accepted as the same value.
+  t.throws(() => parseLoginPayload(v.loginPayload.replace(/.$/, 'B')));
+});
+
+test('the enrollment payload round-trips and rejects bad URLs and host names', (t) => {
+  const p = parseEnrollPayload(v.enrollPayload);
+  t.is(p.hostname, 'web-01');
+  t.is(p.relayUrl, 'https://relay.example.net');
+  t.is(hex(p.token), v.token);
+  t.throws(() => parseEnrollPayload(v.enrollPayload.replace('https://', 'ftp://')), { instanceOf: QrauthError });
+  t.throws(() => parseEnrollPayload(v.enrollPayload.replace(/:[A-Za-z0-9_-]+:https/, ':AAA:https')), { instanceOf: QrauthError });
+});
+
+test('typed codes are normalised and non-digits are refused', (t) => {
+  t.is(normaliseCode(' 1234-5678 '), '12345678');
+  t.is(normaliseCode('1234 abcd'), null);
+  t.is(normaliseCode(''), null);
+  t.is(normaliseCode('1'.repeat(17)), null);
+});
+
+const begin = { type: MsgType.BEGIN, user: 'alice', rhost: '203.0.113.7', service: 'sshd', tty: 'ssh', mode: 0, qr: 0, timeout: 90 } as const;
+
+test('frames decode the same whether they arrive whole or split at every byte', (t) => {
+  const frames = [encodeFrame(begin), encodeFrame({ type: MsgType.WAIT, maxWait: 5000 }), encodeFrame({ type: MsgType.CODE, digits: '12345678' })];
+  const all = Buffer.concat(frames);
+  const whole = new FrameDecoder().push(all);
+  t.is(whole.length, 3);
+  t.deepEqual(whole[0], begin);
+  for (let cut = 1; cut < all.length; cut++) {
+    const d = new FrameDecoder();
+    const got = [...d.push(all.subarray(0, cut)), ...d.push(all.subarray(cut))];
+    t.deepEqual(got, whole, `split at ${cut}`);
+  }
+  const d = new FrameDecoder();
+  const one: unknown[] = [];
+  for (const b of all) one.push(...d.push(Uint8Array.of(b)));
+  t.deepEqual(one, whole);
+});
+
+function frame(body: number[]): Uint8Array {
+  const b = Uint8Array.from(body);
+  const out = new Uint8Array(4 + b.length);
+  new DataView(out.buffer).setUint32(0, b.length);
+  out.set(b, 4);
+  return out;
+}
+
+test('malformed frames are refused with QRA_ERR_FRAME', (t) => {
+  const cases: Record<string, Uint8Array> = {
+    'zero length': frame([]),
+    'unknown type': frame([0x55]),
+    'unknown tag': frame([0x02, 9, 0, 0]),
+    'repeated tag': frame([0x03, 1, 0, 1, 0x31, 1, 0, 1, 0x32]),
+    'missing required field': frame([0x03]),
+    'field past end': frame([0x03, 1, 0, 9, 0x31]),
+    'truncated field header': frame([0x03, 1, 0]),
+    'NUL in string': frame([0x03, 1, 0, 2, 0x31, 0x00]),
+    'bad u32 width': frame([0x02, 1, 0, 2, 0, 0]),
+    'invalid UTF-8': frame([0x03, 1, 0, 1, 0xff]),
+    'string over its limit': frame([0x03, 1, 0, 17, ...Array(17).fill(0x31)]),
+  };
+  for (const [name, f] of Object.entries(cases)) {
+    const e = t.throws(() => new FrameDecoder().push(f), { instanceOf: QrauthError }, name);
+    t.is(e?.code, 'QRA_ERR_FRAME', name);
+  }
+  const over = new Uint8Array(4);
+  new DataView(over.buffer).setUint32(0, QR_MAX_FRAME + 1);
+  t.throws(() => new FrameDecoder().push(over), { message: /outside/ });
+  // At the limit: a CODE of exactly 16 digits is fine.
+  t.deepEqual(decodeBody(Uint8Array.from([0x03, 1, 0, 16, ...Array(16).fill(0x31)])), { type: 0x03, digits: '1'.repeat(16) });
+  t.deepEqual(decodeBody(encodeFrame({ type: MsgType.VERDICT, result: Result.APPROVED }).subarray(4)), { type: MsgType.VERDICT, result: 0 });
+});
+
+test('schemas reject unexpected fields, wrong types and oversized values', (t) => {
+  const good = { hostId: v.hostId, sid: v.sid, deviceId: v.deviceId, decision: 'approve', time: 1, sig: v.decisionSig };
+  t.deepEqual(parse(decisionMessage, good, 'decision'), good);
+  for (const bad of [
+    { ...good, extra: 1 },
+    { ...good, decision: 'maybe' },
+    { ...good, sid: 'short' },
+    { ...good, time: 1.5 },
+    { ...good, sig: 'x'.repeat(10_000) },
+    null,
+    [good],
+  ]) {
+    t.throws(() => parse(decisionMessage, bad, 'decision'), { instanceOf: QrauthError });
+  }
+});
+
+test('every error code is unique, prefixed and documented in docs/errors.md', (t) => {
+  const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
+  const codes = Object.keys(ERROR_CODES);
+  t.is(new Set(codes).size, codes.length);
+  for (const code of codes) {
+    t.regex(code, /^QRA_ERR_[A-Z_]+$/);
+    t.true(doc.includes(`\`${code}\``), `${code} is documented`);
+  }
+});
