@@ -21,6 +21,8 @@ export interface AgentStartOptions {
   log?: Logger;
   /** Override the passwd file for user lookups (tests). */
   passwdPath?: string;
+  /** Stalled-peer cut-off on the PAM socket (tests shorten it). */
+  frameTimeoutMs?: number;
 }
 
 export interface Agent {
@@ -77,6 +79,7 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
       return sshdInfoAtOnce ? Mode.INFO : Mode.PROMPT;
     },
     maxConnections: config.maxConnections,
+    ...(opts.frameTimeoutMs ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
   });
   await pam.listen(opts.listenFd !== undefined ? { fd: opts.listenFd } : { path: config.socket });
   relay?.start();

@@ -59,7 +59,7 @@ const configSchema = object({
   stateDir: optional(absPath),
   relayUrl: optional((v: unknown, path: string) => (v === null ? null : str({ max: 300, pattern: /^https?:\/\/[^\s]+$/ })(v, path))),
   authfile: optional(str({ max: 256, min: 2, pattern: /^(~\/|\/)/ })),
-  expirySeconds: optional(int({ min: 10, max: 3600 })),
+  expirySeconds: optional(int({ min: 5, max: 3600 })),
   enrollSeconds: optional(int({ min: 30, max: 3600 })),
   hostname: optional(str({ max: 253, min: 1 })),
   sshdInfoMessages: optional(oneOf(['auto', 'yes', 'no'] as const)),

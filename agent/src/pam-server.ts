@@ -43,6 +43,8 @@ export interface PamServerDeps {
   /** The effective mode for a BEGIN (auto → prompt or info). */
   effectiveMode(begin: BeginMsg): typeof Mode.PROMPT | typeof Mode.INFO;
   maxConnections: number;
+  /** Stalled-peer cut-off. @default FRAME_TIMEOUT_MS */
+  frameTimeoutMs?: number;
 }
 
 type ConnState = 'begin' | 'ready' | 'waiting' | 'done';
@@ -100,6 +102,7 @@ export class PamServer {
     let unsubscribeRelay: (() => void) | null = null;
     let begin: BeginMsg | null = null;
     const { deps } = this;
+    const frameTimeout = deps.frameTimeoutMs ?? FRAME_TIMEOUT_MS;
 
     const send = (msg: FrameMsg) => {
       if (!sock.destroyed) sock.write(encodeFrame(msg));
@@ -151,10 +154,10 @@ export class PamServer {
     };
 
     // Cut off a peer that stalls mid-frame or never begins.
-    let frameTimer: NodeJS.Timeout | null = setTimeout(() => protocolError('no BEGIN within 10 s'), FRAME_TIMEOUT_MS);
+    let frameTimer: NodeJS.Timeout | null = setTimeout(() => protocolError('no BEGIN in time'), frameTimeout);
     const armFrameTimer = () => {
       if (frameTimer) clearTimeout(frameTimer);
-      frameTimer = decoder.midFrame ? setTimeout(() => protocolError('stalled mid-frame'), FRAME_TIMEOUT_MS) : null;
+      frameTimer = decoder.midFrame ? setTimeout(() => protocolError('stalled mid-frame'), frameTimeout) : null;
     };
 
     const onBegin = (msg: BeginMsg) => {

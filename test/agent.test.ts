@@ -1,0 +1,239 @@
+/**
+ * The agent behind its PAM socket, driven by a TS client speaking the real framed protocol.
+ * No relay here: online approvals are in login.test.ts; this is sessions, codes, files, input.
+ */
+import test from 'ava';
+import { chmodSync, chownSync, symlinkSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { nodeCrypto as c } from '../protocol/src/crypto-node.js';
+import { MsgType, Result, keyId, offlineCode, offlineKey, parseLoginPayload, toB64url, type FrameMsg } from '../protocol/src/index.js';
+import { startTestAgent, type AgentFixture } from './support/fixtures.js';
+import { PamClient } from './support/pam-client.js';
+import { decodeTerminalQr, extractQrLines } from './support/qr-decode.js';
+import { tempDir } from './support/system.js';
+
+const passwd = tempDir('qra-pw-');
+const passwdPath = join(passwd.path, 'passwd');
+writeFileSync(passwdPath, 'alice:x:4242:4242::/nonexistent:/bin/sh\nbob:x:4243:4243::/nonexistent:/bin/sh\n');
+test.after.always(() => passwd.remove());
+
+function phoneKey(fill: number) {
+  const seed = new Uint8Array(32).fill(fill);
+  const { publicKey } = c.ed25519FromSeed(seed);
+  return { seed, publicKey, deviceId: keyId(c, publicKey), line: `ed25519 ${toB64url(publicKey)} 2026-11-26 Phone ${fill}` };
+}
+
+async function withAgent(t: { teardown(fn: () => Promise<void>): void }, overrides = {}, frameTimeoutMs?: number): Promise<AgentFixture> {
+  const f = await startTestAgent(overrides, { passwdPath, ...(frameTimeoutMs ? { frameTimeoutMs } : {}) });
+  t.teardown(() => f.close());
+  return f;
+}
+
+async function begin(f: AgentFixture, user = 'alice', extra: Partial<FrameMsg> = {}) {
+  const client = await PamClient.connect(f.socket);
+  client.send({ type: MsgType.BEGIN, user, service: 'sshd', rhost: '203.0.113.7', tty: 'ssh', ...extra } as FrameMsg);
+  const reply = await client.next();
+  return { client, reply };
+}
+
+function codeFor(f: AgentFixture, phone: ReturnType<typeof phoneKey>, payload: string): string {
+  const p = parseLoginPayload(payload);
+  const k = offlineKey(c, phone.seed, f.agent.host.publicKey, p.hostId, phone.deviceId);
+  return offlineCode(c, k, p.hostId, p.sid, p.nonce);
+}
+
+test('a user with no enrolled device gets NO_DEVICE and a message saying how to enroll', async (t) => {
+  const f = await withAgent(t);
+  const { client, reply } = await begin(f);
+  t.like(reply, { type: MsgType.VERDICT, result: Result.NO_DEVICE });
+  t.regex((reply as { message: string }).message, /qrauth enroll/);
+  await client.closed();
+  t.true(f.logs.some((l) => /event=login .*user=alice .*result=no_device/.test(l)));
+});
+
+test('the challenge QR decodes back to its payload on dark and light terminals and fits 80x24 with the prompt', async (t) => {
+  const f = await withAgent(t);
+  f.setDevices('alice', [phoneKey(2).line]);
+  const { client, reply } = await begin(f);
+  t.is(reply?.type, MsgType.CHALLENGE);
+  const ch = reply as Extract<FrameMsg, { type: typeof MsgType.CHALLENGE }>;
+  t.is(ch.mode, 1, 'sshd without info-at-once gets prompt mode');
+  t.regex(ch.payload, /^QRA1:/);
+  t.is(parseLoginPayload(ch.payload).hostId, f.agent.host.hostId);
+  t.is(decodeTerminalQr(ch.qrText, 'dark'), ch.payload);
+  t.is(decodeTerminalQr(ch.qrText, 'light'), ch.payload);
+  const shown = `${ch.qrText}${ch.prompt}`.split('\n');
+  t.true(shown.length <= 24, `${shown.length} lines`);
+  t.true(Math.max(...shown.map((l) => [...l].length)) <= 80);
+  t.true(extractQrLines(ch.qrText).length <= 21);
+  t.true(ch.expires > 80 && ch.expires <= 90);
+  client.close();
+});
+
+test('a correct offline code logs the user in', async (t) => {
+  const f = await withAgent(t);
+  const phone = phoneKey(2);
+  f.setDevices('alice', [phoneKey(9).line, phone.line]);
+  const { client, reply } = await begin(f);
+  const payload = (reply as { payload: string }).payload;
+  client.send({ type: MsgType.CODE, digits: codeFor(f, phone, payload) });
+  t.like(await client.next(), { type: MsgType.VERDICT, result: Result.APPROVED });
+  await client.closed();
+  t.true(f.logs.some((l) => /event=login .*user=alice .*how=code result=approved/.test(l)));
+});
+
+test('three wrong codes lock the session and the right code no longer works', async (t) => {
+  const f = await withAgent(t);
+  const phone = phoneKey(2);
+  f.setDevices('alice', [phone.line]);
+  const { client, reply } = await begin(f);
+  const payload = (reply as { payload: string }).payload;
+  const right = codeFor(f, phone, payload);
+  const wrong = String((Number(right) + 1) % 1e8).padStart(8, '0');
+  client.send({ type: MsgType.CODE, digits: wrong });
+  t.like(await client.next(), { result: Result.CODE_WRONG, triesLeft: 2 });
+  client.send({ type: MsgType.CODE, digits: 'not digits' });
+  t.like(await client.next(), { result: Result.CODE_WRONG, triesLeft: 1 });
+  client.send({ type: MsgType.CODE, digits: wrong });
+  t.like(await client.next(), { result: Result.LOCKED });
+  await client.closed();
+  t.is(f.agent.sessions.get(parseLoginPayload(payload).sid), undefined, 'session is gone');
+});
+
+test("a code made with bob's device does not log alice in", async (t) => {
+  const f = await withAgent(t);
+  const alicePhone = phoneKey(2);
+  const bobPhone = phoneKey(3);
+  f.setDevices('alice', [alicePhone.line]);
+  f.setDevices('bob', [bobPhone.line]);
+  const { client, reply } = await begin(f);
+  client.send({ type: MsgType.CODE, digits: codeFor(f, bobPhone, (reply as { payload: string }).payload) });
+  t.like(await client.next(), { result: Result.CODE_WRONG });
+  client.close();
+});
+
+test('a code for one session does not open another', async (t) => {
+  const f = await withAgent(t);
+  const phone = phoneKey(2);
+  f.setDevices('alice', [phone.line]);
+  const a = await begin(f);
+  const b = await begin(f);
+  const codeA = codeFor(f, phone, (a.reply as { payload: string }).payload);
+  b.client.send({ type: MsgType.CODE, digits: codeA });
+  t.like(await b.client.next(), { result: Result.CODE_WRONG });
+  a.client.send({ type: MsgType.CODE, digits: codeA });
+  t.like(await a.client.next(), { result: Result.APPROVED });
+  b.client.close();
+});
+
+test('WAIT with no relay answers OFFLINE at once so the module can ask for the code', async (t) => {
+  const f = await withAgent(t);
+  f.setDevices('alice', [phoneKey(2).line]);
+  const { client } = await begin(f);
+  client.send({ type: MsgType.WAIT });
+  t.like(await client.next(2000), { type: MsgType.VERDICT, result: Result.OFFLINE });
+  client.close();
+});
+
+test('an expired session answers EXPIRED and accepts no code', async (t) => {
+  const f = await withAgent(t, { expirySeconds: 5 });
+  const phone = phoneKey(2);
+  f.setDevices('alice', [phone.line]);
+  const { client, reply } = await begin(f);
+  const code = codeFor(f, phone, (reply as { payload: string }).payload);
+  await sleep(5200);
+  client.send({ type: MsgType.CODE, digits: code });
+  t.like(await client.next(), { result: Result.EXPIRED });
+  t.true(f.logs.some((l) => /event=login .*how=expiry result=expired/.test(l)));
+});
+
+test('the PAM client going away cancels its session', async (t) => {
+  const f = await withAgent(t);
+  f.setDevices('alice', [phoneKey(2).line]);
+  const { client, reply } = await begin(f);
+  const sid = parseLoginPayload((reply as { payload: string }).payload).sid;
+  t.truthy(f.agent.sessions.get(sid));
+  client.close();
+  await sleep(100);
+  t.is(f.agent.sessions.get(sid), undefined);
+});
+
+test('unsafe devices files are refused with a clear error: world-writable, foreign owner, symlink', async (t) => {
+  const f = await withAgent(t);
+  const path = join(f.dir, 'devices', 'alice');
+  f.setDevices('alice', [phoneKey(2).line]);
+  chmodSync(path, 0o666);
+  let r = await begin(f);
+  t.like(r.reply, { result: Result.ERROR });
+  t.regex((r.reply as { message: string }).message, /writable by group or others/);
+  chmodSync(path, 0o600);
+  chownSync(path, 4243, 4243);
+  r = await begin(f);
+  t.regex((r.reply as { message: string }).message, /must be owned by alice or root/);
+  f.setDevices('bob', [phoneKey(3).line]);
+  symlinkSync(join(f.dir, 'devices', 'bob'), join(f.dir, 'devices', 'carol'));
+  writeFileSync(passwdPath, 'alice:x:4242:4242::/nonexistent:/bin/sh\nbob:x:4243:4243::/nonexistent:/bin/sh\ncarol:x:4244:4244::/x:/bin/sh\n');
+  r = await begin(f, 'carol');
+  t.regex((r.reply as { message: string }).message, /symbolic link/);
+});
+
+test('a bad line in a devices file is skipped and logged with its line number; good lines still work', async (t) => {
+  const f = await withAgent(t);
+  const phone = phoneKey(2);
+  f.setDevices('alice', ['# my phones', 'ed25519 not-a-key 2026-01-01 Broken', phone.line]);
+  const { client, reply } = await begin(f);
+  t.is(reply?.type, MsgType.CHALLENGE);
+  t.true(f.logs.some((l) => /devices_file_problem .*alice:2:/.test(l)));
+  client.send({ type: MsgType.CODE, digits: codeFor(f, phone, (reply as { payload: string }).payload) });
+  t.like(await client.next(), { result: Result.APPROVED });
+});
+
+test('garbage, oversized and truncated frames close the connection and the agent keeps serving', async (t) => {
+  const f = await withAgent(t, {}, 300);
+  f.setDevices('alice', [phoneKey(2).line]);
+  const bad = [
+    Buffer.from('GET / HTTP/1.1\r\n\r\n'),
+    Buffer.from([0, 0, 0x40, 1, 1]), // length past QR_MAX_FRAME
+    Buffer.from([0, 0, 0, 1, 0x03]), // CODE without digits
+    Buffer.from([0, 0, 0, 2, 0x02]), // stalls mid-frame
+  ];
+  for (const b of bad) {
+    const s = connect(f.socket);
+    s.on('error', () => {});
+    s.write(b);
+    await new Promise<void>((r) => s.on('close', () => r()));
+  }
+  const quiet = connect(f.socket); // never says anything
+  quiet.on('error', () => {});
+  await new Promise<void>((r) => quiet.on('close', () => r()));
+  const { reply } = await begin(f);
+  t.is(reply?.type, MsgType.CHALLENGE, 'still serving real logins');
+  t.true(f.logs.some((l) => /pam_protocol_error/.test(l)));
+});
+
+test('a message out of order (WAIT before BEGIN) is a protocol error', async (t) => {
+  const f = await withAgent(t);
+  const client = await PamClient.connect(f.socket);
+  client.send({ type: MsgType.WAIT });
+  t.is(await client.next(), null);
+});
+
+test('no log line carries the nonce or the offline code', async (t) => {
+  const f = await withAgent(t);
+  const phone = phoneKey(2);
+  f.setDevices('alice', [phone.line]);
+  const { client, reply } = await begin(f);
+  const payload = (reply as { payload: string }).payload;
+  const code = codeFor(f, phone, payload);
+  client.send({ type: MsgType.CODE, digits: '00000000' === code ? '11111111' : '00000000' });
+  await client.next();
+  client.send({ type: MsgType.CODE, digits: code });
+  await client.next();
+  const nonce = payload.split(':')[3]!;
+  const all = f.logs.join('\n');
+  t.false(all.includes(nonce));
+  t.false(all.includes(code));
+  t.false(all.includes(payload));
+});

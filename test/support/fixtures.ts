@@ -1,0 +1,52 @@
+/**
+ * Start the real agent in-process on a temp socket with its own state dir and an admin-style
+ * devices directory (`<dir>/devices/%u`, root-owned), so test files never share state.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startAgent, type Agent } from '../../agent/src/agent.js';
+import { makeConfig, type AgentConfig } from '../../agent/src/config.js';
+import { formatLog, type Logger } from '../../agent/src/log.js';
+import { tempDir } from './system.js';
+
+export interface AgentFixture {
+  agent: Agent;
+  dir: string;
+  socket: string;
+  logs: string[];
+  /** Write a user's devices file (lines in docs/protocol.md §4 format). */
+  setDevices(user: string, lines: string[]): void;
+  close(): Promise<void>;
+}
+
+export async function startTestAgent(overrides: Partial<AgentConfig> = {}, opts: { passwdPath?: string; frameTimeoutMs?: number } = {}): Promise<AgentFixture> {
+  const tmp = tempDir('qra-');
+  const dir = tmp.path;
+  mkdirSync(join(dir, 'devices'), { mode: 0o755 });
+  const logs: string[] = [];
+  const log: Logger = (event, fields) => logs.push(formatLog(event, fields));
+  const config = makeConfig({
+    socket: join(dir, 'agent.sock'),
+    controlSocket: join(dir, 'control.sock'),
+    stateDir: join(dir, 'state'),
+    authfile: join(dir, 'devices', '%u'),
+    sshdInfoMessages: 'no',
+    hostname: 'test-host',
+    relayUrl: null,
+    ...overrides,
+  });
+  const agent = await startAgent(config, { log, ...opts });
+  return {
+    agent,
+    dir,
+    socket: config.socket,
+    logs,
+    setDevices(user, lines) {
+      writeFileSync(join(dir, 'devices', user), `${lines.join('\n')}\n`, { mode: 0o600 });
+    },
+    async close() {
+      await agent.close();
+      tmp.remove();
+    },
+  };
+}

@@ -1,0 +1,338 @@
+/**
+ * A headless phone for tests and demos: the same protocol steps as the app (enroll, fetch and
+ * verify a login context, sign approve/deny, offline code), built only on protocol/ and
+ * socket.io-client, with its keys in a state directory:
+ *
+ *   device.json  {"v":1,"seed":"<b64url 32>","name":"…"}                      (0600)
+ *   hosts.json   {"<hostId>": {"hostPub":"<b64url>","hostname":"…","relayUrl":"http://…"}}
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { type Socket, io } from 'socket.io-client';
+import {
+  DEVICE_NAME_PATTERN,
+  DEVICE_NAMESPACE,
+  type DecisionAck,
+  type DeviceClientToServer,
+  type DeviceServerToClient,
+  ERROR_CODES,
+  type EnrollAck,
+  type ErrorCode,
+  QrauthError,
+  type SignedContext,
+  contextAck,
+  contextBytes,
+  decisionAck,
+  decisionBytes,
+  enrollAck,
+  enrollBytes,
+  enrollFingerprint,
+  fromB64url,
+  keyId,
+  literal,
+  makeAuthHandshake,
+  object,
+  offlineCode,
+  offlineKey,
+  parseEnrollPayload,
+  parseLoginPayload,
+  str,
+  toB64url,
+  tokenIdOf,
+} from '../../protocol/src/index.js';
+import { nodeCrypto } from '../../protocol/src/crypto-node.js';
+
+type DeviceSocket = Socket<DeviceServerToClient, DeviceClientToServer>;
+
+export interface TrustedHost {
+  /** base64url of the host's Ed25519 public key (43 characters) */
+  hostPub: string;
+  hostname: string;
+  /** http(s) URL of the relay the host is connected to */
+  relayUrl: string;
+}
+
+export interface PhoneOptions {
+  /**
+   * How long to wait for the relay to connect, and then for each answer.
+   * @default 10000
+   */
+  timeoutMs?: number;
+}
+
+export interface EnrollResult {
+  hostId: string;
+  /** What this screen shows; the host's screen must show the same before the user confirms. */
+  fingerprint: string;
+  ack: EnrollAck;
+}
+
+const DEVICE_FILE = 'device.json';
+const HOSTS_FILE = 'hosts.json';
+
+const deviceFile = object({
+  v: literal(1),
+  seed: str({ min: 43, max: 43, pattern: /^[A-Za-z0-9_-]{43}$/ }),
+  name: str({ min: 1, max: 64, pattern: DEVICE_NAME_PATTERN }),
+});
+const trustedHost = object({
+  hostPub: str({ min: 43, max: 43, pattern: /^[A-Za-z0-9_-]{43}$/ }),
+  hostname: str({ max: 253 }),
+  relayUrl: str({ max: 300, pattern: /^https?:\/\/\S+$/ }),
+});
+
+function asErrorCode(code: string): ErrorCode {
+  return Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : 'QRA_ERR_INTERNAL';
+}
+
+async function writePrivate(file: string, text: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, text, { mode: 0o600 });
+  await rename(tmp, file);
+}
+
+export class HeadlessPhone {
+  readonly stateDir: string;
+  readonly name: string;
+  /** deviceId: base64url(SHA-256(public key)[0..16]) */
+  readonly deviceId: string;
+  /** base64url of the device's Ed25519 public key */
+  readonly publicKey: string;
+  readonly #seed: Uint8Array;
+  readonly #hosts: Map<string, TrustedHost>;
+  readonly #timeoutMs: number;
+  readonly #sockets = new Map<string, DeviceSocket>();
+
+  private constructor(stateDir: string, seed: Uint8Array, name: string, hosts: Map<string, TrustedHost>, opts: PhoneOptions) {
+    this.stateDir = stateDir;
+    this.name = name;
+    this.#seed = seed;
+    this.#hosts = hosts;
+    this.#timeoutMs = opts.timeoutMs ?? 10_000;
+    const pub = nodeCrypto.ed25519FromSeed(seed).publicKey;
+    this.publicKey = toB64url(pub);
+    this.deviceId = keyId(nodeCrypto, pub);
+  }
+
+  /** Makes a new device key in `stateDir` (created 0700 if missing); refuses to overwrite one. */
+  static async create(stateDir: string, name: string, opts: PhoneOptions = {}): Promise<HeadlessPhone> {
+    if (!DEVICE_NAME_PATTERN.test(name)) {
+      throw new QrauthError('QRA_ERR_INVALID_INPUT', 'a device name is 1-64 letters, digits, spaces or ._\'()+-');
+    }
+    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    const seed = nodeCrypto.randomBytes(32);
+    const text = `${JSON.stringify({ v: 1, seed: toB64url(seed), name })}\n`;
+    try {
+      await writeFile(path.join(stateDir, DEVICE_FILE), text, { mode: 0o600, flag: 'wx' });
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new QrauthError('QRA_ERR_CONFIG', `${path.join(stateDir, DEVICE_FILE)} already exists; use another --state directory`, { cause });
+      }
+      throw cause;
+    }
+    return new HeadlessPhone(stateDir, seed, name, new Map(), opts);
+  }
+
+  /** Loads the device key and the trusted hosts from `stateDir`. */
+  static async load(stateDir: string, opts: PhoneOptions = {}): Promise<HeadlessPhone> {
+    let dev: { seed: string; name: string };
+    try {
+      dev = deviceFile(JSON.parse(await readFile(path.join(stateDir, DEVICE_FILE), 'utf8')), DEVICE_FILE);
+    } catch (cause) {
+      throw new QrauthError('QRA_ERR_CONFIG', `cannot load ${path.join(stateDir, DEVICE_FILE)} (${(cause as Error).message}); run keygen first`, { cause });
+    }
+    const hosts = new Map<string, TrustedHost>();
+    let raw: unknown = {};
+    try {
+      raw = JSON.parse(await readFile(path.join(stateDir, HOSTS_FILE), 'utf8'));
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new QrauthError('QRA_ERR_CONFIG', `cannot read ${HOSTS_FILE}: ${(cause as Error).message}`, { cause });
+      }
+    }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new QrauthError('QRA_ERR_CONFIG', `${HOSTS_FILE}: expected an object`);
+    for (const [hostId, h] of Object.entries(raw)) {
+      const host = trustedHost(h, `${HOSTS_FILE}.${hostId.slice(0, 22)}`);
+      if (keyId(nodeCrypto, fromB64url(host.hostPub, 32)) !== hostId) {
+        throw new QrauthError('QRA_ERR_CONFIG', `${HOSTS_FILE}: ${hostId.slice(0, 22)} is not the id of its hostPub`);
+      }
+      hosts.set(hostId, host);
+    }
+    return new HeadlessPhone(stateDir, fromB64url(dev.seed, 32), dev.name, hosts, opts);
+  }
+
+  /** Remembers a host (what enrollment does); returns its hostId. */
+  async trustHost(host: TrustedHost): Promise<string> {
+    const h = trustedHost(host, 'host');
+    const hostId = keyId(nodeCrypto, fromB64url(h.hostPub, 32));
+    this.#hosts.set(hostId, { hostPub: h.hostPub, hostname: h.hostname, relayUrl: h.relayUrl.replace(/\/$/, '') });
+    await writePrivate(path.join(this.stateDir, HOSTS_FILE), `${JSON.stringify(Object.fromEntries(this.#hosts), null, 2)}\n`);
+    return hostId;
+  }
+
+  get hosts(): ReadonlyMap<string, TrustedHost> {
+    return this.#hosts;
+  }
+
+  /** This device as a line of a devices file (docs/protocol.md §4). */
+  devicesLine(date: Date = new Date()): string {
+    return `ed25519 ${this.publicKey} ${date.toISOString().slice(0, 10)} ${this.name}`;
+  }
+
+  /**
+   * Asks the host (through its relay) for the context of the login in `qrText` and verifies the
+   * host's signature with the key stored at enrollment. Sends nothing for an unknown host.
+   */
+  async fetchContext(qrText: string): Promise<SignedContext> {
+    const { hostId, sid } = parseLoginPayload(qrText);
+    const host = this.#trusted(hostId);
+    const socket = await this.#connect(host.relayUrl);
+    const raw: unknown = await this.#ask(() => socket.timeout(this.#timeoutMs).emitWithAck('context', { hostId, sid }));
+    const ack = this.#check(contextAck, raw, 'context ack');
+    if (!ack.ok) throw new QrauthError(asErrorCode(ack.code), ack.message);
+    const ctx = ack.context;
+    if (ctx.hostId !== hostId || ctx.sid !== sid) {
+      throw new QrauthError('QRA_ERR_SIGNATURE', 'the relay returned the details of another login; do not approve');
+    }
+    let sig: Uint8Array;
+    try {
+      sig = fromB64url(ctx.sig, 64);
+    } catch {
+      throw new QrauthError('QRA_ERR_SIGNATURE', `the login details are not signed by ${host.hostname}; do not approve`);
+    }
+    if (!nodeCrypto.ed25519Verify(fromB64url(host.hostPub, 32), contextBytes(ctx), sig)) {
+      throw new QrauthError('QRA_ERR_SIGNATURE', `the login details are not signed by ${host.hostname}; do not approve`);
+    }
+    if (ctx.exp * 1000 <= Date.now()) throw new QrauthError('QRA_ERR_EXPIRED', 'this login has expired; start the login again');
+    return ctx;
+  }
+
+  /**
+   * Verifies the context, then signs and sends the decision. `onContext` sees the verified
+   * context before anything is signed (what a person reads before tapping).
+   */
+  async decide(qrText: string, decision: 'approve' | 'deny', onContext?: (ctx: SignedContext) => void): Promise<DecisionAck> {
+    const { hostId, sid, nonce } = parseLoginPayload(qrText);
+    const ctx = await this.fetchContext(qrText);
+    onContext?.(ctx);
+    const time = Date.now();
+    const sig = nodeCrypto.ed25519Sign(this.#seed, decisionBytes({ hostId, sid, nonce, user: ctx.user, decision, time, deviceId: this.deviceId }));
+    const socket = await this.#connect(this.#trusted(hostId).relayUrl);
+    const msg = { hostId, sid, deviceId: this.deviceId, decision, time, sig: toB64url(sig) };
+    const raw: unknown = await this.#ask(() => socket.timeout(this.#timeoutMs).emitWithAck('decision', msg));
+    return this.#check(decisionAck, raw, 'decision ack');
+  }
+
+  /** The 8-digit code to type when the phone is offline; uses no network. */
+  offlineCode(qrText: string): string {
+    const { hostId, sid, nonce } = parseLoginPayload(qrText);
+    const host = this.#trusted(hostId);
+    const k = offlineKey(nodeCrypto, this.#seed, fromB64url(host.hostPub, 32), hostId, this.deviceId);
+    try {
+      return offlineCode(nodeCrypto, k, hostId, sid, nonce);
+    } finally {
+      k.fill(0);
+    }
+  }
+
+  /** Enrolls with the host of an enrollment QR; trusts the host only when it accepts. */
+  async enroll(qrText: string): Promise<EnrollResult> {
+    const p = parseEnrollPayload(qrText);
+    const hostId = keyId(nodeCrypto, p.hostPub);
+    const tokenId = tokenIdOf(nodeCrypto, p.token);
+    const time = Date.now();
+    const sig = nodeCrypto.ed25519Sign(
+      this.#seed,
+      enrollBytes({ hostId, tokenId, token: p.token, devicePub: this.publicKey, deviceName: this.name, time }),
+    );
+    const fingerprint = enrollFingerprint(nodeCrypto, p.hostPub, fromB64url(this.publicKey, 32), p.token);
+    const socket = await this.#connect(p.relayUrl);
+    const msg = { hostId, tokenId, devicePub: this.publicKey, deviceName: this.name, time, sig: toB64url(sig) };
+    const raw: unknown = await this.#ask(() => socket.timeout(this.#timeoutMs).emitWithAck('enroll', msg));
+    const ack = this.#check(enrollAck, raw, 'enroll ack');
+    if (ack.ok) await this.trustHost({ hostPub: toB64url(p.hostPub), hostname: p.hostname, relayUrl: p.relayUrl });
+    return { hostId, fingerprint, ack };
+  }
+
+  /** Closes every relay connection. */
+  async close(): Promise<void> {
+    for (const s of this.#sockets.values()) s.disconnect();
+    this.#sockets.clear();
+  }
+
+  #trusted(hostId: string): TrustedHost {
+    const host = this.#hosts.get(hostId);
+    if (!host) {
+      throw new QrauthError('QRA_ERR_UNKNOWN_HOST', 'this QR belongs to a host this phone has not enrolled with; enroll first (qrauth enroll on that host)');
+    }
+    return host;
+  }
+
+  #check<T>(check: (v: unknown, path: string) => T, raw: unknown, what: string): T {
+    try {
+      return check(raw, what);
+    } catch (cause) {
+      throw new QrauthError('QRA_ERR_INVALID_INPUT', `the relay sent an invalid ${what}: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  async #ask<T>(send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (cause) {
+      throw new QrauthError('QRA_ERR_HOST_OFFLINE', `no answer from the relay within ${this.#timeoutMs / 1000} s; check the network and try again`, {
+        cause,
+      });
+    }
+  }
+
+  /** One connection per relay URL, reused; a fresh signed handshake on every (re)connect. */
+  async #connect(relayUrl: string): Promise<DeviceSocket> {
+    let socket = this.#sockets.get(relayUrl);
+    if (socket?.connected) return socket;
+    if (!socket) {
+      socket = io(`${relayUrl}${DEVICE_NAMESPACE}`, {
+        auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'device', this.#seed)),
+        transports: ['websocket'],
+        forceNew: true,
+        timeout: this.#timeoutMs,
+      }) as DeviceSocket;
+      this.#sockets.set(relayUrl, socket);
+    } else if (!socket.active) {
+      socket.connect(); // the relay refused the last handshake: try once more with a fresh one
+    }
+    const s = socket;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let lastError = 'no answer';
+        const done = (err?: Error) => {
+          clearTimeout(timer);
+          s.off('connect', onConnect);
+          s.off('connect_error', onError);
+          if (err) reject(err);
+          else resolve();
+        };
+        const onConnect = () => done();
+        const onError = (err: Error & { data?: { code?: unknown; message?: unknown } }) => {
+          lastError = err.message;
+          // Refused by the relay (handshake middleware): it will not get better by retrying.
+          if (!s.active) {
+            const code = typeof err.data?.code === 'string' ? asErrorCode(err.data.code) : 'QRA_ERR_UNAUTHENTICATED';
+            done(new QrauthError(code, `the relay refused this phone: ${err.message}`));
+          }
+        };
+        const timer = setTimeout(
+          () => done(new QrauthError('QRA_ERR_HOST_OFFLINE', `cannot reach the relay at ${relayUrl} (${lastError}); check the network and try again`)),
+          this.#timeoutMs,
+        );
+        s.on('connect', onConnect);
+        s.on('connect_error', onError);
+      });
+    } catch (e) {
+      s.disconnect();
+      this.#sockets.delete(relayUrl);
+      throw e;
+    }
+    return s;
+  }
+}
