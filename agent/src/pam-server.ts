@@ -195,7 +195,8 @@ export class PamServer {
       deps.log('challenge', { user: msg.user, rhost: msg.rhost || undefined, service: msg.service, sid: session.sid.slice(0, 8), mode: mode === Mode.INFO ? 'info' : 'prompt' });
       send({
         type: MsgType.CHALLENGE,
-        qrText: `${qr.text}${payload}\n`,
+        // Leading newline: OpenSSH's client prefixes the first prompt line with "(user@host) ".
+        qrText: `\n${qr.text}${payload}\n`,
         prompt: mode === Mode.INFO ? INFO_TEXT : PROMPT_TEXT,
         expires: Math.max(0, Math.round((session.expiresAt - Date.now()) / 1000)),
         mode,
