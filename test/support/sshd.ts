@@ -27,7 +27,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startSshd(opts: { dir: string; service: string; sshdPath?: string; extraConfig?: string[]; allowUsers?: string }): Promise<Sshd> {
+export async function startSshd(opts: { dir: string; service: string; sshdPath?: string; extraConfig?: string[]; allowUsers?: string; fixedPort?: number }): Promise<Sshd> {
   const sshdPath = opts.sshdPath ?? '/usr/sbin/sshd';
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const keyPath = join(opts.dir, 'ssh_host_ed25519_key');
@@ -36,7 +36,7 @@ export async function startSshd(opts: { dir: string; service: string; sshdPath?:
   symlinkSync(sshdPath, bin);
   let lastErr: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
+    const port = opts.fixedPort ?? (await freePort());
     const cfg = join(opts.dir, 'sshd_config');
     writeFileSync(
       cfg,
