@@ -1,0 +1,43 @@
+/* Client side of the agent socket: connect, send one frame, receive one frame, with deadlines. */
+#ifndef QR_AGENT_H
+#define QR_AGENT_H
+
+#include <stdint.h>
+
+#include "frame.h"
+
+enum qr_agent_status {
+	QR_AGENT_OK = 0,
+	QR_AGENT_E_CONNECT = -1,	/* socket missing, refused, or connect timed out */
+	QR_AGENT_E_IO = -2,		/* read/write error */
+	QR_AGENT_E_TIMEOUT = -3,	/* deadline passed mid-exchange */
+	QR_AGENT_E_CLOSED = -4,		/* agent closed the connection (maybe mid-frame) */
+	QR_AGENT_E_FRAME = -5,		/* reply is not a valid frame (see frame_err) */
+};
+
+/* One login's connection. Allocated once (it holds the two bounded frame buffers). */
+struct qr_agent {
+	int fd;
+	int sys_errno;		/* errno of the last failure, for logs */
+	int frame_err;		/* QR_FRAME_E_* of the last QR_AGENT_E_FRAME */
+	struct qr_parser rx;
+	struct qr_frame tx;	/* build the request here, then agent_request() */
+};
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t qr_now_ms(void);
+
+void agent_init(struct qr_agent *a);
+int agent_connect(struct qr_agent *a, const char *path, int64_t deadline_ms);
+/* Send a->tx (already frame_finish()ed), then read exactly one reply frame into *reply.
+ * The reply's strings live in a->rx until the next request. */
+int agent_request(struct qr_agent *a, struct qr_msg *reply, int64_t deadline_ms);
+/* Close and wipe both buffers. Safe to call twice. */
+void agent_close(struct qr_agent *a);
+const char *agent_strerror(int status);
+
+/* Full-length I/O on a non-blocking-used socket: retry EINTR, poll until deadline. */
+int write_full(int fd, const void *buf, size_t n, int64_t deadline_ms);
+int read_full(int fd, void *buf, size_t n, int64_t deadline_ms);
+
+#endif

@@ -1,0 +1,572 @@
+/*
+ * pam_qrauth: approve a login by scanning a QR code with the qrauth phone app.
+ *
+ * The module is a thin client of the local agent (docs/protocol.md section 1): it sends
+ * BEGIN, shows the CHALLENGE the agent rendered, then sends WAIT (the user pressed Enter,
+ * or info mode) or CODE (the user typed the offline code) and maps the VERDICT to a PAM
+ * code. No crypto, JSON or network here. Only a VERDICT APPROVED that answers a WAIT or
+ * CODE returns PAM_SUCCESS; everything else fails closed.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <security/pam_appl.h>
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+
+#include "agent.h"
+#include "cfg.h"
+#include "frame.h"
+
+#define PUBLIC __attribute__((visibility("default")))
+
+#define QR_MAX_ROUNDS 10		/* prompts + requests per login, a backstop */
+#define QR_IO_TIMEOUT_MS 10000		/* connect, BEGIN and CODE replies: the agent answers at once */
+#ifndef QR_GRACE_MS
+#define QR_GRACE_MS 2000		/* past our deadline, so the agent's own EXPIRED arrives first */
+#endif
+
+#define MSG_UNREACHABLE "qrauth: the login approval service is not running on this host; ask the administrator."
+#define MSG_LOST "qrauth: lost contact with the login approval service; try again."
+#define MSG_BAD_REPLY "qrauth: the login approval service sent an invalid reply; ask the administrator."
+#define MSG_DENIED "Login denied on the phone."
+#define MSG_EXPIRED "The QR code expired. Try again."
+#define MSG_LOCKED "Too many wrong codes."
+#define MSG_NOT_DIGITS "That is not a code: type only the digits shown in the qrauth app, or press Enter."
+#define PROMPT_SHORT "Type the code, or press Enter to wait for approval: "
+#define PROMPT_OFFLINE "Your phone cannot reach this host right now. Type the 8-digit code shown in the qrauth app: "
+#define PROMPT_INFO_OFFLINE "Type the code from the qrauth app (or press Enter to keep waiting): "
+
+struct login {
+	pam_handle_t *pamh;
+	const struct qr_cfg *cfg;
+	const char *user, *rhost, *service, *tty;
+	/* Sanitised copies for log lines and messages: user and rhost come from the network. */
+	char user_s[96], rhost_s[96], service_s[72];
+	int64_t deadline_ms;		/* the whole login, CLOCK_MONOTONIC */
+	struct qr_agent *agent;
+};
+
+/* One log line per decision, key=value, always naming the user. */
+#define LOGL(L, prio, fmt, ...) \
+	qr_log((L)->pamh, (L)->cfg, (prio), "user=%s rhost=%s service=%s " fmt, \
+	    (L)->user_s, (L)->rhost_s, (L)->service_s, ##__VA_ARGS__)
+
+/*
+ * Copy for logs and messages: at most n bytes, control characters, quotes and backslashes
+ * replaced by '?', and non-ASCII bytes too unless the copied bytes are valid UTF-8.
+ */
+static void
+sanitize(char *dst, size_t size, const char *src, size_t n)
+{
+	size_t len = src == NULL ? 0 : strnlen(src, n);
+	int utf8;
+
+	if (len > size - 1)
+		len = size - 1;
+	utf8 = frame_utf8_ok((const uint8_t *)src, len);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		dst[i] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' || (c >= 0x80 && !utf8) ?
+		    '?' : (char)c;
+	}
+	dst[len] = '\0';
+}
+
+static void
+free_secret(char *s)
+{
+	if (s != NULL) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
+/* The conversation, wrapped once. With resp, a reply is required (NULL is PAM_CONV_ERR). */
+static int
+converse(pam_handle_t *pamh, int style, const char *text, char **resp)
+{
+	const void *item = NULL;
+	const struct pam_conv *conv;
+	struct pam_message msg = { .msg_style = style, .msg = text };
+	const struct pam_message *msgp = &msg;
+	struct pam_response *replies = NULL;
+	int rc;
+
+	if (resp != NULL)
+		*resp = NULL;
+	rc = pam_get_item(pamh, PAM_CONV, &item);
+	conv = item;
+	if (rc != PAM_SUCCESS || conv == NULL || conv->conv == NULL)
+		return PAM_CONV_ERR;
+	rc = conv->conv(1, &msgp, &replies, conv->appdata_ptr);
+	if (rc == PAM_SUCCESS && resp != NULL) {
+		if (replies == NULL || replies[0].resp == NULL) {
+			rc = PAM_CONV_ERR;
+		} else {
+			*resp = replies[0].resp;
+			replies[0].resp = NULL;
+		}
+	}
+	if (replies != NULL) {
+		free_secret(replies[0].resp);
+		free(replies);
+	}
+	return rc;
+}
+
+/*
+ * Show a long text as PAM_TEXT_INFO messages of at most QR_INFO_CHUNK bytes, split at line
+ * ends. OpenSSH >= 10.3 passes info messages to the client at once but cuts each at about
+ * 1 KiB, so a QR in one message would arrive cut off. Each chunk goes without its final
+ * newline: conversation functions end every message with one.
+ */
+#define QR_INFO_CHUNK 960
+static int
+show_info(pam_handle_t *pamh, const char *text)
+{
+	char chunk[QR_INFO_CHUNK + 1];
+	const char *p = text;
+	int rc = PAM_SUCCESS;
+
+	while (*p != '\0' && rc == PAM_SUCCESS) {
+		size_t take = strnlen(p, QR_INFO_CHUNK + 1);
+
+		if (take > QR_INFO_CHUNK) {
+			/* Up to the last line end in the chunk; a longer line is cut where it must be. */
+			take = QR_INFO_CHUNK;
+			for (size_t i = QR_INFO_CHUNK; i > 0; i--) {
+				if (p[i - 1] == '\n') {
+					take = i;
+					break;
+				}
+			}
+		}
+		memcpy(chunk, p, take);
+		chunk[take] = '\0';
+		if (chunk[take - 1] == '\n')
+			chunk[take - 1] = '\0';
+		rc = converse(pamh, PAM_TEXT_INFO, chunk, NULL);
+		p += take;
+	}
+	explicit_bzero(chunk, sizeof(chunk));
+	return rc;
+}
+
+/* Tell the user something (PAM_ERROR_MSG / PAM_TEXT_INFO); quiet under PAM_SILENT. */
+static void
+say(struct login *L, int style, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void
+say(struct login *L, int style, const char *fmt, ...)
+{
+	char text[768];
+	va_list ap;
+
+	if (L->cfg->silent)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	(void)converse(L->pamh, style, text, NULL);
+}
+
+/* "12 34-56" -> "123456". Returns 1 for 1..16 digits, 0 for an empty answer, -1 otherwise. */
+static int
+parse_digits(const char *in, char out[17])
+{
+	size_t n = 0;
+
+	for (; *in != '\0'; in++) {
+		if (*in == ' ' || *in == '-')
+			continue;
+		if (*in < '0' || *in > '9' || n == 16) {
+			explicit_bzero(out, 17);
+			return -1;
+		}
+		out[n++] = *in;
+	}
+	out[n] = '\0';
+	return n > 0 ? 1 : 0;
+}
+
+static int64_t
+min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Send L->agent->tx and read the reply. WAIT is bounded by the login deadline (the agent
+ * answers at the verdict or at expiry); other requests also by QR_IO_TIMEOUT_MS. */
+static int
+request(struct login *L, struct qr_msg *reply, int is_wait)
+{
+	int64_t deadline = L->deadline_ms + QR_GRACE_MS;
+	char why[128];
+	int rc;
+
+	if (!is_wait)
+		deadline = min64(deadline, qr_now_ms() + QR_IO_TIMEOUT_MS);
+	rc = agent_request(L->agent, reply, deadline);
+	if (rc == QR_AGENT_OK)
+		return rc;
+	if (rc == QR_AGENT_E_FRAME)
+		snprintf(why, sizeof(why), "%s", frame_strerror(L->agent->frame_err));
+	else if (rc == QR_AGENT_E_IO)
+		snprintf(why, sizeof(why), "%s", strerror(L->agent->sys_errno));
+	else
+		why[0] = '\0';
+	LOGL(L, LOG_ERR, "result=error cause=\"%s\" detail=\"%s\"", agent_strerror(rc), why);
+	if (rc == QR_AGENT_E_FRAME)
+		say(L, PAM_ERROR_MSG, "%s", MSG_BAD_REPLY);
+	else if (rc == QR_AGENT_E_TIMEOUT && qr_now_ms() >= L->deadline_ms)
+		say(L, PAM_ERROR_MSG, "%s", MSG_EXPIRED);
+	else
+		say(L, PAM_ERROR_MSG, "%s", MSG_LOST);
+	return rc;
+}
+
+static void
+bad_reply(struct login *L, const char *what)
+{
+	LOGL(L, LOG_ERR, "result=error cause=\"unexpected reply from the agent\" detail=\"%s\"", what);
+	say(L, PAM_ERROR_MSG, "%s", MSG_BAD_REPLY);
+}
+
+/* A final failure verdict: log it and tell the user what happened. */
+static void
+verdict_failed(struct login *L, const struct qr_msg *v, const char *how)
+{
+	const struct qr_field *m = &v->f[QR_VERDICT_MESSAGE];
+	char text[520];
+
+	sanitize(text, sizeof(text), (const char *)m->val, m->present ? m->len : 0);
+	switch (v->f[QR_VERDICT_RESULT].num) {
+	case QR_DENIED:
+		LOGL(L, LOG_NOTICE, "result=denied how=%s cause=\"phone denied\"", how);
+		say(L, PAM_ERROR_MSG, "%s", MSG_DENIED);
+		break;
+	case QR_EXPIRED:
+		LOGL(L, LOG_NOTICE, "result=expired how=%s cause=\"session expired\"", how);
+		say(L, PAM_ERROR_MSG, "%s", MSG_EXPIRED);
+		break;
+	case QR_LOCKED:
+	case QR_CODE_WRONG:	/* with tries_left 0 */
+		LOGL(L, LOG_NOTICE, "result=locked how=code cause=\"too many wrong codes\"");
+		say(L, PAM_ERROR_MSG, "%s", MSG_LOCKED);
+		break;
+	default:	/* QR_ERROR */
+		LOGL(L, LOG_ERR, "result=error how=%s cause=\"agent error\" detail=\"%s\"", how, text);
+		say(L, PAM_ERROR_MSG, "qrauth: %s", text[0] ? text : "the login approval service failed");
+		break;
+	}
+}
+
+/* Build "qr_text prompt" for the first prompt or the info message. */
+static char *
+challenge_text(const struct qr_msg *c, int add_space)
+{
+	const struct qr_field *qr = &c->f[QR_CHALLENGE_QR_TEXT], *pr = &c->f[QR_CHALLENGE_PROMPT];
+	int nl = qr->len == 0 || qr->val[qr->len - 1] != '\n';
+	int sp = add_space && (pr->len == 0 || pr->val[pr->len - 1] != ' ');
+	char *s = malloc((size_t)qr->len + (size_t)pr->len + 3);
+
+	if (s != NULL) {
+		char *p = s;
+
+		memcpy(p, qr->val, qr->len);
+		p += qr->len;
+		if (nl)
+			*p++ = '\n';
+		memcpy(p, pr->val, pr->len);
+		p += pr->len;
+		if (sp)
+			*p++ = ' ';
+		*p = '\0';
+	}
+	return s;
+}
+
+static const char *
+get_item_str(pam_handle_t *pamh, int type)
+{
+	const void *item = NULL;
+
+	return pam_get_item(pamh, type, &item) == PAM_SUCCESS ? item : NULL;
+}
+
+static int
+begin(struct login *L, struct qr_msg *reply)
+{
+	struct qr_frame *tx = &L->agent->tx;
+	int rc;
+
+	frame_begin(tx, QR_BEGIN);
+	frame_add_str(tx, QR_BEGIN_USER, L->user);
+	if (L->rhost != NULL && L->rhost[0] != '\0')
+		frame_add_str(tx, QR_BEGIN_RHOST, L->rhost);
+	frame_add_str(tx, QR_BEGIN_SERVICE, L->service);
+	if (L->tty != NULL && L->tty[0] != '\0')
+		frame_add_str(tx, QR_BEGIN_TTY, L->tty);
+	frame_add_u8(tx, QR_BEGIN_MODE, (uint8_t)L->cfg->mode);
+	frame_add_u8(tx, QR_BEGIN_QR, (uint8_t)L->cfg->qr);
+	frame_add_u32(tx, QR_BEGIN_TIMEOUT, L->cfg->timeout);
+	if (L->cfg->authfile != NULL)
+		frame_add_str(tx, QR_BEGIN_AUTHFILE, L->cfg->authfile);
+	if ((rc = frame_finish(tx)) != 0) {
+		/* user/rhost/service/tty too long or not UTF-8: refuse rather than truncate. */
+		LOGL(L, LOG_ERR, "result=error cause=\"cannot build BEGIN\" detail=\"%s\"",
+		    frame_strerror(rc));
+		return -1;
+	}
+	return request(L, reply, 0);
+}
+
+PUBLIC int
+pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	struct qr_cfg cfg;
+	struct login L;
+	struct qr_msg reply;
+	char *text = NULL, *resp = NULL, digits[17];
+	const char *ask = NULL, *how = "online";
+	char wrong[128];
+	int retval = PAM_AUTH_ERR, rc, mode = 0, action = 0;
+	enum { ASK, WAIT, CODE };
+
+	memset(&L, 0, sizeof(L));
+	memset(digits, 0, sizeof(digits));
+	L.pamh = pamh;
+	L.cfg = &cfg;
+	strcpy(L.user_s, "?");
+	strcpy(L.rhost_s, "-");
+	strcpy(L.service_s, "?");
+	if (cfg_init(pamh, flags, argc, argv, &cfg) != 0) {
+		/* cfg_init logged which option; name the user without prompting for it. */
+		if ((L.user = get_item_str(pamh, PAM_USER)) != NULL && L.user[0] != '\0')
+			sanitize(L.user_s, sizeof(L.user_s), L.user, 64);
+		LOGL(&L, LOG_ERR, "result=config_error cause=\"invalid module options\"");
+		retval = PAM_SERVICE_ERR;
+		goto done;
+	}
+	L.deadline_ms = qr_now_ms() + (int64_t)cfg.timeout * 1000;
+
+	if ((rc = pam_get_user(pamh, &L.user, NULL)) != PAM_SUCCESS || L.user == NULL ||
+	    L.user[0] == '\0') {
+		LOGL(&L, LOG_ERR, "result=error cause=\"cannot get user name\" detail=\"%s\"",
+		    pam_strerror(pamh, rc));
+		goto done;
+	}
+	sanitize(L.user_s, sizeof(L.user_s), L.user, 64);
+	if ((L.rhost = get_item_str(pamh, PAM_RHOST)) != NULL && L.rhost[0] != '\0')
+		sanitize(L.rhost_s, sizeof(L.rhost_s), L.rhost, 64);
+	if ((L.service = get_item_str(pamh, PAM_SERVICE)) != NULL)
+		sanitize(L.service_s, sizeof(L.service_s), L.service, 64);
+	L.tty = get_item_str(pamh, PAM_TTY);
+	if (L.service == NULL) {
+		LOGL(&L, LOG_ERR, "result=error cause=\"no PAM_SERVICE\"");
+		goto done;
+	}
+
+	if ((L.agent = calloc(1, sizeof(*L.agent))) == NULL) {
+		LOGL(&L, LOG_CRIT, "result=error cause=\"out of memory\"");
+		retval = PAM_BUF_ERR;
+		goto done;
+	}
+	agent_init(L.agent);
+	rc = agent_connect(L.agent, cfg.socket_path, min64(L.deadline_ms, qr_now_ms() + QR_IO_TIMEOUT_MS));
+	if (rc != QR_AGENT_OK) {
+		LOGL(&L, LOG_ERR, "result=%s cause=\"agent unreachable\" socket=%s detail=\"%s\"",
+		    cfg.failmode_open ? "ignored" : "error", cfg.socket_path,
+		    strerror(L.agent->sys_errno));
+		if (cfg.failmode_open) {
+			retval = PAM_IGNORE;
+		} else {
+			say(&L, PAM_ERROR_MSG, "%s", MSG_UNREACHABLE);
+		}
+		goto done;
+	}
+	LOGL(&L, LOG_DEBUG, "connected socket=%s", cfg.socket_path);
+
+	if (begin(&L, &reply) != QR_AGENT_OK)
+		goto done;
+	if (reply.type == QR_VERDICT) {
+		const struct qr_field *res = &reply.f[QR_VERDICT_RESULT];
+
+		if (res->num == QR_NO_DEVICE && cfg.nouserok) {
+			LOGL(&L, LOG_INFO, "result=ignored cause=\"no enrolled device\" nouserok=1");
+			retval = PAM_IGNORE;
+		} else if (res->num == QR_NO_DEVICE) {
+			LOGL(&L, LOG_NOTICE, "result=denied cause=\"no enrolled device\"");
+			say(&L, PAM_ERROR_MSG, "qrauth: no phone is enrolled for user %s; run 'qrauth enroll'",
+			    L.user_s);
+		} else if (res->num == QR_ERROR) {
+			verdict_failed(&L, &reply, "begin");
+		} else {
+			bad_reply(&L, "verdict before challenge");
+		}
+		goto done;
+	}
+	if (reply.type != QR_CHALLENGE) {
+		bad_reply(&L, "expected CHALLENGE");
+		goto done;
+	}
+	mode = (int)reply.f[QR_CHALLENGE_MODE].num;
+	if (mode != QR_MODE_PROMPT && mode != QR_MODE_INFO) {
+		bad_reply(&L, "challenge mode");
+		goto done;
+	}
+	/* The agent's expiry is authoritative if it is earlier than ours. */
+	L.deadline_ms = min64(L.deadline_ms,
+	    qr_now_ms() + (int64_t)reply.f[QR_CHALLENGE_EXPIRES].num * 1000);
+	if ((text = challenge_text(&reply, mode == QR_MODE_PROMPT)) == NULL) {
+		LOGL(&L, LOG_CRIT, "result=error cause=\"out of memory\"");
+		retval = PAM_BUF_ERR;
+		goto done;
+	}
+	LOGL(&L, LOG_DEBUG, "challenge mode=%s expires=%u", mode == QR_MODE_PROMPT ? "prompt" : "info",
+	    reply.f[QR_CHALLENGE_EXPIRES].num);
+	if (mode == QR_MODE_PROMPT) {
+		/* OpenSSH < 10.3 shows text only with a prompt: QR and prompt in ONE message. */
+		action = ASK;
+		ask = text;
+	} else {
+		/* The QR is essential, so it is shown even under PAM_SILENT. */
+		if ((rc = show_info(pamh, text)) != PAM_SUCCESS) {
+			LOGL(&L, LOG_ERR, "result=error cause=\"conversation failed\" detail=\"%s\"",
+			    pam_strerror(pamh, rc));
+			retval = PAM_CONV_ERR;
+			goto done;
+		}
+		action = WAIT;
+	}
+
+	for (int round = 0; round < QR_MAX_ROUNDS; round++) {
+		struct qr_frame *tx = &L.agent->tx;
+		unsigned result;
+
+		if (action == ASK) {
+			rc = converse(pamh, PAM_PROMPT_ECHO_ON, ask, &resp);
+			if (rc != PAM_SUCCESS) {
+				LOGL(&L, LOG_ERR, "result=error cause=\"conversation failed\" detail=\"%s\"",
+				    pam_strerror(pamh, rc));
+				retval = PAM_CONV_ERR;
+				goto done;
+			}
+			rc = parse_digits(resp, digits);
+			free_secret(resp);
+			resp = NULL;
+			if (rc < 0) {
+				say(&L, PAM_ERROR_MSG, "%s", MSG_NOT_DIGITS);
+				if (ask == text)
+					ask = PROMPT_SHORT;	/* never repeat the QR */
+				continue;
+			}
+			action = rc > 0 ? CODE : WAIT;
+		}
+		if (qr_now_ms() >= L.deadline_ms) {
+			LOGL(&L, LOG_NOTICE, "result=expired cause=\"login timed out\"");
+			say(&L, PAM_ERROR_MSG, "%s", MSG_EXPIRED);
+			goto done;
+		}
+
+		if (action == CODE) {
+			how = "code";
+			frame_begin(tx, QR_CODE);
+			frame_add_str(tx, QR_CODE_DIGITS, digits);
+			explicit_bzero(digits, sizeof(digits));
+		} else {
+			how = "online";
+			frame_begin(tx, QR_WAIT);
+			if (mode == QR_MODE_INFO)
+				frame_add_u32(tx, QR_WAIT_MAX_WAIT, cfg.wait * 1000);
+		}
+		if (frame_finish(tx) != 0) {
+			LOGL(&L, LOG_ERR, "result=error cause=\"cannot build request\"");
+			goto done;
+		}
+		LOGL(&L, LOG_DEBUG, "request=%s", action == CODE ? "code" : "wait");
+		if (request(&L, &reply, action == WAIT) != QR_AGENT_OK)
+			goto done;
+		if (reply.type != QR_VERDICT) {
+			bad_reply(&L, "expected VERDICT");
+			goto done;
+		}
+		result = reply.f[QR_VERDICT_RESULT].num;
+		switch (result) {
+		case QR_APPROVED:
+			LOGL(&L, LOG_NOTICE, "result=approved how=%s", how);
+			retval = PAM_SUCCESS;
+			goto done;
+		case QR_CODE_WRONG:
+			if (action != CODE) {
+				bad_reply(&L, "CODE_WRONG without a code");
+				goto done;
+			}
+			if (reply.f[QR_VERDICT_TRIES_LEFT].present) {
+				unsigned left = reply.f[QR_VERDICT_TRIES_LEFT].num;
+
+				if (left == 0) {
+					verdict_failed(&L, &reply, how);
+					goto done;
+				}
+				snprintf(wrong, sizeof(wrong), "Wrong code, %u %s left. %s", left,
+				    left == 1 ? "try" : "tries", PROMPT_SHORT);
+			} else {
+				snprintf(wrong, sizeof(wrong), "Wrong code. %s", PROMPT_SHORT);
+			}
+			LOGL(&L, LOG_NOTICE, "result=retry how=code cause=\"wrong code\"");
+			ask = wrong;
+			action = ASK;
+			break;
+		case QR_OFFLINE:
+			if (action != WAIT) {
+				bad_reply(&L, "OFFLINE without a wait");
+				goto done;
+			}
+			LOGL(&L, LOG_INFO, "result=offline cause=\"no online verdict\"");
+			ask = mode == QR_MODE_INFO ? PROMPT_INFO_OFFLINE : PROMPT_OFFLINE;
+			action = ASK;
+			break;
+		case QR_DENIED:
+		case QR_EXPIRED:
+		case QR_LOCKED:
+		case QR_ERROR:
+			verdict_failed(&L, &reply, how);
+			goto done;
+		default:	/* NO_DEVICE here, or an unknown result */
+			bad_reply(&L, "verdict result");
+			goto done;
+		}
+	}
+	LOGL(&L, LOG_NOTICE, "result=denied cause=\"too many rounds\"");
+	say(&L, PAM_ERROR_MSG, "qrauth: too many attempts.");
+	retval = PAM_MAXTRIES;
+
+done:
+	explicit_bzero(digits, sizeof(digits));
+	free_secret(resp);
+	free_secret(text);	/* the QR encodes the session nonce */
+	explicit_bzero(&reply, sizeof(reply));
+	if (L.agent != NULL) {
+		agent_close(L.agent);
+		free(L.agent);
+	}
+	return retval;
+}
+
+/* No credentials to set: like pam_u2f, succeed so that "auth" stacks with setcred work. */
+PUBLIC int
+pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	(void)pamh;
+	(void)flags;
+	(void)argc;
+	(void)argv;
+	return PAM_SUCCESS;
+}
