@@ -3,7 +3,7 @@
  *   npx tsx test/support/phone-cli.ts --state DIR keygen --name "Test phone"
  *   npx tsx test/support/phone-cli.ts --state DIR approve 'QRA1:…'
  */
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { QrauthError, isQrauthError } from '../../protocol/src/index.js';
 import { HeadlessPhone } from './phone.js';
 
@@ -11,7 +11,16 @@ const program = new Command()
   .name('phone-cli')
   .description('A headless qrauth phone: keys in a state directory, talks to the relay like the app.')
   .requiredOption('-s, --state <dir>', 'state directory (device.json, hosts.json)')
-  .option('--timeout <ms>', 'how long to wait for the relay', (v) => Number(v), 10_000)
+  .option(
+    '--timeout <ms>',
+    'how long to wait for the relay',
+    (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected milliseconds');
+      return n;
+    },
+    10_000,
+  )
   .showHelpAfterError();
 
 interface GlobalOptions {

@@ -1,0 +1,198 @@
+/**
+ * Routes a phone's requests to the room of the host they name and the host's ack back.
+ * Everything from either side is validated here; a bad message gets an error ack (or is
+ * dropped when it asked for none) and never reaches the other side. Handlers never throw.
+ */
+import type { Namespace, Socket } from 'socket.io';
+import {
+  type Ack,
+  type Check,
+  type DeviceClientToServer,
+  type DeviceServerToClient,
+  ERROR_CODES,
+  type ErrorCode,
+  type HostClientToServer,
+  type HostServerToClient,
+  QrauthError,
+  contextAck,
+  contextRequest,
+  decisionAck,
+  decisionMessage,
+  enrollAck,
+  enrollMessage,
+  hostRoom,
+  fromB64url,
+  keyId,
+} from '../../protocol/src/index.js';
+import { nodeCrypto } from '../../protocol/src/crypto-node.js';
+import type { PeerData } from './auth.js';
+import { type LogFn, kv, shortId } from './log.js';
+import type { ForwardedEvent, RelayMetrics } from './metrics.js';
+import type { TokenBucketLimiter } from './rate-limit.js';
+
+type EmptyEvents = Record<string, never>;
+export type HostNamespace = Namespace<HostClientToServer, HostServerToClient, EmptyEvents, PeerData>;
+export type DeviceNamespace = Namespace<DeviceClientToServer, DeviceServerToClient, EmptyEvents, PeerData>;
+export type DeviceSocket = Socket<DeviceClientToServer, DeviceServerToClient, EmptyEvents, PeerData>;
+
+type ErrAck = { ok: false; code: ErrorCode; message: string };
+const errAck = (code: ErrorCode, message: string): ErrAck => ({ ok: false, code, message });
+
+export interface RouterOptions {
+  hostNs: HostNamespace;
+  metrics: RelayMetrics;
+  log: LogFn;
+  ackTimeoutMs: number;
+  deviceLimiter: TokenBucketLimiter;
+  hostLimiter: TokenBucketLimiter;
+}
+
+export class DeviceRouter {
+  constructor(private readonly o: RouterOptions) {}
+
+  attach(socket: DeviceSocket): void {
+    // The listeners take unknown arguments: the event maps describe what a well-behaved phone sends.
+    socket.on('context', (...args: unknown[]) => void this.#handle(socket, 'context', args));
+    socket.on('decision', (...args: unknown[]) => void this.#handle(socket, 'decision', args));
+    socket.on('enroll', (...args: unknown[]) => void this.#handle(socket, 'enroll', args));
+    socket.onAny((event: unknown) => {
+      if (event !== 'context' && event !== 'decision' && event !== 'enroll') this.o.metrics.reject('unknown_event');
+    });
+  }
+
+  async #handle(socket: DeviceSocket, event: ForwardedEvent, args: unknown[]): Promise<void> {
+    const last = args[args.length - 1];
+    if (typeof last !== 'function') {
+      this.o.metrics.reject('no_ack'); // nobody to answer: drop, the phone asked for nothing
+      return;
+    }
+    const reply = (a: unknown): void => {
+      try {
+        (last as (a: unknown) => void)(a);
+      } catch {
+        // The phone went away; nothing to do.
+      }
+    };
+    try {
+      const result = await this.#route(socket, event, args.length === 2 ? args[0] : undefined, args.length === 2);
+      reply(result);
+    } catch (e) {
+      this.o.log(kv({ event: 'error', where: `device.${event}`, message: e instanceof Error ? e.message : 'unknown' }));
+      reply(errAck('QRA_ERR_INTERNAL', 'the relay failed to handle this request; try again'));
+    }
+  }
+
+  async #route(socket: DeviceSocket, event: ForwardedEvent, payload: unknown, oneArg: boolean): Promise<Ack<object>> {
+    const deviceId = socket.data.id;
+    const room = (hostId: string) => this.o.hostNs.to(hostRoom(hostId)).timeout(this.o.ackTimeoutMs);
+    // Counted before validation: a phone sending garbage is throttled like one sending requests.
+    if (!this.o.deviceLimiter.take(deviceId)) return this.#limited();
+    try {
+      if (!oneArg) throw new QrauthError('QRA_ERR_INVALID_INPUT', `${event}: expected exactly one message and an ack`);
+      if (event === 'context') {
+        const req = contextRequest(payload, event);
+        const go = this.#admit(req.hostId);
+        if (go) return go;
+        const answer = await this.#ask(contextAck, (cb) => room(req.hostId).emit('context', { sid: req.sid }, cb), (a) =>
+          a.ok ? a.context.hostId === req.hostId && a.context.sid === req.sid : true,
+        );
+        this.o.metrics.forwarded.context++;
+        return answer;
+      }
+      if (event === 'decision') {
+        const d = decisionMessage(payload, event);
+        if (d.deviceId !== deviceId) {
+          throw new QrauthError('QRA_ERR_INVALID_INPUT', 'decision.deviceId is not the id of the key this connection proved');
+        }
+        const go = this.#admit(d.hostId);
+        if (go) return go;
+        const answer = await this.#ask(decisionAck, (cb) => room(d.hostId).emit('decision', d, cb));
+        this.o.metrics.forwarded.decision++;
+        if (answer.ok && answer.result === 'approved') this.o.metrics.approvals++;
+        if (answer.ok && answer.result === 'denied') this.o.metrics.denials++;
+        this.o.log(
+          kv({
+            event: 'decision',
+            hostId: d.hostId,
+            sid: shortId(d.sid),
+            deviceId: d.deviceId,
+            decision: d.decision,
+            result: answer.ok ? answer.result : 'error',
+            code: answer.ok ? undefined : answer.code,
+          }),
+        );
+        return answer;
+      }
+      const m = enrollMessage(payload, event);
+      if (keyId(nodeCrypto, fromB64url(m.devicePub, 32)) !== deviceId) {
+        throw new QrauthError('QRA_ERR_INVALID_INPUT', 'enroll.devicePub is not the key this connection proved');
+      }
+      const go = this.#admit(m.hostId);
+      if (go) return go;
+      const answer = await this.#ask(enrollAck, (cb) => room(m.hostId).emit('enroll', m, cb));
+      this.o.metrics.forwarded.enroll++;
+      this.o.log(kv({ event: 'enroll', hostId: m.hostId, deviceId, result: answer.ok ? 'ok' : 'error', code: answer.ok ? undefined : answer.code }));
+      return answer;
+    } catch (e) {
+      if (!(e instanceof QrauthError) || e.code !== 'QRA_ERR_INVALID_INPUT') throw e;
+      this.o.metrics.reject('invalid_input');
+      return errAck('QRA_ERR_INVALID_INPUT', e.message);
+    }
+  }
+
+  /** Rate limit per target host, from all phones together; an error ack when over, else undefined. */
+  #admit(hostId: string): ErrAck | undefined {
+    return this.o.hostLimiter.take(hostId) ? undefined : this.#limited();
+  }
+
+  #limited(): ErrAck {
+    this.o.metrics.reject('rate_limited');
+    return errAck('QRA_ERR_RATE_LIMITED', 'too many requests from this phone or for this host; wait a few seconds and try again');
+  }
+
+  /**
+   * Broadcasts to the host's room and waits for every connected agent of that host (usually one).
+   * The first valid success wins, else the first valid error; anything invalid is counted and dropped.
+   */
+  #ask<A extends Ack<object>>(
+    check: Check<A>,
+    emit: (cb: (err: Error | null, responses: A[]) => void) => void,
+    matches: (a: A) => boolean = () => true,
+  ): Promise<A | ErrAck> {
+    return new Promise((resolve) => {
+      emit((err, responses) => {
+        let firstError: A | ErrAck | undefined;
+        // Typed as acks by the event map, but they are whatever the host sent: validate each.
+        const raws: unknown[] = Array.isArray(responses) ? responses : [];
+        for (const raw of raws) {
+          let a: A;
+          try {
+            a = check(raw, 'ack');
+          } catch {
+            this.o.metrics.reject('invalid_host_ack');
+            continue;
+          }
+          if (!matches(a)) {
+            this.o.metrics.reject('invalid_host_ack');
+          } else if (a.ok) {
+            return resolve(a);
+          } else {
+            // The code is free text matching QRA_ERR_*; only pass on codes we define.
+            firstError ??= Object.hasOwn(ERROR_CODES, a.code) ? a : errAck('QRA_ERR_INTERNAL', a.message);
+          }
+        }
+        if (firstError) return resolve(firstError);
+        if (err) {
+          this.o.metrics.reject('host_timeout');
+          return resolve(errAck('QRA_ERR_HOST_OFFLINE', `the host did not answer within ${Math.round(this.o.ackTimeoutMs / 1000)} s; try again`));
+        }
+        if (!Array.isArray(responses) || responses.length === 0) {
+          this.o.metrics.reject('host_offline');
+          return resolve(errAck('QRA_ERR_HOST_OFFLINE', 'that host is not connected to the relay'));
+        }
+        // Every host answer was invalid.
+        resolve(errAck('QRA_ERR_INTERNAL', 'the host sent an invalid answer; check the qrauth agent version on that host'));
+      });
+    });
+  }
+}

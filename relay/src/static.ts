@@ -1,0 +1,91 @@
+/**
+ * Serves the app's web build. Only regular files whose real path stays inside the root are
+ * served (no `..`, no symlink escapes); a path without a file extension that matches no file
+ * gets index.html so the app's client-side routes work after a reload.
+ */
+import { createReadStream } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import { QrauthError } from '../../protocol/src/index.js';
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.webmanifest': 'application/manifest+json; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.txt': 'text/plain; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.webp': 'image/webp',
+  '.ico': 'image/x-icon',
+  '.woff': 'font/woff',
+  '.woff2': 'font/woff2',
+  '.ttf': 'font/ttf',
+  '.wasm': 'application/wasm',
+};
+
+export function contentTypeOf(file: string): string {
+  return CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+}
+
+export type StaticHandler = (req: IncomingMessage, res: ServerResponse, pathname: string) => Promise<boolean>;
+
+/** Returns a handler that answers GET/HEAD for files under `dir`; resolves false when nothing matched. */
+export async function createStaticHandler(dir: string): Promise<StaticHandler> {
+  let root: string;
+  try {
+    root = await realpath(dir);
+    if (!(await stat(root)).isDirectory()) throw new Error('not a directory');
+  } catch (cause) {
+    throw new QrauthError('QRA_ERR_CONFIG', `cannot serve the app from ${dir}: ${(cause as Error).message}`, { cause });
+  }
+
+  async function regularFileInside(rel: string): Promise<{ file: string; size: number } | null> {
+    const candidate = path.resolve(root, `.${path.posix.sep}${rel}`);
+    try {
+      const real = await realpath(candidate);
+      if (real !== root && !real.startsWith(root + path.sep)) return null;
+      const st = await stat(real);
+      if (st.isDirectory()) return regularFileInside(path.posix.join(rel, 'index.html'));
+      return st.isFile() ? { file: real, size: st.size } : null;
+    } catch {
+      return null;
+    }
+  }
+
+  return async (req, res, pathname) => {
+    let rel: string;
+    try {
+      rel = decodeURIComponent(pathname);
+    } catch {
+      return false;
+    }
+    if (rel.includes('\0') || rel.includes('\\') || rel.split('/').includes('..')) return false;
+    let found = await regularFileInside(rel);
+    if (!found && path.posix.extname(rel) === '') found = await regularFileInside('index.html');
+    if (!found) return false;
+    const isHtml = found.file.endsWith('.html');
+    res.writeHead(200, {
+      'content-type': contentTypeOf(found.file),
+      'content-length': String(found.size),
+      'x-content-type-options': 'nosniff',
+      // Hashed asset names can be cached; index.html must be revalidated to pick up new builds.
+      'cache-control': isHtml ? 'no-cache' : 'public, max-age=3600',
+    });
+    if (req.method === 'HEAD') {
+      res.end();
+      return true;
+    }
+    const stream = createReadStream(found.file);
+    stream.on('error', () => res.destroy());
+    stream.pipe(res);
+    return true;
+  };
+}

@@ -1,0 +1,542 @@
+import test, { type ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
+import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  DEVICE_NAMESPACE,
+  HOST_NAMESPACE,
+  MAX_MESSAGE_BYTES,
+  authBytes,
+  keyId,
+  makeAuthHandshake,
+  toB64url,
+} from '../protocol/src/index.js';
+import { nodeCrypto } from '../protocol/src/crypto-node.js';
+import { parseAllowHosts } from '../relay/src/allow-hosts.js';
+import { NonceCache } from '../relay/src/nonce-cache.js';
+import { TokenBucketLimiter } from '../relay/src/rate-limit.js';
+import { type Relay, type RelayOptions, startRelay } from '../relay/src/server.js';
+import { FakeHost, connectDevice, disconnected, eventually, tryConnect } from './support/net.js';
+import { HeadlessPhone } from './support/phone.js';
+
+const ROLES = [
+  { role: 'host', ns: HOST_NAMESPACE },
+  { role: 'device', ns: DEVICE_NAMESPACE },
+] as const;
+
+async function relayFor(t: ExecutionContext, opts: RelayOptions = {}): Promise<Relay & { lines: string[] }> {
+  const lines: string[] = [];
+  const relay = await startRelay({ ackTimeoutMs: 1000, ...opts, log: (l) => lines.push(l) });
+  t.teardown(() => relay.close());
+  return Object.assign(relay, { lines });
+}
+
+async function hostFor(t: ExecutionContext, relay: Relay, opts: ConstructorParameters<typeof FakeHost>[0] = {}): Promise<FakeHost> {
+  const host = await FakeHost.connect(relay.url, opts);
+  t.teardown(() => host.close());
+  return host;
+}
+
+async function deviceFor(t: ExecutionContext, relay: Relay, seed?: Uint8Array) {
+  const socket = await connectDevice(relay.url, seed);
+  t.teardown(() => socket.disconnect());
+  return socket;
+}
+
+async function phoneFor(t: ExecutionContext, host?: FakeHost, relay?: Relay): Promise<HeadlessPhone> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'qrauth-phone-'));
+  const phone = await HeadlessPhone.create(dir, 'Test phone', { timeoutMs: 3000 });
+  t.teardown(async () => {
+    await phone.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  if (host && relay) {
+    await phone.trustHost({ hostPub: host.hostPub, hostname: host.hostname, relayUrl: relay.url });
+    host.enrollDevice(phone.publicKey);
+  }
+  return phone;
+}
+
+function get(url: string, rawPath: string, method = 'GET'): Promise<{ status: number; type: string | undefined; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${url}${rawPath}`, { method }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// ---------------------------------------------------------------- HTTP
+
+test('healthz reports ok with the number of connected hosts and devices', async (t) => {
+  const relay = await relayFor(t);
+  t.deepEqual(JSON.parse((await get(relay.url, '/healthz')).body), { status: 'ok', hosts: 0, devices: 0 });
+  await hostFor(t, relay);
+  await deviceFor(t, relay);
+  const r = await get(relay.url, '/healthz');
+  t.is(r.status, 200);
+  t.is(r.type, 'application/json');
+  t.deepEqual(JSON.parse(r.body), { status: 'ok', hosts: 1, devices: 1 });
+});
+
+test('metrics exposes gauges and counters in Prometheus text', async (t) => {
+  const relay = await relayFor(t);
+  const host = await hostFor(t, relay);
+  const phone = await phoneFor(t, host, relay);
+  await phone.decide(host.newLogin().qrText, 'approve');
+  await tryConnect(relay.url, HOST_NAMESPACE, { v: 1 });
+  const r = await get(relay.url, '/metrics');
+  t.is(r.status, 200);
+  t.regex(r.type ?? '', /^text\/plain; version=0\.0\.4/);
+  t.regex(r.body, /^# TYPE qrauth_relay_connected_hosts gauge$/m);
+  t.regex(r.body, /^qrauth_relay_connected_hosts 1$/m);
+  t.regex(r.body, /^qrauth_relay_connected_devices 1$/m);
+  t.regex(r.body, /^qrauth_relay_forwarded_total\{event="context"\} 1$/m);
+  t.regex(r.body, /^qrauth_relay_forwarded_total\{event="decision"\} 1$/m);
+  t.regex(r.body, /^qrauth_relay_rejects_total\{reason="unauthenticated"\} 1$/m);
+  t.regex(r.body, /^qrauth_relay_decisions_total\{result="approved"\} 1$/m);
+  t.regex(r.body, /^qrauth_relay_decisions_total\{result="denied"\} 0$/m);
+});
+
+test('other methods get 405 and unknown paths 404', async (t) => {
+  const relay = await relayFor(t);
+  t.is((await get(relay.url, '/healthz', 'POST')).status, 405);
+  t.is((await get(relay.url, '/metrics', 'DELETE')).status, 405);
+  t.is((await get(relay.url, '/nothing-here')).status, 404);
+  t.is((await get(relay.url, '/')).status, 404);
+  t.is((await get(relay.url, '/socket.io/socket.io.js')).status, 400, 'the client bundle is not served');
+});
+
+test('the static app is served with content types, index fallback, and no path traversal', async (t) => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'qrauth-static-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const outside = path.join(root, 'outside.txt');
+  const dir = path.join(root, 'www');
+  await mkdir(path.join(dir, 'assets'), { recursive: true });
+  await writeFile(path.join(dir, 'index.html'), '<!doctype html><title>qrauth</title>');
+  await writeFile(path.join(dir, 'assets', 'app.js'), 'console.log(1)');
+  await writeFile(path.join(dir, 'manifest.webmanifest'), '{}');
+  await writeFile(outside, 'secret');
+  await symlink(outside, path.join(dir, 'leak.txt'));
+  const relay = await relayFor(t, { staticDir: dir });
+
+  const index = await get(relay.url, '/');
+  t.is(index.status, 200);
+  t.is(index.type, 'text/html; charset=utf-8');
+  t.regex(index.body, /<title>qrauth<\/title>/);
+  const js = await get(relay.url, '/assets/app.js');
+  t.is(js.type, 'text/javascript; charset=utf-8');
+  t.is(js.body, 'console.log(1)');
+  t.is((await get(relay.url, '/manifest.webmanifest')).type, 'application/manifest+json; charset=utf-8');
+  t.regex((await get(relay.url, '/scan/login')).body, /<title>qrauth/, 'client-side routes get index.html');
+  t.is((await get(relay.url, '/assets/missing.js')).status, 404, 'a missing file is not answered with html');
+  t.is((await get(relay.url, '/leak.txt')).status, 404, 'a symlink out of the root is not followed');
+  for (const p of ['/..%2foutside.txt', '/%2e%2e/outside.txt', '/assets/..%2f..%2foutside.txt', '/..\\outside.txt', '/a%00.js', '/%E0%A4%A']) {
+    const r = await get(relay.url, p);
+    t.not(r.body, 'secret', p);
+    t.true(r.status === 404 || (r.status === 200 && r.type === 'text/html; charset=utf-8'), `${p} → ${r.status}`);
+  }
+  t.is((await get(relay.url, '/healthz')).status, 200, 'health still wins over the app');
+});
+
+// ---------------------------------------------------------------- handshakes
+
+for (const { role, ns } of ROLES) {
+  test(`${role}: a handshake with a bad signature is refused`, async (t) => {
+    const relay = await relayFor(t);
+    const auth = makeAuthHandshake(nodeCrypto, role, nodeCrypto.randomBytes(32));
+    const other = makeAuthHandshake(nodeCrypto, role, nodeCrypto.randomBytes(32));
+    const r = await tryConnect(relay.url, ns, { ...auth, sig: other.sig });
+    t.false(r.ok);
+    t.like(r, { code: 'QRA_ERR_UNAUTHENTICATED', message: 'handshake signature does not verify' });
+    t.is(relay.metrics.rejects.unauthenticated, 1);
+  });
+
+  test(`${role}: a handshake with a stale or future time is refused`, async (t) => {
+    const relay = await relayFor(t);
+    const seed = nodeCrypto.randomBytes(32);
+    for (const skew of [-180_000, 180_000]) {
+      const r = await tryConnect(relay.url, ns, makeAuthHandshake(nodeCrypto, role, seed, Date.now() + skew));
+      t.false(r.ok);
+      t.like(r, { code: 'QRA_ERR_UNAUTHENTICATED' });
+      if (!r.ok) t.regex(r.message, /clock/);
+    }
+    t.true((await tryConnect(relay.url, ns, makeAuthHandshake(nodeCrypto, role, seed, Date.now() - 60_000))).ok, 'within the window is fine');
+  });
+
+  test(`${role}: a replayed handshake is refused`, async (t) => {
+    const relay = await relayFor(t);
+    const auth = makeAuthHandshake(nodeCrypto, role, nodeCrypto.randomBytes(32));
+    const first = await tryConnect(relay.url, ns, auth);
+    t.true(first.ok);
+    if (first.ok) first.socket.disconnect();
+    const again = await tryConnect(relay.url, ns, auth);
+    t.false(again.ok);
+    t.like(again, { code: 'QRA_ERR_UNAUTHENTICATED' });
+    if (!again.ok) t.regex(again.message, /already used/);
+  });
+
+  test(`${role}: malformed handshakes are refused and the relay keeps serving`, async (t) => {
+    const relay = await relayFor(t);
+    const good = makeAuthHandshake(nodeCrypto, role, nodeCrypto.randomBytes(32));
+    const bad: (object | undefined)[] = [
+      undefined,
+      {},
+      { ...good, v: 2 },
+      { ...good, time: String(good.time) },
+      { ...good, pub: good.pub.slice(1) },
+      { ...good, pub: `${good.pub.slice(0, 42)}!` },
+      { ...good, sig: 'A'.repeat(86) },
+      { ...good, nonce: 'x' },
+      { ...good, extra: 1 },
+      { ...good, hostId: 'A'.repeat(22) },
+      { ...good, pub: 'x'.repeat(5000) },
+    ];
+    for (const auth of bad) {
+      const r = await tryConnect(relay.url, ns, auth);
+      t.false(r.ok, JSON.stringify(auth)?.slice(0, 80));
+      t.like(r, { code: 'QRA_ERR_UNAUTHENTICATED' });
+    }
+    t.is(relay.metrics.rejects.unauthenticated, bad.length);
+    t.true((await tryConnect(relay.url, ns, good)).ok);
+  });
+}
+
+test("a device's handshake does not open the host namespace (and the other way round)", async (t) => {
+  const relay = await relayFor(t);
+  const seed = nodeCrypto.randomBytes(32);
+  t.like(await tryConnect(relay.url, HOST_NAMESPACE, makeAuthHandshake(nodeCrypto, 'device', seed)), { ok: false, code: 'QRA_ERR_UNAUTHENTICATED' });
+  t.like(await tryConnect(relay.url, DEVICE_NAMESPACE, makeAuthHandshake(nodeCrypto, 'host', seed)), { ok: false, code: 'QRA_ERR_UNAUTHENTICATED' });
+});
+
+test('the default namespace serves nothing', async (t) => {
+  const relay = await relayFor(t);
+  const r = await tryConnect(relay.url, '/', makeAuthHandshake(nodeCrypto, 'device', nodeCrypto.randomBytes(32)));
+  t.false(r.ok);
+  t.is(relay.metrics.rejects.default_namespace, 1);
+  t.false((await tryConnect(relay.url, '/admin', undefined)).ok);
+});
+
+test('a host cannot claim another hostId', async (t) => {
+  const relay = await relayFor(t);
+  const victim = await hostFor(t, relay);
+  const attackerSeed = nodeCrypto.randomBytes(32);
+  // The victim's public key with a signature the attacker made over the victim's id.
+  const time = Date.now();
+  const nonce = toB64url(nodeCrypto.randomBytes(16));
+  const sig = toB64url(nodeCrypto.ed25519Sign(attackerSeed, authBytes('host', victim.hostId, time, nonce)));
+  t.like(await tryConnect(relay.url, HOST_NAMESPACE, { v: 1, pub: victim.hostPub, time, nonce, sig }), {
+    ok: false,
+    code: 'QRA_ERR_UNAUTHENTICATED',
+  });
+
+  // With its own key it lands in its own room only: requests for the victim never reach it.
+  victim.close();
+  await eventually(() => relay.metrics.hostsConnected === 0);
+  const attacker = await hostFor(t, relay, { seed: attackerSeed });
+  t.not(attacker.hostId, victim.hostId);
+  const device = await deviceFor(t, relay);
+  const ack = await device.timeout(2000).emitWithAck('context', { hostId: victim.hostId, sid: victim.newLogin().sid });
+  t.like(ack, { ok: false, code: 'QRA_ERR_HOST_OFFLINE' });
+  t.deepEqual(attacker.received.context, []);
+});
+
+test('with allowHosts only listed hosts may connect', async (t) => {
+  const allowed = new FakeHost();
+  const relay = await relayFor(t, { allowHosts: new Set([allowed.hostId]) });
+  const ok = await hostFor(t, relay, { seed: allowed.seed });
+  t.is(ok.hostId, allowed.hostId);
+  const r = await tryConnect(relay.url, HOST_NAMESPACE, makeAuthHandshake(nodeCrypto, 'host', nodeCrypto.randomBytes(32)));
+  t.like(r, { ok: false, code: 'QRA_ERR_UNAUTHENTICATED' });
+  if (!r.ok) t.regex(r.message, /allow-list/);
+  t.is(relay.metrics.rejects.not_allowed, 1);
+  t.true((await tryConnect(relay.url, DEVICE_NAMESPACE, makeAuthHandshake(nodeCrypto, 'device', nodeCrypto.randomBytes(32)))).ok, 'devices are not on the list');
+});
+
+test('one address opening too many connections is refused', async (t) => {
+  const relay = await relayFor(t, { limits: { connectionsPerIpPerMinute: 3 } });
+  const results = [];
+  for (let i = 0; i < 5; i++) results.push(await tryConnect(relay.url, DEVICE_NAMESPACE, makeAuthHandshake(nodeCrypto, 'device', nodeCrypto.randomBytes(32))));
+  for (const r of results) if (r.ok) r.socket.disconnect();
+  t.deepEqual(
+    results.map((r) => r.ok),
+    [true, true, true, false, false],
+  );
+  t.is(relay.metrics.rejects.connection_rate_limited, 2);
+});
+
+// ---------------------------------------------------------------- routing
+
+test('a context travels phone → relay → host → phone and the phone verifies it', async (t) => {
+  const relay = await relayFor(t);
+  const host = await hostFor(t, relay);
+  const phone = await phoneFor(t, host, relay);
+  const login = host.newLogin({ user: 'alice', rhost: '203.0.113.7' });
+  const ctx = await phone.fetchContext(login.qrText);
+  t.like(ctx, { hostId: host.hostId, sid: login.sid, user: 'alice', hostname: 'web-01', rhost: '203.0.113.7', service: 'sshd' });
+  t.deepEqual(host.received.context, [{ sid: login.sid }], 'the host gets only the sid');
+  t.is(relay.metrics.forwarded.context, 1);
+});
+
+test('a decision is forwarded unchanged and the host ack comes back; the log line has no signature', async (t) => {
+  const relay = await relayFor(t);
+  const host = await hostFor(t, relay);
+  const phone = await phoneFor(t, host, relay);
+  const login = host.newLogin();
+  t.deepEqual(await phone.decide(login.qrText, 'approve'), { ok: true, result: 'approved' });
+  const msg = host.received.decision[0] as { sid: string; deviceId: string; decision: string; sig: string };
+  t.like(msg, { hostId: host.hostId, sid: login.sid, deviceId: phone.deviceId, decision: 'approve' });
+  t.is(relay.metrics.approvals, 1);
+  const line = relay.lines.find((l) => l.startsWith('event=decision'));
+  t.is(line, `event=decision hostId=${host.hostId} sid=${login.sid.slice(0, 8)} deviceId=${phone.deviceId} decision=approve result=approved`);
+  t.false(relay.lines.join('\n').includes(msg.sig));
+  t.false(relay.lines.join('\n').includes(login.sid));
+
+  const denied = host.newLogin();
+  t.deepEqual(await phone.decide(denied.qrText, 'deny'), { ok: true, result: 'denied' });
+  t.is(relay.metrics.denials, 1);
+});
+
+test('a host error ack reaches the phone unchanged', async (t) => {
+  const relay = await relayFor(t);
+  const host = await hostFor(t, relay);
+  const device = await deviceFor(t, relay);
+  const ack = await device.timeout(2000).emitWithAck('context', { hostId: host.hostId, sid: toB64url(nodeCrypto.randomBytes(16)) });
+  t.deepEqual(ack, { ok: false, code: 'QRA_ERR_UNKNOWN_SESSION', message: 'no such login' });
+});
+
+test('a request for a host that is not connected gets QRA_ERR_HOST_OFFLINE', async (t) => {
+  const relay = await relayFor(t);
+  const device = await deviceFor(t, relay);
+  const hostId = keyId(nodeCrypto, nodeCrypto.randomBytes(32));
+  const ack = await device.timeout(2000).emitWithAck('context', { hostId, sid: toB64url(nodeCrypto.randomBytes(16)) });
+  t.deepEqual(ack, { ok: false, code: 'QRA_ERR_HOST_OFFLINE', message: 'that host is not connected to the relay' });
+  t.is(relay.metrics.rejects.host_offline, 1);
+});
+
+test('a host that never answers gets the phone QRA_ERR_HOST_OFFLINE after the ack timeout', async (t) => {
+  const relay = await relayFor(t, { ackTimeoutMs: 300 });
+  const host = await hostFor(t, relay);
+  host.socket.off('context');
+  host.socket.on('context', () => {});
+  const device = await deviceFor(t, relay);
+  const started = Date.now();
+  const ack = await device.timeout(2000).emitWithAck('context', { hostId: host.hostId, sid: host.newLogin().sid });
+  t.like(ack, { ok: false, code: 'QRA_ERR_HOST_OFFLINE' });
+  t.true(Date.now() - started >= 290);
+  t.is(relay.metrics.rejects.host_timeout, 1);
+});
+
+test('malformed events, oversized payloads and events without ack are rejected and the relay serves the next request', async (t) => {
+  const relay = await relayFor(t);
+  const host = await hostFor(t, relay);
+  const device = await deviceFor(t, relay);
+  const sid = host.newLogin().sid;
+  const good = { hostId: host.hostId, sid };
+  const bad: unknown[][] = [
+    [null],
+    ['string'],
+    [{}],
+    [{ ...good, extra: true }],
+    [{ hostId: host.hostId, sid: 'short' }],
+    [{ hostId: host.hostId, sid: 123 }],
+    [good, 'second argument'],
+    [],
+  ];
+  for (const args of bad) {
+    const ack = (await device.timeout(2000).emitWithAck('context', ...args)) as { ok: boolean; code: string };
+    t.like(ack, { ok: false, code: 'QRA_ERR_INVALID_INPUT' }, JSON.stringify(args));
+  }
+  const badDecisions = [{ ...good, deviceId: 'A'.repeat(22), decision: 'maybe', time: 1, sig: 'A'.repeat(86) }, { decision: 'approve' }];
+  for (const d of badDecisions) t.like(await device.timeout(2000).emitWithAck('decision', d), { ok: false, code: 'QRA_ERR_INVALID_INPUT' });
+  t.like(await device.timeout(2000).emitWithAck('enroll', { hostId: host.hostId }), { ok: false, code: 'QRA_ERR_INVALID_INPUT' });
+  t.deepEqual(host.received, { context: [], decision: [], enroll: [] }, 'nothing malformed reaches the host');
+  t.is(relay.metrics.rejects.invalid_input, bad.length + badDecisions.length + 1);
+
+  device.emit('context', good); // no ack: dropped
+  device.emit('hello', good, () => {}); // unknown event: ignored
+  await eventually(() => relay.metrics.rejects.no_ack === 1 && relay.metrics.rejects.unknown_event === 1);
+  t.deepEqual(host.received.context, []);
+
+  // Bigger than maxHttpBufferSize: the transport is closed, nothing reaches the host.
+  device.emit('context', { ...good, pad: 'x'.repeat(MAX_MESSAGE_BYTES * 2) }, () => {});
+  t.true(await disconnected(device));
+  t.deepEqual(host.received.context, []);
+
+  const next = await deviceFor(t, relay);
+  t.like(await next.timeout(2000).emitWithAck('context', good), { ok: true, context: { sid } });
+});
+
+test('a decision naming another deviceId than the connection proved is refused', async (t) => {
+  const relay = await relayFor(t);
+  const host = await hostFor(t, relay);
+  const device = await deviceFor(t, relay);
+  const msg = {
+    hostId: host.hostId,
+    sid: host.newLogin().sid,
+    deviceId: keyId(nodeCrypto, nodeCrypto.randomBytes(32)),
+    decision: 'approve',
+    time: Date.now(),
+    sig: toB64url(nodeCrypto.randomBytes(64)),
+  };
+  const ack = await device.timeout(2000).emitWithAck('decision', msg);
+  t.like(ack, { ok: false, code: 'QRA_ERR_INVALID_INPUT' });
+  t.deepEqual(host.received.decision, []);
+});
+
+test('a malformed or mismatched host ack is never passed on', async (t) => {
+  const relay = await relayFor(t);
+  const host = await hostFor(t, relay);
+  const device = await deviceFor(t, relay);
+  const login = host.newLogin();
+  const other = host.newLogin();
+  const answers: unknown[] = [
+    'garbage',
+    null,
+    { ok: true },
+    { ok: true, context: { ...host.signedContext(login.sid), extra: '<script>' } },
+    { ok: true, context: host.signedContext(other.sid) }, // valid, but for another login
+    { ok: false, code: 'not-a-code', message: 'x' },
+    { ok: false, code: 'QRA_ERR_HOST_OFFLINE', message: 'x'.repeat(600) },
+  ];
+  for (const answer of answers) {
+    host.onContext = () => answer;
+    const ack = await device.timeout(2000).emitWithAck('context', { hostId: host.hostId, sid: login.sid });
+    t.like(ack, { ok: false, code: 'QRA_ERR_INTERNAL' }, JSON.stringify(answer).slice(0, 60));
+    t.false(JSON.stringify(ack).includes(other.sid));
+  }
+  t.is(relay.metrics.rejects.invalid_host_ack, answers.length);
+
+  host.onContext = () => ({ ok: false, code: 'QRA_ERR_MADE_UP', message: 'hello' });
+  t.like(await device.timeout(2000).emitWithAck('context', { hostId: host.hostId, sid: login.sid }), { ok: false, code: 'QRA_ERR_INTERNAL' });
+
+  host.onDecision = () => ({ ok: true, result: 'maybe' });
+  const phone = await phoneFor(t, host, relay);
+  host.onContext = (req) => host.contextAckFor(req.sid);
+  t.like(await phone.decide(login.qrText, 'approve'), { ok: false, code: 'QRA_ERR_INTERNAL' });
+  t.is(relay.metrics.approvals, 0);
+});
+
+test('when one host has two connections a success wins over an error', async (t) => {
+  const relay = await relayFor(t);
+  const first = await hostFor(t, relay);
+  const second = await hostFor(t, relay, { seed: first.seed });
+  const login = second.newLogin();
+  first.onContext = () => ({ ok: false, code: 'QRA_ERR_UNKNOWN_SESSION', message: 'not mine' });
+  const device = await deviceFor(t, relay);
+  const ack = await device.timeout(2000).emitWithAck('context', { hostId: first.hostId, sid: login.sid });
+  t.like(ack, { ok: true, context: { sid: login.sid } });
+  t.is(first.received.context.length, 1);
+  t.is(second.received.context.length, 1);
+});
+
+test('a device flooding requests gets QRA_ERR_RATE_LIMITED', async (t) => {
+  const relay = await relayFor(t, { limits: { deviceEventsPer10s: 5 } });
+  const host = await hostFor(t, relay);
+  const device = await deviceFor(t, relay);
+  const sid = host.newLogin().sid;
+  const acks = (await Promise.all(
+    Array.from({ length: 8 }, () => device.timeout(2000).emitWithAck('context', { hostId: host.hostId, sid })),
+  )) as { ok: boolean; code?: string }[];
+  t.is(acks.filter((a) => a.ok).length, 5);
+  t.is(acks.filter((a) => a.code === 'QRA_ERR_RATE_LIMITED').length, 3);
+  t.is(host.received.context.length, 5);
+  const other = await deviceFor(t, relay);
+  t.like(await other.timeout(2000).emitWithAck('context', { hostId: host.hostId, sid }), { ok: true }, 'another phone is not affected');
+});
+
+test('requests for one host are limited across all phones', async (t) => {
+  const relay = await relayFor(t, { limits: { hostEventsPer10s: 3 } });
+  const host = await hostFor(t, relay);
+  const sid = host.newLogin().sid;
+  const devices = [];
+  for (let i = 0; i < 4; i++) devices.push(await deviceFor(t, relay));
+  const acks = (await Promise.all(devices.map((d) => d.timeout(2000).emitWithAck('context', { hostId: host.hostId, sid })))) as {
+    ok: boolean;
+    code?: string;
+  }[];
+  t.is(acks.filter((a) => a.ok).length, 3);
+  t.is(acks.filter((a) => a.code === 'QRA_ERR_RATE_LIMITED').length, 1);
+  t.is(host.received.context.length, 3);
+});
+
+// ---------------------------------------------------------------- building blocks and CLI
+
+test('a token bucket allows its capacity, then refills over its window', (t) => {
+  let now = 0;
+  const b = new TokenBucketLimiter({ capacity: 2, windowMs: 1000, now: () => now });
+  t.deepEqual([b.take('a'), b.take('a'), b.take('a'), b.take('b')], [true, true, false, true]);
+  now = 500;
+  t.deepEqual([b.take('a'), b.take('a')], [true, false]);
+});
+
+test('the token bucket map stays bounded', (t) => {
+  const b = new TokenBucketLimiter({ capacity: 1, windowMs: 1000, maxKeys: 3 });
+  for (let i = 0; i < 100; i++) b.take(`k${i}`);
+  t.is(b.size, 3);
+});
+
+test('the nonce cache forgets expired nonces and refuses when full of live ones', (t) => {
+  let now = 1000;
+  const c = new NonceCache(2, () => now);
+  t.false(c.seen('a', 2000));
+  t.true(c.seen('a', 2000));
+  t.false(c.seen('b', 2000));
+  t.throws(() => c.seen('c', 2000), { message: /too many new connections/ });
+  now = 2001;
+  t.false(c.seen('c', 3000));
+  t.false(c.seen('a', 3000), 'an expired nonce is forgotten (the clock check rejects its handshake)');
+  t.is(c.size, 2);
+});
+
+test('the allow-hosts file takes one hostId a line and names a bad line', (t) => {
+  const id = 'A'.repeat(22);
+  t.deepEqual([...parseAllowHosts(`# web\n${id}  # web-01\n\n${'B'.repeat(22)}\n`)], [id, 'B'.repeat(22)]);
+  t.throws(() => parseAllowHosts(`${id}\nnot-an-id\n`, 'hosts.txt'), { message: /^hosts\.txt:2: / });
+});
+
+test('qrauth-relay starts from the command line, serves healthz, and stops on SIGTERM', async (t) => {
+  const child = spawn(process.execPath, ['--import=tsx', 'relay/src/main.ts', '--port', '0'], {
+    cwd: path.resolve(import.meta.dirname, '..'),
+    env: { ...process.env, QRAUTH_RELAY_HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+      const m = /qrauth-relay listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+  });
+  t.is((await get(url, '/healthz')).status, 200);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  t.is(await exited, 0);
+});
+
+test('qrauth-relay refuses a bad allow-hosts file with a clear message', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'qrauth-allow-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'hosts');
+  await writeFile(file, 'nope\n');
+  const child = spawn(process.execPath, ['--import=tsx', 'relay/src/main.ts', '--port', '0', '--allow-hosts', file], {
+    cwd: path.resolve(import.meta.dirname, '..'),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  t.is(code, 2);
+  t.regex(err, /QRA_ERR_CONFIG: .*hosts:1: expected a hostId/);
+});
