@@ -32,7 +32,8 @@ test('approve on the phone, press Enter: the shell command runs', async (t) => {
   t.is(decodeTerminalQr(run.output, 'dark'), payload);
   t.is(decodeTerminalQr(run.output, 'light'), payload);
   // Everything the client printed for this prompt, from the "(user@host)" line to the prompt, fits 80x24.
-  const screenLines = run.output.replace(/\r/g, '').split('\n');
+  const all = run.output.replace(/\r/g, '').split('\n');
+  const screenLines = all.slice(all.findIndex((l) => l.startsWith('(qrtest-alice@')));
   t.regex(screenLines[0]!, /^\(qrtest-alice@127\.0\.0\.1\) *$/, 'the client prefix sits on its own line, not on the QR');
   t.true(screenLines.length <= 24, `${screenLines.length} lines`);
   t.true(extractQrLines(run.output).length <= 21);

@@ -73,11 +73,16 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
       return () => relay.off('change', cb);
     },
     effectiveMode: (begin) => {
+      const sshd = isSshdService(begin.service);
       if (begin.mode === Mode.PROMPT) return Mode.PROMPT;
-      if (begin.mode === Mode.INFO) return Mode.INFO;
-      if (!isSshdService(begin.service)) return Mode.INFO;
-      return sshdInfoAtOnce ? Mode.INFO : Mode.PROMPT;
+      // sshd before 10.3 would hold info messages back until the login ends: the QR would never show.
+      if (begin.mode === Mode.INFO) return sshd && !sshdInfoAtOnce ? Mode.PROMPT : Mode.INFO;
+      // auto: info for sudo, login and the like. For sshd, prompt even on OpenSSH >= 10.3: its info
+      // messages escape every non-ASCII byte and are cut at about 1 KiB, so only a tall ASCII QR
+      // (41 lines) survives there, which does not fit a 24-line terminal. See docs/design-notes.md.
+      return sshd ? Mode.PROMPT : Mode.INFO;
     },
+    asciiOnlyInfo: (begin) => isSshdService(begin.service),
     maxConnections: config.maxConnections,
     ...(opts.frameTimeoutMs ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
   });

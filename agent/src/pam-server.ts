@@ -42,6 +42,8 @@ export interface PamServerDeps {
   onRelayChange(cb: (up: boolean) => void): () => void;
   /** The effective mode for a BEGIN (auto → prompt or info). */
   effectiveMode(begin: BeginMsg): typeof Mode.PROMPT | typeof Mode.INFO;
+  /** Whether info messages of this service pass only ASCII (sshd ≥ 10.3 escapes the rest). */
+  asciiOnlyInfo(begin: BeginMsg): boolean;
   maxConnections: number;
   /** Stalled-peer cut-off. @default FRAME_TIMEOUT_MS */
   frameTimeoutMs?: number;
@@ -185,7 +187,9 @@ export class PamServer {
       });
       const payload = formatLoginPayload({ hostId: deps.hostId, sid: session.sid, nonce: session.nonce });
       const mode = deps.effectiveMode(msg);
-      const qr = renderQr(payload, msg.qr === QrStyle.ASCII ? 'ascii' : 'utf8');
+      const ascii = msg.qr === QrStyle.ASCII || (mode === Mode.INFO && deps.asciiOnlyInfo(msg));
+      // ASCII at two characters a module: a quiet zone of 1 keeps a version 5 code within 80 columns.
+      const qr = ascii ? renderQr(payload, 'ascii', 1) : renderQr(payload, 'utf8');
       state = 'ready';
       // A session that ends while the user is not waiting (expiry) keeps the connection only
       // until the module next asks; a module that never asks is dropped after a grace period.

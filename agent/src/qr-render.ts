@@ -18,14 +18,14 @@ export interface RenderedQr {
   lines: number;
 }
 
-export function renderQr(payload: string, style: QrStyleName = 'utf8'): RenderedQr {
+export function renderQr(payload: string, style: QrStyleName = 'utf8', quietZone = QUIET_ZONE): RenderedQr {
   const qr = QRCode.create(payload, { errorCorrectionLevel: 'M' });
   const n = qr.modules.size;
-  const size = n + 2 * QUIET_ZONE;
+  const size = n + 2 * quietZone;
   // light(r, c): true for a light module, quiet zone included.
   const light = (r: number, c: number): boolean => {
-    const rr = r - QUIET_ZONE;
-    const cc = c - QUIET_ZONE;
+    const rr = r - quietZone;
+    const cc = c - quietZone;
     if (rr < 0 || cc < 0 || rr >= n || cc >= n) return true;
     return !qr.modules.get(rr, cc);
   };
@@ -41,7 +41,8 @@ export function renderQr(payload: string, style: QrStyleName = 'utf8'): Rendered
       rows.push(line.replace(/ +$/, ''));
     }
   } else {
-    // Two characters a module keeps it square; this is taller than 24 lines, for clients without UTF-8.
+    // Two characters a module keeps it square. Taller than 24 lines: for clients without UTF-8,
+    // and for OpenSSH >= 10.3 info messages, which escape every non-ASCII byte.
     for (let r = 0; r < size; r++) {
       let line = '';
       for (let c = 0; c < size; c++) line += light(r, c) ? '##' : '  ';

@@ -27,9 +27,13 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startSshd(opts: { dir: string; service: string; sshdPath?: string; extraConfig?: string[]; allowUsers?: string; fixedPort?: number }): Promise<Sshd> {
+export async function startSshd(opts: { dir: string; service: string; sshdPath?: string; extraConfig?: string[]; allowUsers?: string; fixedPort?: number; chroot?: string }): Promise<Sshd> {
   const sshdPath = opts.sshdPath ?? '/usr/sbin/sshd';
-  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  // With a chroot, opts.dir lies inside it; sshd sees paths relative to the chroot's root.
+  const root = opts.chroot ?? '';
+  if (root && !opts.dir.startsWith(`${root}/`)) throw new Error('the sshd dir must be inside the chroot');
+  const inner = (p: string) => (root ? p.slice(root.length) : p);
+  mkdirSync(`${root}/run/sshd`, { recursive: true, mode: 0o755 });
   const keyPath = join(opts.dir, 'ssh_host_ed25519_key');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyPath]);
   const bin = join(opts.dir, opts.service);
@@ -43,8 +47,8 @@ export async function startSshd(opts: { dir: string; service: string; sshdPath?:
       [
         `Port ${port}`,
         'ListenAddress 127.0.0.1',
-        `HostKey ${keyPath}`,
-        `PidFile ${join(opts.dir, 'sshd.pid')}`,
+        `HostKey ${inner(keyPath)}`,
+        `PidFile ${inner(join(opts.dir, 'sshd.pid'))}`,
         'UsePAM yes',
         'KbdInteractiveAuthentication yes',
         'PasswordAuthentication no',
@@ -63,7 +67,10 @@ export async function startSshd(opts: { dir: string; service: string; sshdPath?:
         '',
       ].join('\n'),
     );
-    const child: ChildProcess = spawn(bin, ['-D', '-e', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const argv = [inner(bin), '-D', '-e', '-f', inner(cfg)];
+    const child: ChildProcess = root
+      ? spawn('chroot', [root, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+      : spawn(bin, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let log = '';
     child.stdout!.on('data', (d) => (log += d));
     child.stderr!.on('data', (d) => (log += d));
@@ -109,7 +116,9 @@ export function sshArgs(port: number, user: string, command: string): string[] {
     '-p', String(port),
     '-o', 'StrictHostKeyChecking=no',
     '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', 'LogLevel=ERROR',
+    // INFO, the default users have: OpenSSH >= 10.3 shows PAM info messages as banners, which
+    // the client prints only at INFO and above.
+    '-o', 'LogLevel=INFO',
     '-o', 'PreferredAuthentications=keyboard-interactive',
     '-o', 'PubkeyAuthentication=no',
     '-o', 'NumberOfPasswordPrompts=1',
