@@ -4,6 +4,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p test-artifacts
+# PAM service and sudoers files a killed earlier run may have left (tests name them like this).
+rm -f /etc/pam.d/qrauth-pt-* /etc/pam.d/qrauth-sudo-* /etc/pam.d/sshd-qra* /etc/sudoers.d/qrauth-test 2>/dev/null || true
 c_log=test-artifacts/c-tests.log
 js_log=test-artifacts/ava.tap
 
