@@ -237,3 +237,44 @@ test('no log line carries the nonce or the offline code', async (t) => {
   t.false(all.includes(code));
   t.false(all.includes(payload));
 });
+
+test('an unknown user gets the same NO_DEVICE answer as a user without a phone', async (t) => {
+  const f = await withAgent(t);
+  const { reply } = await begin(f, 'nobody-here');
+  t.like(reply, { type: MsgType.VERDICT, result: Result.NO_DEVICE });
+});
+
+test('uid and home from the module are used for the devices file (NSS users need no /etc/passwd line)', async (t) => {
+  const f = await withAgent(t, { authfile: '~/devices' });
+  const home = join(f.dir, 'ldap-home');
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(home);
+  writeFileSync(join(home, 'devices'), `${phoneKey(2).line}\n`, { mode: 0o600 });
+  const { reply } = await begin(f, 'ldapuser', { uid: 0, home } as Partial<FrameMsg>);
+  t.is(reply?.type, MsgType.CHALLENGE);
+});
+
+test('a BEGIN with values out of range is refused with ERROR', async (t) => {
+  const f = await withAgent(t);
+  f.setDevices('alice', [phoneKey(2).line]);
+  for (const extra of [{ mode: 9 }, { qr: 7 }, { timeout: 0 }, { timeout: 99999 }, { uid: 5 }]) {
+    const { reply } = await begin(f, 'alice', extra as Partial<FrameMsg>);
+    t.like(reply, { type: MsgType.VERDICT, result: Result.ERROR }, JSON.stringify(extra));
+  }
+});
+
+test('mode=info on sshd before 10.3 falls back to prompt; auto gives sshd prompt and sudo info', async (t) => {
+  const f = await withAgent(t);
+  f.setDevices('alice', [phoneKey(2).line]);
+  const cases: Array<[Partial<FrameMsg>, number]> = [
+    [{ service: 'sshd', mode: 2 }, 1],
+    [{ service: 'sshd', mode: 0 }, 1],
+    [{ service: 'sudo', mode: 0 }, 2],
+    [{ service: 'login', mode: 1 }, 1],
+  ];
+  for (const [extra, mode] of cases) {
+    const { client, reply } = await begin(f, 'alice', extra);
+    t.like(reply, { type: MsgType.CHALLENGE, mode }, JSON.stringify(extra));
+    client.close();
+  }
+});

@@ -2,7 +2,7 @@
  * The agent: host key, sessions, the PAM socket, the relay link, wired together.
  * `startAgent` is what `qrauth-agent` runs and what tests start in-process.
  */
-import { Mode, QrauthError, type BeginMsg } from '../../protocol/src/index.js';
+import { Mode, type BeginMsg } from '../../protocol/src/index.js';
 import type { AgentConfig } from './config.js';
 import { type Device, devicesPath, readDevicesFile } from './devices-file.js';
 import { type HostKey, loadOrCreateHostKey } from './host-key.js';
@@ -51,8 +51,13 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
   const relay = config.relayUrl ? new RelayLink({ url: config.relayUrl, host, sessions, log }) : null;
 
   const devicesFor = (begin: BeginMsg): (() => Device[]) => {
-    const user = lookupUserInPasswd(begin.user, opts.passwdPath);
-    if (!user) throw new QrauthError('QRA_ERR_NOT_ENROLLED', `unknown user ${begin.user}`);
+    // The module sends uid and home from getpwnam(3) (NSS users work); older callers fall back to /etc/passwd.
+    const user =
+      begin.uid !== undefined && begin.home !== undefined && begin.home.startsWith('/')
+        ? { name: begin.user, uid: begin.uid, home: begin.home }
+        : lookupUserInPasswd(begin.user, opts.passwdPath);
+    // An unknown user looks exactly like one with no phone: the answer must not tell them apart.
+    if (!user) return () => [];
     const path = devicesPath(begin.authfile ?? config.authfile, user);
     return () => {
       const f = readDevicesFile(path, user);

@@ -51,6 +51,16 @@ export interface PamServerDeps {
 
 type ConnState = 'begin' | 'ready' | 'waiting' | 'done';
 
+/** The frame parser checks structure; values are range-checked here. Returns what is wrong, or null. */
+export function badBegin(m: BeginMsg): string | null {
+  if (m.user.length === 0) return 'empty user';
+  if (m.mode !== undefined && m.mode > Mode.INFO) return 'mode out of range';
+  if (m.qr !== undefined && m.qr > QrStyle.ASCII) return 'qr out of range';
+  if (m.timeout !== undefined && (m.timeout < 1 || m.timeout > 3600)) return 'timeout out of range';
+  if ((m.uid === undefined) !== (m.home === undefined)) return 'uid and home go together';
+  return null;
+}
+
 export class PamServer {
   readonly server: Server;
   private connections = new Set<Socket>();
@@ -164,6 +174,11 @@ export class PamServer {
 
     const onBegin = (msg: BeginMsg) => {
       begin = msg;
+      const bad = badBegin(msg);
+      if (bad) {
+        logDecision('error', 'begin', undefined, bad);
+        return finalVerdict(Result.ERROR, `qrauth: bad request from the PAM module (${bad})`);
+      }
       let loadDevices: () => Device[];
       let devices: Device[];
       try {

@@ -54,6 +54,8 @@ const SPECS: Record<number, { name: string; fields: FieldSpec[] }> = {
       { tag: 6, name: 'qr', kind: 'u8' },
       { tag: 7, name: 'timeout', kind: 'u32' },
       { tag: 8, name: 'authfile', kind: 'str', max: 256 },
+      { tag: 9, name: 'uid', kind: 'u32' },
+      { tag: 10, name: 'home', kind: 'str', max: 1024 },
     ],
   },
   [MsgType.WAIT]: { name: 'WAIT', fields: [{ tag: 1, name: 'maxWait', kind: 'u32' }] },
@@ -88,6 +90,9 @@ export interface BeginMsg {
   qr?: number;
   timeout?: number;
   authfile?: string;
+  /** From getpwnam(3) in the module, so NSS users (LDAP, sssd) need no lookup in the agent. */
+  uid?: number;
+  home?: string;
 }
 export interface WaitMsg {
   type: typeof MsgType.WAIT;
