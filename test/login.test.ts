@@ -111,8 +111,7 @@ test('a user with no enrolled phone is refused', async (t) => {
 });
 
 test("bob's phone cannot approve alice's login", async (t) => {
-  const bobPhone = await stack.newPhone('Bob phone');
-  stack.agent.setDevices(BOB, [bobPhone.devicesLine()]);
+  const bobPhone = await stack.newPhone('Bob phone', BOB);
   const { run, marker } = ssh();
   t.teardown(() => run.kill());
   const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);

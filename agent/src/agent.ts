@@ -6,6 +6,9 @@ import { Mode, type BeginMsg } from '../../protocol/src/index.js';
 import type { AgentConfig } from './config.js';
 import { type Device, devicesPath, readDevicesFile } from './devices-file.js';
 import { type HostKey, loadOrCreateHostKey } from './host-key.js';
+import { ControlServer } from './control-server.js';
+import { EnrollmentStore } from './enrollments.js';
+import { LastUsed } from './last-used.js';
 import { type Logger, stderrLogger } from './log.js';
 import { PamServer } from './pam-server.js';
 import { RelayLink } from './relay-link.js';
@@ -23,6 +26,8 @@ export interface AgentStartOptions {
   passwdPath?: string;
   /** Stalled-peer cut-off on the PAM socket (tests shorten it). */
   frameTimeoutMs?: number;
+  /** Do not open the control socket (a second agent on the same host for tests). */
+  noControl?: boolean;
 }
 
 export interface Agent {
@@ -31,6 +36,9 @@ export interface Agent {
   sessions: SessionStore;
   pam: PamServer;
   relay: RelayLink | null;
+  enrollments: EnrollmentStore;
+  control: ControlServer | null;
+  lastUsed: LastUsed;
   /** Whether sshd on this host shows info messages at once (decides mode=auto). */
   sshdInfoAtOnce: boolean;
   close(): Promise<void>;
@@ -48,7 +56,12 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
   let sshdInfoAtOnce = config.sshdInfoMessages === 'yes';
   if (config.sshdInfoMessages === 'auto') sshdInfoAtOnce = showsInfoAtOnce(await detectSshdVersion(config.sshdPath));
 
-  const relay = config.relayUrl ? new RelayLink({ url: config.relayUrl, host, sessions, log }) : null;
+  const enrollments = new EnrollmentStore(host, config.hostname, config.enrollSeconds, log);
+  const lastUsed = new LastUsed(config.stateDir);
+  const relay = config.relayUrl
+    ? new RelayLink({ url: config.relayUrl, host, sessions, log, onEnroll: async (msg) => enrollments.handle(msg) })
+    : null;
+  const startedAt = Date.now();
 
   const devicesFor = (begin: BeginMsg): (() => Device[]) => {
     // The module sends uid and home from getpwnam(3) (NSS users work); older callers fall back to /etc/passwd.
@@ -88,10 +101,37 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
       return sshd ? Mode.PROMPT : Mode.INFO;
     },
     asciiOnlyInfo: (begin) => isSshdService(begin.service),
+    onApproved: (deviceId) => lastUsed.record(deviceId),
     maxConnections: config.maxConnections,
     ...(opts.frameTimeoutMs ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
   });
   await pam.listen(opts.listenFd !== undefined ? { fd: opts.listenFd } : { path: config.socket });
+  const control = opts.noControl
+    ? null
+    : new ControlServer({
+        status: () => ({
+          ok: true,
+          version: VERSION,
+          hostId: host.hostId,
+          hostname: config.hostname,
+          relay: { url: config.relayUrl, state: relay ? (relay.up ? 'up' : 'down') : 'none' },
+          pendingLogins: sessions.size,
+          openEnrollments: enrollments.size,
+          uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+        }),
+        enrollments,
+        hostPub: host.publicKey,
+        hostname: config.hostname,
+        relayUrl: config.relayUrl,
+        lastUsed: (id) => lastUsed.get(id),
+        log,
+      });
+  try {
+    await control?.listen(config.controlSocket);
+  } catch (e) {
+    await pam.close();
+    throw e;
+  }
   relay?.start();
   log('started', { version: VERSION, hostId: host.hostId, socket: opts.listenFd !== undefined ? `fd:${opts.listenFd}` : config.socket, relay: config.relayUrl ?? 'none' });
 
@@ -101,10 +141,16 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
     sessions,
     pam,
     relay,
+    enrollments,
+    control,
+    lastUsed,
     sshdInfoAtOnce,
     async close() {
       sessions.closeAll();
+      enrollments.closeAll();
+      lastUsed.flush();
       await relay?.close();
+      await control?.close();
       await pam.close();
     },
   };

@@ -4,7 +4,7 @@
  * file owned by the user or root, not writable by group or others, size capped. It holds
  * public keys only, so reading it gives nobody a way in; writing it is what must be guarded.
  */
-import { closeSync, constants, fstatSync, openSync, readSync, writeSync, fsyncSync, renameSync, fchownSync, unlinkSync, mkdirSync, lstatSync } from 'node:fs';
+import { chownSync, closeSync, constants, fstatSync, openSync, readSync, writeSync, fsyncSync, renameSync, fchownSync, unlinkSync, mkdirSync, lstatSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { QrauthError, fromB64url, keyId, toB64url, DEVICE_NAME_PATTERN } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
@@ -25,6 +25,8 @@ export interface DevicesFile {
   devices: Device[];
   /** Lines that were skipped, with their numbers, for `qrauth devices` and the log. */
   problems: string[];
+  /** The file as read ('' when there is none), so edits keep comments. */
+  text: string;
 }
 
 const LINE_RE = /^ed25519\s+([A-Za-z0-9_-]{43})\s+(\d{4}-\d{2}-\d{2})\s+(.+)$/;
@@ -65,7 +67,7 @@ export function parseDevicesText(text: string, path = 'devices'): DevicesFile {
     seen.add(deviceId);
     devices.push({ publicKey, deviceId, enrolled: m[2]!, name });
   });
-  return { path, devices, problems };
+  return { path, devices, problems, text };
 }
 
 export function formatDeviceLine(d: Pick<Device, 'publicKey' | 'enrolled' | 'name'>): string {
@@ -89,7 +91,7 @@ export function readDevicesFile(path: string, user: UserInfo): DevicesFile {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return { path, devices: [], problems: [] };
+    if (code === 'ENOENT' || code === 'ENOTDIR') return { path, devices: [], problems: [], text: '' };
     if (code === 'ELOOP') throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path} is a symbolic link; refusing to read it`);
     throw new QrauthError('QRA_ERR_DEVICES_FILE', `cannot open ${path}: ${code ?? (e as Error).message}`);
   }
@@ -120,20 +122,17 @@ export function readDevicesFile(path: string, user: UserInfo): DevicesFile {
  * Replace a devices file atomically (temp file + fsync + rename), mode 0600, owned by `owner`
  * (the user, or root for admin-managed files). Refuses to write through a symlinked file.
  */
-export function writeDevicesFile(path: string, devices: Device[], owner: { uid: number; gid: number }, header?: string): void {
-  const dir = dirname(path);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+export function writeDevicesText(path: string, text: string, owner: { uid: number; gid: number }): void {
   try {
     if (lstatSync(path).isSymbolicLink()) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path} is a symbolic link; refusing to write it`);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
-  const lines = [header ?? '# qrauth devices: one device a line (ed25519 <public key> <enrolled> <name>). Edit with `qrauth`.'];
-  for (const d of devices) lines.push(formatDeviceLine(d));
+  if (Buffer.byteLength(text) > DEVICES_FILE_MAX_BYTES) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path} would be larger than 64 KiB`);
   const tmp = `${path}.qrauth-${process.pid}-${Date.now()}.tmp`;
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
-    writeSync(fd, `${lines.join('\n')}\n`);
+    writeSync(fd, text);
     if (process.getuid?.() === 0) fchownSync(fd, owner.uid, owner.gid);
     fsyncSync(fd);
     closeSync(fd);
@@ -150,5 +149,43 @@ export function writeDevicesFile(path: string, devices: Device[], owner: { uid: 
       /* nothing to remove */
     }
     throw e;
+  }
+}
+
+export const DEVICES_FILE_HEADER = '# qrauth devices: one device a line (ed25519 <public key> <enrolled> <name>). Manage with `qrauth`.';
+
+/** The file text with one device added at the end (comments and order kept). */
+export function addDeviceLine(text: string, d: Pick<Device, 'publicKey' | 'enrolled' | 'name'>): string {
+  const base = text === '' ? `${DEVICES_FILE_HEADER}\n` : text.endsWith('\n') ? text : `${text}\n`;
+  return `${base}${formatDeviceLine(d)}\n`;
+}
+
+/** The file text without the lines of these device ids (comments and other lines kept). */
+export function removeDeviceLines(text: string, deviceIds: ReadonlySet<string>): string {
+  return text
+    .split('\n')
+    .filter((raw) => {
+      const m = LINE_RE.exec(raw.trim());
+      if (!m) return true;
+      try {
+        return !deviceIds.has(keyId(nodeCrypto, fromB64url(m[1]!, 32)));
+      } catch {
+        return true;
+      }
+    })
+    .join('\n');
+}
+
+/** Make the directory for a devices file: 0700, owned by the user when it is under their home. */
+export function ensureDevicesDir(path: string, owner: { uid: number; gid: number }, home: string): void {
+  const dir = dirname(path);
+  const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (created && process.getuid?.() === 0 && dir.startsWith(`${home}/`)) {
+    // chown every directory we created under the home, so the user owns ~/.config/qrauth.
+    let d = dir;
+    while (d.startsWith(`${home}/`) && d.length >= created.length) {
+      chownSync(d, owner.uid, owner.gid);
+      d = dirname(d);
+    }
   }
 }

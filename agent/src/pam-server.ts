@@ -44,6 +44,8 @@ export interface PamServerDeps {
   effectiveMode(begin: BeginMsg): typeof Mode.PROMPT | typeof Mode.INFO;
   /** Whether info messages of this service pass only ASCII (sshd ≥ 10.3 escapes the rest). */
   asciiOnlyInfo(begin: BeginMsg): boolean;
+  /** A device approved a login (for `qrauth devices`' last-used column). */
+  onApproved?(deviceId: string): void;
   maxConnections: number;
   /** Stalled-peer cut-off. @default FRAME_TIMEOUT_MS */
   frameTimeoutMs?: number;
@@ -155,6 +157,7 @@ export class PamServer {
       } as const;
       const [result, message] = map[v.state];
       logDecision(v.state, v.how, v.deviceId);
+      if (v.state === 'approved' && v.deviceId) deps.onApproved?.(v.deviceId);
       finalVerdict(result, message);
     };
     function onVerdict() {

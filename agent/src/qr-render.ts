@@ -18,8 +18,8 @@ export interface RenderedQr {
   lines: number;
 }
 
-export function renderQr(payload: string, style: QrStyleName = 'utf8', quietZone = QUIET_ZONE): RenderedQr {
-  const qr = QRCode.create(payload, { errorCorrectionLevel: 'M' });
+export function renderQr(payload: string, style: QrStyleName = 'utf8', quietZone = QUIET_ZONE, ecc: 'L' | 'M' = 'M'): RenderedQr {
+  const qr = QRCode.create(payload, { errorCorrectionLevel: ecc });
   const n = qr.modules.size;
   const size = n + 2 * quietZone;
   // light(r, c): true for a light module, quiet zone included.

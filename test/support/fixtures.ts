@@ -13,13 +13,15 @@ export interface AgentFixture {
   agent: Agent;
   dir: string;
   socket: string;
+  /** The agent's config as a file, for the qrauth CLI (--config). */
+  configPath: string;
   logs: string[];
   /** Write a user's devices file (lines in docs/protocol.md §4 format). */
   setDevices(user: string, lines: string[]): void;
   close(): Promise<void>;
 }
 
-export async function startTestAgent(overrides: Partial<AgentConfig> = {}, opts: { passwdPath?: string; frameTimeoutMs?: number } = {}): Promise<AgentFixture> {
+export async function startTestAgent(overrides: Partial<AgentConfig> = {}, opts: { passwdPath?: string; frameTimeoutMs?: number; noControl?: boolean } = {}): Promise<AgentFixture> {
   const tmp = tempDir('qra-');
   const dir = tmp.path;
   mkdirSync(join(dir, 'devices'), { mode: 0o755 });
@@ -35,11 +37,14 @@ export async function startTestAgent(overrides: Partial<AgentConfig> = {}, opts:
     relayUrl: null,
     ...overrides,
   });
+  const configPath = join(dir, 'agent.json');
+  writeFileSync(configPath, JSON.stringify(config, null, 2));
   const agent = await startAgent(config, { log, ...opts });
   return {
     agent,
     dir,
     socket: config.socket,
+    configPath,
     logs,
     setDevices(user, lines) {
       writeFileSync(join(dir, 'devices', user), `${lines.join('\n')}\n`, { mode: 0o600 });

@@ -5,8 +5,9 @@
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { toB64url } from '../../protocol/src/index.js';
-import { startRelay, type Relay } from '../../relay/src/server.js';
+import { startRelay, type Relay, type RelayOptions } from '../../relay/src/server.js';
 import { startTestAgent, type AgentFixture } from './fixtures.js';
+import { enrollPhone } from './enroll.js';
 import { HeadlessPhone } from './phone.js';
 import { startSshd, type Sshd } from './sshd.js';
 import { MODULE_PATH, ensureUser, installPamService, randomName, tempDir } from './system.js';
@@ -19,8 +20,8 @@ export interface Stack {
   phone: HeadlessPhone;
   service: string;
   dir: string;
-  /** A second phone, for another user (bob). */
-  newPhone(name: string): Promise<HeadlessPhone>;
+  /** Another phone, enrolled for `user` through the real flow when given. */
+  newPhone(name: string, user?: string): Promise<HeadlessPhone>;
   close(): Promise<void>;
 }
 
@@ -35,12 +36,14 @@ export async function startStack(opts: {
   withRelay?: boolean;
   relayUrl?: string;
   sshdPath?: string;
+  /** Extra relay options, e.g. `staticDir` to serve the app's web build (test/app.test.ts). */
+  relayOptions?: RelayOptions;
 } = {}): Promise<Stack> {
   ensureUser(ALICE);
   ensureUser(BOB);
   ensureUser(CAROL);
   const tmp = tempDir('qrs-');
-  const relay = opts.withRelay === false ? null : await startRelay({ log: () => {} });
+  const relay = opts.withRelay === false ? null : await startRelay({ log: () => {}, ...opts.relayOptions });
   const agent = await startTestAgent({ relayUrl: relay?.url ?? opts.relayUrl ?? null, ...opts.agent });
   if (relay) {
     if (!agent.agent.relay!.up) await once(agent.agent.relay!, 'change');
@@ -55,14 +58,18 @@ export async function startStack(opts: {
     throw e;
   }
   const phones: HeadlessPhone[] = [];
-  const newPhone = async (name: string) => {
+  const newPhone = async (name: string, user?: string) => {
     const p = await HeadlessPhone.create(join(tmp.path, `phone-${phones.length}`), name);
-    await p.trustHost({ hostPub: toB64url(agent.agent.host.publicKey), hostname: 'test-host', relayUrl: relay?.url ?? 'http://127.0.0.1:9' });
     phones.push(p);
+    if (user && relay) await enrollPhone(agent, user, p);
+    else {
+      // Without a relay there is no enrollment; the phone is set up as if it had enrolled earlier.
+      await p.trustHost({ hostPub: toB64url(agent.agent.host.publicKey), hostname: 'test-host', relayUrl: relay?.url ?? 'http://127.0.0.1:9' });
+      if (user) agent.setDevices(user, [p.devicesLine()]);
+    }
     return p;
   };
-  const phone = await newPhone('Alice phone');
-  agent.setDevices(ALICE, [phone.devicesLine()]);
+  const phone = await newPhone('Alice phone', ALICE);
   return {
     relay,
     agent,

@@ -1,0 +1,297 @@
+#!/usr/bin/env node
+/**
+ * qrauth: enroll phones, list and revoke them, and ask the agent how it is.
+ *
+ * Exit codes: 0 done; 1 error; 2 usage; 3 the agent is not running; 4 enrollment not
+ * confirmed (answered no, expired, or cancelled); 78 configuration error.
+ */
+import { execFileSync } from 'node:child_process';
+import { userInfo } from 'node:os';
+import { createInterface } from 'node:readline';
+import { Command, CommanderError } from 'commander';
+import {
+  DEVICE_NAME_PATTERN,
+  ID_PATTERN,
+  PUBKEY_PATTERN,
+  fromB64url,
+  isQrauthError,
+  parseEnrollPayload,
+  literal,
+  object,
+  oneOf,
+  parse,
+  str,
+  int,
+} from '../../protocol/src/index.js';
+import { VERSION } from './agent.js';
+import { type AgentConfig, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
+import { ControlClient } from './control-client.js';
+import { addDeviceLine, devicesPath, ensureDevicesDir, readDevicesFile, removeDeviceLines, writeDevicesText } from './devices-file.js';
+import { renderQr } from './qr-render.js';
+import { USER_NAME_PATTERN, lookupUserInPasswd, type UserInfo } from './users.js';
+
+export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, AGENT_DOWN: 3, NOT_CONFIRMED: 4, CONFIG: 78 } as const;
+
+class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+interface Target extends UserInfo {
+  gid: number;
+  path: string;
+}
+
+function lookupUser(name: string): (UserInfo & { gid: number }) | null {
+  if (!USER_NAME_PATTERN.test(name)) return null;
+  try {
+    // getent asks NSS, so LDAP/sssd users work; this is the CLI, not the login path.
+    const f = execFileSync('getent', ['passwd', name], { encoding: 'utf8', timeout: 5000 }).trim().split(':');
+    return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5]! };
+  } catch {
+    const u = lookupUserInPasswd(name);
+    return u ? { ...u, gid: u.uid } : null;
+  }
+}
+
+/** Whose devices file: the caller's, or --user's when the caller is root. */
+function target(config: AgentConfig, user?: string): Target {
+  const me = userInfo();
+  const uid = process.getuid?.() ?? me.uid;
+  const name = user ?? me.username;
+  if (name !== me.username && uid !== 0) {
+    throw new CliError(`only root can manage another user's devices (try: sudo qrauth … --user ${name})`, EXIT.ERROR);
+  }
+  const u = name === me.username ? { name, uid, gid: process.getgid?.() ?? me.gid, home: me.homedir } : lookupUser(name);
+  if (!u) throw new CliError(`no such user: ${name}`, EXIT.ERROR);
+  return { ...u, path: devicesPath(config.authfile, u) };
+}
+
+async function agent(config: AgentConfig): Promise<ControlClient> {
+  try {
+    return await ControlClient.connect(config.controlSocket);
+  } catch (e) {
+    throw new CliError(
+      `the qrauth agent is not running (${(e as Error).message}).\nStart it with: systemctl start qrauth-agent.socket qrauth-agent.service`,
+      EXIT.AGENT_DOWN,
+    );
+  }
+}
+
+const errorReply = object({ ok: literal(false), code: str({ max: 64 }), message: str({ max: 512 }) });
+function checkReply<T>(check: (v: unknown, p: string) => T, v: unknown, what: string): T {
+  if (typeof v === 'object' && v !== null && (v as { ok?: unknown }).ok === false) {
+    const e = parse(errorReply, v, what);
+    throw new CliError(`${e.message} [${e.code}]`, e.code === 'QRA_ERR_EXPIRED' || e.code === 'QRA_ERR_ENROLL' ? EXIT.NOT_CONFIRMED : EXIT.ERROR);
+  }
+  return check(v, what);
+}
+
+const statusReply = object({
+  ok: literal(true),
+  version: str({ max: 32 }),
+  hostId: str({ max: 22, pattern: ID_PATTERN }),
+  hostname: str({ max: 253 }),
+  relay: object({ url: (v, p) => (v === null ? null : str({ max: 300 })(v, p)), state: oneOf(['up', 'down', 'none'] as const) }),
+  pendingLogins: int({ min: 0, max: 1e9 }),
+  openEnrollments: int({ min: 0, max: 1e9 }),
+  uptimeSeconds: int({ min: 0, max: 1e12 }),
+});
+const openReply = object({
+  ok: literal(true),
+  event: literal('open'),
+  payload: str({ max: 512 }),
+  expiresIn: int({ min: 0, max: 3600 }),
+  hostname: str({ max: 253 }),
+});
+const requestReply = object({
+  ok: literal(true),
+  event: literal('request'),
+  devicePub: str({ max: 43, min: 43, pattern: PUBKEY_PATTERN }),
+  deviceId: str({ max: 22, min: 22, pattern: ID_PATTERN }),
+  deviceName: str({ max: 64, pattern: DEVICE_NAME_PATTERN }),
+  fingerprint: str({ max: 9, pattern: /^[0-9A-Z]{4}-[0-9A-Z]{4}$/ }),
+});
+
+function ask(question: string): Promise<string> {
+  return new Promise((resolve) => {
+    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: false });
+    process.stdout.write(question);
+    let answered = false;
+    rl.once('line', (l) => {
+      answered = true;
+      rl.close();
+      resolve(l.trim());
+    });
+    rl.once('close', () => {
+      if (!answered) resolve('');
+    });
+  });
+}
+
+function duration(s: number): string {
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  return `${Math.round(s / 3600)}h`;
+}
+
+const program = new Command()
+  .name('qrauth')
+  .description('Manage qrauth: enroll phones that approve logins on this host, list and revoke them, check the agent.')
+  .version(VERSION)
+  .option('-c, --config <file>', 'agent config file', DEFAULT_CONFIG_PATH)
+  .addHelpText(
+    'after',
+    `
+Exit codes: 0 done, 1 error, 2 usage, 3 agent not running, 4 enrollment not confirmed, 78 config error.
+See qrauth(1) and docs/enrollment.md.`,
+  )
+  .exitOverride()
+  .showHelpAfterError();
+
+function config(): AgentConfig {
+  const o = program.opts<{ config: string }>();
+  try {
+    return loadConfig(o.config, { mustExist: program.getOptionValueSource('config') === 'cli' });
+  } catch (e) {
+    throw new CliError((e as Error).message, EXIT.CONFIG);
+  }
+}
+
+program
+  .command('enroll')
+  .description('show an enrollment QR; scan it in the qrauth app to let that phone approve your logins here')
+  .option('-u, --user <name>', "enroll for another user (root only; writes that user's devices file)")
+  .action(async (o: { user?: string }) => {
+    const cfg = config();
+    const t = target(cfg, o.user);
+    // Check the file now: an unsafe file is refused before a phone is involved.
+    readDevicesFile(t.path, t);
+    const client = await agent(cfg);
+    try {
+      const open = checkReply(openReply, await client.request({ op: 'enroll', user: t.name }), 'enroll');
+      parseEnrollPayload(open.payload);
+      // Level L keeps the longer enrollment payload within version 6 (45 columns, 23 lines).
+      const qr = renderQr(open.payload, 'utf8', 2, 'L');
+      process.stdout.write(
+        `Enroll a phone for ${t.name} on ${open.hostname}.\nIn the qrauth app tap Scan and scan this code (valid ${duration(open.expiresIn)}):\n${qr.text}${open.payload}\n\nWaiting for the phone...\n`,
+      );
+      const req = checkReply(requestReply, await client.next(), 'enroll');
+      process.stdout.write(`\nPhone "${req.deviceName}" (id ${req.deviceId}) asks to enroll.\n\n    Fingerprint: ${req.fingerprint}\n\n`);
+      const answer = await ask('Does the app show the same fingerprint? Type y to enroll this phone, anything else to cancel: ');
+      const accepted = /^y(es)?$/i.test(answer);
+      if (accepted) {
+        const current = readDevicesFile(t.path, t);
+        if (current.devices.some((d) => d.deviceId === req.deviceId)) {
+          process.stdout.write(`This phone is already enrolled for ${t.name}; nothing changed.\n`);
+        } else {
+          const owner = t.path.startsWith(`${t.home}/`) ? { uid: t.uid, gid: t.gid } : { uid: 0, gid: 0 };
+          ensureDevicesDir(t.path, owner, t.home);
+          const enrolled = new Date().toISOString().slice(0, 10);
+          writeDevicesText(t.path, addDeviceLine(current.text, { publicKey: fromB64url(req.devicePub, 32), enrolled, name: req.deviceName }), owner);
+          process.stdout.write(`Enrolled "${req.deviceName}" for ${t.name} (${t.path}).\n`);
+        }
+      }
+      client.send({ op: 'enroll-result', accepted });
+      await client.next().catch(() => undefined);
+      if (!accepted) throw new CliError('not enrolled: the fingerprint was not confirmed; nothing was written', EXIT.NOT_CONFIRMED);
+    } finally {
+      client.close();
+    }
+  });
+
+program
+  .command('devices')
+  .description('list the phones enrolled for you (or --user)')
+  .option('-u, --user <name>', "another user's devices (root only)")
+  .option('--json', 'machine-readable output')
+  .action(async (o: { user?: string; json?: boolean }) => {
+    const cfg = config();
+    const t = target(cfg, o.user);
+    const f = readDevicesFile(t.path, t);
+    let lastUsed: Record<string, string | null> = {};
+    try {
+      const c = await ControlClient.connect(cfg.controlSocket, 1000);
+      const r = (await c.request({ op: 'last-used', deviceIds: f.devices.map((d) => d.deviceId) })) as { ok?: boolean; lastUsed?: Record<string, string | null> };
+      c.close();
+      if (r.ok && r.lastUsed && typeof r.lastUsed === 'object') lastUsed = r.lastUsed;
+    } catch {
+      /* agent not running: last-used is unknown */
+    }
+    const rows = f.devices.map((d) => ({ name: d.name, id: d.deviceId, enrolled: d.enrolled, lastUsed: typeof lastUsed[d.deviceId] === 'string' ? lastUsed[d.deviceId]! : null }));
+    if (o.json) {
+      process.stdout.write(`${JSON.stringify({ user: t.name, file: t.path, devices: rows, problems: f.problems }, null, 2)}\n`);
+      return;
+    }
+    for (const p of f.problems) process.stderr.write(`qrauth: ${p}\n`);
+    if (rows.length === 0) {
+      process.stdout.write(`No phones are enrolled for ${t.name} (${t.path}). Run: qrauth enroll${o.user ? ` --user ${t.name}` : ''}\n`);
+      return;
+    }
+    const w = Math.max(4, ...rows.map((r) => [...r.name].length));
+    process.stdout.write(`${'NAME'.padEnd(w)}  ID                      ENROLLED    LAST USED\n`);
+    for (const r of rows) process.stdout.write(`${r.name.padEnd(w)}  ${r.id}  ${r.enrolled}  ${r.lastUsed ? r.lastUsed.replace('T', ' ').slice(0, 16) : '-'}\n`);
+  });
+
+program
+  .command('revoke')
+  .description('remove an enrolled phone by its name or id; it can no longer approve logins')
+  .argument('<name-or-id>', 'the device name or id, as `qrauth devices` shows it')
+  .option('-u, --user <name>', "another user's devices (root only)")
+  .action(async (which: string, o: { user?: string }) => {
+    const cfg = config();
+    const t = target(cfg, o.user);
+    const f = readDevicesFile(t.path, t);
+    const byId = f.devices.filter((d) => d.deviceId === which);
+    const byName = f.devices.filter((d) => d.name === which);
+    const hits = byId.length > 0 ? byId : byName;
+    if (hits.length === 0) throw new CliError(`no device named or with id "${which}" is enrolled for ${t.name}; see qrauth devices`, EXIT.ERROR);
+    if (hits.length > 1) {
+      throw new CliError(`several devices are named "${which}"; revoke one by id:\n${hits.map((d) => `  ${d.deviceId}  ${d.name}`).join('\n')}`, EXIT.ERROR);
+    }
+    const owner = t.path.startsWith(`${t.home}/`) ? { uid: t.uid, gid: t.gid } : { uid: 0, gid: 0 };
+    writeDevicesText(t.path, removeDeviceLines(f.text, new Set([hits[0]!.deviceId])), owner);
+    process.stdout.write(`Revoked "${hits[0]!.name}" (${hits[0]!.deviceId}) for ${t.name}.\n`);
+  });
+
+program
+  .command('status')
+  .description('is the agent running, is it linked to the relay, how many logins are waiting')
+  .option('--json', 'machine-readable output')
+  .action(async (o: { json?: boolean }) => {
+    const cfg = config();
+    const client = await agent(cfg);
+    try {
+      const s = checkReply(statusReply, await client.request({ op: 'status' }), 'status');
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify({ running: true, ...s, ok: undefined }, null, 2)}\n`);
+        return;
+      }
+      const relay = s.relay.state === 'none' ? 'none configured (offline codes only)' : `${s.relay.url} (${s.relay.state === 'up' ? 'connected' : 'not connected; offline codes still work'})`;
+      process.stdout.write(
+        `qrauth-agent ${s.version}: running (up ${duration(s.uptimeSeconds)})\nhost      ${s.hostname} (id ${s.hostId})\nrelay     ${relay}\npending   ${s.pendingLogins} login(s), ${s.openEnrollments} enrollment(s)\n`,
+      );
+    } finally {
+      client.close();
+    }
+  });
+
+try {
+  await program.parseAsync();
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : EXIT.USAGE);
+  if (e instanceof CliError) {
+    process.stderr.write(`qrauth: ${e.message}\n`);
+    process.exit(e.exitCode);
+  }
+  if (isQrauthError(e)) {
+    process.stderr.write(`qrauth: ${e.message} [${e.code}]\n`);
+    process.exit(e.code === 'QRA_ERR_CONFIG' ? EXIT.CONFIG : EXIT.ERROR);
+  }
+  process.stderr.write(`qrauth: ${(e as Error).message}\n`);
+  process.exit(EXIT.ERROR);
+}
