@@ -3,6 +3,7 @@
  * caller derives from the login's overall timeout, so a stalled or silent agent cannot
  * hold a login (or sshd) longer than configured.
  */
+#define _GNU_SOURCE	/* struct ucred */
 #include "agent.h"
 
 #include <errno.h>
@@ -152,6 +153,26 @@ fail:
 		close(a->fd);
 	a->fd = -1;
 	return rc;
+}
+
+int
+agent_peer_uid(struct qr_agent *a, uid_t *uid)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	memset(&cr, 0, sizeof(cr));
+	if (a->fd < 0) {
+		a->sys_errno = EBADF;
+	} else if (getsockopt(a->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+		a->sys_errno = errno;
+	} else if (len != sizeof(cr)) {
+		a->sys_errno = EPROTO;
+	} else {
+		*uid = cr.uid;
+		return QR_AGENT_OK;
+	}
+	return QR_AGENT_E_IO;
 }
 
 int

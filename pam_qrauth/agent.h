@@ -3,6 +3,7 @@
 #define QR_AGENT_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "frame.h"
 
@@ -29,6 +30,9 @@ int64_t qr_now_ms(void);
 
 void agent_init(struct qr_agent *a);
 int agent_connect(struct qr_agent *a, const char *path, int64_t deadline_ms);
+/* The uid of whoever listens on the other end (SO_PEERCRED: the credentials of the process
+ * that called listen(), e.g. systemd for socket activation). QR_AGENT_OK or QR_AGENT_E_IO. */
+int agent_peer_uid(struct qr_agent *a, uid_t *uid);
 /* Send a->tx (already frame_finish()ed), then read exactly one reply frame into *reply.
  * The reply's strings live in a->rx until the next request. */
 int agent_request(struct qr_agent *a, struct qr_msg *reply, int64_t deadline_ms);

@@ -62,6 +62,7 @@ cfg_init(pam_handle_t *pamh, int flags, int argc, const char **argv, struct qr_c
 	cfg->mode = QR_MODE_AUTO;
 	cfg->qr = QR_QR_UTF8;
 	cfg->wait = QR_DEFAULT_WAIT;
+	cfg->agentuser = QR_DEFAULT_AGENTUSER;
 	cfg->silent = ((unsigned)flags & PAM_SILENT) != 0;
 
 	for (int i = 0; i < argc; i++) {
@@ -103,6 +104,15 @@ cfg_init(pam_handle_t *pamh, int flags, int argc, const char **argv, struct qr_c
 			ok = v[0] != '\0' && strlen(v) <= QR_MAX_AUTHFILE &&
 			    frame_utf8_ok((const unsigned char *)v, strlen(v));
 			cfg->authfile = v;
+		} else if ((v = opt_value(arg, "agentuser")) != NULL) {
+			/* A user name for getpwnam(3); these characters also keep log lines intact. */
+			size_t n = strlen(v);
+
+			ok = n > 0 && n <= QR_MAX_AGENTUSER && v[0] != '-';
+			for (size_t k = 0; k < n && ok; k++)
+				ok = (v[k] >= 'a' && v[k] <= 'z') || (v[k] >= 'A' && v[k] <= 'Z') ||
+				    (v[k] >= '0' && v[k] <= '9') || strchr("._-@$", v[k]) != NULL;
+			cfg->agentuser = v;
 		} else if ((v = opt_value(arg, "failmode")) != NULL) {
 			if (strcmp(v, "secure") == 0)
 				cfg->failmode_open = 0;
@@ -124,8 +134,8 @@ cfg_init(pam_handle_t *pamh, int flags, int argc, const char **argv, struct qr_c
 	}
 	if (rc == 0)
 		qr_log(pamh, cfg, LOG_DEBUG, "config socket=%s timeout=%u mode=%d qr=%d wait=%u "
-		    "authfile=%s nouserok=%d failmode=%s", cfg->socket_path, cfg->timeout, cfg->mode,
-		    cfg->qr, cfg->wait, cfg->authfile ? cfg->authfile : "(agent default)",
-		    cfg->nouserok, cfg->failmode_open ? "open" : "secure");
+		    "authfile=%s agentuser=%s nouserok=%d failmode=%s", cfg->socket_path, cfg->timeout,
+		    cfg->mode, cfg->qr, cfg->wait, cfg->authfile ? cfg->authfile : "(agent default)",
+		    cfg->agentuser, cfg->nouserok, cfg->failmode_open ? "open" : "secure");
 	return rc;
 }

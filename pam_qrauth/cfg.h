@@ -8,6 +8,8 @@
 #define QR_DEFAULT_TIMEOUT 90	/* seconds, the whole login */
 #define QR_DEFAULT_WAIT 60	/* seconds, info mode: online wait before offering the code */
 #define QR_MAX_AUTHFILE 256
+#define QR_DEFAULT_AGENTUSER "qrauth"	/* besides root, who may serve the agent socket */
+#define QR_MAX_AGENTUSER 64
 
 struct qr_cfg {
 	const char *socket_path;	/* points into argv or a constant */
@@ -16,6 +18,7 @@ struct qr_cfg {
 	int qr;				/* QR_QR_UTF8, _ASCII */
 	unsigned wait;			/* 1..3600 s */
 	const char *authfile;		/* NULL: the agent's default */
+	const char *agentuser;		/* points into argv or a constant */
 	int nouserok;
 	int failmode_open;
 	int debug;

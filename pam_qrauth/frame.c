@@ -35,6 +35,8 @@ static const struct type_spec specs[] = {
 		[QR_BEGIN_QR] = { K_U8, 0, 1 },
 		[QR_BEGIN_TIMEOUT] = { K_U32, 0, 4 },
 		[QR_BEGIN_AUTHFILE] = { K_STR, 0, 256 },
+		[QR_BEGIN_UID] = { K_U32, 0, 4 },
+		[QR_BEGIN_HOME] = { K_STR, 0, 1024 },
 	} },
 	{ QR_WAIT, {
 		[QR_WAIT_MAX_WAIT] = { K_U32, 0, 4 },

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define QR_MAX_FRAME 16384u
-#define QR_MAX_TAG 8
+#define QR_MAX_TAG 10
 
 /* Message types. */
 #define QR_BEGIN 0x01
@@ -31,6 +31,8 @@
 #define QR_BEGIN_QR 6
 #define QR_BEGIN_TIMEOUT 7
 #define QR_BEGIN_AUTHFILE 8
+#define QR_BEGIN_UID 9
+#define QR_BEGIN_HOME 10
 #define QR_WAIT_MAX_WAIT 1
 #define QR_CODE_DIGITS 1
 #define QR_CHALLENGE_QR_TEXT 1

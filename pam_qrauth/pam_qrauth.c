@@ -8,6 +8,7 @@
  * CODE returns PAM_SUCCESS; everything else fails closed.
  */
 #include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,10 @@
 #define PUBLIC __attribute__((visibility("default")))
 
 #define QR_MAX_ROUNDS 10		/* prompts + requests per login, a backstop */
+#ifndef QR_PW_BUF_START
+#define QR_PW_BUF_START 1024		/* getpwnam_r buffer; doubled on ERANGE (the fuzz build starts small) */
+#endif
+#define QR_PW_BUF_MAX 65536
 #define QR_IO_TIMEOUT_MS 10000		/* connect, BEGIN and CODE replies: the agent answers at once */
 #ifndef QR_GRACE_MS
 #define QR_GRACE_MS 2000		/* past our deadline, so the agent's own EXPIRED arrives first */
@@ -33,6 +38,7 @@
 #define MSG_UNREACHABLE "qrauth: the login approval service is not running on this host; ask the administrator."
 #define MSG_LOST "qrauth: lost contact with the login approval service; try again."
 #define MSG_BAD_REPLY "qrauth: the login approval service sent an invalid reply; ask the administrator."
+#define MSG_WRONG_AGENT "qrauth: the login approval service failed a security check; ask the administrator."
 #define MSG_DENIED "Login denied on the phone."
 #define MSG_EXPIRED "The QR code expired. Try again."
 #define MSG_LOCKED "Too many wrong codes."
@@ -45,6 +51,11 @@ struct login {
 	pam_handle_t *pamh;
 	const struct qr_cfg *cfg;
 	const char *user, *rhost, *service, *tty;
+	/* From getpwnam_r when the user exists: sent in BEGIN (home points into pwbuf). */
+	int have_pw;
+	uid_t uid;
+	const char *home;
+	char *pwbuf;
 	/* Sanitised copies for log lines and messages: user and rhost come from the network. */
 	char user_s[96], rhost_s[96], service_s[72];
 	int64_t deadline_ms;		/* the whole login, CLOCK_MONOTONIC */
@@ -292,6 +303,109 @@ challenge_text(const struct qr_msg *c, int add_space)
 	return s;
 }
 
+/*
+ * getpwnam_r into a malloc'd buffer that grows on ERANGE up to QR_PW_BUF_MAX. Returns 1 with
+ * *pw filled (its strings live in *buf, which the caller frees), 0 if there is no such user,
+ * -1 if the lookup failed (errno set), -2 out of memory. *buf is NULL unless 1 is returned.
+ */
+static int
+lookup_user(const char *name, struct passwd *pw, char **buf)
+{
+	struct passwd *res = NULL;
+	size_t size = QR_PW_BUF_START;
+	int err;
+
+	for (;;) {
+		if ((*buf = malloc(size)) == NULL)
+			return -2;
+		err = getpwnam_r(name, pw, *buf, size, &res);
+		if (err != ERANGE || size >= QR_PW_BUF_MAX)
+			break;
+		free(*buf);
+		size *= 2;
+	}
+	if (err == 0 && res != NULL)
+		return 1;
+	free(*buf);
+	*buf = NULL;
+	/* getpwnam_r(3): "not found" may also come as one of these errors. */
+	if (err == 0 || err == ENOENT || err == ESRCH || err == EBADF || err == EPERM)
+		return 0;
+	errno = err;
+	return -1;
+}
+
+/* Services named like sshd's PAM service (as the agent's isSshdService). */
+static int
+is_sshd(const char *service)
+{
+	return strcmp(service, "sshd") == 0 || strncmp(service, "sshd-", 5) == 0 ||
+	    strncmp(service, "sshd_", 5) == 0;
+}
+
+/*
+ * The agent cannot be reached (failmode=secure). OpenSSH before 10.3 drops PAM_ERROR_MSG and
+ * PAM_TEXT_INFO unless a prompt follows, so over sshd the user would see only "Permission
+ * denied": there the message goes in a prompt (its answer is ignored). mode=info says sshd
+ * shows info messages at once, so it keeps the plain error message.
+ */
+static void
+tell_unreachable(struct login *L)
+{
+	char *resp = NULL;
+
+	if (L->cfg->silent)
+		return;
+	if (!is_sshd(L->service) || L->cfg->mode == QR_MODE_INFO) {
+		say(L, PAM_ERROR_MSG, "%s", MSG_UNREACHABLE);
+		return;
+	}
+	/* A failed conversation changes nothing: the login fails either way. */
+	(void)converse(L->pamh, PAM_PROMPT_ECHO_OFF, MSG_UNREACHABLE " Press Enter.", &resp);
+	free_secret(resp);
+}
+
+/*
+ * The socket must be served by root (the agent, or systemd's socket activation) or by the
+ * agentuser: anyone else listening there may be impersonating the agent. Returns
+ * PAM_SUCCESS if trusted, else PAM_AUTH_ERR (logged, user told) or PAM_BUF_ERR.
+ */
+static int
+check_agent_peer(struct login *L)
+{
+	struct passwd pw;
+	char *buf = NULL;
+	uid_t peer;
+	int rc, err;
+
+	if (agent_peer_uid(L->agent, &peer) != QR_AGENT_OK) {
+		LOGL(L, LOG_ERR, "result=error cause=\"cannot get the agent socket's peer credentials\" "
+		    "socket=%s detail=\"%s\"", L->cfg->socket_path, strerror(L->agent->sys_errno));
+		say(L, PAM_ERROR_MSG, "%s", MSG_WRONG_AGENT);
+		return PAM_AUTH_ERR;
+	}
+	if (peer == 0)
+		return PAM_SUCCESS;
+	rc = lookup_user(L->cfg->agentuser, &pw, &buf);
+	err = errno;
+	if (rc == 1 && pw.pw_uid == peer) {
+		free(buf);
+		return PAM_SUCCESS;
+	}
+	free(buf);
+	if (rc == -2) {
+		LOGL(L, LOG_CRIT, "result=error cause=\"out of memory\"");
+		return PAM_BUF_ERR;
+	}
+	if (rc == -1)
+		LOGL(L, LOG_WARNING, "agentuser=%s passwd=error detail=\"%s\"", L->cfg->agentuser,
+		    strerror(err));
+	LOGL(L, LOG_ERR, "result=error cause=\"agent socket is served by uid %lu, not root or %s\" "
+	    "socket=%s", (unsigned long)peer, L->cfg->agentuser, L->cfg->socket_path);
+	say(L, PAM_ERROR_MSG, "%s", MSG_WRONG_AGENT);
+	return PAM_AUTH_ERR;
+}
+
 static const char *
 get_item_str(pam_handle_t *pamh, int type)
 {
@@ -318,8 +432,13 @@ begin(struct login *L, struct qr_msg *reply)
 	frame_add_u32(tx, QR_BEGIN_TIMEOUT, L->cfg->timeout);
 	if (L->cfg->authfile != NULL)
 		frame_add_str(tx, QR_BEGIN_AUTHFILE, L->cfg->authfile);
+	if (L->have_pw) {
+		/* The agent needs no NSS lookup of its own; they go together. */
+		frame_add_u32(tx, QR_BEGIN_UID, (uint32_t)L->uid);
+		frame_add_str(tx, QR_BEGIN_HOME, L->home);
+	}
 	if ((rc = frame_finish(tx)) != 0) {
-		/* user/rhost/service/tty too long or not UTF-8: refuse rather than truncate. */
+		/* user/rhost/service/tty/home too long or not UTF-8: refuse rather than truncate. */
 		LOGL(L, LOG_ERR, "result=error cause=\"cannot build BEGIN\" detail=\"%s\"",
 		    frame_strerror(rc));
 		return -1;
@@ -336,7 +455,7 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	char *text = NULL, *resp = NULL, digits[17];
 	const char *ask = NULL, *how = "online";
 	char wrong[128];
-	int retval = PAM_AUTH_ERR, rc, mode = 0, action = 0;
+	int retval = PAM_AUTH_ERR, rc, err, mode = 0, action = 0;
 	enum { ASK, WAIT, CODE };
 
 	memset(&L, 0, sizeof(L));
@@ -372,6 +491,30 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 		LOGL(&L, LOG_ERR, "result=error cause=\"no PAM_SERVICE\"");
 		goto done;
 	}
+	{
+		struct passwd pw;
+
+		/* No such user: send no uid/home; the agent answers NO_DEVICE, as for a user
+		 * without a phone. A failed lookup is the same to the agent (it falls back to
+		 * /etc/passwd), so it is only logged. */
+		rc = lookup_user(L.user, &pw, &L.pwbuf);
+		err = errno;
+		if (rc == -2) {
+			LOGL(&L, LOG_CRIT, "result=error cause=\"out of memory\"");
+			retval = PAM_BUF_ERR;
+			goto done;
+		}
+		if (rc == -1)
+			LOGL(&L, LOG_WARNING, "passwd=error detail=\"%s\"", strerror(err));
+		if (rc == 1 && pw.pw_dir != NULL) {
+			L.have_pw = 1;
+			L.uid = pw.pw_uid;
+			L.home = pw.pw_dir;
+			LOGL(&L, LOG_DEBUG, "passwd uid=%lu", (unsigned long)L.uid);
+		} else {
+			LOGL(&L, LOG_DEBUG, "passwd=none");
+		}
+	}
 
 	if ((L.agent = calloc(1, sizeof(*L.agent))) == NULL) {
 		LOGL(&L, LOG_CRIT, "result=error cause=\"out of memory\"");
@@ -384,11 +527,15 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 		LOGL(&L, LOG_ERR, "result=%s cause=\"agent unreachable\" socket=%s detail=\"%s\"",
 		    cfg.failmode_open ? "ignored" : "error", cfg.socket_path,
 		    strerror(L.agent->sys_errno));
-		if (cfg.failmode_open) {
+		if (cfg.failmode_open)
 			retval = PAM_IGNORE;
-		} else {
-			say(&L, PAM_ERROR_MSG, "%s", MSG_UNREACHABLE);
-		}
+		else
+			tell_unreachable(&L);
+		goto done;
+	}
+	/* Someone else listening is not "agent down", whatever failmode says. */
+	if ((rc = check_agent_peer(&L)) != PAM_SUCCESS) {
+		retval = rc;
 		goto done;
 	}
 	LOGL(&L, LOG_DEBUG, "connected socket=%s", cfg.socket_path);
@@ -557,6 +704,7 @@ done:
 		agent_close(L.agent);
 		free(L.agent);
 	}
+	free(L.pwbuf);
 	return retval;
 }
 

@@ -227,6 +227,9 @@ check_begin(const struct qr_msg *m)
 	CHECK(m->f[QR_BEGIN_TIMEOUT].present && m->f[QR_BEGIN_TIMEOUT].num == 90, "begin timeout");
 	CHECK(m->f[QR_BEGIN_MODE].num == 2 && m->f[QR_BEGIN_QR].num == 1, "begin mode/qr");
 	CHECK(m->f[QR_BEGIN_AUTHFILE].present, "begin authfile");
+	CHECK(m->f[QR_BEGIN_UID].present && m->f[QR_BEGIN_UID].num == 1000, "begin uid");
+	CHECK(m->f[QR_BEGIN_HOME].len == 11 && memcmp(m->f[QR_BEGIN_HOME].val, "/home/alice", 11) == 0,
+	    "begin home");
 }
 
 static void
@@ -276,6 +279,7 @@ limits(void)
 		{ QR_BEGIN, QR_BEGIN_SERVICE, 64, "BEGIN.service" },
 		{ QR_BEGIN, QR_BEGIN_TTY, 64, "BEGIN.tty" },
 		{ QR_BEGIN, QR_BEGIN_AUTHFILE, 256, "BEGIN.authfile" },
+		{ QR_BEGIN, QR_BEGIN_HOME, 1024, "BEGIN.home" },
 		{ QR_CODE, QR_CODE_DIGITS, 16, "CODE.digits" },
 		{ QR_CHALLENGE, QR_CHALLENGE_QR_TEXT, 12288, "CHALLENGE.qr_text" },
 		{ QR_CHALLENGE, QR_CHALLENGE_PROMPT, 512, "CHALLENGE.prompt" },
@@ -339,6 +343,7 @@ limits(void)
 		{ QR_BEGIN, QR_BEGIN_MODE, 1, "BEGIN.mode" },
 		{ QR_BEGIN, QR_BEGIN_QR, 1, "BEGIN.qr" },
 		{ QR_BEGIN, QR_BEGIN_TIMEOUT, 4, "BEGIN.timeout" },
+		{ QR_BEGIN, QR_BEGIN_UID, 4, "BEGIN.uid" },
 		{ QR_WAIT, QR_WAIT_MAX_WAIT, 4, "WAIT.max_wait" },
 		{ QR_VERDICT, QR_VERDICT_TRIES_LEFT, 1, "VERDICT.tries_left" },
 		{ QR_VERDICT, QR_VERDICT_RESULT, 1, "VERDICT.result" },
@@ -380,7 +385,11 @@ framing_cases(void)
 		{ "field length 0xffff past the end", "\0\0\0\4\x82\1\xff\xff", 8, QR_FRAME_E_TRUNC },
 		{ "tag 0", "\0\0\0\4\2\0\0\0", 8, QR_FRAME_E_TAG },
 		{ "tag 2 on WAIT", "\0\0\0\4\2\2\0\0", 8, QR_FRAME_E_TAG },
-		{ "tag 9 on BEGIN", "\0\0\0\4\1\x09\0\0", 8, QR_FRAME_E_TAG },
+		{ "tag 11 on BEGIN", "\0\0\0\4\1\x0b\0\0", 8, QR_FRAME_E_TAG },
+		{ "tag 9 (BEGIN's uid) on VERDICT", "\0\0\0\x0c\x82\1\0\1\0\x09\0\4\0\0\0\0", 16,
+		  QR_FRAME_E_TAG },
+		{ "tag 10 (BEGIN's home) on CODE", "\0\0\0\x09\3\1\0\1\x31\x0a\0\1/", 13,
+		  QR_FRAME_E_TAG },
 		{ "tag 255 on VERDICT", "\0\0\0\4\x82\xff\0\0", 8, QR_FRAME_E_TAG },
 		{ "tag 4 on VERDICT", "\0\0\0\x08\x82\1\0\1\0\4\0\0", 12, QR_FRAME_E_TAG },
 		{ "tag repeated", "\0\0\0\x09\x82\1\0\1\0\1\0\1\0", 13, QR_FRAME_E_DUP },
@@ -439,8 +448,17 @@ framing_cases(void)
 	field_str(QR_BEGIN_TTY, "/dev/pts/3");
 	field_str(QR_BEGIN_SERVICE, "sshd");
 	field_str(QR_BEGIN_RHOST, "203.0.113.7");
+	field_str(QR_BEGIN_HOME, "/home/alice");
 	field_str(QR_BEGIN_USER, "alice");
+	field_u32(QR_BEGIN_UID, 1000);
 	run_case("BEGIN with every field, any order", framed(), QR_FRAME_DONE, check_begin);
+
+	start(QR_BEGIN);
+	field_str(QR_BEGIN_USER, "alice");
+	field_str(QR_BEGIN_SERVICE, "sshd");
+	field_u32(QR_BEGIN_UID, 1000);
+	field_u32(QR_BEGIN_UID, 1000);
+	run_case("BEGIN with uid twice", framed(), QR_FRAME_E_DUP, NULL);
 
 	start(QR_VERDICT);
 	field_u8(QR_VERDICT_RESULT, 7);
@@ -497,6 +515,8 @@ encoder(void)
 	frame_add_u8(&fr, QR_BEGIN_QR, 1);
 	frame_add_u32(&fr, QR_BEGIN_TIMEOUT, 90);
 	frame_add_str(&fr, QR_BEGIN_AUTHFILE, "/etc/qrauth/devices/%u");
+	frame_add_u32(&fr, QR_BEGIN_UID, 1000);
+	frame_add_str(&fr, QR_BEGIN_HOME, "/home/alice");
 	CHECK(frame_finish(&fr) == 0, "encode BEGIN");
 	frame_parser_init(&parser);
 	rc = frame_parser_feed(&parser, fr.data, fr.len, &used, &m);
@@ -564,6 +584,27 @@ encoder(void)
 	frame_add_str(&fr, QR_BEGIN_USER, s);
 	frame_add_str(&fr, QR_BEGIN_SERVICE, "sshd");
 	CHECK(frame_finish(&fr) == 0, "encode 256-byte user");
+	{
+		static char home[1026];
+
+		memset(home, 'h', 1025);
+		home[0] = '/';
+		frame_begin(&fr, QR_BEGIN);
+		frame_add_str(&fr, QR_BEGIN_USER, "alice");
+		frame_add_str(&fr, QR_BEGIN_SERVICE, "sshd");
+		frame_add_str(&fr, QR_BEGIN_HOME, home);
+		CHECK(frame_finish(&fr) == QR_FRAME_E_SIZE, "encode 1025-byte home");
+		home[1024] = '\0';
+		frame_begin(&fr, QR_BEGIN);
+		frame_add_str(&fr, QR_BEGIN_USER, "alice");
+		frame_add_str(&fr, QR_BEGIN_SERVICE, "sshd");
+		frame_add_u32(&fr, QR_BEGIN_UID, 0xffffffffu);
+		frame_add_str(&fr, QR_BEGIN_HOME, home);
+		CHECK(frame_finish(&fr) == 0, "encode 1024-byte home");
+		CHECK(frame_decode_body(fr.data + 4, fr.len - 4, &m) == QR_FRAME_DONE &&
+		    m.f[QR_BEGIN_HOME].len == 1024 && m.f[QR_BEGIN_UID].num == 0xffffffffu,
+		    "1024-byte home and uid 0xffffffff round trip");
+	}
 	frame_wipe(&fr);
 	CHECK(frame_finish(&fr) != 0, "a wiped frame cannot be sent");
 	printf("ok - encoder\n");

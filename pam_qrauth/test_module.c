@@ -4,16 +4,21 @@
  * conversation, and answer it from a fake agent thread on a temp Unix socket that replies
  * with scripted frames and asserts what the module sends. Prints TAP; exits 1 on failure.
  */
+#define _GNU_SOURCE	/* setresuid */
 #include <dlfcn.h>
 #include <errno.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <security/pam_appl.h>
@@ -60,6 +65,8 @@ static int n_steps;
 static struct qr_frame pool[24];
 static int n_pool;
 static char sock_dir[64], sock_path[108], sock_opt[128];
+/* Not root: the fake agent runs as us, so trust our own user as the agentuser. */
+static char self_opt[128];
 static int listen_fd = -1;
 static pthread_t agent_thread;
 static int agent_running;
@@ -278,6 +285,8 @@ auth_flags(int flags, const char *opts, int with_agent)
 	snprintf(buf, sizeof(buf), "%s", opts);
 	for (char *t = strtok_r(buf, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save))
 		argv[argc++] = t;
+	if (self_opt[0] != '\0')
+		argv[argc++] = self_opt;	/* last: it wins */
 	if (with_agent)
 		agent_start();
 	t0 = qr_now_ms();
@@ -325,6 +334,42 @@ fstr(const struct qr_msg *m, int tag, const char *want)
 	return f->present && f->len == strlen(want) && memcmp(f->val, want, f->len) == 0;
 }
 
+/* uid and home in BEGIN exactly when getpwnam() knows the user. */
+static void
+check_passwd(const struct qr_msg *m, const char *user)
+{
+	const struct passwd *pw = getpwnam(user);
+
+	if (pw == NULL) {
+		CHECK(!m->f[QR_BEGIN_UID].present && !m->f[QR_BEGIN_HOME].present,
+		    "BEGIN for unknown user %s has neither uid nor home", user);
+		return;
+	}
+	CHECK(m->f[QR_BEGIN_UID].present && m->f[QR_BEGIN_UID].num == pw->pw_uid,
+	    "BEGIN uid of %s is %u (got %u)", user, (unsigned)pw->pw_uid, m->f[QR_BEGIN_UID].num);
+	CHECK(fstr(m, QR_BEGIN_HOME, pw->pw_dir), "BEGIN home of %s is %s", user, pw->pw_dir);
+}
+
+static void
+check_begin_root(const struct qr_msg *m)
+{
+	CHECK(fstr(m, QR_BEGIN_USER, "root"), "BEGIN user root");
+	CHECK(m->f[QR_BEGIN_UID].present && m->f[QR_BEGIN_UID].num == 0, "BEGIN uid 0 for root");
+	CHECK(m->f[QR_BEGIN_HOME].present && m->f[QR_BEGIN_HOME].len > 0 &&
+	    m->f[QR_BEGIN_HOME].val[0] == '/', "BEGIN home for root");
+	check_passwd(m, "root");
+}
+
+#define NO_SUCH_USER "qrauth-test-no-such-user"
+
+static void
+check_begin_unknown(const struct qr_msg *m)
+{
+	CHECK(fstr(m, QR_BEGIN_USER, NO_SUCH_USER), "BEGIN user " NO_SUCH_USER);
+	CHECK(!m->f[QR_BEGIN_UID].present, "BEGIN for an unknown user has no uid");
+	CHECK(!m->f[QR_BEGIN_HOME].present, "BEGIN for an unknown user has no home");
+}
+
 static void
 check_begin_default(const struct qr_msg *m)
 {
@@ -336,6 +381,7 @@ check_begin_default(const struct qr_msg *m)
 	CHECK(m->f[QR_BEGIN_QR].present && m->f[QR_BEGIN_QR].num == QR_QR_UTF8, "BEGIN qr utf8");
 	CHECK(m->f[QR_BEGIN_TIMEOUT].present && m->f[QR_BEGIN_TIMEOUT].num == 90, "BEGIN timeout 90");
 	CHECK(fstr(m, QR_BEGIN_AUTHFILE, NULL), "BEGIN without authfile");
+	check_passwd(m, "alice");
 }
 
 static void
@@ -349,6 +395,7 @@ check_begin_custom(const struct qr_msg *m)
 	CHECK(m->f[QR_BEGIN_QR].num == QR_QR_ASCII, "BEGIN qr ascii");
 	CHECK(m->f[QR_BEGIN_TIMEOUT].num == 120, "BEGIN timeout 120");
 	CHECK(fstr(m, QR_BEGIN_AUTHFILE, "/etc/qrauth/devices/%u"), "BEGIN authfile");
+	check_passwd(m, "bob");
 }
 
 static void
@@ -535,23 +582,74 @@ t_error_verdict(void)
 	done("ERROR verdict -> PAM_AUTH_ERR with the agent's message");
 }
 
+#define UNREACHABLE "qrauth: the login approval service is not running on this host; ask the " \
+	"administrator."
+
 static void
 t_unreachable(void)
 {
 	char opt[160];
 
 	reset();
+	stub.service = "sudo";
 	snprintf(opt, sizeof(opt), "socket=%s/nobody-here.sock", sock_dir);
 	CHECK(auth_flags(0, opt, 0) == PAM_AUTH_ERR, "unreachable gives PAM_AUTH_ERR");
-	CHECK(has(stub_transcript, "ERROR: qrauth: the login approval service is not running on this "
-	    "host; ask the administrator."), "user told");
+	CHECK(has(stub_transcript, "ERROR: " UNREACHABLE "\n"), "user told");
+	CHECK(stub_n_errors == 1 && stub_n_prompts == 0, "an error message, no prompt");
 	CHECK(has(stub_log, "user=alice") && has(stub_log, "cause=\"agent unreachable\""), "logged");
-	done("agent unreachable -> PAM_AUTH_ERR with a clear message");
+	done("agent unreachable, sudo -> PAM_AUTH_ERR with an error message");
+
+	/* sshd < 10.3 shows messages only with a prompt: over sshd the message is a prompt. */
+	static const char *sshd_like[] = { "sshd", "sshd-x", "sshd_qrauth" };
+	for (size_t i = 0; i < sizeof(sshd_like) / sizeof(sshd_like[0]); i++) {
+		char name[128];
+
+		reset();
+		stub.service = sshd_like[i];
+		answers(1, "ignored answer");
+		CHECK(auth_flags(0, opt, 0) == PAM_AUTH_ERR, "%s: unreachable gives PAM_AUTH_ERR",
+		    sshd_like[i]);
+		CHECK(has(stub_transcript, "PROMPT: " UNREACHABLE " Press Enter.\n"), "%s: prompt shown",
+		    sshd_like[i]);
+		CHECK(stub_n_prompts == 1 && stub_n_errors == 0 && stub_n_asked == 1,
+		    "%s: one prompt, no error message", sshd_like[i]);
+		snprintf(name, sizeof(name), "agent unreachable, service %s -> the message in a prompt, "
+		    "PAM_AUTH_ERR", sshd_like[i]);
+		done(name);
+	}
+
+	reset();
+	stub.service = "sshd-x";	/* no answers: the conversation fails, which changes nothing */
+	CHECK(auth_flags(0, opt, 0) == PAM_AUTH_ERR, "prompt fails: still PAM_AUTH_ERR");
+	CHECK(stub_n_prompts == 1, "prompted once");
+	done("agent unreachable over sshd, the prompt's conversation fails -> PAM_AUTH_ERR");
+
+	reset();
+	stub.service = "sshd-x";
+	CHECK(auth_flags((int)PAM_SILENT, opt, 0) == PAM_AUTH_ERR, "silent: PAM_AUTH_ERR");
+	CHECK(stub_n_prompts == 0 && stub_n_errors == 0, "PAM_SILENT: no prompt, no message");
+	done("agent unreachable over sshd with PAM_SILENT -> nothing shown, PAM_AUTH_ERR");
+
+	reset();
+	stub.service = "sshd-x";
+	snprintf(opt, sizeof(opt), "socket=%s/nobody-here.sock mode=info", sock_dir);
+	CHECK(auth_flags(0, opt, 0) == PAM_AUTH_ERR, "mode=info: PAM_AUTH_ERR");
+	CHECK(stub_n_prompts == 0 && has(stub_transcript, "ERROR: " UNREACHABLE "\n"),
+	    "mode=info: an error message, no prompt");
+	done("agent unreachable over sshd with mode=info -> error message (sshd >= 10.3 shows it)");
+
+	reset();
+	stub.service = "sshdx";
+	snprintf(opt, sizeof(opt), "socket=%s/nobody-here.sock mode=prompt", sock_dir);
+	CHECK(auth_flags(0, opt, 0) == PAM_AUTH_ERR, "sshdx: PAM_AUTH_ERR");
+	CHECK(stub_n_prompts == 0 && stub_n_errors == 1, "sshdx is not sshd: an error message");
+	done("agent unreachable, service sshdx (not sshd-like) -> error message");
 
 	reset();
 	snprintf(opt, sizeof(opt), "socket=%s/nobody-here.sock failmode=open", sock_dir);
 	CHECK(auth_flags(0, opt, 0) == PAM_IGNORE, "failmode=open gives PAM_IGNORE");
-	CHECK(stub_n_errors == 0 && has(stub_log, "result=ignored"), "logged, not shown");
+	CHECK(stub_n_errors == 0 && stub_n_prompts == 0 && has(stub_log, "result=ignored"),
+	    "logged, not shown");
 	done("agent unreachable with failmode=open -> PAM_IGNORE");
 
 	/* failmode=open is only about reaching the agent: a denial is still a denial. */
@@ -563,6 +661,161 @@ t_unreachable(void)
 	send_verdict(QR_DENIED, NULL, -1);
 	CHECK(auth("failmode=open") == PAM_AUTH_ERR, "deny with failmode=open");
 	done("failmode=open does not soften a denial");
+}
+
+static void
+t_passwd(void)
+{
+	reset();
+	stub.user = "root";
+	expect(QR_BEGIN, check_begin_root);
+	send_verdict(QR_NO_DEVICE, NULL, -1);
+	CHECK(auth("debug") == PAM_AUTH_ERR, "root without a phone");
+	CHECK(has(stub_log, "passwd uid=0"), "debug logs the uid");
+	done("BEGIN for an existing user (root) carries its uid and home");
+
+	reset();
+	CHECK(getpwnam(NO_SUCH_USER) == NULL, "test bug: " NO_SUCH_USER " exists");
+	stub.user = NO_SUCH_USER;
+	expect(QR_BEGIN, check_begin_unknown);
+	send_verdict(QR_NO_DEVICE, NULL, -1);	/* what the agent answers for an unknown user */
+	CHECK(auth("debug") == PAM_AUTH_ERR, "unknown user");
+	CHECK(has(stub_transcript, "ERROR: qrauth: no phone is enrolled for user " NO_SUCH_USER "; "),
+	    "the same message as for a user without a phone");
+	CHECK(has(stub_log, "passwd=none") && !has(stub_log, "passwd=error"), "debug logs no entry");
+	done("BEGIN for a user that does not exist has neither uid nor home -> NO_DEVICE, PAM_AUTH_ERR");
+}
+
+/* ---- a fake agent in a child process, listening as another uid (SO_PEERCRED) ---- */
+
+static char peer_dir[64], peer_path[108];
+
+/* Fork a child that drops to uid/gid, then creates the listening socket and runs the script. */
+static pid_t
+agent_fork_as(uid_t uid, gid_t gid)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int ready[2];
+	pid_t pid;
+	char c;
+
+	unlink(peer_path);
+	if (pipe(ready) != 0) {
+		perror("pipe");
+		exit(2);
+	}
+	fflush(stdout);	/* or the child prints the parent's buffered lines again */
+	if ((pid = fork()) < 0) {
+		perror("fork");
+		exit(2);
+	}
+	if (pid == 0) {
+		int fails = n_fail;
+
+		close(ready[0]);
+		if (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 ||
+		    setresuid(uid, uid, uid) != 0 || getuid() != uid)
+			_exit(3);
+		strcpy(sun.sun_path, peer_path);
+		listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
+		    listen(listen_fd, 4) != 0)
+			_exit(4);
+		if (write(ready[1], "R", 1) != 1)
+			_exit(5);
+		close(ready[1]);
+		agent_main(NULL);
+		close(listen_fd);
+		fflush(stdout);
+		_exit(n_fail == fails ? 0 : 1);
+	}
+	close(ready[1]);
+	CHECK(read(ready[0], &c, 1) == 1, "child agent did not start");
+	close(ready[0]);
+	return pid;
+}
+
+static void
+agent_reap(pid_t pid)
+{
+	int status = 0;
+
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "child agent failed (status 0x%x)", (unsigned)status);
+	unlink(peer_path);
+}
+
+static void
+t_peercred(void)
+{
+	const struct passwd *nobody;
+	uid_t uid;
+	gid_t gid;
+	char opt[256], cause[160];
+	pid_t pid;
+
+	if (geteuid() != 0) {
+		printf("ok # skip not root (SO_PEERCRED: a listener of another uid needs setresuid)\n");
+		return;
+	}
+	nobody = getpwnam("nobody");
+	uid = nobody != NULL ? nobody->pw_uid : 65534;
+	gid = nobody != NULL ? nobody->pw_gid : 65534;
+
+	reset();
+	pid = agent_fork_as(uid, gid);	/* nothing may arrive: the module checks before BEGIN */
+	snprintf(opt, sizeof(opt), "socket=%s", peer_path);
+	CHECK(auth_flags(0, opt, 0) == PAM_AUTH_ERR, "listener of uid %u refused", (unsigned)uid);
+	agent_reap(pid);
+	snprintf(cause, sizeof(cause), "result=error cause=\"agent socket is served by uid %u, not "
+	    "root or qrauth\"", (unsigned)uid);
+	CHECK(has(stub_log, cause), "logged: %s", cause);
+	CHECK(has(stub_transcript, "ERROR: qrauth: the login approval service failed a security "
+	    "check; ask the administrator.\n"), "user told");
+	done("agent socket served by another uid -> PAM_AUTH_ERR before BEGIN, logged");
+
+	reset();
+	pid = agent_fork_as(uid, gid);
+	snprintf(opt, sizeof(opt), "socket=%s failmode=open nouserok", peer_path);
+	CHECK(auth_flags(0, opt, 0) == PAM_AUTH_ERR, "failmode=open does not make it PAM_IGNORE");
+	agent_reap(pid);
+	CHECK(has(stub_log, cause), "logged");
+	done("a wrong listener with failmode=open is still PAM_AUTH_ERR (not 'agent down')");
+
+	reset();
+	pid = agent_fork_as(uid, gid);
+	snprintf(opt, sizeof(opt), "socket=%s agentuser=" NO_SUCH_USER, peer_path);
+	CHECK(auth_flags(0, opt, 0) == PAM_AUTH_ERR, "agentuser unknown: only root");
+	agent_reap(pid);
+	CHECK(has(stub_log, "not root or " NO_SUCH_USER "\""), "logged with the agentuser's name");
+	done("agentuser that does not exist: only a root listener is accepted");
+
+	if (nobody == NULL) {
+		printf("ok # skip no user 'nobody'\n");
+	} else {
+		reset();
+		answers(1, "");
+		expect(QR_BEGIN, check_begin_default);
+		send_challenge(QR_MODE_PROMPT);
+		expect(QR_WAIT, check_wait_forever);
+		send_verdict(QR_APPROVED, NULL, -1);
+		pid = agent_fork_as(uid, gid);
+		snprintf(opt, sizeof(opt), "socket=%s agentuser=nobody", peer_path);
+		CHECK(auth_flags(0, opt, 0) == PAM_SUCCESS, "agentuser=nobody accepted");
+		agent_reap(pid);
+		CHECK(!has(stub_log, "served by uid"), "no complaint");
+		done("agent socket served by the agentuser (agentuser=nobody) -> accepted, PAM_SUCCESS");
+	}
+
+	/* A root listener is always accepted, whatever agentuser names. */
+	reset();
+	answers(1, "");
+	expect(QR_BEGIN, NULL);
+	send_challenge(QR_MODE_PROMPT);
+	expect(QR_WAIT, NULL);
+	send_verdict(QR_APPROVED, NULL, -1);
+	CHECK(auth("agentuser=" NO_SUCH_USER) == PAM_SUCCESS, "root listener");
+	done("agent socket served by root -> accepted with any agentuser");
 }
 
 static void
@@ -689,7 +942,9 @@ t_options(void)
 		"frobnicate", "timeout=0", "timeout=3601", "timeout=-5", "timeout=9x", "timeout=",
 		"timeout= 5", "wait=0", "wait=99999999999999999999", "mode=fast", "qr=png",
 		"failmode=maybe", "socket=relative.sock", "socket=", "authfile=", "debug=1",
-		"nouserok=yes", "socket=/" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		"nouserok=yes", "agentuser=", "agentuser=a:b", "agentuser=-x", "agentuser=a/b",
+		"agentuser=a\"b", "agentuser=\xc3\xa9",
+		"agentuser=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "socket=/" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	};
 	char name[300];
@@ -709,7 +964,8 @@ t_options(void)
 	expect(QR_WAIT, NULL);
 	send_verdict(QR_APPROVED, NULL, -1);
 	CHECK(auth("debug timeout=3600 wait=3600 mode=prompt qr=utf8 failmode=secure nouserok "
-	    "authfile=/etc/qrauth/devices/%u") == PAM_SUCCESS, "every valid option");
+	    "authfile=/etc/qrauth/devices/%u agentuser=qr_auth-1.x@EXAMPLE$") == PAM_SUCCESS,
+	    "every valid option");
 	CHECK(has(stub_log, "config socket="), "debug logs the config");
 	done("every valid option is accepted");
 
@@ -912,6 +1168,25 @@ main(int argc, char **argv)
 	}
 	snprintf(sock_path, sizeof(sock_path), "%s/agent.sock", sock_dir);
 	snprintf(sock_opt, sizeof(sock_opt), "socket=%s", sock_path);
+	if (geteuid() != 0) {
+		const struct passwd *me = getpwuid(geteuid());
+
+		if (me == NULL) {
+			fprintf(stderr, "who am I?\n");
+			return 2;
+		}
+		snprintf(self_opt, sizeof(self_opt), "agentuser=%s", me->pw_name);
+	} else {
+		const struct passwd *nobody = getpwnam("nobody");
+
+		strcpy(peer_dir, "/tmp/qrauth-peer.XXXXXX");
+		if (mkdtemp(peer_dir) == NULL ||
+		    chown(peer_dir, nobody ? nobody->pw_uid : 65534, nobody ? nobody->pw_gid : 65534) != 0) {
+			perror("peer dir");
+			return 2;
+		}
+		snprintf(peer_path, sizeof(peer_path), "%s/agent.sock", peer_dir);
+	}
 
 	t_approve_after_enter();
 	t_begin_fields();
@@ -923,6 +1198,8 @@ main(int argc, char **argv)
 	t_no_device();
 	t_error_verdict();
 	t_unreachable();
+	t_passwd();
+	t_peercred();
 	t_bad_replies();
 	t_options();
 	t_info_mode();
@@ -932,6 +1209,8 @@ main(int argc, char **argv)
 	t_setcred();
 
 	rmdir(sock_dir);
+	if (peer_dir[0] != '\0')
+		rmdir(peer_dir);
 	dlclose(h);
 	printf("1..%d\n# %d checks passed, %d failed\n", n_ok + n_fail, n_ok, n_fail);
 	return n_fail == 0 ? 0 : 1;

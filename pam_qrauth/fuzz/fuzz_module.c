@@ -1,17 +1,27 @@
 /*
  * libFuzzer: the whole pam_sm_authenticate against a fuzzed agent.
  *
- * Input: [conv0][conv1][opts][allocfail] then the bytes the "agent" sends. conv0/conv1
+ * Input: [conv0][conv1][opts][alloc/peer] then the bytes the "agent" sends. conv0/conv1
  * hold 2 bits per prompt (Enter, a code, garbage, conversation failure); opts picks
- * mode/qr/debug; allocfail, if not 0, makes the module's n-th malloc/calloc fail.
- * The module's socket()/connect()/malloc()/calloc() are renamed by objcopy (Makefile)
- * to the functions below, so no real agent, thread or timeout is involved: the agent's
- * bytes are queued on a socketpair, followed by EOF.
+ * mode (bits 0-1), qr (2), debug (3), connect() failing (4), service sudo instead of sshd
+ * (5), user root instead of alice (6), PAM_SILENT (7); alloc/peer bits 0-2, if not 0, make
+ * the module's n-th malloc/calloc fail, bits 3-4 pick what SO_PEERCRED says (0 the real
+ * peer: this process, 1 uid 0, 2 a uid that is neither root nor the agentuser, 3 an error),
+ * bits 5-7 what getpwnam_r says about alice (see fuzz_getpwnam_r; root is looked up for real).
+ * The module's socket()/connect()/getsockopt()/getpwnam_r()/malloc()/calloc() are renamed
+ * by objcopy (Makefile) to the functions below, so no real agent, thread or timeout is
+ * involved: the agent's bytes are queued on a socketpair, followed by EOF. The fuzz build
+ * starts the getpwnam_r buffer small, so the ERANGE retries run too.
  *
  * Properties: PAM_SUCCESS only if the stream held a well-formed CHALLENGE first and a
- * VERDICT APPROVED later; never with a failed allocation; PAM_IGNORE never (no nouserok,
- * no failmode=open); nothing but the expected codes.
+ * VERDICT APPROVED later; never with a failed allocation; never from an untrusted peer;
+ * an unreachable agent gives PAM_AUTH_ERR and, over sshd outside mode=info, the message in
+ * one prompt; PAM_IGNORE never (no nouserok, no failmode=open); nothing but the expected
+ * codes.
  */
+#define _GNU_SOURCE	/* struct ucred */
+#include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +39,16 @@ static int agent_fd = -1;
 static unsigned conv_bits, conv_i;
 static unsigned alloc_fail_at, alloc_n;
 static int alloc_failed;
+static int connect_fails;
+static unsigned peer_mode, pw_mode;
+enum { PEER_REAL, PEER_ROOT, PEER_OTHER, PEER_ERROR };
+enum { PW_FOUND, PW_NONE, PW_ENOENT, PW_EIO, PW_ERANGE, PW_HOME_1025, PW_HOME_1024, PW_HOME_BAD };
 
 int fuzz_socket(int domain, int type, int protocol);
 int fuzz_connect(int fd, const void *addr, socklen_t len);
+int fuzz_getsockopt(int fd, int level, int name, void *val, socklen_t *len);
+int fuzz_getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t size,
+    struct passwd **res);
 void *fuzz_malloc(size_t n);
 void *fuzz_calloc(size_t n, size_t m);
 
@@ -50,6 +67,77 @@ fuzz_connect(int fd, const void *addr, socklen_t len)
 	(void)fd;
 	(void)addr;
 	(void)len;
+	if (connect_fails) {
+		errno = ECONNREFUSED;
+		return -1;
+	}
+	return 0;
+}
+
+int
+fuzz_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	struct ucred cr = { .pid = 1 };
+
+	if (level != SOL_SOCKET || name != SO_PEERCRED || peer_mode == PEER_REAL)
+		return getsockopt(fd, level, name, val, len);
+	if (peer_mode == PEER_ERROR || *len < sizeof(cr)) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* Never 0, never our own uid (the agentuser below). */
+	cr.uid = peer_mode == PEER_ROOT ? 0 : getuid() + 1;
+	memcpy(val, &cr, sizeof(cr));
+	*len = sizeof(cr);
+	return 0;
+}
+
+/* Simulated passwd entry for "alice" (fast, and every outcome); anything else for real. */
+int
+fuzz_getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t size, struct passwd **res)
+{
+	static char home[1100];
+	size_t hlen, need;
+
+	*res = NULL;
+	if (strcmp(name, "alice") != 0)
+		return getpwnam_r(name, pw, buf, size, res);
+	switch (pw_mode) {
+	case PW_NONE: return 0;
+	case PW_ENOENT: return ENOENT;
+	case PW_EIO: return EIO;
+	case PW_ERANGE: return ERANGE;
+	case PW_HOME_1025:
+	case PW_HOME_1024:
+		hlen = pw_mode == PW_HOME_1025 ? 1025 : 1024;
+		memset(home, 'h', hlen);
+		home[0] = '/';
+		home[hlen] = '\0';
+		break;
+	case PW_HOME_BAD:
+		strcpy(home, "/home/al\xffice");
+		break;
+	default:
+		strcpy(home, "/home/alice");
+		break;
+	}
+	hlen = strlen(home);
+	need = sizeof("alice") + 2 + hlen + 1 + sizeof("/bin/sh");
+	if (size < need)
+		return ERANGE;
+	memset(pw, 0, sizeof(*pw));
+	pw->pw_name = buf;
+	memcpy(buf, "alice", sizeof("alice"));
+	pw->pw_passwd = buf + sizeof("alice");
+	memcpy(pw->pw_passwd, "x", 2);
+	pw->pw_dir = pw->pw_passwd + 2;
+	memcpy(pw->pw_dir, home, hlen + 1);
+	pw->pw_shell = pw->pw_dir + hlen + 1;
+	memcpy(pw->pw_shell, "/bin/sh", sizeof("/bin/sh"));
+	pw->pw_gecos = pw->pw_shell + sizeof("/bin/sh") - 1;	/* "" */
+	pw->pw_uid = 1000;
+	pw->pw_gid = 1000;
+	*res = pw;
 	return 0;
 }
 
@@ -117,8 +205,9 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const modes[] = { "mode=auto", "mode=prompt", "mode=info", "mode=prompt" };
-	const char *argv[6];
-	int argc = 0, sv[2], rc;
+	static char agentuser[96];
+	const char *argv[8];
+	int argc = 0, sv[2], rc, flags, sshd_prompt;
 
 	if (size < 4 || size > 4 + 4 * (4 + QR_MAX_FRAME))
 		return 0;
@@ -129,12 +218,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	alloc_fail_at = data[3] & 0x07;	/* the module makes only a few allocations */
 	alloc_n = 0;
 	alloc_failed = 0;
+	connect_fails = (data[2] & 0x10) != 0;
+	peer_mode = (data[3] >> 3) & 3;
+	pw_mode = (unsigned)data[3] >> 5;
+	stub.service = data[2] & 0x20 ? "sudo" : "sshd";
+	stub.user = data[2] & 0x40 ? "root" : "alice";
+	flags = data[2] & 0x80 ? (int)PAM_SILENT : 0;
+	sshd_prompt = !(data[2] & 0x20) && (data[2] & 3) != 2 && flags == 0;
+	if (agentuser[0] == '\0') {
+		/* Trust ourselves: the real peer of the socketpair is this process. */
+		const struct passwd *me = getpwuid(getuid());
+
+		if (me == NULL)
+			abort();
+		snprintf(agentuser, sizeof(agentuser), "agentuser=%s", me->pw_name);
+	}
 	argv[argc++] = "socket=/fuzz/agent.sock";
 	argv[argc++] = modes[data[2] & 3];
 	argv[argc++] = data[2] & 4 ? "qr=ascii" : "qr=utf8";
 	if (data[2] & 8)
 		argv[argc++] = "debug";
 	argv[argc++] = "wait=1";
+	argv[argc++] = agentuser;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
 		abort();
@@ -144,7 +249,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	shutdown(sv[1], SHUT_WR);
 	agent_fd = sv[0];
 
-	rc = pam_sm_authenticate(stub_handle(), 0, argc, argv);
+	rc = pam_sm_authenticate(stub_handle(), flags, argc, argv);
 
 	if (getenv("QR_FUZZ_VERBOSE") != NULL)	/* to see what a seed does */
 		fprintf(stderr, "rc=%d alloc_failed=%d\n%s%s", rc, alloc_failed, stub_transcript, stub_log);
@@ -153,6 +258,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	agent_fd = -1;
 	if (rc == PAM_SUCCESS && (alloc_failed || !approval_in(data + 4, size - 4)))
 		abort();
+	if (rc == PAM_SUCCESS && (connect_fails || peer_mode >= PEER_OTHER))
+		abort();
+	/* A home that does not fit BEGIN (too long, not UTF-8) is refused, not cut. */
+	if (rc == PAM_SUCCESS && !(data[2] & 0x40) && (pw_mode == PW_HOME_1025 || pw_mode == PW_HOME_BAD))
+		abort();
+	if ((connect_fails || peer_mode >= PEER_OTHER) && !alloc_failed) {
+		/* Nothing reached the agent: no QR, only the one message. */
+		if (rc != PAM_AUTH_ERR || stub_n_infos != 0)
+			abort();
+		if (connect_fails && stub_n_prompts != sshd_prompt)
+			abort();
+		if (connect_fails && stub_n_errors != (!sshd_prompt && flags == 0))
+			abort();
+		if (!connect_fails && (stub_n_prompts != 0 || stub_n_errors != (flags == 0)))
+			abort();
+	}
 	if (rc != PAM_SUCCESS && rc != PAM_AUTH_ERR && rc != PAM_CONV_ERR && rc != PAM_MAXTRIES &&
 	    rc != PAM_BUF_ERR)
 		abort();	/* includes PAM_IGNORE and PAM_SERVICE_ERR */

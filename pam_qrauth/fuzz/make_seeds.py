@@ -20,6 +20,7 @@ u32 = lambda v: struct.pack('>I', v)
 
 BEGIN = frame(1, field(1, 'alice'), field(2, '203.0.113.7'), field(3, 'sshd'), field(4, 'ssh'),
               field(5, u8(0)), field(6, u8(0)), field(7, u32(90)), field(8, '/etc/qrauth/devices/%u'))
+BEGIN_PW = frame(1, field(1, 'alice'), field(3, 'sshd'), field(9, u32(1000)), field(10, '/home/alice'))
 WAIT = frame(2)
 WAIT_MAX = frame(2, field(1, u32(60000)))
 CODE = frame(3, field(1, '12345678'))
@@ -46,14 +47,17 @@ def write(dirname, name, data):
 
 
 frames = {
-    'begin': BEGIN, 'wait': WAIT, 'wait-max': WAIT_MAX, 'code': CODE,
+    'begin': BEGIN, 'begin-uid-home': BEGIN_PW, 'wait': WAIT, 'wait-max': WAIT_MAX, 'code': CODE,
     'challenge': challenge(1), 'verdict': verdict(3, 'Wrong code', 2),
     'two-frames': challenge(2) + verdict(0),
 }
 for name, data in frames.items():
     write('fuzz/corpus-frame', name, b'\x07' + data)
 
-# [conv0][conv1][opts][allocfail] + agent bytes; conv answers: 0 Enter, 1 code, 2 garbage, 3 fail
+# [conv0][conv1][opts][alloc/peer] + agent bytes; conv answers: 0 Enter, 1 code, 2 garbage, 3 fail
+# opts: mode (0-1), qr (2), debug (3), connect fails (4), sudo (5), user root (6), PAM_SILENT (7)
+# alloc/peer: n-th allocation fails (0-2), SO_PEERCRED (3-4): real, uid 0, other uid, error;
+# alice's passwd entry (5-7): found, none, ENOENT, EIO, ERANGE always, home 1025/1024 bytes, bad UTF-8
 module = {
     'approve-enter': (0x00, 0x00, 0x01, 0, challenge(1) + verdict(0)),
     'code-right': (0x01, 0x00, 0x01, 0, challenge(1) + verdict(0)),
@@ -65,6 +69,21 @@ module = {
     'error': (0x00, 0x00, 0x08, 0, verdict(6, 'bad devices file')),
     'garbage-then-enter': (0x02, 0x00, 0x01, 0, challenge(1) + verdict(0)),
     'alloc-fail': (0x00, 0x00, 0x01, 2, challenge(1) + verdict(0)),
+    'root-approve': (0x00, 0x00, 0x49, 0, challenge(1) + verdict(0)),
+    'root-alloc-fail': (0x00, 0x00, 0x49, 2, challenge(1) + verdict(0)),
+    'unreachable-sshd': (0x00, 0x00, 0x10, 0, b''),
+    'unreachable-sshd-conv-fail': (0x03, 0x00, 0x11, 0, b''),
+    'unreachable-sudo': (0x00, 0x00, 0x30, 0, b''),
+    'unreachable-silent': (0x00, 0x00, 0x90, 0, b''),
+    'peer-root': (0x00, 0x00, 0x01, 0x08, challenge(1) + verdict(0)),
+    'peer-other': (0x00, 0x00, 0x01, 0x10, challenge(1) + verdict(0)),
+    'peer-error': (0x00, 0x00, 0x01, 0x18, challenge(1) + verdict(0)),
+    'pw-none': (0x00, 0x00, 0x01, 0x20, verdict(4)),
+    'pw-eio': (0x00, 0x00, 0x01, 0x60, challenge(1) + verdict(0)),
+    'pw-erange-forever': (0x00, 0x00, 0x01, 0x80, challenge(1) + verdict(0)),
+    'pw-home-1025': (0x00, 0x00, 0x01, 0xa0, challenge(1) + verdict(0)),
+    'pw-home-1024': (0x00, 0x00, 0x01, 0xc0, challenge(1) + verdict(0)),
+    'pw-home-bad-utf8': (0x00, 0x00, 0x01, 0xe0, challenge(1) + verdict(0)),
 }
 for name, (c0, c1, opts, fail, data) in module.items():
     write('fuzz/corpus-module', name, bytes([c0, c1, opts, fail]) + data)
