@@ -8,7 +8,8 @@ import type { HeadlessPhone } from './phone.js';
 import { runInPty } from './pty.js';
 import { ROOT } from './system.js';
 
-export const ENROLL_RE = /QRE1:[A-Za-z0-9_:/.-]+/;
+// Up to the end of the line: under load the output can arrive split mid-payload.
+export const ENROLL_RE = /QRE1:[A-Za-z0-9_:/.-]+(?=\r?\n)/;
 
 export function qrauthCli(configPath: string, args: string[], asUser?: string) {
   const argv = [process.execPath, '--import', 'tsx', join(ROOT, 'agent/src/cli.ts'), '--config', configPath, ...args];
