@@ -1,0 +1,63 @@
+/**
+ * Watch a child process's output the way a person reads a screen: wait until something
+ * appears, or fail with everything that was printed. Shared by the pty, pamtester and daemon helpers.
+ */
+import type { ChildProcess } from 'node:child_process';
+
+export interface OutputWatch {
+  readonly output: string;
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  exited: Promise<number | null>;
+}
+
+export function watchOutput(child: ChildProcess, what = 'process'): OutputWatch {
+  let output = '';
+  let done = false;
+  const listeners = new Set<() => void>();
+  const notify = () => {
+    for (const l of [...listeners]) l();
+  };
+  const onData = (d: Buffer) => {
+    output += d.toString('utf8');
+    notify();
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      done = true;
+      notify();
+      resolve(code);
+    }),
+  );
+  return {
+    get output() {
+      return output;
+    },
+    exited,
+    waitFor(pattern, timeoutMs = 20_000) {
+      return new Promise((resolve, reject) => {
+        const cleanup = () => {
+          clearTimeout(timer);
+          listeners.delete(check);
+        };
+        const check = () => {
+          const m = output.match(pattern);
+          if (m) {
+            cleanup();
+            resolve(m);
+          } else if (done) {
+            cleanup();
+            reject(new Error(`${what} exited before ${pattern} appeared; output:\n${output}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`timed out waiting for ${pattern}; output:\n${output}`));
+        }, timeoutMs);
+        listeners.add(check);
+        check();
+      });
+    },
+  };
+}
