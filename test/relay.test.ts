@@ -59,13 +59,13 @@ async function phoneFor(t: ExecutionContext, host?: FakeHost, relay?: Relay): Pr
   return phone;
 }
 
-function get(url: string, rawPath: string, method = 'GET'): Promise<{ status: number; type: string | undefined; body: string }> {
+function get(url: string, rawPath: string, method = 'GET'): Promise<{ status: number; type: string | undefined; body: string; cache: string | undefined }> {
   return new Promise((resolve, reject) => {
     const req = http.request(`${url}${rawPath}`, { method }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body, cache: res.headers['cache-control'] }));
     });
     req.on('error', reject);
     req.end();
@@ -143,6 +143,21 @@ test('the static app is served with content types, index fallback, and no path t
     t.true(r.status === 404 || (r.status === 200 && r.type === 'text/html; charset=utf-8'), `${p} → ${r.status}`);
   }
   t.is((await get(relay.url, '/healthz')).status, 200, 'health still wins over the app');
+});
+
+test('caching: hashed assets are immutable, index.html and the service worker are revalidated', async (t) => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'qrauth-static-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  await mkdir(path.join(root, 'assets'), { recursive: true });
+  await writeFile(path.join(root, 'index.html'), '<!doctype html>');
+  await writeFile(path.join(root, 'sw.js'), 'self.x=1');
+  await writeFile(path.join(root, 'assets', 'index-abc123.js'), '1');
+  await writeFile(path.join(root, 'manifest.webmanifest'), '{}');
+  const relay = await relayFor(t, { staticDir: root });
+  t.is((await get(relay.url, '/assets/index-abc123.js')).cache, 'public, max-age=31536000, immutable');
+  t.is((await get(relay.url, '/')).cache, 'no-cache');
+  t.is((await get(relay.url, '/sw.js')).cache, 'no-cache');
+  t.is((await get(relay.url, '/manifest.webmanifest')).cache, 'public, max-age=3600');
 });
 
 // ---------------------------------------------------------------- handshakes

@@ -72,12 +72,16 @@ export async function createStaticHandler(dir: string): Promise<StaticHandler> {
     if (!found && path.posix.extname(rel) === '') found = await regularFileInside('index.html');
     if (!found) return false;
     const isHtml = found.file.endsWith('.html');
+    const relFile = path.relative(root, found.file).split(path.sep).join('/');
+    // Vite's hashed assets never change under their name: cache for a year. index.html and the
+    // service worker must be revalidated so a new build reaches installed apps; the rest, an hour.
+    const cacheControl =
+      isHtml || relFile === 'sw.js' ? 'no-cache' : relFile.startsWith('assets/') ? 'public, max-age=31536000, immutable' : 'public, max-age=3600';
     res.writeHead(200, {
       'content-type': contentTypeOf(found.file),
       'content-length': String(found.size),
       'x-content-type-options': 'nosniff',
-      // Hashed asset names can be cached; index.html must be revalidated to pick up new builds.
-      'cache-control': isHtml ? 'no-cache' : 'public, max-age=3600',
+      'cache-control': cacheControl,
     });
     if (req.method === 'HEAD') {
       res.end();

@@ -63,6 +63,7 @@ async function main() {
     const appDir = join(ROOT, 'ionic-app', 'dist');
     const relay = spawn(node, [join(dist, 'relay/src/main.js'), '--port', String(relayPort), ...(existsSync(appDir) ? ['--static', appDir] : [])], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // own process group: Ctrl-C reaches the demo, which stops them in order
     });
     children.push(relay);
     await waitForLine(relay, /listening/, 'the relay');
@@ -76,7 +77,7 @@ async function main() {
       cfgPath,
       JSON.stringify({ socket, controlSocket: join(dir.path, 'control.sock'), stateDir: state, relayUrl, authfile: join(dir.path, 'devices', '%u'), hostname: 'qrauth-demo-host' }, null, 2),
     );
-    const agent = spawn(node, [join(dist, 'agent/src/main.js'), '--config', cfgPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const agent = spawn(node, [join(dist, 'agent/src/main.js'), '--config', cfgPath], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     children.push(agent);
     agent.stderr!.on('data', (d) => process.stdout.write(`  [agent] ${d}`));
     await waitForLine(agent, /relay_link state=up/, 'the agent');

@@ -1,0 +1,64 @@
+/**
+ * App-wide state: the device (public part), the code just scanned, and the theme. The
+ * scanned text (which holds the login's secret nonce) stays in memory only: never in the URL,
+ * history or storage.
+ */
+import { createContext, type ReactNode, useCallback, useContext, useEffect, useMemo, useState } from 'react';
+import type { DeviceInfo, ThemeSetting } from './models';
+import { loadDevice } from './data/device-key';
+import { loadSettings, saveSettings } from './data/store';
+
+interface AppState {
+  /** undefined while loading; null before the first start */
+  device: DeviceInfo | null | undefined;
+  setDevice(d: DeviceInfo): void;
+  scanned: string | null;
+  setScanned(text: string | null): void;
+  theme: ThemeSetting;
+  setTheme(t: ThemeSetting): void;
+  /** the theme in effect (system resolved) */
+  dark: boolean;
+}
+
+const Ctx = createContext<AppState | null>(null);
+
+export function useAppState(): AppState {
+  const s = useContext(Ctx);
+  if (!s) throw new Error('useAppState outside AppStateProvider');
+  return s;
+}
+
+const darkQuery = () => window.matchMedia?.('(prefers-color-scheme: dark)');
+
+export function AppStateProvider({ children }: { children: ReactNode }) {
+  const [device, setDevice] = useState<DeviceInfo | null | undefined>(undefined);
+  const [scanned, setScanned] = useState<string | null>(null);
+  const [theme, setThemeState] = useState<ThemeSetting>('system');
+  const [systemDark, setSystemDark] = useState<boolean>(() => darkQuery()?.matches ?? false);
+
+  useEffect(() => {
+    void loadDevice().then(setDevice, () => setDevice(null));
+    void loadSettings().then((s) => setThemeState(s.theme));
+    const q = darkQuery();
+    const onChange = (e: MediaQueryListEvent) => setSystemDark(e.matches);
+    q?.addEventListener('change', onChange);
+    return () => q?.removeEventListener('change', onChange);
+  }, []);
+
+  const dark = theme === 'dark' || (theme === 'system' && systemDark);
+  useEffect(() => {
+    document.documentElement.classList.toggle('ion-palette-dark', dark);
+    document.querySelector('meta[name="theme-color"]')?.setAttribute('content', dark ? '#121212' : '#ffffff');
+  }, [dark]);
+
+  const setTheme = useCallback((t: ThemeSetting) => {
+    setThemeState(t);
+    void saveSettings({ theme: t });
+  }, []);
+
+  const value = useMemo<AppState>(
+    () => ({ device, setDevice, scanned, setScanned, theme, setTheme, dark }),
+    [device, scanned, theme, setTheme, dark],
+  );
+  return <Ctx.Provider value={value}>{children}</Ctx.Provider>;
+}

@@ -1,0 +1,112 @@
+/**
+ * The phone's side of the Socket.IO wire (namespace /device), ported from the headless phone
+ * (test/support/phone.ts): one connection per relay URL, a fresh signed handshake on every
+ * (re)connect, every ack validated against protocol/src/events.ts before it is believed.
+ */
+import { type Socket, io } from 'socket.io-client';
+import { webCrypto } from '../../../protocol/src/crypto-web.js';
+import {
+  DEVICE_NAMESPACE,
+  ERROR_CODES,
+  type DeviceClientToServer,
+  type DeviceServerToClient,
+  type ErrorCode,
+  QrauthError,
+  makeAuthHandshake,
+} from '../../../protocol/src/index.js';
+import { withDeviceSeed } from './device-key';
+
+type DeviceSocket = Socket<DeviceServerToClient, DeviceClientToServer>;
+
+/** How long to wait for the relay to connect, and then for each answer. */
+export const RELAY_TIMEOUT_MS = 8000;
+
+export function asErrorCode(code: unknown): ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : 'QRA_ERR_INTERNAL';
+}
+
+const sockets = new Map<string, DeviceSocket>();
+
+/** Connects (or reuses the connection) to the relay at `relayUrl`. */
+export async function connectRelay(relayUrl: string, timeoutMs = RELAY_TIMEOUT_MS): Promise<DeviceSocket> {
+  let socket = sockets.get(relayUrl);
+  if (socket?.connected) return socket;
+  if (!socket) {
+    socket = io(`${relayUrl}${DEVICE_NAMESPACE}`, {
+      // The handshake proves the device key: signed afresh for each connection attempt.
+      auth: (cb) => {
+        withDeviceSeed((seed) => makeAuthHandshake(webCrypto, 'device', seed)).then(
+          (h) => cb(h as unknown as Record<string, unknown>),
+          () => cb({}),
+        );
+      },
+      transports: ['websocket'],
+      forceNew: true,
+      timeout: timeoutMs,
+      reconnectionAttempts: 3,
+    }) as DeviceSocket;
+    sockets.set(relayUrl, socket);
+  } else if (!socket.active) {
+    socket.connect(); // refused last time (handshake): try once more with a fresh proof
+  }
+  const s = socket;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let lastError = 'no answer';
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        s.off('connect', onConnect);
+        s.off('connect_error', onError);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onConnect = () => done();
+      const onError = (err: Error & { data?: { code?: unknown } }) => {
+        lastError = err.message;
+        if (!s.active) {
+          // Refused by the relay's handshake check: retrying will not help.
+          const code = err.data?.code !== undefined ? asErrorCode(err.data.code) : 'QRA_ERR_UNAUTHENTICATED';
+          done(new QrauthError(code, `the relay refused this phone: ${err.message}`));
+        } else {
+          // Network-level failure (refused, DNS, offline): say so now rather than after the
+          // timeout; the person has the offline code and a "Try again" button meanwhile.
+          done(new QrauthError('QRA_ERR_HOST_OFFLINE', `cannot reach the relay at ${relayUrl} (${err.message})`));
+        }
+      };
+      const timer = setTimeout(
+        () => done(new QrauthError('QRA_ERR_HOST_OFFLINE', `cannot reach the relay at ${relayUrl} (${lastError})`)),
+        timeoutMs,
+      );
+      s.on('connect', onConnect);
+      s.on('connect_error', onError);
+    });
+  } catch (e) {
+    s.disconnect();
+    sockets.delete(relayUrl);
+    throw e;
+  }
+  return s;
+}
+
+/** Sends one request and waits for its ack; no answer in time is QRA_ERR_HOST_OFFLINE. */
+export async function ask<T>(send: () => Promise<T>, timeoutMs = RELAY_TIMEOUT_MS): Promise<T> {
+  try {
+    return await send();
+  } catch (cause) {
+    throw new QrauthError('QRA_ERR_HOST_OFFLINE', `no answer from the relay within ${timeoutMs / 1000} s`, { cause });
+  }
+}
+
+/** Validates an ack from the relay; a malformed one is an error, never believed. */
+export function checkAck<T>(check: (v: unknown, path: string) => T, raw: unknown, what: string): T {
+  try {
+    return check(raw, what);
+  } catch (cause) {
+    throw new QrauthError('QRA_ERR_INVALID_INPUT', `the relay sent an invalid ${what}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+export function disconnectAll(): void {
+  for (const s of sockets.values()) s.disconnect();
+  sockets.clear();
+}

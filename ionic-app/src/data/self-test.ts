@@ -1,0 +1,115 @@
+/**
+ * Runs every protocol vector (protocol/vectors.json) through a QrCrypto: keys, ids, signed
+ * bytes, signatures, offline key and code, fingerprint, payloads. The app's Settings page runs
+ * it on this phone's browser ("check this phone's cryptography"); test/protocol-web.test.ts runs
+ * it in Node and in Chromium. Each check reports what it got and what the vector says.
+ */
+import type { QrCrypto } from '../../../protocol/src/crypto.js';
+import {
+  authBytes,
+  contextBytes,
+  decisionBytes,
+  enrollBytes,
+  enrollFingerprint,
+  formatEnrollPayload,
+  formatLoginPayload,
+  fromB64url,
+  keyId,
+  offlineCode,
+  offlineKey,
+  parseEnrollPayload,
+  parseLoginPayload,
+  toB64url,
+  tokenIdOf,
+} from '../../../protocol/src/index.js';
+
+export interface VectorCheck {
+  name: string;
+  got: string;
+  want: string;
+}
+
+/** The shape of protocol/vectors.json. */
+export interface ProtocolVectors {
+  hostSeed: string;
+  deviceSeed: string;
+  hostPub: string;
+  devicePub: string;
+  hostId: string;
+  deviceId: string;
+  sid: string;
+  nonce: string;
+  token: string;
+  context: { hostId: string; sid: string; user: string; hostname: string; rhost: string; service: string; iat: number; exp: number };
+  contextBytes: string;
+  contextSig: string;
+  decision: { hostId: string; sid: string; nonce: string; user: string; decision: 'approve' | 'deny'; time: number; deviceId: string };
+  decisionBytes: string;
+  decisionSig: string;
+  authBytes: string;
+  enroll: { hostId: string; tokenId: string; token: string; devicePub: string; deviceName: string; time: number };
+  enrollBytes: string;
+  tokenId: string;
+  offlineKey: string;
+  offlineCode: string;
+  fingerprint: string;
+  loginPayload: string;
+  enrollPayload: string;
+}
+
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+function bytes(h: string): Uint8Array {
+  const out = new Uint8Array(h.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(h.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+export function runProtocolVectors(c: QrCrypto, v: ProtocolVectors): VectorCheck[] {
+  const checks: VectorCheck[] = [];
+  const check = (name: string, got: string | boolean, want: string | boolean) => checks.push({ name, got: String(got), want: String(want) });
+  const safely = (name: string, f: () => string | boolean, want: string | boolean) => {
+    try {
+      check(name, f(), want);
+    } catch (e) {
+      check(name, `threw ${(e as Error).message}`, want);
+    }
+  };
+
+  const hostSeed = bytes(v.hostSeed);
+  const deviceSeed = bytes(v.deviceSeed);
+  const hostPub = c.ed25519FromSeed(hostSeed).publicKey;
+  const devicePub = c.ed25519FromSeed(deviceSeed).publicKey;
+  check('hostPub', hex(hostPub), v.hostPub);
+  check('devicePub', hex(devicePub), v.devicePub);
+  check('hostId', keyId(c, hostPub), v.hostId);
+  check('deviceId', keyId(c, devicePub), v.deviceId);
+
+  check('contextBytes', hex(contextBytes(v.context)), v.contextBytes);
+  check('contextSig', toB64url(c.ed25519Sign(hostSeed, contextBytes(v.context))), v.contextSig);
+  check('contextSig verifies', c.ed25519Verify(hostPub, contextBytes(v.context), fromB64url(v.contextSig, 64)), true);
+  check('contextSig does not verify for another user', c.ed25519Verify(hostPub, contextBytes({ ...v.context, user: 'mallory' }), fromB64url(v.contextSig, 64)), false);
+
+  const decision = { ...v.decision, nonce: bytes(v.decision.nonce) };
+  check('decisionBytes', hex(decisionBytes(decision)), v.decisionBytes);
+  check('decisionSig', toB64url(c.ed25519Sign(deviceSeed, decisionBytes(decision))), v.decisionSig);
+  check('decisionSig verifies', c.ed25519Verify(devicePub, decisionBytes(decision), fromB64url(v.decisionSig, 64)), true);
+  check('authBytes', hex(authBytes('device', v.deviceId, 1780000000000, v.sid)), v.authBytes);
+
+  check('enrollBytes', hex(enrollBytes({ ...v.enroll, token: bytes(v.enroll.token) })), v.enrollBytes);
+  check('tokenId', tokenIdOf(c, bytes(v.token)), v.tokenId);
+
+  safely('offlineKey (host side)', () => hex(offlineKey(c, hostSeed, devicePub, v.hostId, v.deviceId)), v.offlineKey);
+  safely('offlineKey (phone side)', () => hex(offlineKey(c, deviceSeed, hostPub, v.hostId, v.deviceId)), v.offlineKey);
+  safely('offlineCode', () => offlineCode(c, offlineKey(c, deviceSeed, hostPub, v.hostId, v.deviceId), v.hostId, v.sid, bytes(v.nonce)), v.offlineCode);
+  check('fingerprint', enrollFingerprint(c, hostPub, devicePub, bytes(v.token)), v.fingerprint);
+
+  check('loginPayload', formatLoginPayload({ hostId: v.hostId, sid: v.sid, nonce: bytes(v.nonce) }), v.loginPayload);
+  safely('loginPayload parses', () => hex(parseLoginPayload(v.loginPayload).nonce), v.nonce);
+  check(
+    'enrollPayload',
+    formatEnrollPayload({ hostPub, token: bytes(v.token), hostname: 'web-01', relayUrl: 'https://relay.example.net' }),
+    v.enrollPayload,
+  );
+  safely('enrollPayload parses', () => hex(parseEnrollPayload(v.enrollPayload).hostPub), v.hostPub);
+  return checks;
+}

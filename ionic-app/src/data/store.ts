@@ -1,0 +1,89 @@
+/**
+ * What the app remembers besides the device key: enrolled hosts, this phone's decisions, and
+ * settings. Validated when read back, like anything from outside.
+ */
+import { webCrypto } from '../../../protocol/src/crypto-web.js';
+import { fromB64url, keyId } from '../../../protocol/src/index.js';
+import type { HistoryEntry, Settings, TrustedHost } from '../models';
+import { storeGet, storePut } from './platform';
+
+const HOSTS = 'hosts';
+const HISTORY = 'history';
+const SETTINGS = 'settings';
+/** Older entries fall off; the history is for the person, not an audit log (the host logs). */
+export const HISTORY_MAX = 200;
+
+const listeners = new Set<() => void>();
+/** Called after any change to hosts, history or settings, so open pages can reload. */
+export function onStoreChange(cb: () => void): () => void {
+  listeners.add(cb);
+  return () => listeners.delete(cb);
+}
+function changed(): void {
+  for (const cb of [...listeners]) cb();
+}
+
+function isTrustedHost(h: unknown): h is TrustedHost {
+  if (typeof h !== 'object' || h === null) return false;
+  const r = h as Record<string, unknown>;
+  if (typeof r.hostId !== 'string' || typeof r.hostPub !== 'string' || typeof r.hostname !== 'string') return false;
+  if (typeof r.relayUrl !== 'string' || !/^https?:\/\/\S+$/.test(r.relayUrl) || typeof r.enrolledAt !== 'number') return false;
+  try {
+    return keyId(webCrypto, fromB64url(r.hostPub, 32)) === r.hostId;
+  } catch {
+    return false;
+  }
+}
+
+export async function listHosts(): Promise<TrustedHost[]> {
+  const raw = (await storeGet<unknown[]>(HOSTS)) ?? [];
+  return Array.isArray(raw) ? raw.filter(isTrustedHost) : [];
+}
+
+export async function findHost(hostId: string): Promise<TrustedHost | undefined> {
+  return (await listHosts()).find((h) => h.hostId === hostId);
+}
+
+/** Adds the host, or updates its name and relay when it is enrolled again. */
+export async function saveHost(host: Omit<TrustedHost, 'hostId' | 'enrolledAt'>): Promise<TrustedHost> {
+  const hostId = keyId(webCrypto, fromB64url(host.hostPub, 32));
+  const entry: TrustedHost = { hostId, hostPub: host.hostPub, hostname: host.hostname, relayUrl: host.relayUrl.replace(/\/$/, ''), enrolledAt: Date.now() };
+  const hosts = (await listHosts()).filter((h) => h.hostId !== hostId);
+  await storePut(HOSTS, [...hosts, entry]);
+  changed();
+  return entry;
+}
+
+export async function removeHost(hostId: string): Promise<void> {
+  await storePut(HOSTS, (await listHosts()).filter((h) => h.hostId !== hostId));
+  changed();
+}
+
+export async function listHistory(): Promise<HistoryEntry[]> {
+  const raw = (await storeGet<HistoryEntry[]>(HISTORY)) ?? [];
+  return Array.isArray(raw) ? raw : [];
+}
+
+export async function addHistory(entry: HistoryEntry): Promise<void> {
+  const all = [entry, ...(await listHistory())].slice(0, HISTORY_MAX);
+  await storePut(HISTORY, all);
+  changed();
+}
+
+export async function clearHistory(): Promise<void> {
+  await storePut(HISTORY, []);
+  changed();
+}
+
+const DEFAULT_SETTINGS: Settings = { theme: 'system' };
+
+export async function loadSettings(): Promise<Settings> {
+  const s = await storeGet<Partial<Settings>>(SETTINGS);
+  const theme = s?.theme === 'light' || s?.theme === 'dark' || s?.theme === 'system' ? s.theme : DEFAULT_SETTINGS.theme;
+  return { theme };
+}
+
+export async function saveSettings(s: Settings): Promise<void> {
+  await storePut(SETTINGS, s);
+  changed();
+}

@@ -1,0 +1,273 @@
+/**
+ * The phone app end to end in real Chromium: the relay serves ionic-app/dist, the app runs in a
+ * 360×640 page with a fake camera that shows the QR the real `ssh` client printed, and talks to
+ * the real relay → agent → sshd with pam_qrauth. Enroll (`qrauth enroll`), approve → shell, deny → refused, relay
+ * down → the offline code typed into ssh → shell. Screenshots go to test-artifacts/app/.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { nodeCrypto } from '../protocol/src/crypto-node.js';
+import { toB64url } from '../protocol/src/index.js';
+import {
+  APP_DIST,
+  artifactPath,
+  blankFrame,
+  ensureAppBuilt,
+  launchChromium,
+  newAppContext,
+  qrFrameFromTerminal,
+  writeY4m,
+} from './support/browser.js';
+import { ENROLL_RE, qrauthCli } from './support/enroll.js';
+import { runInPty } from './support/pty.js';
+import { sshArgs } from './support/sshd.js';
+import { ALICE, LOGIN_PAYLOAD_RE, type Stack, startStack } from './support/stack.js';
+import { isRoot } from './support/system.js';
+
+let stack: Stack;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+let camDir: string;
+let camFile: string;
+let appDeviceLine: string | null = null;
+const pageErrors: string[] = [];
+
+test.before(async () => {
+  if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
+  ensureAppBuilt();
+  stack = await startStack({ agent: { expirySeconds: 60 }, relayOptions: { staticDir: APP_DIST } });
+  camDir = mkdtempSync(join(tmpdir(), 'qrcam-'));
+  camFile = join(camDir, 'camera.y4m');
+  writeY4m(camFile, blankFrame());
+  browser = await launchChromium(camFile);
+  context = await newAppContext(browser, stack.relay!.url);
+  page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto(`${stack.relay!.url}/`);
+  // First start: name the phone and make its key.
+  await page.getByTestId('page-welcome').waitFor();
+  await page.getByTestId('device-name-input').locator('input').fill('Alice browser');
+  await page.getByTestId('create-device').click();
+  await page.getByTestId('page-scan').waitFor();
+});
+
+test.after.always(async () => {
+  await browser?.close();
+  await stack?.close();
+  if (camDir) rmSync(camDir, { recursive: true, force: true });
+});
+
+/** Shows `text`, rendered as the terminal would, to the fake camera. */
+function showToCamera(terminalText: string, payload: string): void {
+  writeY4m(camFile, qrFrameFromTerminal(terminalText, payload));
+}
+
+async function scanWithCamera(): Promise<void> {
+  await page.getByTestId('tab-scan').click();
+  await page.getByTestId('page-scan').waitFor({ state: 'visible' });
+  await page.getByTestId('scan-camera').click();
+}
+
+function visible(testId: string) {
+  return page.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${testId}"]`);
+}
+
+async function startSsh(marker: string) {
+  const run = runInPty(sshArgs(stack.sshd.port, ALICE, `echo ${marker}`));
+  const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
+  await run.waitFor(/press Enter/);
+  return { run, payload: payload! };
+}
+
+// Page-side expressions as strings: this file is type-checked without the DOM library.
+const IS_DARK = "document.documentElement.classList.contains('ion-palette-dark')";
+
+const marker = () => `APP_IN_${Math.random().toString(36).slice(2, 8)}`;
+
+function needsEnrolledApp(t: ExecutionContext): boolean {
+  if (appDeviceLine) return true;
+  t.fail('the app was not enrolled (see the enrollment test)');
+  return false;
+}
+
+test.serial('the protocol vectors pass in the app bundle itself (Settings → check this phone’s cryptography)', async (t) => {
+  await page.getByTestId('tab-settings').click();
+  await visible('self-test').click();
+  const result = visible('self-test-result');
+  await result.waitFor();
+  t.is(await result.getAttribute('data-failed'), '0');
+  t.is(await result.getAttribute('data-passed'), '22');
+  // The device id shown is the id of a real Ed25519 key made in the page (22 base64url chars).
+  t.regex((await visible('device-id').textContent()) ?? '', /^[A-Za-z0-9_-]{22}$/);
+});
+
+test.serial('enroll through the app with `qrauth enroll`: the camera reads its QR, both screens show the same fingerprint, "y" trusts the phone', async (t) => {
+  const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
+  t.teardown(() => cli.kill());
+  const [payload] = await cli.waitFor(ENROLL_RE);
+  const host = stack.agent.agent.host;
+
+  showToCamera(cli.output, payload!);
+  await scanWithCamera();
+  await visible('page-enroll').waitFor();
+  t.is(await visible('enroll-hostname').textContent(), 'test-host');
+  t.is(await visible('enroll-relay').textContent(), stack.relay!.url);
+  const shownOnPhone = (await visible('enroll-fingerprint').textContent())?.trim() ?? '';
+  t.regex(shownOnPhone, /^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$/);
+  await page.screenshot({ path: artifactPath('enroll-360.png') });
+
+  await visible('enroll-send').click();
+  await visible('enroll-result').waitFor();
+  // The terminal shows the fingerprint the agent computed from what it received: the same.
+  const [, shownOnHost] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+  t.is(shownOnHost, shownOnPhone);
+  t.regex(cli.output, /Phone "Alice browser"/);
+  await cli.waitFor(/Type y to enroll/);
+  cli.type('y\r');
+  t.is(await cli.exited, 0, cli.output);
+  // The devices file now holds the app's public key (and still the headless phone's).
+  const devices = readFileSync(join(stack.agent.dir, 'devices', ALICE), 'utf8');
+  const appLine = devices.split('\n').find((l) => l.endsWith(' Alice browser'));
+  t.truthy(appLine, devices);
+  t.true(devices.includes(stack.phone.publicKey));
+  appDeviceLine = appLine!;
+
+  await page.getByTestId('tab-hosts').click();
+  const item = visible('host-item');
+  await item.waitFor();
+  t.is(await item.count(), 1);
+  t.regex((await item.textContent()) ?? '', /test-host/);
+  t.regex((await item.textContent()) ?? '', new RegExp(host.hostId));
+  await page.screenshot({ path: artifactPath('hosts-360.png') });
+});
+
+test.serial('log in with ssh: the camera scans the printed QR, the app shows who/where/from, Approve → the shell runs', async (t) => {
+  if (!needsEnrolledApp(t)) return;
+  const m = marker();
+  const { run, payload } = await startSsh(m);
+  t.teardown(() => run.kill());
+  showToCamera(run.output, payload);
+  await scanWithCamera();
+  await visible('login-context').waitFor();
+  t.is(await visible('ctx-user').textContent(), ALICE);
+  t.is(await visible('ctx-host').textContent(), 'test-host');
+  t.is(await visible('ctx-rhost').textContent(), '127.0.0.1');
+  t.is(await visible('ctx-service').textContent(), stack.service);
+  t.regex((await visible('time-left').textContent()) ?? '', /^\d:\d\d left$/);
+  t.regex((await visible('offline-code').textContent()) ?? '', /^\d{4} \d{4}$/, 'offline code always visible');
+  await page.screenshot({ path: artifactPath('approve-360.png') });
+
+  await visible('approve').click();
+  await visible('decision-result').waitFor();
+  t.regex((await visible('decision-result').textContent()) ?? '', /Approved/);
+  run.type('\r');
+  await run.waitFor(new RegExp(m));
+  t.is(await run.exited, 0);
+  t.true(stack.agent.logs.some((l) => /event=login .*how=phone result=approved/.test(l)));
+
+  await page.getByTestId('tab-history').click();
+  const first = visible('history-item').first();
+  await first.waitFor();
+  t.regex((await first.textContent()) ?? '', new RegExp(`Approved: ${ALICE}@test-host`));
+});
+
+test.serial('deny in the app: the login is refused', async (t) => {
+  if (!needsEnrolledApp(t)) return;
+  const m = marker();
+  const { run, payload } = await startSsh(m);
+  t.teardown(() => run.kill());
+  showToCamera(run.output, payload);
+  await scanWithCamera();
+  await visible('login-context').waitFor();
+  await visible('deny').click();
+  await visible('decision-result').waitFor();
+  t.regex((await visible('decision-result').textContent()) ?? '', /Denied/);
+  await page.screenshot({ path: artifactPath('denied-360.png') });
+  run.type('\r');
+  t.not(await run.exited, 0);
+  t.false(run.output.includes(m));
+  t.regex(run.output, /Permission denied/);
+  t.true(stack.agent.logs.some((l) => /event=login .*how=phone result=denied/.test(l)));
+});
+
+test.serial('a login QR from a host this phone never enrolled with: "unknown host", and nothing is sent', async (t) => {
+  const before = stack.relay!.metrics;
+  const stranger = `QRA1:${toB64url(nodeCrypto.randomBytes(16))}:${toB64url(nodeCrypto.randomBytes(16))}:${toB64url(nodeCrypto.randomBytes(16))}`;
+  await page.getByTestId('tab-scan').click();
+  await visible('payload-input').locator('textarea').fill(stranger);
+  await visible('payload-submit').click();
+  await visible('warning-unknown-host').waitFor();
+  t.is(await visible('offline-code-box').count(), 0, 'no code for a host we hold no key of');
+  t.is(await visible('approve').count(), 0);
+  await page.screenshot({ path: artifactPath('unknown-host-360.png') });
+  t.deepEqual(stack.relay!.metrics.forwarded, before.forwarded, 'the relay forwarded nothing');
+});
+
+test.serial('light and dark themes, desktop width: the toggle switches the palette and every control has a name', async (t) => {
+  const desktop = await newAppContext(browser, stack.relay!.url, { width: 1280, height: 800 }, 'dark');
+  t.teardown(() => desktop.close());
+  const p = await desktop.newPage();
+  await p.goto(`${stack.relay!.url}/`);
+  await p.getByTestId('create-device').click();
+  await p.getByTestId('page-scan').waitFor();
+  t.true(await p.evaluate(IS_DARK), 'follows prefers-color-scheme: dark');
+  await p.screenshot({ path: artifactPath('scan-desktop-dark.png') });
+  await p.getByTestId('tab-settings').click();
+  await p.locator('ion-segment-button', { hasText: 'Light' }).click();
+  await p.waitForFunction(`!(${IS_DARK})`);
+  await p.screenshot({ path: artifactPath('settings-desktop-light.png') });
+  await p.locator('ion-segment-button', { hasText: 'Dark' }).click();
+  await p.waitForFunction(IS_DARK);
+  await p.waitForTimeout(300); // let the segment settle
+  await p.screenshot({ path: artifactPath('settings-desktop-dark.png') });
+
+  // Every button, input and tab on the visible pages has an accessible name.
+  for (const tab of ['scan', 'hosts', 'history', 'settings']) {
+    await p.getByTestId(`tab-${tab}`).click();
+    await p.locator(`.ion-page:not(.ion-page-hidden)[data-testid="page-${tab}"]`).waitFor();
+    if (tab === 'hosts' || tab === 'history') continue; // empty lists on a fresh phone: nothing to name
+    // The accessibility tree as a screen reader gets it (shadow DOM included): every control named.
+    const tree = await p.locator(`[data-testid="page-${tab}"] ion-content`).ariaSnapshot();
+    const unnamed = tree.split('\n').filter((l) => /^\s*- (button|textbox|tab|radio|checkbox|combobox|link|switch)\b(?!\s+")/.test(l));
+    t.true(/- (button|textbox)/.test(tree), `the ${tab} page has controls in its accessibility tree`);
+    t.deepEqual(unnamed, [], `controls without a name on ${tab}`);
+  }
+  // No horizontal scrolling at phone width either.
+  t.false(await page.evaluate('document.documentElement.scrollWidth > window.innerWidth'));
+});
+
+test.serial('relay down: the app (reopened offline from its service worker) shows the offline code, typed into ssh → in', async (t) => {
+  if (!needsEnrolledApp(t)) return;
+  // The service worker has taken over the page and cached the shell.
+  const swState = "navigator.serviceWorker.getRegistration().then((r) => JSON.stringify({ active: r?.active?.state, installing: r?.installing?.state, waiting: r?.waiting?.state, controlled: !!navigator.serviceWorker.controller }))";
+  await page.waitForFunction("navigator.serviceWorker.controller?.state === 'activated'", undefined, { timeout: 15_000 }).catch(async (e: Error) => {
+    throw new Error(`${e.message}; service worker: ${String(await page.evaluate(swState))}`);
+  });
+  t.truthy(await page.evaluate('navigator.serviceWorker.controller?.scriptURL'), 'a service worker controls the app');
+
+  const m = marker();
+  const { run, payload } = await startSsh(m);
+  t.teardown(() => run.kill());
+  await stack.relay!.close();
+  // The relay (which also serves the app) is gone: the app still opens, from the cache.
+  const appUrl = stack.relay!.url;
+  await page.goto(`${appUrl}/scan`);
+  await page.getByTestId('page-scan').waitFor();
+  t.is(await page.evaluate(() => fetch('/healthz').then(() => 'up', () => 'down')), 'down', 'the relay is really down');
+  showToCamera(run.output, payload);
+  await scanWithCamera();
+  await visible('warning-offline').waitFor({ timeout: 20_000 });
+  const code = ((await visible('offline-code').textContent()) ?? '').replace(/\s/g, '');
+  t.regex(code, /^\d{8}$/);
+  t.regex((await visible('offline-code-box').getAttribute('class')) ?? '', /offline-code-prominent/);
+  await page.screenshot({ path: artifactPath('offline-code-360.png') });
+  run.type(`${code}\r`);
+  await run.waitFor(new RegExp(m));
+  t.is(await run.exited, 0);
+  t.true(stack.agent.logs.some((l) => /event=login .*how=code result=approved/.test(l)));
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
