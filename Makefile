@@ -48,3 +48,91 @@ bench: build
 clean:
 	$(MAKE) -C pam_qrauth clean
 	rm -rf dist test-artifacts
+
+# ---------------------------------------------------------------------------------------------
+# make install / make uninstall (DESTDIR for packaging). The PAM module goes where libpam looks;
+# the agent, CLI and relay (compiled JS + production node_modules) under $(PREFIX)/lib/qrauth,
+# with small wrappers on PATH; units, sysusers, a default /etc/qrauth/agent.json (never
+# overwritten), man pages when docs/ has them. Then: docs/install.md.
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+QRAUTH_LIBDIR ?= $(PREFIX)/lib/qrauth
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR ?= /lib/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+PAMDIR ?= $(shell d=$$(pkg-config --variable=libdir pam 2>/dev/null); [ -n "$$d" ] || d=/lib/$$(gcc -print-multiarch); echo $$d/security)
+NODE ?= $(shell command -v node)
+# Tests build in their own BUILDDIR so that parallel test files do not share one tree.
+BUILDDIR ?= build
+STAGE = $(BUILDDIR)/stage
+
+.PHONY: dist-js stage relay-image
+
+# Only what ships (not the tests), so an unrelated type error in a test cannot block an install.
+dist-js:
+	@test -f node_modules/.package-lock.json || $(NPM) ci --no-audit --no-fund
+	npx tsc -p tsconfig.dist.json --outDir $(BUILDDIR)/dist
+
+# $(BUILDDIR)/stage = the content of $(QRAUTH_LIBDIR): compiled JS and the production dependencies of
+# agent, relay and protocol, copied from the local node_modules (no network needed).
+stage: dist-js
+	rm -rf $(STAGE)
+	mkdir -p $(STAGE)
+	cp -a $(BUILDDIR)/dist/protocol $(BUILDDIR)/dist/agent $(BUILDDIR)/dist/relay $(STAGE)/
+	printf '{ "name": "qrauth", "version": "0.1.0", "private": true, "type": "module" }\n' > $(STAGE)/package.json
+	$(NPM) ls --omit=dev --all --parseable -w agent -w relay -w protocol 2>/dev/null \
+	  | sed -n 's#^$(CURDIR)/##p' | grep '^node_modules/' | grep -v '^node_modules/@qrauth/' | sort -u > $(BUILDDIR)/prod-modules.txt
+	@test -s $(BUILDDIR)/prod-modules.txt || { echo "no production modules found: run npm ci first" >&2; exit 1; }
+	tar -cf - -T $(BUILDDIR)/prod-modules.txt | tar -xf - -C $(STAGE)
+	# sodium-native ships prebuilt addons for a dozen platforms; keep this one.
+	keep=$$($(NODE) -p 'process.platform + "-" + process.arch'); \
+	  find $(STAGE)/node_modules/sodium-native/prebuilds -mindepth 1 -maxdepth 1 ! -name "$$keep" -exec rm -rf {} +
+
+install: module stage
+	install -d $(DESTDIR)$(PAMDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/qrauth $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 pam_qrauth/pam_qrauth.so $(DESTDIR)$(PAMDIR)/pam_qrauth.so
+	rm -rf $(DESTDIR)$(QRAUTH_LIBDIR)
+	install -d $(DESTDIR)$(QRAUTH_LIBDIR)
+	cp -R $(STAGE)/. $(DESTDIR)$(QRAUTH_LIBDIR)/
+	chmod -R u=rwX,go=rX $(DESTDIR)$(QRAUTH_LIBDIR)
+	# Wrappers find the code relative to themselves, so a DESTDIR tree runs as installed.
+	for w in $(BINDIR)/qrauth:agent/src/cli.js $(SBINDIR)/qrauth-agent:agent/src/main.js $(BINDIR)/qrauth-relay:relay/src/main.js; do \
+	  path=$${w%%:*}; js=$${w#*:}; rel=$$(realpath -m --relative-to=$$(dirname $$path) $(QRAUTH_LIBDIR)); \
+	  printf '#!/bin/sh\n# Installed by qrauth make install.\nexec %s "$$(dirname "$$(readlink -f "$$0")")/%s/%s" "$$@"\n' "$(NODE)" "$$rel" "$$js" > $(DESTDIR)$$path; \
+	  chmod 0755 $(DESTDIR)$$path; \
+	done
+	for u in qrauth-agent.socket qrauth-agent.service qrauth-relay.service; do \
+	  sed -e 's#/usr/local/sbin/#$(SBINDIR)/#g' -e 's#/usr/local/bin/#$(BINDIR)/#g' -e 's#/etc/qrauth/#$(SYSCONFDIR)/qrauth/#g' \
+	    systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u; \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$u; \
+	done
+	install -m 0644 systemd/qrauth.conf $(DESTDIR)$(SYSUSERSDIR)/qrauth.conf
+	# The admin's config is never overwritten.
+	[ -e $(DESTDIR)$(SYSCONFDIR)/qrauth/agent.json ] || install -m 0644 agent/etc/agent.json $(DESTDIR)$(SYSCONFDIR)/qrauth/agent.json
+	[ ! -f docs/qrauth.1 ] || install -m 0644 docs/qrauth.1 $(DESTDIR)$(MANDIR)/man1/qrauth.1
+	[ ! -f docs/pam_qrauth.8 ] || install -m 0644 docs/pam_qrauth.8 $(DESTDIR)$(MANDIR)/man8/pam_qrauth.8
+	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null && [ -d /run/systemd/system ]; then \
+	  systemd-sysusers $(SYSUSERSDIR)/qrauth.conf && systemctl daemon-reload; \
+	  echo "next: systemctl enable --now qrauth-agent.socket qrauth-agent.service; then docs/install.md"; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PAMDIR)/pam_qrauth.so
+	rm -rf $(DESTDIR)$(QRAUTH_LIBDIR)
+	rm -f $(DESTDIR)$(BINDIR)/qrauth $(DESTDIR)$(SBINDIR)/qrauth-agent $(DESTDIR)$(BINDIR)/qrauth-relay
+	rm -f $(DESTDIR)$(UNITDIR)/qrauth-agent.socket $(DESTDIR)$(UNITDIR)/qrauth-agent.service $(DESTDIR)$(UNITDIR)/qrauth-relay.service
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/qrauth.conf $(DESTDIR)$(MANDIR)/man1/qrauth.1 $(DESTDIR)$(MANDIR)/man8/pam_qrauth.8
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/qrauth/agent.json (your config), /var/lib/qrauth (the host key) and the qrauth user"
+
+# The relay container (relay/Dockerfile). RELAY_BASE_IMAGE is any image with node >= 20 on PATH and /bin/sh;
+# it is not pulled when it exists locally. The build context is $(STAGE) (no network needed).
+RELAY_IMAGE ?= qrauth-relay:latest
+RELAY_BASE_IMAGE ?= docker.io/library/node:20-bookworm-slim
+CONTAINER ?= podman
+# podman writes OCI images by default, which drop HEALTHCHECK; the docker format keeps it.
+CONTAINER_BUILD_FLAGS ?= $(if $(filter podman,$(notdir $(CONTAINER))),--format docker)
+relay-image: stage
+	cp relay/.dockerignore $(STAGE)/.dockerignore
+	$(CONTAINER) build $(CONTAINER_BUILD_FLAGS) --build-arg BASE=$(RELAY_BASE_IMAGE) -f relay/Dockerfile -t $(RELAY_IMAGE) $(STAGE)

@@ -41,6 +41,8 @@ export interface Agent {
   lastUsed: LastUsed;
   /** Whether sshd on this host shows info messages at once (decides mode=auto). */
   sshdInfoAtOnce: boolean;
+  /** One line for systemd's STATUS= (`systemctl status`): relay link state and pending logins. */
+  statusLine(): string;
   close(): Promise<void>;
 }
 
@@ -145,6 +147,11 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
     control,
     lastUsed,
     sshdInfoAtOnce,
+    statusLine() {
+      const n = sessions.size;
+      const link = relay ? `relay ${relay.up ? 'up' : 'down'}` : 'no relay (offline codes only)';
+      return `${link}; ${n} pending login${n === 1 ? '' : 's'}`;
+    },
     async close() {
       sessions.closeAll();
       enrollments.closeAll();

@@ -8,6 +8,7 @@ import { isQrauthError } from '../../protocol/src/index.js';
 import { startAgent, VERSION } from './agent.js';
 import { DEFAULT_CONFIG_PATH, loadConfig, makeConfig } from './config.js';
 import { stderrLogger } from './log.js';
+import { SystemdNotifier } from './notify.js';
 
 /** systemd socket activation: the first passed fd is 3 when LISTEN_PID is us. */
 export function inheritedFd(env: NodeJS.ProcessEnv = process.env, pid = process.pid): number | undefined {
@@ -50,8 +51,15 @@ program.action(async (o: { config: string; socket?: string; stateDir?: string; r
       return;
     }
     const agent = await startAgent(cfg, { listenFd: inheritedFd(), log });
+    // Under systemd (Type=notify): READY once listening, STATUS on change, WATCHDOG pings.
+    const notifier = SystemdNotifier.fromEnv({ log, status: () => agent.statusLine() });
+    if (notifier) {
+      agent.relay?.on('change', () => notifier.refresh());
+      void notifier.ready();
+    }
     const stop = (sig: string) => {
       log('stopping', { signal: sig });
+      notifier?.close();
       agent.close().then(
         () => process.exit(0),
         () => process.exit(1),
