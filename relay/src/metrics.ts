@@ -17,6 +17,24 @@ export type RejectReason =
   | 'invalid_host_ack'
   | 'unknown_event';
 
+/** Upper bounds (seconds) of the request latency histogram: a LAN round trip up to the ack timeout. */
+export const LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+/** A Prometheus histogram: cumulative counts per upper bound, plus sum and count. */
+export class LatencyHistogram {
+  readonly counts: number[] = LATENCY_BUCKETS_S.map(() => 0);
+  sum = 0;
+  count = 0;
+
+  observe(seconds: number): void {
+    this.sum += seconds;
+    this.count++;
+    LATENCY_BUCKETS_S.forEach((le, i) => {
+      if (seconds <= le) this.counts[i]!++;
+    });
+  }
+}
+
 export interface RelayMetricsSnapshot {
   hostsConnected: number;
   devicesConnected: number;
@@ -24,6 +42,8 @@ export interface RelayMetricsSnapshot {
   rejects: Partial<Record<RejectReason, number>>;
   approvals: number;
   denials: number;
+  /** Requests answered (by the host, or by the relay when the host did not answer), by event. */
+  latency: Record<ForwardedEvent, { count: number; sum: number }>;
 }
 
 export class RelayMetrics {
@@ -31,6 +51,12 @@ export class RelayMetrics {
   readonly rejects = new Map<RejectReason, number>();
   approvals = 0;
   denials = 0;
+  /** From a phone's request arriving to the answer going back, for requests sent on to a host. */
+  readonly latency: Record<ForwardedEvent, LatencyHistogram> = {
+    context: new LatencyHistogram(),
+    decision: new LatencyHistogram(),
+    enroll: new LatencyHistogram(),
+  };
 
   constructor(private readonly gauges: () => { hosts: number; devices: number }) {}
 
@@ -47,6 +73,7 @@ export class RelayMetrics {
       rejects: Object.fromEntries(this.rejects) as Partial<Record<RejectReason, number>>,
       approvals: this.approvals,
       denials: this.denials,
+      latency: Object.fromEntries(Object.entries(this.latency).map(([e, h]) => [e, { count: h.count, sum: h.sum }])) as RelayMetricsSnapshot['latency'],
     };
   }
 
@@ -69,6 +96,14 @@ export class RelayMetrics {
       '# TYPE qrauth_relay_decisions_total counter',
       `qrauth_relay_decisions_total{result="approved"} ${s.approvals}`,
       `qrauth_relay_decisions_total{result="denied"} ${s.denials}`,
+      '# HELP qrauth_relay_request_duration_seconds Phone request to answer, for requests forwarded to a host, by event.',
+      '# TYPE qrauth_relay_request_duration_seconds histogram',
+      ...Object.entries(this.latency).flatMap(([e, h]) => [
+        ...LATENCY_BUCKETS_S.map((le, i) => `qrauth_relay_request_duration_seconds_bucket{event="${e}",le="${le}"} ${h.counts[i]}`),
+        `qrauth_relay_request_duration_seconds_bucket{event="${e}",le="+Inf"} ${h.count}`,
+        `qrauth_relay_request_duration_seconds_sum{event="${e}"} ${h.sum}`,
+        `qrauth_relay_request_duration_seconds_count{event="${e}"} ${h.count}`,
+      ]),
     ];
     return `${lines.join('\n')}\n`;
   }

@@ -84,6 +84,8 @@ export class DeviceRouter {
 
   async #route(socket: DeviceSocket, event: ForwardedEvent, payload: unknown, oneArg: boolean): Promise<Ack<object>> {
     const deviceId = socket.data.id;
+    const started = process.hrtime.bigint();
+    const timed = (e: ForwardedEvent) => this.o.metrics.latency[e].observe(Number(process.hrtime.bigint() - started) / 1e9);
     const room = (hostId: string) => this.o.hostNs.to(hostRoom(hostId)).timeout(this.o.ackTimeoutMs);
     // Counted before validation: a phone sending garbage is throttled like one sending requests.
     if (!this.o.deviceLimiter.take(deviceId)) return this.#limited();
@@ -97,6 +99,7 @@ export class DeviceRouter {
           a.ok ? a.context.hostId === req.hostId && a.context.sid === req.sid : true,
         );
         this.o.metrics.forwarded.context++;
+        timed('context');
         return answer;
       }
       if (event === 'decision') {
@@ -108,6 +111,7 @@ export class DeviceRouter {
         if (go) return go;
         const answer = await this.#ask(decisionAck, (cb) => room(d.hostId).emit('decision', d, cb));
         this.o.metrics.forwarded.decision++;
+        timed('decision');
         if (answer.ok && answer.result === 'approved') this.o.metrics.approvals++;
         if (answer.ok && answer.result === 'denied') this.o.metrics.denials++;
         this.o.log(
@@ -131,6 +135,7 @@ export class DeviceRouter {
       if (go) return go;
       const answer = await this.#ask(enrollAck, (cb) => room(m.hostId).emit('enroll', m, cb));
       this.o.metrics.forwarded.enroll++;
+      timed('enroll');
       this.o.log(kv({ event: 'enroll', hostId: m.hostId, deviceId, result: answer.ok ? 'ok' : 'error', code: answer.ok ? undefined : answer.code }));
       return answer;
     } catch (e) {

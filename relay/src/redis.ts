@@ -1,0 +1,92 @@
+/**
+ * Several relay nodes behind one load balancer: the Socket.IO Redis adapter carries room
+ * broadcasts and their acks between nodes, so a phone on node B reaches a host on node A.
+ * Redis holds no state of ours (only pub/sub traffic), so restarting it loses nothing: the
+ * clients reconnect and resubscribe; meanwhile cross-node requests time out like an offline host.
+ */
+import { createAdapter } from '@socket.io/redis-adapter';
+import { createClient } from 'redis';
+import type { ServerOptions } from 'socket.io';
+import { QrauthError } from '../../protocol/src/index.js';
+import { type LogFn, kv } from './log.js';
+
+export interface RedisAdapterHandle {
+  adapter: NonNullable<ServerOptions['adapter']>;
+  /** Both clients connected (publish and subscribe). */
+  readonly up: boolean;
+  close(): Promise<void>;
+}
+
+/** Reconnect delay: 100 ms doubling to 5 s, with jitter so nodes do not reconnect in lockstep. */
+export function redisReconnectDelay(retries: number): number {
+  const base = Math.min(5000, 100 * 2 ** Math.min(retries, 6));
+  return Math.round(base * (0.5 + Math.random() / 2));
+}
+
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.href;
+  } catch {
+    return 'invalid';
+  }
+}
+
+/**
+ * Connects the publish and subscribe clients and returns the adapter for `startRelay`.
+ * Fails (QRA_ERR_CONFIG) when Redis cannot be reached within `connectTimeoutMs` at start:
+ * a node that cannot reach its peers should not join the load balancer silently.
+ */
+export async function connectRedisAdapter(url: string, log: LogFn, connectTimeoutMs = 10_000): Promise<RedisAdapterHandle> {
+  if (!/^rediss?:\/\//.test(url)) throw new QrauthError('QRA_ERR_CONFIG', `--redis/REDIS_URL must start with redis:// or rediss:// (got ${redactUrl(url)})`);
+  const pub = createClient({ url, socket: { reconnectStrategy: redisReconnectDelay, connectTimeout: 5000 } });
+  const sub = pub.duplicate();
+  const state = { pub: false, sub: false };
+  const shown = redactUrl(url);
+  for (const [role, client] of [['pub', pub], ['sub', sub]] as const) {
+    let lastError = '';
+    // Without an 'error' listener a lost Redis connection would be an uncaught exception.
+    client.on('error', (e: Error) => {
+      if (e.message === lastError) return; // once per distinct error, not once per retry
+      lastError = e.message;
+      log(kv({ event: 'redis', role, state: 'error', cause: e.message }));
+    });
+    client.on('ready', () => {
+      lastError = '';
+      state[role] = true;
+      log(kv({ event: 'redis', role, state: 'up', url: shown }));
+    });
+    client.on('end', () => {
+      state[role] = false;
+    });
+    client.on('reconnecting', () => {
+      if (state[role]) log(kv({ event: 'redis', role, state: 'down', url: shown }));
+      state[role] = false;
+    });
+  }
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      Promise.all([pub.connect(), sub.connect()]),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${connectTimeoutMs / 1000} s`)), connectTimeoutMs);
+      }),
+    ]);
+  } catch (e) {
+    pub.destroy();
+    sub.destroy();
+    throw new QrauthError('QRA_ERR_CONFIG', `cannot connect to Redis at ${shown}: ${(e as Error).message}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  return {
+    adapter: createAdapter(pub, sub),
+    get up() {
+      return state.pub && state.sub;
+    },
+    async close() {
+      await Promise.allSettled([pub.close(), sub.close()]);
+    },
+  };
+}

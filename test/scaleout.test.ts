@@ -1,0 +1,147 @@
+/**
+ * Several relay nodes sharing a real redis-server (started here on a loopback port with its own
+ * directory): a host on node A and a phone on node B complete a login; node A is killed and the
+ * host reconnects through the load balancer (test/support/failover-proxy.ts) to node B, and
+ * logins continue; Redis restarts mid-run and cross-node logins recover. Also the relay's
+ * command-line limits and its /metrics.
+ */
+import test from 'ava';
+import { join } from 'node:path';
+import { MsgType, Result, type FrameMsg } from '../protocol/src/index.js';
+import { type Daemon, startDaemon, until } from './support/daemon.js';
+import { type FailoverProxy, startFailoverProxy } from './support/failover-proxy.js';
+import { type AgentFixture, startTestAgent } from './support/fixtures.js';
+import { PamClient } from './support/pam-client.js';
+import { HeadlessPhone } from './support/phone.js';
+import { freePort } from './support/sshd.js';
+import { tempDir } from './support/system.js';
+
+const tmp = tempDir('qrso-');
+let redisPort: number;
+let redis: Daemon | undefined;
+const nodes: Daemon[] = [];
+const phones: HeadlessPhone[] = [];
+let proxy: FailoverProxy;
+let agent: AgentFixture;
+
+async function startRedis(): Promise<Daemon> {
+  const r = startDaemon(['redis-server', '--port', String(redisPort), '--bind', '127.0.0.1', '--dir', tmp.path, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--protected-mode', 'yes']);
+  await r.waitFor(/Ready to accept connections/, 15_000);
+  return r;
+}
+
+async function startNode(extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ daemon: Daemon; url: string; port: number }> {
+  const daemon = startDaemon([process.execPath, '--import', 'tsx', 'relay/src/main.ts', '--port', '0', '--ack-timeout', '2000', ...extra], { env });
+  nodes.push(daemon);
+  const [, url, port] = await daemon.waitFor(/listening on (http:\/\/127\.0\.0\.1:(\d+))/);
+  return { daemon, url: url!, port: Number(port) };
+}
+
+async function health(url: string): Promise<{ hosts: number; devices: number }> {
+  return (await (await fetch(`${url}/healthz`)).json()) as { hosts: number; devices: number };
+}
+
+async function newPhone(relayUrl: string): Promise<HeadlessPhone> {
+  const p = await HeadlessPhone.create(join(tmp.path, `phone-${phones.length}`), `Phone ${phones.length}`);
+  phones.push(p);
+  await p.trustHost({ hostPub: Buffer.from(agent.agent.host.publicKey).toString('base64url'), hostname: 'test-host', relayUrl });
+  return p;
+}
+
+/** A whole login over the PAM socket: BEGIN, the phone approves through its relay node, WAIT, verdict. */
+async function login(phone: HeadlessPhone): Promise<FrameMsg | null> {
+  const client = await PamClient.connect(agent.socket);
+  try {
+    client.send({ type: MsgType.BEGIN, user: 'alice', service: 'sshd', rhost: '127.0.0.1', tty: 'ssh', uid: 4242, home: '/nonexistent' } as FrameMsg);
+    const challenge = await client.next();
+    if (challenge?.type !== MsgType.CHALLENGE) throw new Error(`expected a challenge, got ${JSON.stringify(challenge)}`);
+    const ack = await phone.decide((challenge as { payload: string }).payload, 'approve');
+    if (!ack.ok) throw new Error(`decision refused: ${ack.code} ${ack.message}`);
+    client.send({ type: MsgType.WAIT } as FrameMsg);
+    return await client.next();
+  } finally {
+    client.close();
+  }
+}
+
+test.before(async () => {
+  redisPort = await freePort();
+  redis = await startRedis();
+});
+
+test.after.always(async () => {
+  for (const p of phones) await p.close();
+  await agent?.close();
+  await proxy?.close();
+  for (const n of nodes) await n.stop();
+  await redis?.stop();
+  tmp.remove();
+});
+
+test.serial('a host on node A and a phone on node B complete a login; node A dies, the host moves to B and logins continue; Redis restarts and they recover', async (t) => {
+  const redisUrl = `redis://127.0.0.1:${redisPort}`;
+  const a = await startNode(['--redis', redisUrl]);
+  const b = await startNode([], { REDIS_URL: redisUrl }); // the same option from the environment
+  proxy = await startFailoverProxy([a.port, b.port]);
+  agent = await startTestAgent({ relayUrl: proxy.url, hostname: 'test-host' });
+  const phoneB = await newPhone(b.url);
+  agent.setDevices('alice', [phoneB.devicesLine()]);
+
+  await until(async () => (await health(a.url)).hosts === 1, 15_000, 'the host on node A');
+  t.is((await health(b.url)).hosts, 0, 'the host is on node A only');
+  t.like(await login(phoneB), { type: MsgType.VERDICT, result: Result.APPROVED }, 'host on A, phone on B');
+  t.is((await health(b.url)).devices, 1, 'the phone is on node B');
+
+  // Node A dies; the agent reconnects through the balancer, which now only finds node B.
+  await a.daemon.stop('SIGKILL');
+  await until(async () => (await health(b.url)).hosts === 1, 20_000, 'the host reconnecting to node B');
+  t.like(await login(phoneB), { type: MsgType.VERDICT, result: Result.APPROVED }, 'host and phone on B');
+
+  // A new node C joins; a phone on C reaches the host on B.
+  const c = await startNode(['--redis', redisUrl]);
+  const phoneC = await newPhone(c.url);
+  agent.setDevices('alice', [phoneB.devicesLine(), phoneC.devicesLine()]);
+  t.like(await login(phoneC), { type: MsgType.VERDICT, result: Result.APPROVED }, 'host on B, phone on C');
+
+  // Redis goes away: cross-node requests fail like an offline host (nobody is let in), nothing crashes.
+  const bMark = b.daemon.output.length;
+  const cMark = c.daemon.output.length;
+  await redis!.stop();
+  await b.daemon.waitFor(/event=redis role=\w+ state=(down|error)/, 10_000, bMark);
+  await t.throwsAsync(() => login(phoneC), undefined, 'no cross-node login without Redis');
+  t.is(b.daemon.child.exitCode, null, 'node B still runs');
+  t.is(c.daemon.child.exitCode, null, 'node C still runs');
+
+  // Redis comes back on the same port: both nodes resubscribe and cross-node logins work again.
+  redis = await startRedis();
+  await b.daemon.waitFor(/event=redis role=sub state=up/, 20_000, bMark);
+  await c.daemon.waitFor(/event=redis role=sub state=up/, 20_000, cMark);
+  const after = await until(async () => login(phoneC).catch(() => null), 20_000, 'a cross-node login after the Redis restart', 500);
+  t.like(after, { type: MsgType.VERDICT, result: Result.APPROVED });
+
+  // What the nodes counted: approvals, and the latency histogram of forwarded requests.
+  const metrics = await (await fetch(`${c.url}/metrics`)).text();
+  t.regex(metrics, /^qrauth_relay_decisions_total\{result="approved"\} [1-9]/m);
+  t.regex(metrics, /^qrauth_relay_request_duration_seconds_count\{event="decision"\} [1-9]/m);
+  t.regex(metrics, /^qrauth_relay_request_duration_seconds_bucket\{event="context",le="\+Inf"\} [1-9]/m);
+  t.regex(metrics, /^qrauth_relay_connected_devices 1$/m);
+});
+
+test.serial('rate limits per phone, per host and per IP come from the command line or the environment', async (t) => {
+  const n = await startNode(['--device-requests', '3', '--connections-per-ip', '50'], { QRAUTH_RELAY_HOST_REQUESTS: '40' });
+  await n.daemon.waitFor(/event=config .*connectionsPerIpPerMinute=50 deviceEventsPer10s=3 hostEventsPer10s=40/, 5000);
+  const phone = await HeadlessPhone.create(join(tmp.path, 'phone-limits'), 'Limited phone');
+  phones.push(phone);
+  await phone.trustHost({ hostPub: Buffer.from(new Uint8Array(32).fill(9)).toString('base64url'), hostname: 'nowhere', relayUrl: n.url });
+  const hostId = [...phone.hosts.keys()][0]!;
+  const id16 = () => Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
+  const qr = `QRA1:${hostId}:${id16()}:${id16()}`;
+  const codes: string[] = [];
+  for (let i = 0; i < 4; i++) codes.push(await phone.fetchContext(qr).then(() => 'ok', (e: { code?: string }) => e.code ?? 'error'));
+  t.deepEqual(codes, ['QRA_ERR_HOST_OFFLINE', 'QRA_ERR_HOST_OFFLINE', 'QRA_ERR_HOST_OFFLINE', 'QRA_ERR_RATE_LIMITED']);
+  t.regex(await (await fetch(`${n.url}/metrics`)).text(), /^qrauth_relay_rejects_total\{reason="rate_limited"\} 1$/m);
+
+  const bad = startDaemon([process.execPath, '--import', 'tsx', 'relay/src/main.ts', '--device-requests', '0']);
+  t.not(await bad.exited, 0);
+  t.regex(bad.output, /device-requests.*expected a whole number 1\.\.1000000/);
+});
