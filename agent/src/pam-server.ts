@@ -66,10 +66,19 @@ export function badBegin(m: BeginMsg): string | null {
 export class PamServer {
   readonly server: Server;
   private connections = new Set<Socket>();
+  /**
+   * Logins blocked in WAIT, told when the relay link changes. One subscription for all of them:
+   * one listener a login made every verdict an O(pending) removeListener (bench/, benchmark 5).
+   */
+  private readonly relayWatchers = new Set<(up: boolean) => void>();
+  private readonly unsubscribeRelay: () => void;
 
   constructor(private readonly deps: PamServerDeps) {
     this.server = createServer({ allowHalfOpen: false }, (sock) => this.onConnection(sock));
     this.server.maxConnections = deps.maxConnections;
+    this.unsubscribeRelay = deps.onRelayChange((up) => {
+      for (const w of [...this.relayWatchers]) w(up);
+    });
   }
 
   get connectionCount(): number {
@@ -103,6 +112,7 @@ export class PamServer {
   }
 
   async close(): Promise<void> {
+    this.unsubscribeRelay();
     for (const c of this.connections) c.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -168,11 +178,18 @@ export class PamServer {
       sock.destroy();
     };
 
-    // Cut off a peer that stalls mid-frame or never begins.
+    // Cut off a peer that stalls mid-frame or never begins. One deadline a frame, from its first
+    // byte (the first frame's from the connection): more bytes of the same frame do not extend
+    // it, so a peer trickling a byte at a time cannot hold a connection open.
     let frameTimer: NodeJS.Timeout | null = setTimeout(() => protocolError('no BEGIN in time'), frameTimeout);
-    const armFrameTimer = () => {
-      if (frameTimer) clearTimeout(frameTimer);
-      frameTimer = decoder.midFrame ? setTimeout(() => protocolError('stalled mid-frame'), frameTimeout) : null;
+    const armFrameTimer = (framesCompleted: number) => {
+      if (!decoder.midFrame) {
+        if (frameTimer) clearTimeout(frameTimer);
+        frameTimer = null;
+      } else if (!frameTimer || framesCompleted > 0) {
+        if (frameTimer) clearTimeout(frameTimer);
+        frameTimer = setTimeout(() => protocolError('stalled mid-frame'), frameTimeout);
+      }
     };
 
     const onBegin = (msg: BeginMsg) => {
@@ -235,13 +252,15 @@ export class PamServer {
       }
       state = 'waiting';
       s.on('verdict', onVerdict);
-      unsubscribeRelay = deps.onRelayChange((up) => {
+      const onRelayChange = (up: boolean) => {
         if (!up && state === 'waiting') {
           stopWaiting();
           state = 'ready';
           send({ type: MsgType.VERDICT, result: Result.OFFLINE, message: 'The link to the phone was lost; use the code from the app.' });
         }
-      });
+      };
+      this.relayWatchers.add(onRelayChange);
+      unsubscribeRelay = () => this.relayWatchers.delete(onRelayChange);
       if (maxWait !== undefined) {
         waitTimer = setTimeout(() => {
           if (state !== 'waiting') return;
@@ -280,7 +299,7 @@ export class PamServer {
       } catch (e) {
         return protocolError(isQrauthError(e) ? e.message : 'bad frame');
       }
-      armFrameTimer();
+      armFrameTimer(msgs.length);
       for (const m of msgs) {
         if (sock.destroyed || state === 'done') break;
         onMessage(m);

@@ -19,7 +19,10 @@ export interface RenderedQr {
 }
 
 export function renderQr(payload: string, style: QrStyleName = 'utf8', quietZone = QUIET_ZONE, ecc: 'L' | 'M' = 'M'): RenderedQr {
-  const qr = QRCode.create(payload, { errorCorrectionLevel: ecc });
+  // One byte-mode segment: the library's default search for the shortest mix of modes costs
+  // more than the rest of a BEGIN (bench/, benchmark 1) and never gives our payloads (base64url
+  // with a few separators) a smaller version: login QRs are version 5 either way.
+  const qr = QRCode.create([{ data: Buffer.from(payload, 'utf8'), mode: 'byte' }], { errorCorrectionLevel: ecc });
   const n = qr.modules.size;
   const size = n + 2 * quietZone;
   // light(r, c): true for a light module, quiet zone included.

@@ -7,10 +7,16 @@ function buf(u: Uint8Array): Buffer {
   return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
 
+/**
+ * The expanded secret key lives for one call and is zeroed before returning. It is a plain
+ * Buffer, not sodium_malloc: guarded pages cost an mmap, mprotect and mlock per call (more than
+ * the signature itself, measured in bench/) and are unmapped only when the GC finalizes the
+ * Buffer, so a busy agent piles up mappings; for a key zeroed microseconds later they buy nothing.
+ */
 function expandSeed(seed: Uint8Array): { pk: Buffer; sk: Buffer } {
   if (seed.length !== 32) throw new QrauthError('QRA_ERR_INVALID_INPUT', 'an Ed25519 seed is 32 bytes');
   const pk = Buffer.alloc(sodium.crypto_sign_PUBLICKEYBYTES);
-  const sk = sodium.sodium_malloc(sodium.crypto_sign_SECRETKEYBYTES);
+  const sk = Buffer.alloc(sodium.crypto_sign_SECRETKEYBYTES);
   sodium.crypto_sign_seed_keypair(pk, sk, buf(seed));
   return { pk, sk };
 }
@@ -53,7 +59,7 @@ export const nodeCrypto: QrCrypto = {
   },
   ed25519SharedSecret(ourSeed, theirPublicKey) {
     const { sk } = expandSeed(ourSeed);
-    const xsk = sodium.sodium_malloc(sodium.crypto_scalarmult_SCALARBYTES);
+    const xsk = Buffer.alloc(sodium.crypto_scalarmult_SCALARBYTES); // zeroed below, as in expandSeed
     const xpk = Buffer.alloc(sodium.crypto_scalarmult_BYTES);
     const shared = Buffer.alloc(sodium.crypto_scalarmult_BYTES);
     try {

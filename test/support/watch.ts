@@ -23,13 +23,26 @@ export function watchOutput(child: ChildProcess, what = 'process'): OutputWatch 
   };
   child.stdout?.on('data', onData);
   child.stderr?.on('data', onData);
-  const exited = new Promise<number | null>((resolve) =>
-    child.on('exit', (code) => {
+  // 'exit' can come before the last output is read (found with 200 pamtesters at once, whose
+  // final lines were missing): finish on 'close', when stdout and stderr are drained, or shortly
+  // after 'exit' if a grandchild keeps the pipes open.
+  const exited = new Promise<number | null>((resolve) => {
+    let code: number | null = null;
+    const finish = () => {
+      if (done) return;
       done = true;
       notify();
       resolve(code);
-    }),
-  );
+    };
+    child.on('exit', (c) => {
+      code = c;
+      setTimeout(finish, 1000).unref();
+    });
+    child.on('close', (c) => {
+      code = c ?? code;
+      finish();
+    });
+  });
   return {
     get output() {
       return output;
