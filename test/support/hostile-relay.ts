@@ -5,7 +5,8 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server, type Socket } from 'socket.io';
-import { HOST_NAMESPACE } from '../../protocol/src/index.js';
+import { DEVICE_NAMESPACE, HOST_NAMESPACE, fromB64url, keyId } from '../../protocol/src/index.js';
+import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 
 export interface HostileRelay {
   url: string;
@@ -13,19 +14,55 @@ export interface HostileRelay {
   agent(): Promise<Socket>;
   /** Send an event to the agent and return its ack (or 'timeout'). */
   ask(event: string, payload: unknown, timeoutMs?: number): Promise<unknown>;
+  /** With several agents connected: the one with this hostId (from the key in its handshake). */
+  agentOf(hostId: string): Promise<Socket>;
+  /** `ask`, addressed to the agent with this hostId. */
+  askHost(hostId: string, event: string, payload: unknown, timeoutMs?: number): Promise<unknown>;
+  /** How many /host connections it has accepted so far (reconnects count). */
+  readonly hostConnections: number;
+  /** Drop every agent: a server-side disconnect, or with `transport` the connection just dies. */
+  kick(how?: 'disconnect' | 'transport'): void;
   close(): Promise<void>;
 }
 
-export async function startHostileRelay(): Promise<HostileRelay> {
+export interface HostileRelayOptions {
+  /** Serve /device too, with this handler for each phone (accepts any handshake). */
+  onDevice?: (socket: Socket) => void;
+}
+
+export async function startHostileRelay(opts: HostileRelayOptions = {}): Promise<HostileRelay> {
   const http = createServer();
   const io = new Server(http, { transports: ['websocket'] });
   let resolveAgent: (s: Socket) => void;
   let agentSocket: Promise<Socket> = new Promise((r) => (resolveAgent = r));
+  const byHost = new Map<string, Socket>();
+  const hostWaiters = new Map<string, Array<(s: Socket) => void>>();
+  let hostConnections = 0;
   // It accepts any handshake: a hostile relay does not care who the host is.
   io.of(HOST_NAMESPACE).on('connection', (s) => {
+    hostConnections++;
     resolveAgent(s);
-    s.on('disconnect', () => (agentSocket = new Promise((r) => (resolveAgent = r))));
+    let hostId: string | undefined;
+    try {
+      hostId = keyId(nodeCrypto, fromB64url(String((s.handshake.auth as { pub?: unknown }).pub), 32));
+    } catch {
+      hostId = undefined;
+    }
+    if (hostId) {
+      byHost.set(hostId, s);
+      for (const w of hostWaiters.get(hostId)?.splice(0) ?? []) w(s);
+    }
+    s.on('disconnect', () => {
+      if (hostId && byHost.get(hostId) === s) byHost.delete(hostId);
+      agentSocket = new Promise((r) => (resolveAgent = r));
+    });
   });
+  if (opts.onDevice) io.of(DEVICE_NAMESPACE).on('connection', opts.onDevice);
+  const agentOf = (hostId: string): Promise<Socket> => {
+    const s = byHost.get(hostId);
+    if (s?.connected) return Promise.resolve(s);
+    return new Promise((r) => hostWaiters.set(hostId, [...(hostWaiters.get(hostId) ?? []), r]));
+  };
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
   const { port } = http.address() as AddressInfo;
   return {
@@ -37,6 +74,24 @@ export async function startHostileRelay(): Promise<HostileRelay> {
         return await s.timeout(timeoutMs).emitWithAck(event, payload);
       } catch {
         return 'timeout';
+      }
+    },
+    agentOf,
+    async askHost(hostId, event, payload, timeoutMs = 3000) {
+      const s = await agentOf(hostId);
+      try {
+        return await s.timeout(timeoutMs).emitWithAck(event, payload);
+      } catch {
+        return 'timeout';
+      }
+    },
+    get hostConnections() {
+      return hostConnections;
+    },
+    kick(how = 'disconnect') {
+      for (const s of io.of(HOST_NAMESPACE).sockets.values()) {
+        if (how === 'disconnect') s.disconnect(true);
+        else s.conn.close(); // the engine.io connection goes away without a goodbye
       }
     },
     async close() {

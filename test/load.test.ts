@@ -1,0 +1,127 @@
+/**
+ * Many logins at once, each checked for its own outcome: 200 through the real pamtester
+ * (libpam → pam_qrauth.so → agent → relay → phone) and 50 through real sshd and ssh. Approved
+ * ones get in, denied and phoneless ones do not, and no login ever gets another's verdict.
+ * No timing is asserted: only that every outcome is right.
+ */
+import test from 'ava';
+import { once } from 'node:events';
+import { toB64url } from '../protocol/src/index.js';
+import { startRelay, type Relay } from '../relay/src/server.js';
+import { startTestAgent, type AgentFixture } from './support/fixtures.js';
+import { runPamtester, type PamtesterRun } from './support/pamtester.js';
+import { HeadlessPhone } from './support/phone.js';
+import { runInPty } from './support/pty.js';
+import { sshArgs } from './support/sshd.js';
+import { ALICE, BOB, CAROL, LOGIN_PAYLOAD_RE, startStack } from './support/stack.js';
+import { MODULE_PATH, ensureUser, installPamService, isRoot, randomName, tempDir } from './support/system.js';
+
+// Each login is two requests to the host through the relay (context, decision); the default
+// per-host limit (300 per 10 s) is meant for one real host's logins, not a test's burst of 200.
+const LOAD_LIMITS = { hostEventsPer10s: 10_000, deviceEventsPer10s: 10_000 };
+
+test.serial('200 logins at once through pamtester: each gets exactly its own verdict', async (t) => {
+  if (!isRoot()) throw new Error('runs as root (PAM service files, users)');
+  for (const u of [ALICE, BOB, CAROL]) ensureUser(u);
+  const tmp = tempDir('qrl-');
+  const relay: Relay = await startRelay({ log: () => {}, limits: LOAD_LIMITS });
+  const agent: AgentFixture = await startTestAgent({ relayUrl: relay.url, expirySeconds: 90 }, { noControl: true });
+  const service = randomName('qrauth-pt-load');
+  const pam = installPamService(service, [`auth required ${MODULE_PATH} socket=${agent.socket} mode=info`]);
+  const runs: PamtesterRun[] = [];
+  t.teardown(async () => {
+    runs.forEach((r) => r.kill());
+    pam.remove();
+    await agent.close();
+    await relay.close();
+    tmp.remove();
+  });
+  if (!agent.agent.relay!.up) await once(agent.agent.relay!, 'change');
+  const alicePhone = await HeadlessPhone.create(`${tmp.path}/alice`, 'Alice phone');
+  const bobPhone = await HeadlessPhone.create(`${tmp.path}/bob`, 'Bob phone');
+  t.teardown(async () => {
+    await alicePhone.close();
+    await bobPhone.close();
+  });
+  for (const p of [alicePhone, bobPhone]) await p.trustHost({ hostPub: toB64url(agent.agent.host.publicKey), hostname: 'test-host', relayUrl: relay.url });
+  agent.setDevices(ALICE, [alicePhone.devicesLine()]);
+  agent.setDevices(BOB, [bobPhone.devicesLine()]);
+
+  type Plan = 'approve' | 'deny' | 'wrong phone, then deny' | 'no phone';
+  const plans: Array<{ user: string; plan: Plan }> = [
+    ...Array.from({ length: 100 }, () => ({ user: ALICE, plan: 'approve' as const })),
+    ...Array.from({ length: 50 }, () => ({ user: BOB, plan: 'deny' as const })),
+    ...Array.from({ length: 30 }, () => ({ user: ALICE, plan: 'wrong phone, then deny' as const })),
+    ...Array.from({ length: 20 }, () => ({ user: CAROL, plan: 'no phone' as const })),
+  ].sort(() => Math.random() - 0.5);
+
+  const outcomes = await Promise.all(
+    plans.map(async ({ user, plan }) => {
+      const run = runPamtester(service, user);
+      runs.push(run);
+      if (plan === 'no phone') return { plan, code: await run.exited, output: run.output, payload: '' };
+      const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE, 60_000);
+      const own = user === ALICE ? alicePhone : bobPhone;
+      if (plan === 'approve') t.like(await own.decide(payload, 'approve'), { ok: true, result: 'approved' });
+      if (plan === 'deny') t.like(await own.decide(payload, 'deny'), { ok: true, result: 'denied' });
+      if (plan === 'wrong phone, then deny') {
+        t.like(await bobPhone.decide(payload, 'approve'), { ok: false, code: 'QRA_ERR_NOT_ENROLLED' });
+        t.like(await alicePhone.decide(payload, 'deny'), { ok: true, result: 'denied' });
+      }
+      return { plan, code: await run.exited, output: run.output, payload };
+    }),
+  );
+  for (const o of outcomes) {
+    if (o.plan === 'approve') t.is(o.code, 0, o.output.slice(-300));
+    else t.not(o.code, 0, `${o.plan}: ${o.output.slice(-300)}`);
+    if (o.plan === 'no phone') t.regex(o.output, /no phone is enrolled/);
+    if (o.plan === 'deny' || o.plan === 'wrong phone, then deny') t.regex(o.output, /denied on the phone/i);
+  }
+  const payloads = outcomes.map((o) => o.payload).filter(Boolean);
+  t.is(new Set(payloads).size, payloads.length, 'every login had its own QR');
+  t.is(agent.logs.filter((l) => /event=login .*result=approved/.test(l)).length, 100);
+  t.false(agent.logs.some((l) => new RegExp(`event=login user=(${BOB}|${CAROL}) .*result=approved`).test(l)));
+  t.is(relay.metrics.approvals, 100);
+  t.is(agent.agent.sessions.size, 0);
+});
+
+test.serial('50 ssh logins at once through real sshd: approved ones get a shell, denied ones do not', async (t) => {
+  if (!isRoot()) throw new Error('runs as root (sshd, users)');
+  const stack = await startStack({ agent: { expirySeconds: 90 }, relayOptions: { log: () => {}, limits: LOAD_LIMITS } });
+  const runs: Array<ReturnType<typeof runInPty>> = [];
+  t.teardown(async () => {
+    runs.forEach((r) => r.kill());
+    await stack.close();
+  });
+  const plans = Array.from({ length: 50 }, (_, i) => (i % 5 === 4 ? 'deny' : 'approve'));
+  const outcomes = await Promise.all(
+    plans.map(async (plan, i) => {
+      const marker = `LOAD_OK_${i}_${Math.random().toString(36).slice(2, 8)}`;
+      const run = runInPty(sshArgs(stack.sshd.port, ALICE, `echo ${marker}`));
+      runs.push(run);
+      const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE, 60_000);
+      await run.waitFor(/press Enter/, 60_000);
+      run.type('\r'); // Enter first: the module waits for the phone
+      const ack = await stack.phone.decide(payload, plan === 'approve' ? 'approve' : 'deny');
+      t.like(ack, { ok: true }, JSON.stringify(ack));
+      const code = await run.exited;
+      return { plan, code, marker, output: run.output };
+    }),
+  );
+  for (const o of outcomes) {
+    const shell = o.output.includes(o.marker);
+    if (o.plan === 'approve') {
+      t.true(shell, o.output.slice(-400));
+      t.is(o.code, 0);
+    } else {
+      t.false(shell);
+      t.not(o.code, 0);
+      t.regex(o.output, /Permission denied/);
+    }
+  }
+  // Every shell printed its own marker only: no login ran another's command.
+  const crossed = outcomes.filter((o) => outcomes.some((other) => other !== o && o.output.includes(other.marker)));
+  t.deepEqual(crossed, []);
+  t.is(stack.agent.logs.filter((l) => /event=login .*how=phone result=approved/.test(l)).length, 40);
+  t.is(stack.agent.logs.filter((l) => /event=login .*how=phone result=denied/.test(l)).length, 10);
+});
