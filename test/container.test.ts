@@ -12,9 +12,8 @@ import { makeInstall, run, until } from './support/daemon.js';
 import { enrollPhone } from './support/enroll.js';
 import { type AgentFixture, startTestAgent } from './support/fixtures.js';
 import { HeadlessPhone } from './support/phone.js';
-import { runInPty } from './support/pty.js';
-import { type Sshd, freePort, sshArgs, startSshd } from './support/sshd.js';
-import { ALICE, LOGIN_PAYLOAD_RE } from './support/stack.js';
+import { type Sshd, freePort, startSshd } from './support/sshd.js';
+import { ALICE, sshLoginApprovedByPhone } from './support/stack.js';
 import { MODULE_PATH, ensureUser, installPamService, isRoot, randomName, tempDir } from './support/system.js';
 
 const tmp = tempDir('qrct-');
@@ -126,15 +125,8 @@ test.serial('a real enrollment and ssh login through the relay in the container'
   const sshd: Sshd = await startSshd({ dir: agent.dir, service });
   cleanups.push(() => sshd.stop());
 
-  const marker = `CONTAINER_OK_${Math.random().toString(36).slice(2, 8)}`;
-  const ssh = runInPty(sshArgs(sshd.port, ALICE, `echo ${marker}`));
-  cleanups.push(() => ssh.kill());
-  const [payload] = await ssh.waitFor(LOGIN_PAYLOAD_RE);
-  await ssh.waitFor(/press Enter/);
-  t.like(await phone.decide(payload, 'approve'), { ok: true, result: 'approved' });
-  ssh.type('\r');
-  await ssh.waitFor(new RegExp(marker));
-  t.is(await ssh.exited, 0);
+  const login = await sshLoginApprovedByPhone(sshd.port, ALICE, phone);
+  t.is(login.code, 0);
   const logs = await run([...PODMAN, 'logs', CONTAINER]);
   t.regex(logs.stdout + logs.stderr, /event=decision .*decision=approve result=approved/, 'the decision went through the container');
 });

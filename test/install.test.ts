@@ -11,8 +11,8 @@ import { type Daemon, makeInstall, startDaemon } from './support/daemon.js';
 import { ENROLL_RE } from './support/enroll.js';
 import { HeadlessPhone } from './support/phone.js';
 import { runInPty } from './support/pty.js';
-import { type Sshd, sshArgs, startSshd } from './support/sshd.js';
-import { ALICE, LOGIN_PAYLOAD_RE } from './support/stack.js';
+import { type Sshd, startSshd } from './support/sshd.js';
+import { ALICE, sshLoginApprovedByPhone } from './support/stack.js';
 import { ensureUser, installPamService, isRoot, randomName, tempDir } from './support/system.js';
 
 const tmp = tempDir('qrin-');
@@ -121,15 +121,8 @@ test.serial('a real ssh login with the installed module, agent, qrauth enroll an
   const sshd: Sshd = await startSshd({ dir: work, service });
   cleanups.push(() => sshd.stop());
 
-  const marker = `INSTALLED_OK_${Math.random().toString(36).slice(2, 8)}`;
-  const ssh = runInPty(sshArgs(sshd.port, ALICE, `echo ${marker}`));
-  cleanups.push(() => ssh.kill());
-  const [payload] = await ssh.waitFor(LOGIN_PAYLOAD_RE);
-  await ssh.waitFor(/press Enter/);
-  t.like(await phone.decide(payload, 'approve'), { ok: true, result: 'approved' });
-  ssh.type('\r');
-  await ssh.waitFor(new RegExp(marker));
-  t.is(await ssh.exited, 0);
+  const login = await sshLoginApprovedByPhone(sshd.port, ALICE, phone);
+  t.is(login.code, 0);
   t.regex(agent.output, /event=login .*result=approved/);
 });
 
