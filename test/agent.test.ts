@@ -278,3 +278,26 @@ test('mode=info on sshd before 10.3 falls back to prompt; auto gives sshd prompt
     client.close();
   }
 });
+
+test('prepared challenges are handed out once each, decode to their payload, and the pool refills', async (t) => {
+  const { ChallengePool } = await import('../agent/src/challenge-pool.js');
+  const pool = new ChallengePool('NHUPmL1Z_PyUbaRaqr6TOw', 4);
+  const full = async () => {
+    for (let i = 0; i < 200 && pool.available < 4; i++) await sleep(25);
+    return pool.available;
+  };
+  t.is(await full(), 4);
+  const seen = new Set<string>();
+  for (let i = 0; i < 10; i++) {
+    const c = pool.take();
+    t.false(seen.has(c.sid), 'never the same sid twice');
+    seen.add(c.sid);
+    t.is(parseLoginPayload(c.payload).sid, c.sid);
+    t.is(decodeTerminalQr(c.qrText), c.payload);
+  }
+  t.is(await full(), 4, 'refilled in the background');
+  const kept = pool.take();
+  pool.close();
+  t.is(pool.available, 0);
+  t.true(kept.nonce.some((b) => b !== 0), 'a handed-out nonce is the session’s, not wiped by close');
+});

@@ -6,6 +6,7 @@ import { Mode, type BeginMsg } from '../../protocol/src/index.js';
 import type { AgentConfig } from './config.js';
 import { type Device, devicesPath, readDevicesFile } from './devices-file.js';
 import { type HostKey, loadOrCreateHostKey } from './host-key.js';
+import { ChallengePool } from './challenge-pool.js';
 import { ControlServer } from './control-server.js';
 import { EnrollmentStore } from './enrollments.js';
 import { LastUsed } from './last-used.js';
@@ -55,6 +56,7 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
   const log = opts.log ?? stderrLogger();
   const host = loadOrCreateHostKey(config.stateDir);
   const sessions = new SessionStore(host, config.hostname, config.expirySeconds);
+  const challenges = new ChallengePool(host.hostId);
   let sshdInfoAtOnce = config.sshdInfoMessages === 'yes';
   if (config.sshdInfoMessages === 'auto') sshdInfoAtOnce = showsInfoAtOnce(await detectSshdVersion(config.sshdPath));
 
@@ -103,6 +105,7 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
       return sshd ? Mode.PROMPT : Mode.INFO;
     },
     asciiOnlyInfo: (begin) => isSshdService(begin.service),
+    challenges,
     onApproved: (deviceId) => lastUsed.record(deviceId),
     maxConnections: config.maxConnections,
     ...(opts.frameTimeoutMs ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
@@ -131,6 +134,7 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
   try {
     await control?.listen(config.controlSocket);
   } catch (e) {
+    challenges.close();
     await pam.close();
     throw e;
   }
@@ -153,6 +157,7 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
       return `${link}; ${n} pending login${n === 1 ? '' : 's'}`;
     },
     async close() {
+      challenges.close();
       sessions.closeAll();
       enrollments.closeAll();
       lastUsed.flush();

@@ -15,11 +15,11 @@ import {
   type FrameMsg,
   type ResultValue,
   encodeFrame,
-  formatLoginPayload,
   isQrauthError,
   normaliseCode,
 } from '../../protocol/src/index.js';
 import type { Logger } from './log.js';
+import type { ChallengePool } from './challenge-pool.js';
 import { renderQr } from './qr-render.js';
 import type { Session, SessionStore } from './sessions.js';
 import type { Device } from './devices-file.js';
@@ -44,6 +44,8 @@ export interface PamServerDeps {
   effectiveMode(begin: BeginMsg): typeof Mode.PROMPT | typeof Mode.INFO;
   /** Whether info messages of this service pass only ASCII (sshd ≥ 10.3 escapes the rest). */
   asciiOnlyInfo(begin: BeginMsg): boolean;
+  /** Login QRs rendered ahead of time. */
+  challenges: ChallengePool;
   /** A device approved a login (for `qrauth devices`' last-used column). */
   onApproved?(deviceId: string): void;
   maxConnections: number;
@@ -213,18 +215,21 @@ export class PamServer {
         logDecision('no_device', 'begin');
         return finalVerdict(Result.NO_DEVICE, `qrauth: no phone is enrolled for ${msg.user} on this host; run 'qrauth enroll'.`);
       }
+      const mode = deps.effectiveMode(msg);
+      const ascii = msg.qr === QrStyle.ASCII || (mode === Mode.INFO && deps.asciiOnlyInfo(msg));
+      // The usual UTF-8 QR comes ready-made from the pool; the rare ASCII one is rendered now.
+      const prepared = deps.challenges.take();
       session = deps.sessions.create({
         user: msg.user,
         rhost: msg.rhost ?? '',
         service: msg.service,
         tty: msg.tty ?? '',
         loadDevices,
+        secrets: { sid: prepared.sid, nonce: prepared.nonce },
       });
-      const payload = formatLoginPayload({ hostId: deps.hostId, sid: session.sid, nonce: session.nonce });
-      const mode = deps.effectiveMode(msg);
-      const ascii = msg.qr === QrStyle.ASCII || (mode === Mode.INFO && deps.asciiOnlyInfo(msg));
+      const payload = prepared.payload;
       // ASCII at two characters a module: a quiet zone of 1 keeps a version 5 code within 80 columns.
-      const qr = ascii ? renderQr(payload, 'ascii', 1) : renderQr(payload, 'utf8');
+      const qr = ascii ? renderQr(payload, 'ascii', 1) : { text: prepared.qrText };
       state = 'ready';
       // A session that ends while the user is not waiting (expiry) keeps the connection only
       // until the module next asks; a module that never asks is dropped after a grace period.

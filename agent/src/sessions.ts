@@ -30,6 +30,8 @@ export interface SessionInit {
   tty: string;
   /** Reads the user's devices now (so revocation takes effect mid-session). */
   loadDevices: () => Device[];
+  /** A sid and nonce made ahead of time (ChallengePool); fresh ones when absent. */
+  secrets?: { sid: string; nonce: Uint8Array };
 }
 
 export interface Verdict {
@@ -58,8 +60,8 @@ export class Session extends EventEmitter {
 
   constructor(host: HostKey, hostname: string, init: SessionInit, expirySeconds: number, now = Date.now()) {
     super();
-    this.sid = toB64url(nodeCrypto.randomBytes(16));
-    this.nonce = nodeCrypto.randomBytes(16);
+    this.sid = init.secrets?.sid ?? toB64url(nodeCrypto.randomBytes(16));
+    this.nonce = init.secrets?.nonce ?? nodeCrypto.randomBytes(16);
     this.user = init.user;
     this.rhost = init.rhost;
     this.service = init.service;
