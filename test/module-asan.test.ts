@@ -11,13 +11,10 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FrameDecoder, MsgType, Result, encodeFrame, toB64url, type FrameMsg } from '../protocol/src/index.js';
-import { startRelay, type Relay } from '../relay/src/server.js';
-import { startTestAgent, type AgentFixture } from './support/fixtures.js';
-import { HeadlessPhone } from './support/phone.js';
-import { freePort } from './support/sshd.js';
+import { FrameDecoder, MsgType, Result, encodeFrame, type FrameMsg } from '../protocol/src/index.js';
+import { startPamFixture, type PamFixture } from './support/pam-fixture.js';
 import { ALICE, CAROL, LOGIN_PAYLOAD_RE } from './support/stack.js';
-import { ROOT, ensureUser, installPamService, randomName, tempDir } from './support/system.js';
+import { ROOT, ensureUser, tempDir } from './support/system.js';
 import { watchOutput } from './support/watch.js';
 
 const tmp = tempDir('qra-asan-');
@@ -31,11 +28,7 @@ const SAN_ENV = {
 };
 const SANITIZER_REPORT = /ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer/;
 
-let relay: Relay;
-let online: AgentFixture;
-let offline: AgentFixture;
-let phone: HeadlessPhone;
-const services: Array<{ remove(): void }> = [];
+let fx: PamFixture;
 
 test.before(async () => {
   ensureUser(ALICE);
@@ -45,30 +38,14 @@ test.before(async () => {
     '-g', '-O1', '-fno-omit-frame-pointer', '-fsanitize=address,undefined', '-fno-sanitize-recover=all',
     '-fPIC', '-shared', '-fvisibility=hidden', '-Wall', '-Wextra', '-o', ASAN_SO, ...src, '-lpam',
   ]);
-  relay = await startRelay({ log: () => {} });
-  online = await startTestAgent({ relayUrl: relay.url, expirySeconds: 30 }, { noControl: true });
-  offline = await startTestAgent({ relayUrl: `http://127.0.0.1:${await freePort()}` }, { noControl: true });
-  await new Promise<void>((r) => (online.agent.relay!.up ? r() : online.agent.relay!.once('change', () => r())));
-  phone = await HeadlessPhone.create(join(tmp.path, 'phone'), 'Alice phone');
-  for (const f of [online, offline]) {
-    await phone.trustHost({ hostPub: toB64url(f.agent.host.publicKey), hostname: 'test-host', relayUrl: relay.url });
-    f.setDevices(ALICE, [phone.devicesLine()]);
-  }
+  fx = await startPamFixture({ noControl: true });
 });
 test.after.always(async () => {
-  for (const s of services) s.remove();
-  await phone?.close();
-  await online?.close();
-  await offline?.close();
-  await relay?.close();
+  await fx?.close();
   tmp.remove();
 });
 
-function service(args: string): string {
-  const name = randomName('qrauth-pt-asan');
-  services.push(installPamService(name, [`auth required ${ASAN_SO} ${args}`]));
-  return name;
-}
+const service = (args: string) => fx.service(args, ASAN_SO);
 
 function pamtester(svc: string, user: string, env: NodeJS.ProcessEnv = SAN_ENV) {
   const child = spawn('stdbuf', ['-o0', '-e0', 'pamtester', '-v', svc, user, 'authenticate'], {
@@ -85,29 +62,29 @@ function pamtester(svc: string, user: string, env: NodeJS.ProcessEnv = SAN_ENV) 
 }
 
 test.serial('the sanitizer build is really in use (it refuses to load without the ASan runtime first)', async (t) => {
-  const run = pamtester(service(`socket=${online.socket}`), ALICE, { LD_PRELOAD: '' });
+  const run = pamtester(service(`socket=${fx.online.socket}`), ALICE, { LD_PRELOAD: '' });
   await run.exited;
   t.regex(run.output, /ASan runtime does not come first|AddressSanitizer/);
 });
 
 test.serial('ASan+UBSan: approve, offline code, wrong codes, no phone, agent down: right results, no reports', async (t) => {
-  let run = pamtester(service(`socket=${online.socket} mode=info`), ALICE);
+  let run = pamtester(service(`socket=${fx.online.socket} mode=info`), ALICE);
   const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
-  t.like(await phone.decide(payload, 'approve'), { ok: true });
+  t.like(await fx.phone.decide(payload, 'approve'), { ok: true });
   t.is(await run.exited, 0, run.output);
 
-  run = pamtester(service(`socket=${offline.socket} mode=prompt`), ALICE);
+  run = pamtester(service(`socket=${fx.offline.socket} mode=prompt`), ALICE);
   const [p2] = await run.waitFor(LOGIN_PAYLOAD_RE);
   await run.waitFor(/press Enter/);
-  run.type(`${phone.offlineCode(p2)}\n`);
+  run.type(`${fx.phone.offlineCode(p2)}\n`);
   t.is(await run.exited, 0, run.output);
 
-  run = pamtester(service(`socket=${offline.socket} mode=prompt`), ALICE);
+  run = pamtester(service(`socket=${fx.offline.socket} mode=prompt`), ALICE);
   await run.waitFor(/press Enter/);
   run.type('00000000\n1234-5678\nnot digits\n22222222\n');
   t.is(await run.exited, 1, run.output);
 
-  run = pamtester(service(`socket=${online.socket}`), CAROL);
+  run = pamtester(service(`socket=${fx.online.socket}`), CAROL);
   t.is(await run.exited, 1, run.output);
   run = pamtester(service(`socket=${tmp.path}/nobody.sock`), ALICE);
   t.is(await run.exited, 1, run.output);
