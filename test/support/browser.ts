@@ -85,11 +85,16 @@ export function qrFrameFromTerminal(screen: string, expected: string, targetPx =
   const modules = Math.max(...lines.map((l) => (l.includes('#') ? l.length / 2 : [...l].length)));
   const scale = Math.max(2, Math.floor(targetPx / modules));
   let chosen: { data: Uint8ClampedArray; width: number; height: number } | null = null;
-  for (const theme of ['light', 'dark'] as Theme[]) {
-    const r = rasterize(lines, theme, scale);
-    if (jsQR(r.data, r.width, r.height, { inversionAttempts: 'dontInvert' })?.data === expected) {
-      chosen = r;
-      break;
+  // Like a person moving the phone closer or further: a few picture sizes, in both themes, until
+  // one decodes without inversion (jsQR's sampling misses some codes at some exact scales).
+  search: for (const s of [scale, scale - 1, scale + 1, scale - 2]) {
+    for (const theme of ['light', 'dark'] as Theme[]) {
+      if (s < 2) continue;
+      const r = rasterize(lines, theme, s);
+      if (jsQR(r.data, r.width, r.height, { inversionAttempts: 'dontInvert' })?.data === expected) {
+        chosen = r;
+        break search;
+      }
     }
   }
   if (!chosen) throw new Error('the terminal QR does not decode without inversion in either theme');

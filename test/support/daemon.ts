@@ -27,10 +27,12 @@ export function startDaemon(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd
   });
   let output = '';
   const listeners = new Set<() => void>();
-  const onData = (d: Buffer) => {
-    output += d.toString('utf8');
+  const onData = (d: string) => {
+    output += d;
     for (const l of [...listeners]) l();
   };
+  child.stdout!.setEncoding('utf8'); // per stream: a chunk may end inside a multi-byte character
+  child.stderr!.setEncoding('utf8');
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   let done = false;

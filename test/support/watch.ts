@@ -17,10 +17,14 @@ export function watchOutput(child: ChildProcess, what = 'process'): OutputWatch 
   const notify = () => {
     for (const l of [...listeners]) l();
   };
-  const onData = (d: Buffer) => {
-    output += d.toString('utf8');
+  const onData = (d: string) => {
+    output += d;
     notify();
   };
+  // Decode per stream, not per chunk: a chunk can end inside a multi-byte character (a half
+  // block is 3 bytes), which per-chunk decoding turns into U+FFFD and breaks the QR's lines.
+  child.stdout?.setEncoding('utf8');
+  child.stderr?.setEncoding('utf8');
   child.stdout?.on('data', onData);
   child.stderr?.on('data', onData);
   // 'exit' can come before the last output is read (found with 200 pamtesters at once, whose
