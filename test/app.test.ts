@@ -9,8 +9,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Socket } from 'socket.io';
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
-import { toB64url } from '../protocol/src/index.js';
+import { type SignedContext, contextBytes, toB64url } from '../protocol/src/index.js';
 import {
   APP_DIST,
   artifactPath,
@@ -22,6 +23,7 @@ import {
   writeY4m,
 } from './support/browser.js';
 import { ENROLL_RE, qrauthCli } from './support/enroll.js';
+import { startHostileRelay } from './support/hostile-relay.js';
 import { runInPty } from './support/pty.js';
 import { sshArgs } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE, type Stack, startStack } from './support/stack.js';
@@ -205,6 +207,79 @@ test.serial('a login QR from a host this phone never enrolled with: "unknown hos
   t.is(await visible('approve').count(), 0);
   await page.screenshot({ path: artifactPath('unknown-host-360.png') });
   t.deepEqual(stack.relay!.metrics.forwarded, before.forwarded, 'the relay forwarded nothing');
+});
+
+test.serial('a hostile relay hands over login details not signed by the host: "Signature check failed", no Approve, no decision sent', async (t) => {
+  const host = stack.agent.agent.host;
+  const forger = nodeCrypto.ed25519FromSeed(nodeCrypto.randomBytes(32)); // a key that is not the host's
+  const contextRequests: Array<{ hostId: string; sid: string }> = [];
+  const decisions: unknown[] = [];
+  const hostile = await startHostileRelay({
+    onDevice: (s: Socket) => {
+      // A context for exactly the login asked about, plausible in every field, but signed by another key.
+      s.on('context', (req: { hostId: string; sid: string }, ack: (a: unknown) => void) => {
+        contextRequests.push(req);
+        const now = Math.floor(Date.now() / 1000);
+        const fields = { hostId: req.hostId, sid: req.sid, user: ALICE, hostname: 'test-host', rhost: '127.0.0.1', service: stack.service, iat: now, exp: now + 60 };
+        const context: SignedContext = { v: 1, ...fields, sig: toB64url(nodeCrypto.ed25519Sign(forger.seed, contextBytes(fields))) };
+        ack({ ok: true, context });
+      });
+      s.on('decision', (msg: unknown, ack?: (a: unknown) => void) => {
+        decisions.push(msg);
+        ack?.({ ok: true, result: 'approved' });
+      });
+    },
+  });
+  // A phone of its own (its own storage), served by the real relay, that trusts the real host key
+  // (as an enrollment leaves it, like the stack's headless phones) but reaches the host through the hostile relay.
+  const ctx = await newAppContext(browser, stack.relay!.url);
+  t.teardown(async () => {
+    await ctx.close();
+    await hostile.close();
+  });
+  const p = await ctx.newPage();
+  const errors: string[] = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  await p.goto(`${stack.relay!.url}/`);
+  await p.getByTestId('device-name-input').locator('input').fill('Alice browser 2');
+  await p.getByTestId('create-device').click();
+  await p.getByTestId('page-scan').waitFor();
+  const trusted = [{ hostId: host.hostId, hostPub: toB64url(host.publicKey), hostname: 'test-host', relayUrl: hostile.url, enrolledAt: Date.now() }];
+  await p.evaluate(`new Promise((resolve, reject) => {
+    const open = indexedDB.open('qrauth', 1);
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const tx = open.result.transaction('kv', 'readwrite');
+      tx.objectStore('kv').put(${JSON.stringify(trusted)}, 'hosts');
+      tx.oncomplete = () => { open.result.close(); resolve(true); };
+      tx.onerror = () => reject(tx.error);
+    };
+  })`);
+  const shown = (id: string) => p.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${id}"]`);
+  await p.getByTestId('tab-hosts').click();
+  await shown('host-item').waitFor();
+  t.regex((await shown('host-item').textContent()) ?? '', new RegExp(hostile.url.replace(/[.]/g, '\\.')), 'the phone trusts the host, through the hostile relay');
+
+  const sid = toB64url(nodeCrypto.randomBytes(16));
+  await p.getByTestId('tab-scan').click();
+  await shown('payload-input').locator('textarea').fill(`QRA1:${host.hostId}:${sid}:${toB64url(nodeCrypto.randomBytes(16))}`);
+  await shown('payload-submit').click();
+  const warning = shown('warning-signature');
+  await warning.waitFor({ timeout: 10_000 });
+  t.true(await warning.isVisible());
+  const text = (await warning.textContent()) ?? '';
+  t.regex(text, /Signature check failed: do not approve/);
+  t.regex(text, /these login details are not signed by test-host; do not trust them/);
+  t.deepEqual(contextRequests, [{ hostId: host.hostId, sid }], 'the app asked the hostile relay for exactly this login');
+  // Nothing to approve: no login details, no Approve or Deny button.
+  t.is(await shown('login-context').count(), 0);
+  t.is(await shown('approve').count(), 0);
+  t.is(await shown('deny').count(), 0);
+  t.is(await p.getByRole('button', { name: /^Approve/ }).count(), 0);
+  await p.screenshot({ path: artifactPath('bad-signature-360.png') });
+  await p.waitForTimeout(500); // give a stray decision time to arrive
+  t.is(decisions.length, 0, 'the hostile relay received no decision');
+  t.deepEqual(errors, [], 'no uncaught errors in the page');
 });
 
 test.serial('light and dark themes, desktop width: the toggle switches the palette and every control has a name', async (t) => {
