@@ -9,3 +9,4 @@ export * from './events.js';
 export * from './frame.js';
 export * from './validate.js';
 export * from './auth.js';
+export * from './phone-steps.js';

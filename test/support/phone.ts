@@ -10,23 +10,17 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Socket, io } from 'socket.io-client';
 import {
+  contextAck,
+  type DecisionAck,
+  decisionAck,
   DEVICE_NAME_PATTERN,
   DEVICE_NAMESPACE,
-  type DecisionAck,
   type DeviceClientToServer,
   type DeviceServerToClient,
-  ERROR_CODES,
   type EnrollAck,
-  type ErrorCode,
-  QrauthError,
-  type SignedContext,
-  contextAck,
-  contextBytes,
-  decisionAck,
-  decisionBytes,
   enrollAck,
-  enrollBytes,
-  enrollFingerprint,
+  ERROR_CODES,
+  type ErrorCode,
   fromB64url,
   keyId,
   literal,
@@ -36,9 +30,13 @@ import {
   offlineKey,
   parseEnrollPayload,
   parseLoginPayload,
+  QrauthError,
+  signDecision,
+  type SignedContext,
+  signEnrollment,
   str,
   toB64url,
-  tokenIdOf,
+  verifyLoginContext,
 } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 
@@ -190,21 +188,7 @@ export class HeadlessPhone {
     const raw: unknown = await this.#ask(() => socket.timeout(this.#timeoutMs).emitWithAck('context', { hostId, sid }));
     const ack = this.#check(contextAck, raw, 'context ack');
     if (!ack.ok) throw new QrauthError(asErrorCode(ack.code), ack.message);
-    const ctx = ack.context;
-    if (ctx.hostId !== hostId || ctx.sid !== sid) {
-      throw new QrauthError('QRA_ERR_SIGNATURE', 'the relay returned the details of another login; do not approve');
-    }
-    let sig: Uint8Array;
-    try {
-      sig = fromB64url(ctx.sig, 64);
-    } catch {
-      throw new QrauthError('QRA_ERR_SIGNATURE', `the login details are not signed by ${host.hostname}; do not approve`);
-    }
-    if (!nodeCrypto.ed25519Verify(fromB64url(host.hostPub, 32), contextBytes(ctx), sig)) {
-      throw new QrauthError('QRA_ERR_SIGNATURE', `the login details are not signed by ${host.hostname}; do not approve`);
-    }
-    if (ctx.exp * 1000 <= Date.now()) throw new QrauthError('QRA_ERR_EXPIRED', 'this login has expired; start the login again');
-    return ctx;
+    return verifyLoginContext(nodeCrypto, ack.context, { hostId, sid, hostPub: fromB64url(host.hostPub, 32), hostname: host.hostname });
   }
 
   /**
@@ -212,13 +196,11 @@ export class HeadlessPhone {
    * context before anything is signed (what a person reads before tapping).
    */
   async decide(qrText: string, decision: 'approve' | 'deny', onContext?: (ctx: SignedContext) => void): Promise<DecisionAck> {
-    const { hostId, sid, nonce } = parseLoginPayload(qrText);
+    const login = parseLoginPayload(qrText);
     const ctx = await this.fetchContext(qrText);
     onContext?.(ctx);
-    const time = Date.now();
-    const sig = nodeCrypto.ed25519Sign(this.#seed, decisionBytes({ hostId, sid, nonce, user: ctx.user, decision, time, deviceId: this.deviceId }));
-    const socket = await this.#connect(this.#trusted(hostId).relayUrl);
-    const msg = { hostId, sid, deviceId: this.deviceId, decision, time, sig: toB64url(sig) };
+    const msg = signDecision(nodeCrypto, this.#seed, this.deviceId, login, ctx, decision);
+    const socket = await this.#connect(this.#trusted(login.hostId).relayUrl);
     const raw: unknown = await this.#ask(() => socket.timeout(this.#timeoutMs).emitWithAck('decision', msg));
     return this.#check(decisionAck, raw, 'decision ack');
   }
@@ -238,16 +220,8 @@ export class HeadlessPhone {
   /** Enrolls with the host of an enrollment QR; trusts the host only when it accepts. */
   async enroll(qrText: string): Promise<EnrollResult> {
     const p = parseEnrollPayload(qrText);
-    const hostId = keyId(nodeCrypto, p.hostPub);
-    const tokenId = tokenIdOf(nodeCrypto, p.token);
-    const time = Date.now();
-    const sig = nodeCrypto.ed25519Sign(
-      this.#seed,
-      enrollBytes({ hostId, tokenId, token: p.token, devicePub: this.publicKey, deviceName: this.name, time }),
-    );
-    const fingerprint = enrollFingerprint(nodeCrypto, p.hostPub, fromB64url(this.publicKey, 32), p.token);
+    const { msg, hostId, fingerprint } = signEnrollment(nodeCrypto, this.#seed, { publicKey: this.publicKey, name: this.name }, p);
     const socket = await this.#connect(p.relayUrl);
-    const msg = { hostId, tokenId, devicePub: this.publicKey, deviceName: this.name, time, sig: toB64url(sig) };
     const raw: unknown = await this.#ask(() => socket.timeout(this.#timeoutMs).emitWithAck('enroll', msg));
     const ack = this.#check(enrollAck, raw, 'enroll ack');
     if (ack.ok) await this.trustHost({ hostPub: toB64url(p.hostPub), hostname: p.hostname, relayUrl: p.relayUrl });

@@ -5,27 +5,26 @@
  */
 import { webCrypto } from '../../../protocol/src/crypto-web.js';
 import {
-  type DecisionAck,
-  type EnrollAck,
-  type EnrollPayload,
-  type LoginPayload,
-  QrauthError,
-  type SignedContext,
   contextAck,
-  contextBytes,
+  type DecisionAck,
   decisionAck,
-  decisionBytes,
+  type EnrollAck,
   enrollAck,
-  enrollBytes,
   enrollFingerprint,
+  type EnrollPayload,
   fromB64url,
   keyId,
+  type LoginPayload,
   offlineCode,
   offlineKey,
   parseEnrollPayload,
   parseLoginPayload,
+  QrauthError,
+  signDecision,
+  type SignedContext,
+  signEnrollment,
   toB64url,
-  tokenIdOf,
+  verifyLoginContext,
 } from '../../../protocol/src/index.js';
 import type { TrustedHost } from '../models';
 import { withDeviceSeed } from './device-key';
@@ -69,30 +68,12 @@ export async function fetchLoginContext({ payload, host }: ScannedLogin, now: nu
   const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('context', { hostId: host.hostId, sid: payload.sid }));
   const ack = checkAck(contextAck, raw, 'context answer');
   if (!ack.ok) throw new QrauthError(asErrorCode(ack.code), ack.message);
-  const ctx = ack.context;
-  const forged = new QrauthError('QRA_ERR_SIGNATURE', `these login details are not signed by ${host.hostname}; do not trust them`);
-  if (ctx.hostId !== host.hostId || ctx.sid !== payload.sid) throw forged;
-  let sig: Uint8Array;
-  try {
-    sig = fromB64url(ctx.sig, 64);
-  } catch {
-    throw forged;
-  }
-  if (!webCrypto.ed25519Verify(fromB64url(host.hostPub, 32), contextBytes(ctx), sig)) throw forged;
-  if (ctx.exp * 1000 <= now) throw new QrauthError('QRA_ERR_EXPIRED', 'this login has expired; start the login again');
-  return ctx;
+  return verifyLoginContext(webCrypto, ack.context, { hostId: host.hostId, sid: payload.sid, hostPub: fromB64url(host.hostPub, 32), hostname: host.hostname }, now);
 }
 
 /** Signs approve/deny over the nonce from the QR and the verified context, and sends it. */
 export async function sendDecision({ payload, host }: ScannedLogin, ctx: SignedContext, decision: 'approve' | 'deny'): Promise<DecisionAck> {
-  const time = Date.now();
-  const msg = await withDeviceSeed((seed, device) => {
-    const sig = webCrypto.ed25519Sign(
-      seed,
-      decisionBytes({ hostId: host.hostId, sid: payload.sid, nonce: payload.nonce, user: ctx.user, decision, time, deviceId: device.deviceId }),
-    );
-    return { hostId: host.hostId, sid: payload.sid, deviceId: device.deviceId, decision, time, sig: toB64url(sig) };
-  });
+  const msg = await withDeviceSeed((seed, device) => signDecision(webCrypto, seed, device.deviceId, payload, ctx, decision));
   const socket = await connectRelay(host.relayUrl);
   const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('decision', msg));
   return checkAck(decisionAck, raw, 'decision answer');
@@ -119,16 +100,8 @@ export async function prepareEnroll(text: string): Promise<EnrollOffer> {
 
 /** Sends the signed enrollment; trusts the host only when it accepts. */
 export async function sendEnroll(offer: EnrollOffer): Promise<EnrollAck> {
-  const { payload, hostId } = offer;
-  const tokenId = tokenIdOf(webCrypto, payload.token);
-  const time = Date.now();
-  const msg = await withDeviceSeed((seed, device) => {
-    const sig = webCrypto.ed25519Sign(
-      seed,
-      enrollBytes({ hostId, tokenId, token: payload.token, devicePub: device.publicKey, deviceName: device.name, time }),
-    );
-    return { hostId, tokenId, devicePub: device.publicKey, deviceName: device.name, time, sig: toB64url(sig) };
-  });
+  const { payload } = offer;
+  const { msg } = await withDeviceSeed((seed, device) => signEnrollment(webCrypto, seed, { publicKey: device.publicKey, name: device.name }, payload));
   const socket = await connectRelay(payload.relayUrl);
   const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('enroll', msg));
   const ack = checkAck(enrollAck, raw, 'enroll answer');
