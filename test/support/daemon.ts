@@ -5,15 +5,11 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { ROOT } from './system.js';
+import { type OutputWatch, watchOutput } from './watch.js';
 
-export interface Daemon {
+export interface Daemon extends OutputWatch {
   child: ChildProcess;
   readonly pid: number;
-  /** stdout and stderr so far. */
-  readonly output: string;
-  /** Resolves with the first match in the output from `from` (an output offset) on. */
-  waitFor(pattern: RegExp, timeoutMs?: number, from?: number): Promise<RegExpMatchArray>;
-  readonly exited: Promise<number | null>;
   /** SIGTERM (or the given signal), then SIGKILL after 5 s; resolves when it is gone. */
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
@@ -25,69 +21,18 @@ export function startDaemon(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd
     env: { ...process.env, ...opts.env },
     cwd: opts.cwd ?? ROOT,
   });
-  let output = '';
-  const listeners = new Set<() => void>();
-  const onData = (d: string) => {
-    output += d;
-    for (const l of [...listeners]) l();
-  };
-  child.stdout!.setEncoding('utf8'); // per stream: a chunk may end inside a multi-byte character
-  child.stderr!.setEncoding('utf8');
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  let done = false;
-  const exited = new Promise<number | null>((resolve) => {
-    child.once('exit', (code) => {
-      done = true;
-      for (const l of [...listeners]) l();
-      resolve(code);
-    });
-    child.once('error', () => {
-      done = true;
-      resolve(null);
-    });
-  });
-  return {
+  const watch = watchOutput(child, argv[0]);
+  return Object.assign(watch, {
     child,
-    get pid() {
-      return child.pid ?? -1;
-    },
-    get output() {
-      return output;
-    },
-    waitFor(pattern, timeoutMs = 20_000, from = 0) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const m = pattern.exec(output.slice(from));
-          if (m) {
-            cleanup();
-            resolve(m);
-          } else if (done) {
-            cleanup();
-            reject(new Error(`${argv[0]} exited before printing ${pattern}:\n${output.slice(-3000)}`));
-          }
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(new Error(`${argv[0]} did not print ${pattern} within ${timeoutMs} ms:\n${output.slice(-3000)}`));
-        }, timeoutMs);
-        const cleanup = () => {
-          clearTimeout(timer);
-          listeners.delete(check);
-        };
-        listeners.add(check);
-        check();
-      });
-    },
-    exited,
-    async stop(signal = 'SIGTERM') {
-      if (done || child.pid === undefined) return;
+    pid: child.pid ?? -1,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
       child.kill(signal);
       const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
+      await watch.exited;
       clearTimeout(t);
     },
-  };
+  });
 }
 
 export function run(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -6,7 +6,8 @@ import type { ChildProcess } from 'node:child_process';
 
 export interface OutputWatch {
   readonly output: string;
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** The first match in the output from `from` (an offset into it) on. */
+  waitFor(pattern: RegExp, timeoutMs?: number, from?: number): Promise<RegExpMatchArray>;
   exited: Promise<number | null>;
 }
 
@@ -46,31 +47,32 @@ export function watchOutput(child: ChildProcess, what = 'process'): OutputWatch 
       code = c ?? code;
       finish();
     });
+    child.on('error', finish); // could not be started at all
   });
   return {
     get output() {
       return output;
     },
     exited,
-    waitFor(pattern, timeoutMs = 20_000) {
+    waitFor(pattern, timeoutMs = 20_000, from = 0) {
       return new Promise((resolve, reject) => {
         const cleanup = () => {
           clearTimeout(timer);
           listeners.delete(check);
         };
         const check = () => {
-          const m = output.match(pattern);
+          const m = output.slice(from).match(pattern);
           if (m) {
             cleanup();
             resolve(m);
           } else if (done) {
             cleanup();
-            reject(new Error(`${what} exited before ${pattern} appeared; output:\n${output}`));
+            reject(new Error(`${what} exited before ${pattern} appeared; output:\n${output.slice(-3000)}`));
           }
         };
         const timer = setTimeout(() => {
           cleanup();
-          reject(new Error(`timed out waiting for ${pattern}; output:\n${output}`));
+          reject(new Error(`${what}: timed out after ${timeoutMs} ms waiting for ${pattern}; output:\n${output.slice(-3000)}`));
         }, timeoutMs);
         listeners.add(check);
         check();
