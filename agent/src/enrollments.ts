@@ -10,7 +10,6 @@ import {
   enrollFingerprint,
   fromB64url,
   keyId,
-  toB64url,
   tokenIdOf,
   type EnrollAck,
   type EnrollMessage,
@@ -49,7 +48,7 @@ export class Enrollment extends EventEmitter {
   /** Close the enrollment; the token is wiped and can never be used again. */
   end(why: 'expired' | 'cancelled' | 'done'): void {
     clearTimeout(this.timer);
-    if (!this.used) this.used = true;
+    this.used = true;
     this.token.fill(0);
     this.onEnd(this);
     this.emit('end', why);
@@ -115,8 +114,4 @@ export class EnrollmentStore {
   closeAll(): void {
     for (const e of [...this.open.values()]) e.end('cancelled');
   }
-}
-
-export function enrollTokenText(e: Enrollment): string {
-  return toB64url(e.token);
 }

@@ -111,27 +111,16 @@ export class RelayLink extends EventEmitter {
     this.retryTimer.unref();
   }
 
-  private answer<T>(ack: unknown, fn: () => T): void {
-    if (typeof ack !== 'function') return;
-    let reply: unknown;
-    try {
-      reply = fn();
-    } catch (e) {
-      reply = isQrauthError(e)
-        ? { ok: false, code: e.code, message: e.message }
-        : { ok: false, code: 'QRA_ERR_INTERNAL', message: 'internal error' };
-    }
-    (ack as (r: unknown) => void)(reply);
+  /** Answer through the ack; a thrown error becomes an error ack (its code, or INTERNAL). */
+  private answer(ack: unknown, fn: () => unknown): void {
+    this.answerAsync(ack, async () => fn());
   }
 
-  private answerAsync<T>(ack: unknown, fn: () => Promise<T>): void {
+  private answerAsync(ack: unknown, fn: () => Promise<unknown>): void {
     if (typeof ack !== 'function') return;
-    fn().then(
-      (reply) => (ack as (r: unknown) => void)(reply),
-      (e: unknown) =>
-        (ack as (r: unknown) => void)(
-          isQrauthError(e) ? { ok: false, code: e.code, message: e.message } : { ok: false, code: 'QRA_ERR_INTERNAL', message: 'internal error' },
-        ),
+    const reply = ack as (r: unknown) => void;
+    fn().then(reply, (e: unknown) =>
+      reply(isQrauthError(e) ? { ok: false, code: e.code, message: e.message } : { ok: false, code: 'QRA_ERR_INTERNAL', message: 'internal error' }),
     );
   }
 
