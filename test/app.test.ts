@@ -57,6 +57,14 @@ test.before(async () => {
   await page.getByTestId('page-scan').waitFor();
 });
 
+// A failed test leaves a screenshot and the page's text behind, for the next engineer.
+test.afterEach.always(async (t) => {
+  if (t.passed || !page) return;
+  const name = t.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+  await page.screenshot({ path: artifactPath(`failed-${name}.png`) }).catch(() => {});
+  t.log(`visible page text: ${(await page.locator('.ion-page:not(.ion-page-hidden)').last().innerText().catch(() => '?')).slice(0, 800)}`);
+});
+
 test.after.always(async () => {
   await browser?.close();
   await stack?.close();

@@ -78,10 +78,12 @@ export async function newAppContext(browser: Browser, origin: string, size = { w
  * The terminal QR as a grayscale camera frame: dark modules on a light background (the theme
  * whose rendering decodes without inversion, as a phone camera would see the screen), centred.
  */
-export function qrFrameFromTerminal(screen: string, expected: string, targetPx = 190): Uint8Array {
+export function qrFrameFromTerminal(screen: string, expected: string, targetPx = 160): Uint8Array {
   const lines = extractQrLines(screen);
   if (lines.length === 0) throw new Error('no QR block in the terminal output');
-  // The web scanner decodes only a centred box about half the preview wide: keep the code inside it.
+  // The web scanner decodes only a centred box about half the preview wide, cropped tight: the code
+  // and its quiet zone must sit well inside it (at 190 px an enrollment QR failed now and then, at
+  // 280 px always; 160 px passed every run).
   const modules = Math.max(...lines.map((l) => (l.includes('#') ? l.length / 2 : [...l].length)));
   const scale = Math.max(2, Math.floor(targetPx / modules));
   let chosen: { data: Uint8ClampedArray; width: number; height: number } | null = null;
