@@ -6,7 +6,12 @@
  * a 2-module quiet zone that is 41 columns × 21 lines in UTF-8 half blocks, leaving room in an
  * 80×24 terminal for the typed payload and the prompt.
  */
-import QRCode from 'qrcode';
+import { encodeQr } from './qr-mask.js';
+
+const SPACE = 0x20;
+const HASH = 0x23;
+/** Indexed by (top light ? 2 : 0) | (bottom light ? 1 : 0): ' ', '▄', '▀', '█'. */
+const HALF_BLOCKS = [SPACE, 0x2584, 0x2580, 0x2588];
 
 export type QrStyleName = 'utf8' | 'ascii';
 export const QUIET_ZONE = 2;
@@ -21,35 +26,40 @@ export interface RenderedQr {
 export function renderQr(payload: string, style: QrStyleName = 'utf8', quietZone = QUIET_ZONE, ecc: 'L' | 'M' = 'M'): RenderedQr {
   // One byte-mode segment: the library's default search for the shortest mix of modes costs
   // more than the rest of a BEGIN (bench/, benchmark 1) and never gives our payloads (base64url
-  // with a few separators) a smaller version: login QRs are version 5 either way.
-  const qr = QRCode.create([{ data: Buffer.from(payload, 'utf8'), mode: 'byte' }], { errorCorrectionLevel: ecc });
-  const n = qr.modules.size;
+  // with a few separators) a smaller version: login QRs are version 5 either way. The mask is
+  // the one the library would pick, chosen faster (qr-mask.ts).
+  const qr = encodeQr(Buffer.from(payload, 'utf8'), ecc);
+  const n = qr.size;
   const size = n + 2 * quietZone;
   // light(r, c): true for a light module, quiet zone included.
   const light = (r: number, c: number): boolean => {
     const rr = r - quietZone;
     const cc = c - quietZone;
     if (rr < 0 || cc < 0 || rr >= n || cc >= n) return true;
-    return !qr.modules.get(rr, cc);
+    return qr.dark[rr * n + cc] === 0;
+  };
+  // Built as UTF-16 code units a line at a time (string += per module was a third of the cost).
+  const line = new Uint16Array(style === 'utf8' ? size : size * 2);
+  const toText = (end: number): string => {
+    while (end > 0 && line[end - 1] === SPACE) end--; // no trailing blanks
+    return String.fromCharCode.apply(null, line.subarray(0, end) as unknown as number[]);
   };
   const rows: string[] = [];
   if (style === 'utf8') {
     for (let r = 0; r < size; r += 2) {
-      let line = '';
       for (let c = 0; c < size; c++) {
-        const top = light(r, c);
-        const bottom = r + 1 < size ? light(r + 1, c) : false;
-        line += top && bottom ? '█' : top ? '▀' : bottom ? '▄' : ' ';
+        const top = light(r, c) ? 2 : 0;
+        const bottom = r + 1 < size && light(r + 1, c) ? 1 : 0;
+        line[c] = HALF_BLOCKS[top | bottom]!;
       }
-      rows.push(line.replace(/ +$/, ''));
+      rows.push(toText(size));
     }
   } else {
     // Two characters a module keeps it square. Taller than 24 lines: for clients without UTF-8,
     // and for OpenSSH >= 10.3 info messages, which escape every non-ASCII byte.
     for (let r = 0; r < size; r++) {
-      let line = '';
-      for (let c = 0; c < size; c++) line += light(r, c) ? '##' : '  ';
-      rows.push(line.replace(/ +$/, ''));
+      for (let c = 0; c < size; c++) line[2 * c] = line[2 * c + 1] = light(r, c) ? HASH : SPACE;
+      rows.push(toText(size * 2));
     }
   }
   return { text: `${rows.join('\n')}\n`, version: qr.version, columns: style === 'utf8' ? size : size * 2, lines: rows.length };
