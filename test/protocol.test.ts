@@ -1,6 +1,6 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { nodeCrypto as c } from '../protocol/src/crypto-node.js';
+import { ed25519Signer, nodeCrypto as c } from '../protocol/src/crypto-node.js';
 import {
   ERROR_CODES, FrameDecoder, MsgType, QR_MAX_FRAME, QrauthError, Result, authBytes, contextBytes, decisionBytes,
   decodeBody, encodeFrame, enrollBytes, enrollFingerprint, formatEnrollPayload, formatLoginPayload, fromB64url, keyId,
@@ -150,4 +150,17 @@ test('every error code is unique, prefixed and documented in docs/errors.md', (t
     t.regex(code, /^QRA_ERR_[A-Z_]+$/);
     t.true(doc.includes(`\`${code}\``), `${code} is documented`);
   }
+});
+
+test('the kept-key signer gives the same signatures as signing from the seed, and checks the seed', (t) => {
+  const sign = ed25519Signer(bytes(v.hostSeed));
+  t.is(toB64url(sign(contextBytes(v.context))), v.contextSig);
+  for (let i = 0; i < 20; i++) {
+    const seed = c.randomBytes(32);
+    const msg = c.randomBytes(i * 7);
+    const sig = ed25519Signer(seed)(msg);
+    t.deepEqual(sig, c.ed25519Sign(seed, msg));
+    t.true(c.ed25519Verify(c.ed25519FromSeed(seed).publicKey, msg, sig));
+  }
+  t.throws(() => ed25519Signer(new Uint8Array(31)), { message: /32 bytes/ });
 });

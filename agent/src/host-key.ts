@@ -5,10 +5,12 @@
 import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { QrauthError, fromB64url, keyId, toB64url } from '../../protocol/src/index.js';
-import { nodeCrypto } from '../../protocol/src/crypto-node.js';
+import { ed25519Signer, nodeCrypto } from '../../protocol/src/crypto-node.js';
 
 export interface HostKey {
   seed: Uint8Array;
+  /** Ed25519 signature by this key (the expanded key is kept, see ed25519Signer). */
+  sign: (message: Uint8Array) => Uint8Array;
   publicKey: Uint8Array;
   hostId: string;
 }
@@ -62,7 +64,7 @@ export function loadOrCreateHostKey(stateDir: string): HostKey {
   const pubPath = join(stateDir, 'host.pub');
   writeFileSync(`${pubPath}.tmp`, publicKeyLine(publicKey, hostId), { mode: 0o644 });
   renameSync(`${pubPath}.tmp`, pubPath);
-  return { seed, publicKey, hostId };
+  return { seed, sign: ed25519Signer(seed), publicKey, hostId };
 }
 
 /** Read host.pub (for the CLI, which cannot read the private key). */

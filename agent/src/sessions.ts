@@ -79,7 +79,7 @@ export class Session extends EventEmitter {
       iat,
       exp: iat + expirySeconds,
     };
-    this.context = { v: 1, ...fields, sig: toB64url(nodeCrypto.ed25519Sign(host.seed, contextBytes(fields))) };
+    this.context = { v: 1, ...fields, sig: toB64url(host.sign(contextBytes(fields))) };
     this.timer = setTimeout(() => this.finish({ state: 'expired', how: 'expiry' }), this.expiresAt - now);
     this.timer.unref();
   }
