@@ -13,6 +13,7 @@ import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { PamClient } from './support/pam-client.js';
 import { decodeTerminalQr, extractQrLines } from './support/qr-decode.js';
 import { tempDir } from './support/system.js';
+import { readDevicesFile } from '../agent/src/devices-file.js';
 
 const passwd = tempDir('qra-pw-');
 const passwdPath = join(passwd.path, 'passwd');
@@ -300,4 +301,24 @@ test('prepared challenges are handed out once each, decode to their payload, and
   pool.close();
   t.is(pool.available, 0);
   t.true(kept.nonce.some((b) => b !== 0), 'a handed-out nonce is the session’s, not wiped by close');
+});
+
+test('a devices file rewritten in place with the same length is read anew (the parse is reused only for identical text)', (t) => {
+  const dir = tempDir('qra-dev-');
+  t.teardown(() => dir.remove());
+  const path = join(dir.path, 'alice');
+  const user = { name: 'alice', uid: process.getuid!(), home: dir.path };
+  const a = phoneKey(5);
+  const b = phoneKey(6);
+  writeFileSync(path, `${a.line}\n`, { mode: 0o600 });
+  const first = readDevicesFile(path, user);
+  t.deepEqual(first.devices.map((d) => d.deviceId), [a.deviceId]);
+  t.is(readDevicesFile(path, user), first); // same text: the same (frozen) parse
+  t.true(Object.isFrozen(first.devices) && Object.isFrozen(first.devices[0]));
+  // Same length, same inode, written in place (not renamed): only the content differs.
+  t.is(a.line.length, b.line.length);
+  writeFileSync(path, `${b.line}\n`, { mode: 0o600 });
+  t.deepEqual(readDevicesFile(path, user).devices.map((d) => d.deviceId), [b.deviceId]);
+  writeFileSync(path, `# revoked\n`, { mode: 0o600 });
+  t.deepEqual(readDevicesFile(path, user).devices, []);
 });

@@ -81,6 +81,26 @@ export function devicesPath(pattern: string, user: UserInfo): string {
   return p;
 }
 
+// The agent reads a user's file at every BEGIN and every decision (so a revoke counts at once).
+// Parsing hashes each key for its id; the last parse of each path is kept and reused while the
+// file's text is the same, byte for byte. Bounded: the oldest path goes when there are too many.
+const PARSE_CACHE_MAX = 1024;
+const parseCache = new Map<string, DevicesFile>();
+
+function parseCached(text: string, path: string): DevicesFile {
+  const hit = parseCache.get(path);
+  if (hit && hit.text === text) return hit;
+  const f = parseDevicesText(text, path);
+  for (const d of f.devices) Object.freeze(d);
+  Object.freeze(f.devices);
+  Object.freeze(f.problems);
+  Object.freeze(f);
+  parseCache.delete(path);
+  parseCache.set(path, f);
+  if (parseCache.size > PARSE_CACHE_MAX) parseCache.delete(parseCache.keys().next().value!);
+  return f;
+}
+
 /**
  * Read a user's devices file with the strict checks. A missing file is no devices; an unsafe
  * file is an error (QRA_ERR_DEVICES_FILE), which the login treats as a failure, not as "no devices".
@@ -112,7 +132,7 @@ export function readDevicesFile(path: string, user: UserInfo): DevicesFile {
       if (r === 0) break;
       n += r;
     }
-    return parseDevicesText(b.subarray(0, n).toString('utf8'), path);
+    return parseCached(b.subarray(0, n).toString('utf8'), path);
   } finally {
     closeSync(fd);
   }
