@@ -171,6 +171,19 @@ async function bench1(agent: { socket: string }): Promise<void> {
   log(`  baseline, a Node process per login (30 runs): ${sm(b)}`);
   const ratio = b.p50 / lat.p50;
   log(`  → ${ratio.toFixed(0)}× faster at the median`);
+  // The part of a BEGIN this benchmark changed most: choosing the QR mask, library vs agent/src/qr-mask.ts.
+  const mc = JSON.parse(execFileSync(process.execPath, [dist('bench/procs/qr-mask-compare.ts'), '3000']).toString()) as {
+    n: number;
+    differed: number;
+    library: { p50: number; p99: number };
+    fast: { p50: number; p99: number };
+  };
+  if (mc.differed !== 0) throw new Error(`qr-mask.ts gave ${mc.differed} symbols unlike the library's`);
+  const maskNote =
+    `making a login QR symbol (encode + mask choice), ${mc.n} alternating in one process: the library choosing the mask p50 ${fmt(mc.library.p50 * 1000, 0)} µs, ` +
+    `p99 ${fmt(mc.library.p99 * 1000, 0)} µs; agent/src/qr-mask.ts p50 ${fmt(mc.fast.p50 * 1000, 0)} µs, p99 ${fmt(mc.fast.p99 * 1000, 0)} µs ` +
+    `(${(mc.library.p50 / mc.fast.p50).toFixed(1)}× at the median), the same symbol every time`;
+  log(`  ${maskNote}`);
   rows.push({
     name: '1. PAM → agent challenge, QR rendered (C client on the socket)',
     measured: sm(lat),
@@ -178,7 +191,7 @@ async function bench1(agent: { socket: string }): Promise<void> {
     ratio: `${ratio.toFixed(0)}×`,
     target: 'p50 ≤ 1 ms, ≥ 100×',
     met: lat.p50 <= 1 && ratio >= 100,
-    notes: '3000 sequential logins after 300 warm-up; includes connect() and the close',
+    notes: `3000 sequential logins after 300 warm-up; includes connect() and the close. In the same run, ${maskNote}`,
   });
 }
 
@@ -703,11 +716,22 @@ function writeDocs(): void {
     '  took about as long as the rest of a BEGIN and never gave a login QR a smaller version (all stay version 5).',
     '* `agent/src/pam-server.ts`: one relay-link subscription for all logins waiting in WAIT instead of one listener each (every',
     '  verdict removed its listener by a linear scan: 13% of the agent\'s CPU with 16,000 pending logins).',
+    '* `agent/src/qr-mask.ts`: the library scored the eight mask patterns one module at a time through its BitMatrix, applying and',
+    '  undoing each (about 90% of making a login QR). The agent now encodes once with mask 0, gets each other candidate by one XOR',
+    '  with a per-version difference taken from the library, and scores with the same rules over a flat array without',
+    '  data-dependent branches: the same symbol (checked in this run and in test/qr-mask.test.ts), about 2.5× faster (notes of 1).',
+    '* `agent/src/challenge-pool.ts`: a few login QRs are rendered ahead of time (a QR depends only on the host id and a fresh sid',
+    '  and nonce), so a BEGIN that finds one ready only signs the context.',
+    '* `protocol/src/crypto-node.ts` `ed25519Signer`: the host key stays expanded in sodium\'s locked memory; deriving it from the',
+    '  seed for every context signature was half of the signature\'s cost.',
+    '* `agent/src/devices-file.ts`: the file is still read at every BEGIN and decision (a revoke counts at once), but its parse',
+    '  (a SHA-256 per key for its id, the line regex) is reused while the text is byte-for-byte the same: 7% of the agent\'s CPU',
+    '  in benchmark 5.',
     '',
-    'Where the time still goes: in a BEGIN, the QR library\'s choice of mask pattern (it scores all eight) is the largest single',
-    'cost, so whole logins (benchmark 5\'s second table) saturate the agent at a few hundred a second on this machine, where',
-    'the load generators also need the same two cores. In an approval, the Ed25519 verification, the devices-file read and',
-    'waking the waiting module dominate; none of it grows with the number of pending logins.',
+    'Where the time still goes: in a BEGIN, the socket write of the CHALLENGE (about 2 KB, waking the module) and the QR; in an',
+    'approval, the two socket writes (the VERDICT to the module, the ack to the relay: a fifth of the agent\'s CPU between them,',
+    'mostly in the kernel), the Ed25519 verification and the devices-file read. None of it grows with the number of pending logins.',
+    'On 2 cores the load generators, the relay and the agent share the machine (CPU columns below), so the tails move with it.',
     '',
     ...details,
   ].join('\n');
