@@ -2,28 +2,63 @@
  * The device key: an Ed25519 seed made on this phone, never sent anywhere.
  *
  * WebCrypto has no Ed25519 → X25519 conversion and no way to use a non-extractable Ed25519 key
- * for the offline-code ECDH, so the protocol code (noble) needs the seed bytes. What we can do
- * on the web: keep the seed at rest encrypted (AES-256-GCM) under a *non-extractable* AES key
- * that lives in IndexedDB. Script running in this origin can still ask WebCrypto to decrypt
- * (so XSS here is game over, as for any web wallet), but a copy of the browser profile or of
- * the IndexedDB files alone does not hold the seed in a usable form when the browser keeps
- * key material in an OS-protected store, and nothing in the app ever reads the AES key's bytes.
- * The seed is decrypted only for one operation and wiped after it. docs/app.md discusses this.
+ * for the offline-code ECDH, so the protocol code (noble) needs the seed bytes. Where they rest:
+ *
+ * - Native builds (Capacitor): in the platform keystore (iOS Keychain, this device only, while
+ *   unlocked; Android: encrypted under a key that never leaves the Android Keystore), through
+ *   platform.ts. IndexedDB holds only the public part; the seed is never written to IndexedDB
+ *   or localStorage there.
+ * - Web: encrypted (AES-256-GCM) under a *non-extractable* AES key that lives in IndexedDB.
+ *   Script running in this origin can still ask WebCrypto to decrypt (so XSS here is game over,
+ *   as for any web wallet), but a copy of the browser profile or of the IndexedDB files alone
+ *   does not hold the seed in a usable form when the browser keeps key material in an
+ *   OS-protected store, and nothing in the app ever reads the AES key's bytes.
+ *
+ * Either way the seed is in memory only for one operation (withDeviceSeed) and wiped after it.
+ * docs/app.md discusses this.
  */
 import { webCrypto } from '../../../protocol/src/crypto-web.js';
-import { DEVICE_NAME_PATTERN, QrauthError, keyId, toB64url, utf8 } from '../../../protocol/src/index.js';
+import { DEVICE_NAME_PATTERN, type ErrorCode, QrauthError, keyId, toB64url, utf8 } from '../../../protocol/src/index.js';
 import type { DeviceInfo } from '../models';
-import { storeAdd, storeGet, storePut } from './platform';
+import { hasNativeSecureStorage, isNativePlatform, secretDelete, secretGet, secretKeys, secretPut, storeAdd, storeGet, storePut } from './platform';
 
 const KEY = 'device';
 const AAD_LABEL = 'qrauth-device-seed-v1';
+/** Keystore entries holding a seed are named this + the device id (one name per key ever made). */
+const SEED_SECRET_PREFIX = 'device-seed-';
 
-interface StoredDevice extends DeviceInfo {
+/** Web: the seed sealed under a non-extractable AES key, both in IndexedDB. */
+interface WebStoredDevice extends DeviceInfo {
   v: 1;
   /** AES-256-GCM, extractable: false, usages encrypt/decrypt */
   wrapKey: CryptoKey;
   iv: Uint8Array;
   sealed: ArrayBuffer;
+}
+
+/** Native: only the public part in IndexedDB; the seed is in the keystore under seedSecretName(deviceId). */
+interface NativeStoredDevice extends DeviceInfo {
+  v: 2;
+  store: 'keystore';
+}
+
+type StoredDevice = WebStoredDevice | NativeStoredDevice;
+
+/**
+ * The device key cannot be used: none made yet, gone from the keystore, or not the key this
+ * phone's public key belongs to. Nothing can be signed; screens say so instead of going on.
+ */
+export class DeviceKeyError extends QrauthError {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'DeviceKeyError';
+  }
+}
+
+const SET_UP_AGAIN = "clear the app's data (or reinstall it) and enroll this phone again";
+
+function seedSecretName(deviceId: string): string {
+  return `${SEED_SECRET_PREFIX}${deviceId}`;
 }
 
 function aad(publicKey: string): Uint8Array<ArrayBuffer> {
@@ -33,6 +68,10 @@ function aad(publicKey: string): Uint8Array<ArrayBuffer> {
 
 function publicInfo(d: StoredDevice): DeviceInfo {
   return { publicKey: d.publicKey, deviceId: d.deviceId, name: d.name, createdAt: d.createdAt };
+}
+
+function isKnownRecord(d: StoredDevice | undefined): d is StoredDevice {
+  return d !== undefined && (d.v === 1 || (d.v === 2 && d.store === 'keystore'));
 }
 
 export function checkDeviceName(name: string): string {
@@ -45,12 +84,21 @@ export function checkDeviceName(name: string): string {
 
 export async function loadDevice(): Promise<DeviceInfo | null> {
   const d = await storeGet<StoredDevice>(KEY);
-  return d && d.v === 1 ? publicInfo(d) : null;
+  return isKnownRecord(d) ? publicInfo(d) : null;
 }
 
 /** Makes the device key on first start. Refuses to replace an existing key. */
 export async function createDevice(name: string): Promise<DeviceInfo> {
   const deviceName = checkDeviceName(name);
+  if (!isNativePlatform()) return createWebDevice(deviceName);
+  if (!hasNativeSecureStorage()) {
+    // Never fall back to IndexedDB on a phone: a build without the plugin is a packaging mistake.
+    throw new QrauthError('QRA_ERR_CONFIG', 'this build of the app cannot reach the phone keystore (its secure storage plugin is missing), so it makes no device key');
+  }
+  return createNativeDevice(deviceName);
+}
+
+async function createWebDevice(deviceName: string): Promise<DeviceInfo> {
   const seed = webCrypto.randomBytes(32);
   try {
     const pub = webCrypto.ed25519FromSeed(seed).publicKey;
@@ -58,11 +106,63 @@ export async function createDevice(name: string): Promise<DeviceInfo> {
     const wrapKey = await crypto.subtle.generateKey({ name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']);
     const iv = new Uint8Array(webCrypto.randomBytes(12));
     const sealed = await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: aad(publicKey) }, wrapKey, new Uint8Array(seed));
-    const stored: StoredDevice = { v: 1, publicKey, deviceId: keyId(webCrypto, pub), name: deviceName, createdAt: Date.now(), wrapKey, iv, sealed };
+    const stored: WebStoredDevice = { v: 1, publicKey, deviceId: keyId(webCrypto, pub), name: deviceName, createdAt: Date.now(), wrapKey, iv, sealed };
     if (!(await storeAdd(KEY, stored))) throw new QrauthError('QRA_ERR_CONFIG', 'this phone already has a device key');
     return publicInfo(stored);
   } finally {
     seed.fill(0);
+  }
+}
+
+/**
+ * The seed goes to the keystore first, then the public part to IndexedDB with add-only semantics.
+ * A failure at either step removes the seed again, so no half-made key stays behind; the seed's
+ * entry name is unique to this key, so undoing it can never touch another key's entry.
+ */
+async function createNativeDevice(deviceName: string): Promise<DeviceInfo> {
+  if ((await storeGet<StoredDevice>(KEY)) !== undefined) throw new QrauthError('QRA_ERR_CONFIG', 'this phone already has a device key');
+  const seed = webCrypto.randomBytes(32);
+  try {
+    const pub = webCrypto.ed25519FromSeed(seed).publicKey;
+    const stored: NativeStoredDevice = { v: 2, store: 'keystore', publicKey: toB64url(pub), deviceId: keyId(webCrypto, pub), name: deviceName, createdAt: Date.now() };
+    const secret = seedSecretName(stored.deviceId);
+    const undo = () => secretDelete(secret).catch(() => false);
+    try {
+      await secretPut(secret, seed);
+    } catch (cause) {
+      await undo(); // a failed write may still have left a keystore key or entry behind
+      throw new QrauthError('QRA_ERR_INTERNAL', `the device key could not be saved: ${(cause as Error).message}`, { cause });
+    }
+    let added: boolean;
+    try {
+      added = await storeAdd(KEY, stored);
+    } catch (cause) {
+      await undo();
+      throw cause;
+    }
+    if (!added) {
+      await undo();
+      throw new QrauthError('QRA_ERR_CONFIG', 'this phone already has a device key');
+    }
+    await removeOrphanSeeds(secret);
+    return publicInfo(stored);
+  } finally {
+    seed.fill(0);
+  }
+}
+
+/**
+ * iOS keeps Keychain items when an app is deleted, so a reinstalled app can find the seed of an
+ * earlier install, which nothing refers to any more (its IndexedDB went with the app). Removed
+ * once a new key is in place; best effort, since a leftover entry is unused, not a fault.
+ */
+async function removeOrphanSeeds(current: string): Promise<void> {
+  try {
+    for (const name of await secretKeys()) {
+      if (name.startsWith(SEED_SECRET_PREFIX) && name !== current) await secretDelete(name);
+    }
+  } catch {
+    // ignored: see above
   }
 }
 
@@ -74,22 +174,42 @@ export async function renameDevice(name: string): Promise<DeviceInfo> {
   return publicInfo(next);
 }
 
+async function unsealWebSeed(d: WebStoredDevice): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: new Uint8Array(d.iv), additionalData: aad(d.publicKey) }, d.wrapKey, d.sealed));
+  } catch (cause) {
+    throw new DeviceKeyError('QRA_ERR_INTERNAL', 'the device key on this phone cannot be unlocked (the store was changed)', { cause });
+  }
+}
+
+async function readKeystoreSeed(d: NativeStoredDevice): Promise<Uint8Array> {
+  let seed: Uint8Array | null;
+  try {
+    seed = await secretGet(seedSecretName(d.deviceId));
+  } catch (cause) {
+    // Most likely transient (iOS refuses Keychain reads while the phone is locked).
+    throw new DeviceKeyError('QRA_ERR_INTERNAL', `the device key could not be read: ${(cause as Error).message}; unlock the phone and try again`, { cause });
+  }
+  if (seed === null) {
+    // What a restored backup looks like: IndexedDB came back, the keystore entry cannot.
+    throw new DeviceKeyError('QRA_ERR_CONFIG', `the device key is missing from this phone's keystore (was the app's data restored from a backup?) — ${SET_UP_AGAIN}`);
+  }
+  return seed;
+}
+
 /**
- * Runs `use` with the seed decrypted, then wipes it. The seed never leaves this call; the
- * callback must not keep it.
+ * Runs `use` with the seed, then wipes it. The seed never leaves this call; the callback must
+ * not keep it. Throws DeviceKeyError when the key cannot be used.
  */
 export async function withDeviceSeed<T>(use: (seed: Uint8Array, device: DeviceInfo) => T | Promise<T>): Promise<T> {
   const d = await storeGet<StoredDevice>(KEY);
-  if (!d) throw new QrauthError('QRA_ERR_CONFIG', 'this phone has no device key yet; open the app to make one');
-  let seed: Uint8Array;
+  if (!isKnownRecord(d)) throw new DeviceKeyError('QRA_ERR_CONFIG', 'this phone has no device key yet; open the app to make one');
+  const seed = d.v === 2 ? await readKeystoreSeed(d) : await unsealWebSeed(d);
   try {
-    seed = new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: new Uint8Array(d.iv), additionalData: aad(d.publicKey) }, d.wrapKey, d.sealed));
-  } catch (cause) {
-    throw new QrauthError('QRA_ERR_INTERNAL', 'the device key on this phone cannot be unlocked (the store was changed)', { cause });
-  }
-  try {
-    if (toB64url(webCrypto.ed25519FromSeed(seed).publicKey) !== d.publicKey) {
-      throw new QrauthError('QRA_ERR_INTERNAL', 'the device key on this phone does not match its public key');
+    if (seed.length !== 32 || toB64url(webCrypto.ed25519FromSeed(seed).publicKey) !== d.publicKey) {
+      throw d.v === 2
+        ? new DeviceKeyError('QRA_ERR_CONFIG', `the device key in this phone's keystore does not match this phone's public key — ${SET_UP_AGAIN}`)
+        : new DeviceKeyError('QRA_ERR_INTERNAL', 'the device key on this phone does not match its public key');
     }
     return await use(seed, publicInfo(d));
   } finally {
