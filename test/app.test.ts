@@ -217,7 +217,7 @@ test.serial('a login QR from a host this phone never enrolled with: "unknown hos
   t.deepEqual(stack.relay!.metrics.forwarded, before.forwarded, 'the relay forwarded nothing');
 });
 
-test.serial('a hostile relay hands over login details not signed by the host: "Signature check failed", no Approve, no decision sent', async (t) => {
+test.serial('a hostile relay hands over login details not signed by the host: "Signature check failed", no Approve, no offline code, no decision sent', async (t) => {
   const host = stack.agent.agent.host;
   const forger = nodeCrypto.ed25519FromSeed(nodeCrypto.randomBytes(32)); // a key that is not the host's
   const contextRequests: Array<{ hostId: string; sid: string }> = [];
@@ -284,6 +284,12 @@ test.serial('a hostile relay hands over login details not signed by the host: "S
   t.is(await shown('approve').count(), 0);
   t.is(await shown('deny').count(), 0);
   t.is(await p.getByRole('button', { name: /^Approve/ }).count(), 0);
+  // Nor the offline code: it would let the person finish a login whose details could not be verified.
+  t.regex(text, /The offline code is hidden because this login could not be verified\./);
+  t.true(await shown('offline-code-hidden').isVisible());
+  t.is(await shown('offline-code-box').count(), 0, 'no offline code box');
+  t.is(await shown('offline-code').count(), 0, 'no offline code digits');
+  t.notRegex((await p.locator('.ion-page:not(.ion-page-hidden)').last().innerText()) ?? '', /\b\d{4} \d{4}\b/, 'no 8-digit code anywhere on the page');
   await p.screenshot({ path: artifactPath('bad-signature-360.png') });
   await p.waitForTimeout(500); // give a stray decision time to arrive
   t.is(decisions.length, 0, 'the hostile relay received no decision');

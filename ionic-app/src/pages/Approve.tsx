@@ -7,6 +7,7 @@ import { Countdown, useSecondsLeft } from '../components/Countdown';
 import { OfflineCode } from '../components/OfflineCode';
 import { Page } from '../components/Page';
 import { Warning } from '../components/Warning';
+import { DeviceKeyError } from '../data/device-key';
 import { type ScannedLogin, fetchLoginContext, loginOfflineCode, resolveLogin, sendDecision } from '../data/qrauth';
 import { addHistory } from '../data/store';
 
@@ -14,6 +15,8 @@ type Lookup =
   | { state: 'loading' }
   | { state: 'unknown-host' }
   | { state: 'invalid'; message: string }
+  /** The device key cannot be used (e.g. gone from the keystore): nothing can be signed or sent. */
+  | { state: 'no-key'; message: string }
   | { state: 'found'; login: ScannedLogin };
 
 type ContextState =
@@ -24,7 +27,12 @@ type ContextState =
   | { state: 'signature'; message: string }
   | { state: 'error'; message: string };
 
-type Sent = { state: 'idle' } | { state: 'sending'; decision: 'approve' | 'deny' } | { state: 'done'; decision: 'approve' | 'deny'; ack: DecisionAck } | { state: 'unsent'; message: string };
+type Sent =
+  | { state: 'idle' }
+  | { state: 'sending'; decision: 'approve' | 'deny' }
+  | { state: 'done'; decision: 'approve' | 'deny'; ack: DecisionAck }
+  | { state: 'unsent'; message: string }
+  | { state: 'no-key'; message: string };
 
 function contextError(e: unknown): ContextState {
   const message = e instanceof Error ? e.message : String(e);
@@ -34,7 +42,11 @@ function contextError(e: unknown): ContextState {
   return { state: 'error', message };
 }
 
-/** Who is logging in where, from where; Approve / Deny; the offline code always visible. */
+/**
+ * Who is logging in where, from where; Approve / Deny; the offline code, always visible except
+ * when the login details fail their signature check (then it could complete a login whose
+ * details nobody could verify).
+ */
 export default function Approve() {
   const { scanned } = useAppState();
   const router = useIonRouter();
@@ -72,12 +84,21 @@ export default function Approve() {
         return;
       }
       if (gen !== generation.current) return;
+      // The code first: it needs no network, so it shows even when nothing else will. It is also
+      // the first use of the device key: a key that cannot be used stops everything here, before
+      // anything is sent (the relay handshake would need the key too).
+      let offlineCode: string | null = null;
+      try {
+        offlineCode = await loginOfflineCode(login);
+      } catch (e) {
+        if (e instanceof DeviceKeyError) {
+          if (gen === generation.current) setLookup({ state: 'no-key', message: e.message });
+          return;
+        }
+      }
+      if (gen !== generation.current) return;
       setLookup({ state: 'found', login });
-      // The code first: it needs no network, so it shows even when nothing else will.
-      loginOfflineCode(login).then(
-        (c) => gen === generation.current && setCode(c),
-        () => {},
-      );
+      setCode(offlineCode);
       await loadContext(login, gen);
     })();
   }, [scanned, loadContext]);
@@ -99,6 +120,10 @@ export default function Approve() {
     } catch (e) {
       const message = (e as Error).message;
       if (gen !== generation.current) return;
+      if (e instanceof DeviceKeyError) {
+        setSent({ state: 'no-key', message }); // nothing was signed, so nothing was sent
+        return;
+      }
       setSent({ state: 'unsent', message });
       await addHistory({ ...base, outcome: 'unsent', detail: message });
     }
@@ -116,6 +141,9 @@ export default function Approve() {
   }
 
   const offline = context.state === 'offline' || sent.state === 'unsent';
+  // A context not signed by the enrolled host key means someone is tampering with this login:
+  // the code would let the person finish a login whose details could not be verified.
+  const codeHidden = context.state === 'signature';
   return (
     <Page title="Approve login" back="/scan" testId="page-approve">
       {lookup.state === 'loading' ? <IonSpinner aria-label="Reading the code" /> : null}
@@ -126,6 +154,11 @@ export default function Approve() {
         </Warning>
       ) : null}
       {lookup.state === 'invalid' ? <Warning kind="error" title="Not a valid login code">{lookup.message}</Warning> : null}
+      {lookup.state === 'no-key' ? (
+        <Warning kind="error" title="This phone's device key cannot be used">
+          {lookup.message}. Nothing was sent.
+        </Warning>
+      ) : null}
 
       {lookup.state === 'found' ? (
         <>
@@ -140,7 +173,7 @@ export default function Approve() {
               </div>
             </Warning>
           ) : null}
-          {offline ? <OfflineCode code={code} prominent /> : null}
+          {offline && !codeHidden ? <OfflineCode code={code} prominent /> : null}
 
           {context.state === 'loading' ? (
             <p className="loading" role="status">
@@ -153,6 +186,7 @@ export default function Approve() {
           {context.state === 'signature' ? (
             <Warning kind="signature" title="Signature check failed: do not approve">
               {context.message}. Someone between this phone and the host may be tampering with the login.
+              <p data-testid="offline-code-hidden">The offline code is hidden because this login could not be verified.</p>
             </Warning>
           ) : null}
           {context.state === 'error' ? <Warning kind="error" title="The host refused">{context.message}</Warning> : null}
@@ -183,6 +217,10 @@ export default function Approve() {
                     {sent.ack.message}
                   </Warning>
                 )
+              ) : sent.state === 'no-key' ? (
+                <Warning kind="error" title="This phone's device key cannot be used">
+                  {sent.message}. Nothing was sent.
+                </Warning>
               ) : (
                 <div className="decision-buttons">
                   <IonButton
@@ -212,7 +250,7 @@ export default function Approve() {
             </section>
           ) : null}
 
-          {!offline ? <OfflineCode code={code} prominent={false} /> : null}
+          {!offline && !codeHidden ? <OfflineCode code={code} prominent={false} /> : null}
         </>
       ) : null}
     </Page>

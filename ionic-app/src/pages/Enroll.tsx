@@ -4,11 +4,12 @@ import { type EnrollAck } from '../../../protocol/src/index.js';
 import { useAppState } from '../AppState';
 import { Page } from '../components/Page';
 import { Warning } from '../components/Warning';
+import { DeviceKeyError } from '../data/device-key';
 import { type EnrollOffer, prepareEnroll, sendEnroll } from '../data/qrauth';
 
 type Step =
   | { state: 'loading' }
-  | { state: 'invalid'; message: string }
+  | { state: 'invalid'; message: string; title: string }
   | { state: 'ready'; offer: EnrollOffer }
   | { state: 'sending'; offer: EnrollOffer }
   | { state: 'done'; offer: EnrollOffer; ack: EnrollAck }
@@ -25,7 +26,9 @@ export default function Enroll() {
     setStep({ state: 'loading' });
     prepareEnroll(scanned).then(
       (offer) => setStep({ state: 'ready', offer }),
-      (e: Error) => setStep({ state: 'invalid', message: e.message }),
+      // The fingerprint is the first use of the device key: a key that cannot be used shows here.
+      (e: Error) =>
+        setStep({ state: 'invalid', message: e.message, title: e instanceof DeviceKeyError ? "This phone's device key cannot be used" : 'Not a valid enrollment code' }),
     );
   }, [scanned]);
 
@@ -52,7 +55,7 @@ export default function Enroll() {
   return (
     <Page title="Enroll with a host" back="/scan" testId="page-enroll">
       {step.state === 'loading' ? <IonSpinner aria-label="Reading the code" /> : null}
-      {step.state === 'invalid' ? <Warning kind="error" title="Not a valid enrollment code">{step.message}</Warning> : null}
+      {step.state === 'invalid' ? <Warning kind="error" title={step.title}>{step.message}</Warning> : null}
       {offer ? (
         <>
           <dl className="context-facts">

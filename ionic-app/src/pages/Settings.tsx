@@ -68,7 +68,7 @@ export default function Settings() {
         <IonItem>
           <IonLabel>
             <h2>Public key</h2>
-            <p className="mono">{device?.publicKey}</p>
+            <p className="mono" data-testid="device-public-key">{device?.publicKey}</p>
           </IonLabel>
         </IonItem>
       </IonList>

@@ -1,0 +1,530 @@
+/**
+ * The phone app as a native (Capacitor, Android) app, in real Chromium: the device seed lives in
+ * the platform keystore through @aparajita/capacitor-secure-storage, never in IndexedDB or
+ * localStorage, and a real login is approved with it (real relay → agent → sshd with pam_qrauth).
+ *
+ * No Android runtime runs here (no SDK; the Capacitor 8 CLI needs Node 22), so only the native
+ * side of the bridge is simulated, the way a Capacitor 8 Android shell sets up its WebView:
+ *
+ * - `window.androidBridge` with `postMessage(json)` / `onmessage`, what MessageHandler.java gets
+ *   from WebViewCompat.addWebMessageListener(webView, "androidBridge", …); a message goes to the
+ *   fake native side in this process (a Playwright binding), whose answer comes back as a
+ *   message event on `androidBridge.onmessage`, as JavaScriptReplyProxy.postMessage delivers it;
+ * - at document start (WebViewCompat.addDocumentStartJavaScript → page.addInitScript), the
+ *   script JSInjector.getScriptString() builds: the global `window.Capacitor`, WEBVIEW_SERVER_URL,
+ *   the real native-bridge.js shipped in @capacitor/android, and the plugin JS with
+ *   `Capacitor.PluginHeaders` generated as JSExport.getPluginJS() does, from the @PluginMethod
+ *   methods of the plugin's own SecureStorage.java (and of Capacitor's Plugin.java).
+ *
+ * So the app's @capacitor/core sees an Android platform, routes the plugin's internal* calls
+ * through `Capacitor.nativePromise` exactly as on a phone, and the fake keystore below stands for
+ * what SecureStorage.java keeps (its decrypted view: key → data), readable by the tests. It lives
+ * in this process, like a real keystore outside the WebView: it survives a page reload, and it is
+ * nowhere in the page's storage.
+ *
+ * The camera is not used: on a native platform the barcode scanner plugin would call native code
+ * this shell does not simulate, so codes go in through the Scan page's paste field (the same
+ * path as a scan once the text is read).
+ */
+import test from 'ava';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { nodeCrypto } from '../protocol/src/crypto-node.js';
+import { fromB64url, keyId, toB64url } from '../protocol/src/index.js';
+import { APP_DIST, artifactPath, blankFrame, ensureAppBuilt, launchChromium, newAppContext, writeY4m } from './support/browser.js';
+import { ENROLL_RE, qrauthCli } from './support/enroll.js';
+import { runInPty } from './support/pty.js';
+import { sshArgs } from './support/sshd.js';
+import { ALICE, LOGIN_PAYLOAD_RE, type Stack, startStack } from './support/stack.js';
+import { ROOT, isRoot } from './support/system.js';
+
+// ---- the simulated native side of a Capacitor 8 Android shell ----
+
+const CAPACITOR_ANDROID = join(ROOT, 'node_modules/@capacitor/android/capacitor/src/main');
+const SECURE_STORAGE = join(ROOT, 'node_modules/@aparajita/capacitor-secure-storage');
+const SECURE_STORAGE_JAVA = join(SECURE_STORAGE, 'android/src/main/java/com/aparajita/capacitor/securestorage/SecureStorage.java');
+/** The app's key prefix for its keystore entries (platform.ts) and its seed entries' names (device-key.ts). */
+const SEED_ENTRY = /^qrauth_device-seed-([A-Za-z0-9_-]{22})$/;
+/** KeychainAccess.whenUnlockedThisDeviceOnly in the plugin's definitions (what the iOS side reads). */
+const WHEN_UNLOCKED_THIS_DEVICE_ONLY = 1;
+
+interface PluginMethodHeader {
+  name: string;
+  rtype?: 'promise' | 'callback';
+}
+
+/** The @PluginMethod methods of a plugin's Java source, as PluginHandle indexes them. */
+function pluginMethods(javaSource: string): PluginMethodHeader[] {
+  const out: PluginMethodHeader[] = [];
+  const re = /@PluginMethod(?:\(\s*returnType\s*=\s*PluginMethod\.RETURN_(\w+)\s*\))?\s+(?:@\w+\s+)*public\s+void\s+(\w+)\s*\(/g;
+  for (const m of javaSource.matchAll(re)) {
+    const rtype = (m[1] ?? 'PROMISE').toLowerCase();
+    // JSExport.createPluginMethodHeader: no rtype for RETURN_NONE.
+    out.push(rtype === 'none' ? { name: m[2]! } : { name: m[2]!, rtype: rtype as 'promise' | 'callback' });
+  }
+  return out;
+}
+
+/** JSExport.getPluginJS(): the per-plugin stubs and window.Capacitor.PluginHeaders. */
+function pluginJs(plugins: Array<{ id: string; methods: PluginMethodHeader[] }>): string {
+  const lines = ['// Begin: Capacitor Plugin JS'];
+  for (const { id, methods } of plugins) {
+    lines.push(
+      `(function(w) {\nvar a = (w.Capacitor = w.Capacitor || {});\nvar p = (a.Plugins = a.Plugins || {});\nvar t = (p['${id}'] = {});\n` +
+        `t.addListener = function(eventName, callback) {\n  return w.Capacitor.addListener('${id}', eventName, callback);\n}`,
+    );
+    for (const m of methods) {
+      if (m.name === 'addListener' || m.name === 'removeListener') continue;
+      if (m.rtype === 'promise') lines.push(`t['${m.name}'] = function(_options) {\nreturn w.Capacitor.nativePromise('${id}', '${m.name}', _options)\n}`);
+      else if (m.rtype === 'callback') lines.push(`t['${m.name}'] = function(_options, _callback) {\nreturn w.Capacitor.nativeCallback('${id}', '${m.name}', _options, _callback)\n}`);
+      else lines.push(`t['${m.name}'] = function(_options) {\nreturn w.Capacitor.nativeCallback('${id}', '${m.name}', _options)\n}`);
+    }
+    lines.push('})(window);\n');
+  }
+  return `${lines.join('\n')}\nwindow.Capacitor.PluginHeaders = ${JSON.stringify(plugins.map((p) => ({ name: p.id, methods: p.methods })))};`;
+}
+
+const NATIVE_BINDING = '__qrauthFakeAndroidNative';
+
+/** What the WebView injects before any page script: androidBridge, then JSInjector's script. */
+function androidShellScript(serverUrl: string): string {
+  const securePlugin = {
+    id: 'SecureStorage',
+    methods: [...pluginMethods(readFileSync(SECURE_STORAGE_JAVA, 'utf8')), ...pluginMethods(readFileSync(join(CAPACITOR_ANDROID, 'java/com/getcapacitor/Plugin.java'), 'utf8'))],
+  };
+  const androidBridge = `(() => {
+  const bridge = {
+    onmessage: null,
+    postMessage(message) {
+      if (typeof message !== 'string') throw new TypeError('androidBridge.postMessage takes a string');
+      window.${NATIVE_BINDING}(message).then((reply) => {
+        if (reply !== null && typeof bridge.onmessage === 'function') bridge.onmessage(new MessageEvent('message', { data: reply }));
+      });
+    },
+  };
+  Object.defineProperty(window, 'androidBridge', { value: bridge, enumerable: true });
+})();`;
+  return [
+    androidBridge,
+    // JSExport.getGlobalJS (a release build: not debug, no bridge logging)
+    'window.Capacitor = { DEBUG: false, isLoggingEnabled: false, Plugins: {} };',
+    `window.WEBVIEW_SERVER_URL = ${JSON.stringify(serverUrl)};`,
+    readFileSync(join(CAPACITOR_ANDROID, 'assets/native-bridge.js'), 'utf8'),
+    // Only the plugin the app calls natively; a real shell also lists Capacitor's own (WebView, CapacitorHttp…).
+    pluginJs([securePlugin]),
+  ].join('\n\n');
+}
+
+interface NativeCall {
+  pluginId: string;
+  methodName: string;
+  options: Record<string, unknown>;
+}
+
+/**
+ * The native half: MessageHandler.postMessage → the SecureStorage plugin → sendResponseMessage.
+ * `keystore` is SecureStorage.java's store as the plugin reads it back (prefixed key → data).
+ */
+class FakeAndroidNative {
+  readonly keystore = new Map<string, string>();
+  readonly calls: NativeCall[] = [];
+  /** Calls no native code answered (unknown method): they would hang on a phone. */
+  readonly unanswered: string[] = [];
+  /** Makes internalSetItem fail as the Keystore can (KeyStoreException osError). */
+  failSets = false;
+  /** Holds internalSetItem until the test lets it go. */
+  holdSets: Promise<void> | null = null;
+
+  async receive(json: string): Promise<string | null> {
+    const msg = JSON.parse(json) as { callbackId: string; pluginId: string; methodName: string; options?: Record<string, unknown>; type?: string };
+    if (msg.type === 'js.error' || msg.type === 'cordova') return null;
+    const call: NativeCall = { pluginId: msg.pluginId, methodName: msg.methodName, options: msg.options ?? {} };
+    this.calls.push(call);
+    const base = { save: false, callbackId: msg.callbackId, pluginId: msg.pluginId, methodName: msg.methodName };
+    const reply = (r: { data?: unknown } | { error: { message: string; code?: string } }) =>
+      msg.callbackId === '-1' ? null : JSON.stringify({ ...base, ...('error' in r ? { success: false, error: r.error } : { success: true, ...(r.data !== undefined ? { data: r.data } : {}) }) });
+    if (msg.pluginId !== 'SecureStorage') return reply({ error: { message: `unable to find plugin : ${msg.pluginId}` } });
+    const o = call.options;
+    const key = typeof o.prefixedKey === 'string' && o.prefixedKey !== '' ? o.prefixedKey : null;
+    const prefix = typeof o.prefix === 'string' && o.prefix.trim() !== '' ? o.prefix : null;
+    switch (msg.methodName) {
+      case 'internalSetItem':
+        if (!key) return reply({ error: { message: 'Missing or empty key param', code: 'missingKey' } });
+        if (typeof o.data !== 'string') return reply({ error: { message: 'The data in the store is in an invalid format', code: 'invalidData' } });
+        if (this.holdSets) await this.holdSets;
+        if (this.failSets) return reply({ error: { message: 'An OS error occurred (ProviderException)', code: 'osError' } });
+        this.keystore.set(key, o.data);
+        return reply({});
+      case 'internalGetItem':
+        if (!key) return reply({ error: { message: 'Missing or empty key param', code: 'missingKey' } });
+        return reply({ data: { data: this.keystore.get(key) ?? null } });
+      case 'internalRemoveItem':
+        if (!key) return reply({ error: { message: 'Missing or empty key param', code: 'missingKey' } });
+        return reply({ data: { success: this.keystore.delete(key) } });
+      case 'internalGetPrefixedKeys':
+        if (!prefix) return reply({ error: { message: 'Missing or empty prefix param', code: 'missingPrefix' } });
+        return reply({ data: { keys: [...this.keystore.keys()].filter((k) => k.startsWith(prefix)) } });
+      case 'internalClearItemsWithPrefix':
+        if (!prefix) return reply({ error: { message: 'Missing or empty prefix param', code: 'missingPrefix' } });
+        for (const k of [...this.keystore.keys()]) if (k.startsWith(prefix)) this.keystore.delete(k);
+        return reply({});
+      default:
+        // PluginHandle.invoke throws InvalidPluginMethodException: logged, never answered.
+        this.unanswered.push(`${msg.pluginId}.${msg.methodName}`);
+        return null;
+    }
+  }
+
+  seedEntries(): Array<{ name: string; deviceId: string; data: string }> {
+    return [...this.keystore].flatMap(([name, data]) => {
+      const m = SEED_ENTRY.exec(name);
+      return m ? [{ name, deviceId: m[1]!, data }] : [];
+    });
+  }
+}
+
+/** A fresh phone (its own storage) running the app as a native Android app. */
+async function newNativePhone(b: Browser, origin: string): Promise<{ context: BrowserContext; page: Page; native: FakeAndroidNative; errors: string[] }> {
+  const native = new FakeAndroidNative();
+  const context = await newAppContext(b, origin);
+  await context.exposeBinding(NATIVE_BINDING, (_source, json: string) => native.receive(json));
+  await context.addInitScript({ content: androidShellScript(origin) });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  return { context, page, native, errors };
+}
+
+// ---- what the page keeps: every IndexedDB value, localStorage and sessionStorage ----
+
+interface StorageDump {
+  idb: Array<{ db: string; store: string; key: string; value: unknown }>;
+  local: Array<[string, string]>;
+  session: Array<[string, string]>;
+}
+
+// Page-side code as a string: this file is type-checked without the DOM library. Binary values
+// become {$binary: hex}, CryptoKeys {$cryptoKey: …}, so nothing is lost in JSON.
+const DUMP_STORAGE = `(async () => {
+  const asked = (req) => new Promise((resolve, reject) => { req.onsuccess = () => resolve(req.result); req.onerror = () => reject(req.error); });
+  const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  const walk = (v) => {
+    if (v instanceof ArrayBuffer) return { $binary: hex(new Uint8Array(v)) };
+    if (ArrayBuffer.isView(v)) return { $binary: hex(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)) };
+    if (typeof CryptoKey !== 'undefined' && v instanceof CryptoKey) return { $cryptoKey: { type: v.type, extractable: v.extractable, algorithm: v.algorithm.name } };
+    if (v instanceof Blob) return { $blob: v.size };
+    if (v instanceof Date) return { $date: v.toISOString() };
+    if (Array.isArray(v)) return v.map(walk);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+    return v;
+  };
+  const idb = [];
+  for (const info of await indexedDB.databases()) {
+    const db = await asked(indexedDB.open(info.name));
+    for (const store of Array.from(db.objectStoreNames)) {
+      const os = db.transaction(store, 'readonly').objectStore(store);
+      const [keys, values] = await Promise.all([asked(os.getAllKeys()), asked(os.getAll())]);
+      keys.forEach((key, i) => idb.push({ db: info.name, store, key: String(key), value: walk(values[i]) }));
+    }
+    db.close();
+  }
+  const entries = (s) => Array.from({ length: s.length }, (_, i) => [s.key(i), s.getItem(s.key(i))]);
+  return JSON.stringify({ idb, local: entries(localStorage), session: entries(sessionStorage) });
+})()`;
+
+async function dumpStorage(p: Page): Promise<StorageDump> {
+  return JSON.parse((await p.evaluate(DUMP_STORAGE)) as string) as StorageDump;
+}
+
+function putIndexedDb(key: string, value: unknown): string {
+  return `new Promise((resolve, reject) => {
+    const open = indexedDB.open('qrauth', 1);
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const tx = open.result.transaction('kv', 'readwrite');
+      tx.objectStore('kv').put(${JSON.stringify(value)}, ${JSON.stringify(key)});
+      tx.oncomplete = () => { open.result.close(); resolve(true); };
+      tx.onerror = () => reject(tx.error);
+    };
+  })`;
+}
+
+// ---- the stack and the phone the serial tests share ----
+
+let stack: Stack;
+let browser: Browser;
+let phone: Awaited<ReturnType<typeof newNativePhone>>;
+let page: Page;
+let camDir: string;
+/** Filled by the first-start test. */
+let device: { deviceId: string; publicKey: string; seedB64: string } | null = null;
+let enrolled = false;
+
+test.before(async () => {
+  if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
+  ensureAppBuilt();
+  stack = await startStack({ agent: { expirySeconds: 60 }, relayOptions: { staticDir: APP_DIST } });
+  camDir = mkdtempSync(join(tmpdir(), 'qrcam-'));
+  const camFile = join(camDir, 'camera.y4m');
+  writeY4m(camFile, blankFrame()); // launchChromium wants a camera; these tests paste instead
+  browser = await launchChromium(camFile);
+  phone = await newNativePhone(browser, stack.relay!.url);
+  page = phone.page;
+});
+
+test.afterEach.always(async (t) => {
+  if (t.passed || !page) return;
+  const name = t.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+  await page.screenshot({ path: artifactPath(`failed-native-${name}.png`) }).catch(() => {});
+  t.log(`visible page text: ${(await page.locator('.ion-page:not(.ion-page-hidden)').last().innerText().catch(() => '?')).slice(0, 800)}`);
+  t.log(`native calls: ${phone.native.calls.map((c) => c.methodName).join(', ')}`);
+});
+
+test.after.always(async () => {
+  await browser?.close();
+  await stack?.close();
+  if (camDir) rmSync(camDir, { recursive: true, force: true });
+});
+
+function visible(testId: string, p: Page = page) {
+  return p.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${testId}"]`);
+}
+
+/** An element of one page (pages still sliding out of view keep their elements for a moment). */
+function onPage(pageId: string, testId: string) {
+  return page.locator(`.ion-page:not(.ion-page-hidden)[data-testid="${pageId}"] [data-testid="${testId}"]`);
+}
+
+/** Types a QRA1/QRE1 code into the Scan page's paste field, as the scanner would hand it over. */
+async function pasteCode(text: string, p: Page = page): Promise<void> {
+  await p.getByTestId('tab-scan').click();
+  await p.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-scan"]').waitFor();
+  await visible('payload-input', p).locator('textarea').fill(text);
+  await visible('payload-submit', p).click();
+}
+
+async function startSsh(marker: string) {
+  const run = runInPty(sshArgs(stack.sshd.port, ALICE, `echo ${marker}`));
+  const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
+  await run.waitFor(/press Enter/);
+  return { run, payload: payload! };
+}
+
+const marker = () => `NATIVE_IN_${Math.random().toString(36).slice(2, 8)}`;
+const nativeCallsOf = (name: string) => phone.native.calls.filter((c) => c.methodName === name);
+
+test.serial('first start as a native app: the seed goes to the keystore plugin, IndexedDB and localStorage hold none of it', async (t) => {
+  // A leftover of an earlier install (iOS keeps Keychain items when an app is deleted), and an
+  // entry of some other plugin that the app must not touch.
+  phone.native.keystore.set(`qrauth_device-seed-${toB64url(nodeCrypto.randomBytes(16))}`, JSON.stringify(toB64url(nodeCrypto.randomBytes(32))));
+  phone.native.keystore.set('capacitor-storage_other', '"someone else\'s"');
+
+  await page.goto(`${stack.relay!.url}/`);
+  t.is(await page.evaluate('window.Capacitor.getPlatform()'), 'android', "the app's @capacitor/core sees an Android shell");
+  await page.getByTestId('page-welcome').waitFor();
+  await page.getByTestId('device-name-input').locator('input').fill('Alice native');
+  await page.getByTestId('create-device').click();
+  await page.getByTestId('page-scan').waitFor();
+
+  await page.getByTestId('tab-settings').click();
+  const deviceId = ((await visible('device-id').textContent()) ?? '').trim();
+  const publicKey = ((await visible('device-public-key').textContent()) ?? '').trim();
+  t.regex(deviceId, /^[A-Za-z0-9_-]{22}$/);
+
+  // The keystore: one seed, under this device's name; its Ed25519 public key is the one the app shows.
+  const seeds = phone.native.seedEntries();
+  t.is(seeds.length, 1, `keystore entries: ${[...phone.native.keystore.keys()].join(', ')}`);
+  const entry = seeds[0]!;
+  t.is(entry.deviceId, deviceId);
+  const seedB64 = JSON.parse(entry.data) as string; // the plugin stores JSON text
+  const seed = fromB64url(seedB64, 32);
+  const pub = nodeCrypto.ed25519FromSeed(seed).publicKey;
+  t.is(toB64url(pub), publicKey, "the keystore's seed is the key of the public key the app shows");
+  t.is(keyId(nodeCrypto, pub), deviceId);
+  t.is(phone.native.keystore.get('capacitor-storage_other'), '"someone else\'s"', "another plugin's entry is untouched");
+  // Stored with the strictest access that works for a foreground app, and never synced (iOS reads these).
+  const sets = nativeCallsOf('internalSetItem');
+  t.is(sets.length, 1);
+  t.is(sets[0]!.options.access, WHEN_UNLOCKED_THIS_DEVICE_ONLY);
+  t.is(sets[0]!.options.sync, false);
+  t.deepEqual(phone.native.unanswered, []);
+
+  // The page's own storage: the device's public part only; not one binary value, no key object,
+  // and the seed in no encoding anywhere.
+  const dump = await dumpStorage(page);
+  const record = dump.idb.find((r) => r.db === 'qrauth' && r.key === 'device');
+  t.truthy(record, JSON.stringify(dump.idb.map((r) => r.key)));
+  t.deepEqual(Object.keys(record!.value as object).sort(), ['createdAt', 'deviceId', 'name', 'publicKey', 'store', 'v']);
+  t.like(record!.value, { v: 2, store: 'keystore', publicKey, deviceId, name: 'Alice native' });
+  const all = JSON.stringify(dump);
+  t.false(all.includes('$binary'), 'no binary value in IndexedDB (no seed, no sealed blob, no IV)');
+  t.false(all.includes('$cryptoKey'), 'no wrapping key in IndexedDB');
+  for (const form of [seedB64, Buffer.from(seed).toString('hex'), Buffer.from(seed).toString('base64').replace(/=+$/, '')]) {
+    t.false(all.includes(form), 'the seed appears nowhere in IndexedDB, localStorage or sessionStorage');
+  }
+  t.deepEqual(dump.local.filter(([k]) => /^(capacitor-storage_|qrauth_)/.test(k)), [], "the plugin's web fallback (localStorage) was never used");
+  device = { deviceId, publicKey, seedB64 };
+  await page.screenshot({ path: artifactPath('native-settings-360.png') });
+});
+
+test.serial('after a reload the native app loads the same device and makes no new key', async (t) => {
+  if (!device) return t.fail('needs the first-start test');
+  const setsBefore = nativeCallsOf('internalSetItem').length;
+  await page.goto(`${stack.relay!.url}/`); // the app starts again
+  await page.getByTestId('page-scan').waitFor();
+  t.is(await page.getByTestId('page-welcome').count(), 0, 'no first-start screen');
+  await page.getByTestId('tab-settings').click();
+  t.is(((await visible('device-id').textContent()) ?? '').trim(), device.deviceId);
+  t.is(((await visible('device-public-key').textContent()) ?? '').trim(), device.publicKey);
+  t.is(nativeCallsOf('internalSetItem').length, setsBefore, 'nothing written to the keystore');
+  t.deepEqual(phone.native.seedEntries().map((e) => e.deviceId), [device.deviceId]);
+});
+
+test.serial('enroll with `qrauth enroll`, then approve a real ssh login: signed with the seed from the keystore, accepted by the agent', async (t) => {
+  if (!device) return t.fail('needs the first-start test');
+  const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
+  t.teardown(() => cli.kill());
+  const [enrollPayload] = await cli.waitFor(ENROLL_RE);
+  await pasteCode(enrollPayload!);
+  await visible('page-enroll').waitFor();
+  const shownOnPhone = ((await visible('enroll-fingerprint').textContent()) ?? '').trim();
+  await visible('enroll-send').click();
+  await visible('enroll-result').waitFor();
+  const [, shownOnHost] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+  t.is(shownOnHost, shownOnPhone);
+  await cli.waitFor(/Type y to enroll/);
+  cli.type('y\r');
+  t.is(await cli.exited, 0, cli.output);
+  const devices = readFileSync(join(stack.agent.dir, 'devices', ALICE), 'utf8');
+  t.true(devices.split('\n').some((l) => l.includes(device!.publicKey) && l.endsWith(' Alice native')), devices);
+  enrolled = true;
+
+  const reads = nativeCallsOf('internalGetItem').length;
+  const m = marker();
+  const { run, payload } = await startSsh(m);
+  t.teardown(() => run.kill());
+  await pasteCode(payload);
+  await visible('login-context').waitFor();
+  t.is(await visible('ctx-user').textContent(), ALICE);
+  t.is(await visible('ctx-host').textContent(), 'test-host');
+  t.regex((await visible('offline-code').textContent()) ?? '', /^\d{4} \d{4}$/);
+  await visible('approve').click();
+  await visible('decision-result').waitFor();
+  t.regex((await visible('decision-result').textContent()) ?? '', /Approved/);
+  await page.screenshot({ path: artifactPath('native-approved-360.png') });
+  run.type('\r');
+  await run.waitFor(new RegExp(m));
+  t.is(await run.exited, 0);
+  t.true(
+    stack.agent.logs.some((l) => /event=login .*how=phone result=approved/.test(l) && l.includes(`device=${device!.deviceId}`)),
+    'the agent accepted a decision signed by this device',
+  );
+  t.true(nativeCallsOf('internalGetItem').length > reads, 'the seed was read from the keystore');
+  t.deepEqual(phone.native.unanswered, []);
+});
+
+test.serial('the keystore entry is gone (an app restored from a backup): the app says so, sends nothing, approves nothing, does not crash', async (t) => {
+  if (!device || !enrolled) return t.fail('needs the enrollment test');
+  for (const e of phone.native.seedEntries()) phone.native.keystore.delete(e.name);
+  // The app starts again as after a restore: IndexedDB came back, the keystore entry did not.
+  await page.goto(`${stack.relay!.url}/`);
+  await page.getByTestId('page-scan').waitFor();
+  const before = structuredClone(stack.relay!.metrics.forwarded);
+  const approvedBefore = stack.agent.logs.filter((l) => /event=login .*result=approved/.test(l)).length;
+
+  const m = marker();
+  const { run, payload } = await startSsh(m);
+  t.teardown(() => run.kill());
+  await pasteCode(payload);
+  const warning = onPage('page-approve', 'warning-error');
+  await warning.waitFor();
+  const text = (await warning.textContent()) ?? '';
+  t.regex(text, /This phone's device key cannot be used/);
+  t.regex(text, /the device key is missing from this phone's keystore \(was the app's data restored from a backup\?\)/);
+  t.regex(text, /enroll this phone again/);
+  t.regex(text, /Nothing was sent/);
+  t.is(await visible('login-context').count(), 0);
+  t.is(await visible('approve').count(), 0);
+  t.is(await visible('deny').count(), 0);
+  t.is(await visible('offline-code-box').count(), 0, 'no code without the key');
+  await page.screenshot({ path: artifactPath('native-key-missing-360.png') });
+
+  // Enrolling cannot work either, and says why rather than "not a valid code".
+  const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
+  t.teardown(() => cli.kill());
+  const [enrollPayload] = await cli.waitFor(ENROLL_RE);
+  await pasteCode(enrollPayload!);
+  await visible('page-enroll').waitFor();
+  const enrollWarning = onPage('page-enroll', 'warning-error');
+  await enrollWarning.waitFor();
+  t.regex((await enrollWarning.textContent()) ?? '', /This phone's device key cannot be used.*missing from this phone's keystore/s);
+  t.is(await visible('enroll-send').count(), 0);
+
+  run.type('\r'); // the login waits for a verdict that never comes; nothing may approve it meanwhile
+  await page.waitForTimeout(1000);
+  t.false(run.output.includes(m), 'the login did not go through');
+  t.deepEqual(stack.relay!.metrics.forwarded, before, 'the relay forwarded nothing');
+  t.is(stack.agent.logs.filter((l) => /event=login .*result=approved/.test(l)).length, approvedBefore);
+  // The app keeps working and made no key behind the person's back.
+  await page.getByTestId('tab-settings').click();
+  t.is(((await visible('device-id').textContent()) ?? '').trim(), device.deviceId);
+  t.deepEqual(phone.native.seedEntries(), []);
+  t.deepEqual(phone.errors, [], 'no uncaught errors in the page');
+  t.deepEqual(phone.native.unanswered, []);
+});
+
+test.serial('a keystore write that fails leaves nothing behind, and the next try works', async (t) => {
+  const p = await newNativePhone(browser, stack.relay!.url);
+  t.teardown(() => p.context.close());
+  p.native.failSets = true;
+  await p.page.goto(`${stack.relay!.url}/`);
+  await p.page.getByTestId('create-device').click();
+  const warning = p.page.getByTestId('warning-error');
+  await warning.waitFor();
+  t.regex((await warning.textContent()) ?? '', /Cannot make the key.*could not be saved.*keystore/s);
+  t.deepEqual([...p.native.keystore.keys()], []);
+  t.true(nativeCallsOfPhone(p.native, 'internalRemoveItem') >= 1, 'the failed entry was removed');
+  t.is((await dumpStorage(p.page)).idb.find((r) => r.key === 'device'), undefined, 'no device record');
+
+  p.native.failSets = false;
+  await p.page.getByTestId('create-device').click();
+  await p.page.getByTestId('page-scan').waitFor();
+  t.is(p.native.seedEntries().length, 1);
+  t.deepEqual(p.errors, []);
+});
+
+test.serial('another start made the key while the seed was being stored: the seed is removed again, the other key stays', async (t) => {
+  const p = await newNativePhone(browser, stack.relay!.url);
+  t.teardown(() => p.context.close());
+  let release!: () => void;
+  p.native.holdSets = new Promise<void>((r) => (release = r));
+  await p.page.goto(`${stack.relay!.url}/`);
+  await p.page.getByTestId('create-device').click();
+  await t.notThrowsAsync(waitUntil(() => nativeCallsOfPhone(p.native, 'internalSetItem') === 1));
+  // Meanwhile (another window of the app, say) a device record appears in IndexedDB.
+  const winner = nodeCrypto.ed25519FromSeed(nodeCrypto.randomBytes(32)).publicKey;
+  const winnerRecord = { v: 2, store: 'keystore', publicKey: toB64url(winner), deviceId: keyId(nodeCrypto, winner), name: 'Other start', createdAt: Date.now() };
+  p.native.keystore.set(`qrauth_device-seed-${winnerRecord.deviceId}`, JSON.stringify('winner-seed-stand-in'));
+  await p.page.evaluate(putIndexedDb('device', winnerRecord));
+  release();
+  const warning = p.page.getByTestId('warning-error');
+  await warning.waitFor();
+  t.regex((await warning.textContent()) ?? '', /this phone already has a device key/);
+  t.deepEqual(p.native.seedEntries().map((e) => e.deviceId), [winnerRecord.deviceId], "only the other start's entry remains");
+  t.like((await dumpStorage(p.page)).idb.find((r) => r.key === 'device')?.value, { deviceId: winnerRecord.deviceId });
+  t.deepEqual(p.errors, []);
+});
+
+function nativeCallsOfPhone(native: FakeAndroidNative, name: string): number {
+  return native.calls.filter((c) => c.methodName === name).length;
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
