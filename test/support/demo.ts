@@ -41,15 +41,44 @@ async function main() {
   let pam: { remove(): void } | null = null;
   let phone: HeadlessPhone | null = null;
   let stopping = false;
+  // Everything the demo started goes, however it ends: the children run in their own process
+  // groups (so Ctrl-C reaches the demo first and it stops them in order), which means nothing
+  // else stops them if the demo dies, e.g. when its output pipe closes (`make demo | tee` and ^C).
+  let cleaned = false;
+  const cleanupSync = () => {
+    if (cleaned) return;
+    cleaned = true;
+    for (const pid of [sshd?.pid, ...children.map((c) => (c.exitCode === null ? c.pid : undefined))]) {
+      try {
+        if (pid) process.kill(pid, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+    }
+    try {
+      pam?.remove();
+    } catch {
+      /* best effort: a leftover /etc/pam.d file would be named sshd-qrauth-demo */
+    }
+    dir.remove();
+  };
+  process.on('exit', cleanupSync);
+  const say = (line: string) => {
+    try {
+      console.log(line);
+    } catch {
+      /* the terminal or pipe is gone; stopping matters more */
+    }
+  };
+  // A closed stdout (EPIPE) would otherwise throw from the next write, maybe inside stop().
+  process.stdout.on('error', () => void stop(1));
   const stop = async (code = 0) => {
     if (stopping) return;
     stopping = true;
-    console.log('\nStopping the demo...');
-    await phone?.close();
-    await sshd?.stop();
-    pam?.remove();
-    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-    dir.remove();
+    say('\nStopping the demo...');
+    await phone?.close().catch(() => {});
+    await sshd?.stop().catch(() => {});
+    cleanupSync();
     process.exit(code);
   };
   process.on('SIGINT', () => void stop());

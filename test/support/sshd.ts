@@ -13,6 +13,8 @@ export interface Sshd {
   service: string;
   /** sshd's own log (-e), for assertions and failure messages. */
   readonly log: string;
+  /** The listener's pid (or chroot's, which execs it), for a last synchronous kill at exit. */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -92,6 +94,7 @@ export async function startSshd(opts: { dir: string; service: string; sshdPath?:
       return {
         port,
         service: opts.service,
+        pid: child.pid!,
         get log() {
           return log;
         },
