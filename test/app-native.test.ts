@@ -134,8 +134,12 @@ class FakeAndroidNative {
   readonly unanswered: string[] = [];
   /** Makes internalSetItem fail as the Keystore can (KeyStoreException osError). */
   failSets = false;
+  /** Makes internalGetItem fail as a locked phone's keystore can (osError), for a while. */
+  failGets = false;
   /** Holds internalSetItem until the test lets it go. */
   holdSets: Promise<void> | null = null;
+  /** After this many reads of a seed entry, the entry is gone (read, then lost: a key vanishing mid-login). */
+  loseSeedAfterReads: number | null = null;
 
   async receive(json: string): Promise<string | null> {
     const msg = JSON.parse(json) as { callbackId: string; pluginId: string; methodName: string; options?: Record<string, unknown>; type?: string };
@@ -157,9 +161,13 @@ class FakeAndroidNative {
         if (this.failSets) return reply({ error: { message: 'An OS error occurred (ProviderException)', code: 'osError' } });
         this.keystore.set(key, o.data);
         return reply({});
-      case 'internalGetItem':
+      case 'internalGetItem': {
         if (!key) return reply({ error: { message: 'Missing or empty key param', code: 'missingKey' } });
-        return reply({ data: { data: this.keystore.get(key) ?? null } });
+        if (this.failGets) return reply({ error: { message: 'An OS error occurred (UserNotAuthenticatedException)', code: 'osError' } });
+        const data = this.keystore.get(key) ?? null;
+        if (data !== null && SEED_ENTRY.test(key) && this.loseSeedAfterReads !== null && --this.loseSeedAfterReads === 0) this.keystore.delete(key);
+        return reply({ data: { data } });
+      }
       case 'internalRemoveItem':
         if (!key) return reply({ error: { message: 'Missing or empty key param', code: 'missingKey' } });
         return reply({ data: { success: this.keystore.delete(key) } });
@@ -425,6 +433,40 @@ test.serial('enroll with `qrauth enroll`, then approve a real ssh login: signed 
   t.deepEqual(phone.native.unanswered, []);
 });
 
+test.serial('a keystore read that fails for now (a locked phone): "unlock and try again", no offer to replace the key, and it works once reads do', async (t) => {
+  if (!device || !enrolled) return t.fail('needs the enrollment test');
+  const entries = phone.native.seedEntries();
+  t.is(entries.length, 1);
+  const before = structuredClone(stack.relay!.metrics.forwarded);
+  phone.native.failGets = true;
+  t.teardown(() => (phone.native.failGets = false));
+  const m = marker();
+  const { run, payload } = await startSsh(m);
+  t.teardown(() => run.kill());
+  await pasteCode(payload);
+  const warning = onPage('page-approve', 'warning-error');
+  await warning.waitFor();
+  const text = (await warning.textContent()) ?? '';
+  t.regex(text, /This phone's device key cannot be used/);
+  t.regex(text, /unlock the phone and try again/);
+  t.is(await onPage('page-approve', 'replace-key').count(), 0, 'no offer to throw away a key that works after unlocking');
+  t.is(await visible('approve').count(), 0);
+  t.deepEqual(stack.relay!.metrics.forwarded, before, 'nothing was sent');
+  t.deepEqual(phone.native.seedEntries(), entries, 'the key is untouched');
+
+  // Unlocked: the same login scanned again is shown and approved with the same key.
+  phone.native.failGets = false;
+  await pasteCode(payload);
+  await visible('login-context').waitFor();
+  await visible('approve').click();
+  await visible('decision-result').waitFor();
+  t.regex((await visible('decision-result').textContent()) ?? '', /Approved/);
+  run.type('\r');
+  await run.waitFor(new RegExp(m));
+  t.is(await run.exited, 0);
+  t.deepEqual(phone.errors, []);
+});
+
 test.serial('the keystore entry is gone (an app restored from a backup): the app says so, sends nothing, approves nothing, does not crash', async (t) => {
   if (!device || !enrolled) return t.fail('needs the enrollment test');
   for (const e of phone.native.seedEntries()) phone.native.keystore.delete(e.name);
@@ -473,6 +515,193 @@ test.serial('the keystore entry is gone (an app restored from a backup): the app
   t.deepEqual(phone.native.seedEntries(), []);
   t.deepEqual(phone.errors, [], 'no uncaught errors in the page');
   t.deepEqual(phone.native.unanswered, []);
+});
+
+// ---- making a new device key when the old one cannot be used ----
+
+/** The app's own IndexedDB records (device, hosts, history, settings), as values comparable in the test. */
+async function appRecords(p: Page = page): Promise<Record<string, unknown>> {
+  return Object.fromEntries((await dumpStorage(p)).idb.filter((r) => r.db === 'qrauth').map((r) => [r.key, r.value]));
+}
+
+/** A login code of the enrolled test host for a session that does not exist: enough to open Approve. */
+function loginCodeOfTestHost(): string {
+  return `QRA1:${stack.agent.agent.host.hostId}:${toB64url(nodeCrypto.randomBytes(16))}:${toB64url(nodeCrypto.randomBytes(16))}`;
+}
+
+/** Filled by the reset test: the key first start made after the old one was deleted. */
+let newDevice: { deviceId: string; publicKey: string } | null = null;
+
+test.serial('the key cannot be used: the screen offers "Make a new device key"; cancelling its confirmation changes nothing', async (t) => {
+  if (!device || !enrolled) return t.fail('needs the enrollment test');
+  t.deepEqual(phone.native.seedEntries(), [], 'as the previous test left it: the record is there, its keystore entry is not');
+  await page.goto(`${stack.relay!.url}/`);
+  await page.getByTestId('page-scan').waitFor();
+  const storeBefore = await appRecords();
+  t.like(storeBefore.device, { deviceId: device.deviceId });
+  t.is((storeBefore.hosts as unknown[]).length, 1);
+  const keystoreBefore = [...phone.native.keystore];
+
+  await pasteCode(loginCodeOfTestHost());
+  await onPage('page-approve', 'warning-error').waitFor();
+  const replace = onPage('page-approve', 'replace-key');
+  t.is(((await replace.textContent()) ?? '').trim(), 'Make a new device key');
+  await replace.click();
+  const alert = page.getByTestId('replace-key-alert');
+  await alert.waitFor();
+  const text = await alert.innerText();
+  t.regex(text, /Make a new device key\?/);
+  t.regex(text, /current key is deleted and stops working/);
+  t.regex(text, /Every host must enroll this phone again: run qrauth enroll there/);
+  t.regex(text, /list of enrolled hosts on this phone is cleared; History is kept/);
+  await page.screenshot({ path: artifactPath('native-replace-key-confirm-360.png') });
+  await page.getByTestId('replace-key-cancel').click();
+  await alert.waitFor({ state: 'detached' });
+
+  t.deepEqual(await appRecords(), storeBefore, 'device record, hosts and history as they were');
+  t.deepEqual([...phone.native.keystore], keystoreBefore, 'the keystore as it was');
+  t.true(await onPage('page-approve', 'warning-error').isVisible(), 'still on the warning');
+  t.is(await page.getByTestId('page-welcome').count(), 0);
+  t.deepEqual(phone.errors, []);
+});
+
+test.serial('"Make a new device key", confirmed: the old record, keystore entry and hosts are gone, History stays; first start puts a new seed in the keystore', async (t) => {
+  if (!device || !enrolled) return t.fail('needs the enrollment test');
+  // The mismatched case: an entry under this device's name that is not its key (so there is an
+  // entry for the reset to remove; the missing case is the test before).
+  const oldEntry = `qrauth_device-seed-${device.deviceId}`;
+  phone.native.keystore.set(oldEntry, JSON.stringify(toB64url(nodeCrypto.randomBytes(32))));
+  await page.goto(`${stack.relay!.url}/`);
+  await page.getByTestId('page-scan').waitFor();
+  const storeBefore = await appRecords();
+  t.true(Array.isArray(storeBefore.history) && storeBefore.history.length > 0, 'the approval of the enrollment test is in History');
+  const otherBefore = phone.native.keystore.get('capacitor-storage_other');
+  t.truthy(otherBefore);
+
+  await pasteCode(loginCodeOfTestHost());
+  const warning = onPage('page-approve', 'warning-error');
+  await warning.waitFor();
+  t.regex((await warning.textContent()) ?? '', /does not match this phone's public key — make a new device key and enroll this phone again/);
+  await onPage('page-approve', 'replace-key').click();
+  await page.getByTestId('replace-key-confirm').click();
+  await page.getByTestId('page-welcome').waitFor();
+
+  const storeAfter = await appRecords();
+  t.false('device' in storeAfter, 'the old device record is gone');
+  t.deepEqual(storeAfter.hosts, [], 'no hosts: they trusted the old key only');
+  t.deepEqual(storeAfter.history, storeBefore.history, 'History is kept');
+  t.false(phone.native.keystore.has(oldEntry), "the old key's keystore entry is gone");
+  t.deepEqual(phone.native.seedEntries(), []);
+  t.is(phone.native.keystore.get('capacitor-storage_other'), otherBefore, "another plugin's entry is untouched");
+  await page.screenshot({ path: artifactPath('native-after-reset-360.png') });
+
+  // First start again: name the phone, make the new key.
+  await page.getByTestId('device-name-input').locator('input').fill('Alice native 2');
+  await page.getByTestId('create-device').click();
+  await page.getByTestId('page-scan').waitFor();
+  t.is(new URL(page.url()).pathname, '/scan');
+  const seeds = phone.native.seedEntries();
+  t.is(seeds.length, 1, `keystore entries: ${[...phone.native.keystore.keys()].join(', ')}`);
+  const pub = nodeCrypto.ed25519FromSeed(fromB64url(JSON.parse(seeds[0]!.data) as string, 32)).publicKey;
+  const deviceId = keyId(nodeCrypto, pub);
+  t.is(seeds[0]!.deviceId, deviceId);
+  t.not(deviceId, device.deviceId, 'a new key, not the old one');
+  t.like((await appRecords()).device, { v: 2, store: 'keystore', deviceId, publicKey: toB64url(pub), name: 'Alice native 2' });
+  await page.getByTestId('tab-settings').click();
+  t.is(((await visible('device-id').textContent()) ?? '').trim(), deviceId);
+  await page.getByTestId('tab-hosts').click();
+  await visible('no-hosts').waitFor();
+  await page.getByTestId('tab-history').click();
+  await visible('history-item').first().waitFor();
+  t.is(await visible('history-item').count(), (storeBefore.history as unknown[]).length, 'History shows the old decisions');
+  newDevice = { deviceId, publicKey: toB64url(pub) };
+  t.deepEqual(phone.errors, []);
+  t.deepEqual(phone.native.unanswered, []);
+});
+
+test.serial('the new key enrolls with `qrauth enroll` and approves a real ssh login, which the agent accepts; cancelling Settings → Replace keeps it', async (t) => {
+  if (!newDevice) return t.fail('needs the reset test');
+  const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
+  t.teardown(() => cli.kill());
+  const [enrollPayload] = await cli.waitFor(ENROLL_RE);
+  await pasteCode(enrollPayload!);
+  await visible('page-enroll').waitFor();
+  const shownOnPhone = ((await visible('enroll-fingerprint').textContent()) ?? '').trim();
+  await visible('enroll-send').click();
+  await visible('enroll-result').waitFor();
+  const [, shownOnHost] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+  t.is(shownOnHost, shownOnPhone);
+  await cli.waitFor(/Type y to enroll/);
+  cli.type('y\r');
+  t.is(await cli.exited, 0, cli.output);
+  const devices = readFileSync(join(stack.agent.dir, 'devices', ALICE), 'utf8');
+  t.true(devices.split('\n').some((l) => l.includes(newDevice!.publicKey) && l.endsWith(' Alice native 2')), devices);
+
+  const m = marker();
+  const { run, payload } = await startSsh(m);
+  t.teardown(() => run.kill());
+  await pasteCode(payload);
+  await visible('login-context').waitFor();
+  t.is(await visible('ctx-user').textContent(), ALICE);
+  await visible('approve').click();
+  await visible('decision-result').waitFor();
+  t.regex((await visible('decision-result').textContent()) ?? '', /Approved/);
+  run.type('\r');
+  await run.waitFor(new RegExp(m));
+  t.is(await run.exited, 0);
+  t.true(
+    stack.agent.logs.some((l) => /event=login .*how=phone result=approved/.test(l) && l.includes(`device=${newDevice!.deviceId}`)),
+    'the agent accepted a decision signed by the new key',
+  );
+
+  // Settings offers the same action for a key that works; cancelling it keeps everything.
+  const storeBefore = await appRecords();
+  const keystoreBefore = [...phone.native.keystore];
+  await page.getByTestId('tab-settings').click();
+  const replace = onPage('page-settings', 'replace-key');
+  t.is(((await replace.textContent()) ?? '').trim(), "Replace this phone's key…");
+  t.is(await replace.getAttribute('color'), 'danger');
+  await replace.click();
+  await page.getByTestId('replace-key-alert').waitFor();
+  await page.getByTestId('replace-key-cancel').click();
+  await page.getByTestId('replace-key-alert').waitFor({ state: 'detached' });
+  t.deepEqual(await appRecords(), storeBefore, 'device record, hosts and history as they were');
+  t.deepEqual([...phone.native.keystore], keystoreBefore, 'the keystore as it was');
+  t.is(((await visible('device-id').textContent()) ?? '').trim(), newDevice.deviceId);
+  t.deepEqual(phone.errors, []);
+  t.deepEqual(phone.native.unanswered, []);
+});
+
+test.serial('the key is lost between the offline code and the relay handshake: the screen names the key problem, not the relay, and no handshake is sent', async (t) => {
+  const p = await newNativePhone(browser, stack.relay!.url);
+  t.teardown(() => p.context.close());
+  await p.page.goto(`${stack.relay!.url}/`);
+  await p.page.getByTestId('create-device').click();
+  await p.page.getByTestId('page-scan').waitFor();
+  // Trusts the real host through the real relay (as an enrollment leaves it).
+  const host = stack.agent.agent.host;
+  await p.page.evaluate(putIndexedDb('hosts', [{ hostId: host.hostId, hostPub: toB64url(host.publicKey), hostname: 'test-host', relayUrl: stack.relay!.url, enrolledAt: Date.now() }]));
+  // The offline code reads the seed; the entry is gone when the handshake reads it.
+  p.native.loseSeedAfterReads = 1;
+  const before = structuredClone(stack.relay!.metrics);
+
+  await pasteCode(loginCodeOfTestHost(), p.page);
+  const warning = p.page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-approve"] [data-testid="warning-error"]');
+  await warning.waitFor();
+  const text = (await warning.textContent()) ?? '';
+  t.regex(text, /This phone's device key cannot be used/);
+  t.regex(text, /the device key is missing from this phone's keystore/);
+  t.regex(text, /Nothing was sent/);
+  t.notRegex(text, /relay refused|host refused/i);
+  t.is(await visible('replace-key', p.page).count(), 1, 'offers a new key');
+  t.is(await visible('approve', p.page).count(), 0);
+  t.is(await visible('offline-code-box', p.page).count(), 0);
+  t.is(nativeCallsOfPhone(p.native, 'internalGetItem'), 2, 'the second read of the seed was the handshake (the path under test)');
+  await p.page.waitForTimeout(300); // give a stray handshake time to arrive
+  const after = stack.relay!.metrics;
+  t.is(after.rejects.unauthenticated ?? 0, before.rejects.unauthenticated ?? 0, 'the relay refused no handshake: none was sent');
+  t.deepEqual(after.forwarded, before.forwarded, 'the relay forwarded nothing');
+  t.deepEqual(p.errors, []);
 });
 
 test.serial('a keystore write that fails leaves nothing behind, and the next try works', async (t) => {

@@ -296,6 +296,110 @@ test.serial('a hostile relay hands over login details not signed by the host: "S
   t.deepEqual(errors, [], 'no uncaught errors in the page');
 });
 
+/** The web device record as `stored` reads it back. */
+interface StoredWebDevice {
+  v: number;
+  name: string;
+  deviceId: string;
+  publicKey: string;
+  sealed: { hex: string };
+  wrapKey: { cryptoKey: string; extractable: boolean };
+}
+
+test.serial('Settings → "Replace this phone\'s key…": cancel keeps the key; confirm deletes the device record (the sealed seed) and the hosts, and the new key enrolls', async (t) => {
+  // A phone of its own, so the other tests keep their enrolled key.
+  const ctx = await newAppContext(browser, stack.relay!.url);
+  t.teardown(() => ctx.close());
+  const p = await ctx.newPage();
+  const errors: string[] = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  const shown = (id: string) => p.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${id}"]`);
+  // The app's IndexedDB value under `key`, with binary values as hex and CryptoKeys described.
+  const stored = async (key: string): Promise<unknown> =>
+    JSON.parse(
+      (await p.evaluate(`new Promise((resolve, reject) => {
+        const open = indexedDB.open('qrauth', 1);
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const req = open.result.transaction('kv', 'readonly').objectStore('kv').get(${JSON.stringify(key)});
+          req.onerror = () => reject(req.error);
+          req.onsuccess = () => {
+            open.result.close();
+            const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+            resolve(JSON.stringify(req.result ?? null, (_k, v) =>
+              v instanceof ArrayBuffer ? { hex: hex(new Uint8Array(v)) }
+              : ArrayBuffer.isView(v) ? { hex: hex(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)) }
+              : v instanceof CryptoKey ? { cryptoKey: v.algorithm.name, extractable: v.extractable } : v));
+          };
+        };
+      })`)) as string,
+    );
+  const enroll = async (name: string, publicKey: string) => {
+    const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
+    t.teardown(() => cli.kill());
+    const [payload] = await cli.waitFor(ENROLL_RE);
+    await p.getByTestId('tab-scan').click();
+    await shown('payload-input').locator('textarea').fill(payload!);
+    await shown('payload-submit').click();
+    await shown('page-enroll').waitFor();
+    const shownOnPhone = ((await shown('enroll-fingerprint').textContent()) ?? '').trim();
+    await shown('enroll-send').click();
+    await shown('enroll-result').waitFor();
+    const [, shownOnHost] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+    t.is(shownOnHost, shownOnPhone);
+    await cli.waitFor(/Type y to enroll/);
+    cli.type('y\r');
+    t.is(await cli.exited, 0, cli.output);
+    const devices = readFileSync(join(stack.agent.dir, 'devices', ALICE), 'utf8');
+    t.true(devices.split('\n').some((l) => l.includes(publicKey) && l.endsWith(` ${name}`)), devices);
+  };
+
+  await p.goto(`${stack.relay!.url}/`);
+  await p.getByTestId('device-name-input').locator('input').fill('Reset web');
+  await p.getByTestId('create-device').click();
+  await p.getByTestId('page-scan').waitFor();
+  const old = (await stored('device')) as StoredWebDevice;
+  t.like(old, { v: 1, name: 'Reset web', wrapKey: { cryptoKey: 'AES-GCM', extractable: false } });
+  t.regex(old.sealed.hex, /^[0-9a-f]{96}$/, 'the sealed seed (32 bytes + tag)');
+  // Enrolling leaves a relay connection open, proved with this key.
+  await enroll('Reset web', old.publicKey);
+  t.is(((await stored('hosts')) as unknown[]).length, 1);
+
+  await p.getByTestId('tab-settings').click();
+  const replace = p.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-settings"] [data-testid="replace-key"]');
+  t.is(((await replace.textContent()) ?? '').trim(), "Replace this phone's key…");
+  await replace.click();
+  const alert = p.getByTestId('replace-key-alert');
+  await alert.waitFor();
+  t.regex(await alert.innerText(), /Every host must enroll this phone again: run qrauth enroll there/);
+  await p.getByTestId('replace-key-cancel').click();
+  await alert.waitFor({ state: 'detached' });
+  t.deepEqual(await stored('device'), old, 'cancelled: the same key');
+  t.is(((await stored('hosts')) as unknown[]).length, 1, 'cancelled: the hosts stay');
+
+  await replace.click();
+  await alert.waitFor();
+  await p.getByTestId('replace-key-confirm').click();
+  await p.getByTestId('page-welcome').waitFor();
+  t.is(await stored('device'), null, 'the old device record, with its sealed seed and wrapping key, is gone');
+  t.deepEqual(await stored('hosts'), []);
+
+  await p.getByTestId('device-name-input').locator('input').fill('Reset web 2');
+  await p.getByTestId('create-device').click();
+  await p.getByTestId('page-scan').waitFor();
+  const fresh = (await stored('device')) as StoredWebDevice;
+  t.like(fresh, { v: 1, name: 'Reset web 2' });
+  t.not(fresh.deviceId, old.deviceId);
+  t.not(fresh.publicKey, old.publicKey);
+  // The relay ties an enrollment to the key its connection proved: this works only because the
+  // old key's connection was dropped.
+  await enroll('Reset web 2', fresh.publicKey);
+  await p.getByTestId('tab-hosts').click();
+  await shown('host-item').waitFor();
+  t.is(await shown('host-item').count(), 1);
+  t.deepEqual(errors, [], 'no uncaught errors in the page');
+});
+
 test.serial('light and dark themes, desktop width: the toggle switches the palette and every control has a name', async (t) => {
   const desktop = await newAppContext(browser, stack.relay!.url, { width: 1280, height: 800 }, 'dark');
   t.teardown(() => desktop.close());

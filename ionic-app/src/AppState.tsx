@@ -9,10 +9,12 @@ import { loadDevice } from './data/device-key';
 import { loadSettings, saveSettings } from './data/store';
 
 interface AppState {
-  /** undefined while loading; null before the first start */
+  /** undefined while loading; null before the first start (and after resetDevice) */
   device: DeviceInfo | null | undefined;
-  setDevice(d: DeviceInfo): void;
+  setDevice(d: DeviceInfo | null): void;
   scanned: string | null;
+  /** Counts scans: scanning the same code again (say, after unlocking the phone) is a new scan. */
+  scanSeq: number;
   setScanned(text: string | null): void;
   theme: ThemeSetting;
   setTheme(t: ThemeSetting): void;
@@ -32,7 +34,12 @@ const darkQuery = () => window.matchMedia?.('(prefers-color-scheme: dark)');
 
 export function AppStateProvider({ children }: { children: ReactNode }) {
   const [device, setDevice] = useState<DeviceInfo | null | undefined>(undefined);
-  const [scanned, setScanned] = useState<string | null>(null);
+  const [scanned, setScannedText] = useState<string | null>(null);
+  const [scanSeq, setScanSeq] = useState(0);
+  const setScanned = useCallback((text: string | null) => {
+    setScannedText(text);
+    setScanSeq((n) => n + 1);
+  }, []);
   const [theme, setThemeState] = useState<ThemeSetting>('system');
   const [systemDark, setSystemDark] = useState<boolean>(() => darkQuery()?.matches ?? false);
 
@@ -57,8 +64,8 @@ export function AppStateProvider({ children }: { children: ReactNode }) {
   }, []);
 
   const value = useMemo<AppState>(
-    () => ({ device, setDevice, scanned, setScanned, theme, setTheme, dark }),
-    [device, scanned, theme, setTheme, dark],
+    () => ({ device, setDevice, scanned, scanSeq, setScanned, theme, setTheme, dark }),
+    [device, scanned, scanSeq, setScanned, theme, setTheme, dark],
   );
   return <Ctx.Provider value={value}>{children}</Ctx.Provider>;
 }

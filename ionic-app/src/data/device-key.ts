@@ -20,7 +20,8 @@
 import { webCrypto } from '../../../protocol/src/crypto-web.js';
 import { DEVICE_NAME_PATTERN, type ErrorCode, QrauthError, keyId, toB64url, utf8 } from '../../../protocol/src/index.js';
 import type { DeviceInfo } from '../models';
-import { hasNativeSecureStorage, isNativePlatform, secretDelete, secretGet, secretKeys, secretPut, storeAdd, storeGet, storePut } from './platform';
+import { hasNativeSecureStorage, isNativePlatform, secretDelete, secretGet, secretKeys, secretPut, storeAdd, storeDelete, storeGet, storePut } from './platform';
+import { clearHosts } from './store';
 
 const KEY = 'device';
 const AAD_LABEL = 'qrauth-device-seed-v1';
@@ -49,13 +50,22 @@ type StoredDevice = WebStoredDevice | NativeStoredDevice;
  * phone's public key belongs to. Nothing can be signed; screens say so instead of going on.
  */
 export class DeviceKeyError extends QrauthError {
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  /**
+   * True when the key is gone or wrong for good, so making a new one is the remedy; false when
+   * reading it failed in a way that may pass (a locked phone): screens then offer no reset, which
+   * would throw away a key that works again after unlocking.
+   */
+  readonly lost: boolean;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; lost?: boolean }) {
     super(code, message, options);
     this.name = 'DeviceKeyError';
+    this.lost = options?.lost ?? true;
   }
 }
 
-const SET_UP_AGAIN = "clear the app's data (or reinstall it) and enroll this phone again";
+/** What the person can do about a key that cannot be used: resetDevice, from this screen or Settings. */
+const SET_UP_AGAIN = 'make a new device key and enroll this phone again on each host';
 
 function seedSecretName(deviceId: string): string {
   return `${SEED_SECRET_PREFIX}${deviceId}`;
@@ -178,7 +188,7 @@ async function unsealWebSeed(d: WebStoredDevice): Promise<Uint8Array> {
   try {
     return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: new Uint8Array(d.iv), additionalData: aad(d.publicKey) }, d.wrapKey, d.sealed));
   } catch (cause) {
-    throw new DeviceKeyError('QRA_ERR_INTERNAL', 'the device key on this phone cannot be unlocked (the store was changed)', { cause });
+    throw new DeviceKeyError('QRA_ERR_INTERNAL', `the device key on this phone cannot be unlocked (the store was changed) — ${SET_UP_AGAIN}`, { cause });
   }
 }
 
@@ -188,7 +198,7 @@ async function readKeystoreSeed(d: NativeStoredDevice): Promise<Uint8Array> {
     seed = await secretGet(seedSecretName(d.deviceId));
   } catch (cause) {
     // Most likely transient (iOS refuses Keychain reads while the phone is locked).
-    throw new DeviceKeyError('QRA_ERR_INTERNAL', `the device key could not be read: ${(cause as Error).message}; unlock the phone and try again`, { cause });
+    throw new DeviceKeyError('QRA_ERR_INTERNAL', `the device key could not be read: ${(cause as Error).message}; unlock the phone and try again`, { cause, lost: false });
   }
   if (seed === null) {
     // What a restored backup looks like: IndexedDB came back, the keystore entry cannot.
@@ -209,10 +219,61 @@ export async function withDeviceSeed<T>(use: (seed: Uint8Array, device: DeviceIn
     if (seed.length !== 32 || toB64url(webCrypto.ed25519FromSeed(seed).publicKey) !== d.publicKey) {
       throw d.v === 2
         ? new DeviceKeyError('QRA_ERR_CONFIG', `the device key in this phone's keystore does not match this phone's public key — ${SET_UP_AGAIN}`)
-        : new DeviceKeyError('QRA_ERR_INTERNAL', 'the device key on this phone does not match its public key');
+        : new DeviceKeyError('QRA_ERR_INTERNAL', `the device key on this phone does not match its public key — ${SET_UP_AGAIN}`);
     }
     return await use(seed, publicInfo(d));
   } finally {
     seed.fill(0);
+  }
+}
+
+const resetListeners = new Set<() => void>();
+/**
+ * Called when resetDevice starts: whatever was proved with the old key (relay connections, whose
+ * handshake the relay ties every later enroll and decision to) must not be used any more.
+ */
+export function onDeviceReset(cb: () => void): () => void {
+  resetListeners.add(cb);
+  return () => resetListeners.delete(cb);
+}
+
+/**
+ * Deletes this phone's device key and the list of hosts enrolled with it, so that the first-start
+ * screen makes a new key (createDevice). For a key that cannot be used any more (gone from the
+ * keystore after a backup restore, or not matching), or a person who wants a new one. History and
+ * settings stay. Nothing is sent anywhere: the hosts keep the old public key until
+ * `qrauth revoke`, but nobody holds its seed any more.
+ *
+ * The order makes every failure leave a state the app already handles, from which trying again
+ * finishes the job:
+ *
+ * 1. Native: the keystore entry of this device id (the seed). If this fails, nothing has changed.
+ * 2. The hosts list: each entry is only useful with the old key (those hosts know only its public
+ *    key), and must not end up beside a new one.
+ * 3. The device record, last: it is the commit point. Until it is gone the app still shows this
+ *    device, whose key, if step 1 ran, is now missing; that is the "device key cannot be used"
+ *    screen, which offers this reset again. Steps 1 and 2 are idempotent (removing an entry that
+ *    is not there, clearing an empty list), so the retry completes. On the web the record also
+ *    holds the sealed seed and its wrapping key, so this step is what deletes the key there.
+ *
+ * Deleting the record first would instead show the first-start screen even when a later step
+ * failed: the old seed left in the keystore (only best-effort cleanup after the next key is
+ * made), or the old hosts beside the new key, with no screen pointing at either.
+ */
+export async function resetDevice(): Promise<void> {
+  for (const cb of [...resetListeners]) cb();
+  const d = await storeGet<StoredDevice>(KEY);
+  if (isKnownRecord(d) && d.v === 2) {
+    try {
+      await secretDelete(seedSecretName(d.deviceId));
+    } catch (cause) {
+      throw new QrauthError('QRA_ERR_INTERNAL', `the old device key could not be removed from the phone keystore (${(cause as Error).message}); nothing was changed`, { cause });
+    }
+  }
+  try {
+    await clearHosts();
+    await storeDelete(KEY);
+  } catch (cause) {
+    throw new QrauthError('QRA_ERR_INTERNAL', `the device key could not be replaced (${(cause as Error).message}); try again`, { cause });
   }
 }

@@ -14,7 +14,7 @@ import {
   QrauthError,
   makeAuthHandshake,
 } from '../../../protocol/src/index.js';
-import { withDeviceSeed } from './device-key';
+import { DeviceKeyError, onDeviceReset, withDeviceSeed } from './device-key';
 
 type DeviceSocket = Socket<DeviceServerToClient, DeviceClientToServer>;
 
@@ -26,18 +26,39 @@ export function asErrorCode(code: unknown): ErrorCode {
 }
 
 const sockets = new Map<string, DeviceSocket>();
+/** Who waits for a connection of this socket, to hear that its handshake could not be signed. */
+const handshakeWaiters = new WeakMap<DeviceSocket, Set<(err: Error) => void>>();
+
+// A connection proves the device key it was opened with, and the relay holds every enroll and
+// decision on it to that key: none may outlive the key.
+onDeviceReset(() => disconnectAll());
+
+/**
+ * The handshake could not be signed: the device key cannot be used (DeviceKeyError, passed on as
+ * it is, so the screen names the key problem rather than the relay), or the store failed.
+ */
+function handshakeError(e: unknown): Error {
+  if (e instanceof DeviceKeyError) return e;
+  return new QrauthError('QRA_ERR_INTERNAL', `this phone could not sign its handshake with the relay: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+}
 
 /** Connects (or reuses the connection) to the relay at `relayUrl`. */
 export async function connectRelay(relayUrl: string, timeoutMs = RELAY_TIMEOUT_MS): Promise<DeviceSocket> {
   let socket = sockets.get(relayUrl);
   if (socket?.connected) return socket;
   if (!socket) {
-    socket = io(`${relayUrl}${DEVICE_NAMESPACE}`, {
+    const created: DeviceSocket = io(`${relayUrl}${DEVICE_NAMESPACE}`, {
       // The handshake proves the device key: signed afresh for each connection attempt.
       auth: (cb) => {
         withDeviceSeed((seed) => makeAuthHandshake(webCrypto, 'device', seed)).then(
           (h) => cb(h as unknown as Record<string, unknown>),
-          () => cb({}),
+          (e: unknown) => {
+            // Send no handshake at all (an empty one would only be refused, and the refusal
+            // would read as the relay's doing), stop retrying, and tell whoever is waiting why.
+            created.disconnect();
+            const err = handshakeError(e);
+            for (const fail of [...(handshakeWaiters.get(created) ?? [])]) fail(err);
+          },
         );
       },
       transports: ['websocket'],
@@ -45,6 +66,7 @@ export async function connectRelay(relayUrl: string, timeoutMs = RELAY_TIMEOUT_M
       timeout: timeoutMs,
       reconnectionAttempts: 3,
     }) as DeviceSocket;
+    socket = created;
     sockets.set(relayUrl, socket);
   } else if (!socket.active) {
     socket.connect(); // refused last time (handshake): try once more with a fresh proof
@@ -57,9 +79,12 @@ export async function connectRelay(relayUrl: string, timeoutMs = RELAY_TIMEOUT_M
         clearTimeout(timer);
         s.off('connect', onConnect);
         s.off('connect_error', onError);
+        handshakeWaiters.get(s)?.delete(done);
         if (err) reject(err);
         else resolve();
       };
+      const waiters = handshakeWaiters.get(s) ?? new Set();
+      handshakeWaiters.set(s, waiters.add(done));
       const onConnect = () => done();
       const onError = (err: Error & { data?: { code?: unknown } }) => {
         lastError = err.message;

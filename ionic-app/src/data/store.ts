@@ -59,6 +59,12 @@ export async function removeHost(hostId: string): Promise<void> {
   changed();
 }
 
+/** Forgets every host (when the device key they trust is replaced: device-key.ts resetDevice). */
+export async function clearHosts(): Promise<void> {
+  await storePut(HOSTS, []);
+  changed();
+}
+
 export async function listHistory(): Promise<HistoryEntry[]> {
   const raw = (await storeGet<HistoryEntry[]>(HISTORY)) ?? [];
   return Array.isArray(raw) ? raw : [];

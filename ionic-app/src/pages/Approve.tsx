@@ -6,6 +6,7 @@ import { useAppState } from '../AppState';
 import { Countdown, useSecondsLeft } from '../components/Countdown';
 import { OfflineCode } from '../components/OfflineCode';
 import { Page } from '../components/Page';
+import { ReplaceDeviceKey } from '../components/ReplaceDeviceKey';
 import { Warning } from '../components/Warning';
 import { DeviceKeyError } from '../data/device-key';
 import { type ScannedLogin, fetchLoginContext, loginOfflineCode, resolveLogin, sendDecision } from '../data/qrauth';
@@ -16,7 +17,7 @@ type Lookup =
   | { state: 'unknown-host' }
   | { state: 'invalid'; message: string }
   /** The device key cannot be used (e.g. gone from the keystore): nothing can be signed or sent. */
-  | { state: 'no-key'; message: string }
+  | { state: 'no-key'; message: string; lost: boolean }
   | { state: 'found'; login: ScannedLogin };
 
 type ContextState =
@@ -32,7 +33,7 @@ type Sent =
   | { state: 'sending'; decision: 'approve' | 'deny' }
   | { state: 'done'; decision: 'approve' | 'deny'; ack: DecisionAck }
   | { state: 'unsent'; message: string }
-  | { state: 'no-key'; message: string };
+  | { state: 'no-key'; message: string; lost: boolean };
 
 function contextError(e: unknown): ContextState {
   const message = e instanceof Error ? e.message : String(e);
@@ -48,7 +49,7 @@ function contextError(e: unknown): ContextState {
  * details nobody could verify).
  */
 export default function Approve() {
-  const { scanned } = useAppState();
+  const { scanned, scanSeq } = useAppState();
   const router = useIonRouter();
   const [lookup, setLookup] = useState<Lookup>({ state: 'loading' });
   const [code, setCode] = useState<string | null>(null);
@@ -62,7 +63,11 @@ export default function Approve() {
       const ctx = await fetchLoginContext(login);
       if (gen === generation.current) setContext({ state: 'ok', ctx });
     } catch (e) {
-      if (gen === generation.current) setContext(contextError(e));
+      if (gen !== generation.current) return;
+      // The key went unusable since the code was computed (the relay handshake needs it too):
+      // the key's problem, not the relay's or the host's; nothing was sent.
+      if (e instanceof DeviceKeyError) setLookup({ state: 'no-key', message: e.message, lost: e.lost });
+      else setContext(contextError(e));
     }
   }, []);
 
@@ -92,7 +97,7 @@ export default function Approve() {
         offlineCode = await loginOfflineCode(login);
       } catch (e) {
         if (e instanceof DeviceKeyError) {
-          if (gen === generation.current) setLookup({ state: 'no-key', message: e.message });
+          if (gen === generation.current) setLookup({ state: 'no-key', message: e.message, lost: e.lost });
           return;
         }
       }
@@ -101,7 +106,7 @@ export default function Approve() {
       setCode(offlineCode);
       await loadContext(login, gen);
     })();
-  }, [scanned, loadContext]);
+  }, [scanned, scanSeq, loadContext]);
 
   const ctx = context.state === 'ok' ? context.ctx : undefined;
   const secondsLeft = useSecondsLeft(ctx?.exp);
@@ -121,7 +126,7 @@ export default function Approve() {
       const message = (e as Error).message;
       if (gen !== generation.current) return;
       if (e instanceof DeviceKeyError) {
-        setSent({ state: 'no-key', message }); // nothing was signed, so nothing was sent
+        setSent({ state: 'no-key', message, lost: e.lost }); // nothing was signed, so nothing was sent
         return;
       }
       setSent({ state: 'unsent', message });
@@ -155,9 +160,12 @@ export default function Approve() {
       ) : null}
       {lookup.state === 'invalid' ? <Warning kind="error" title="Not a valid login code">{lookup.message}</Warning> : null}
       {lookup.state === 'no-key' ? (
-        <Warning kind="error" title="This phone's device key cannot be used">
-          {lookup.message}. Nothing was sent.
-        </Warning>
+        <>
+          <Warning kind="error" title="This phone's device key cannot be used">
+            {lookup.message}. Nothing was sent.
+          </Warning>
+          {lookup.lost ? <ReplaceDeviceKey label="Make a new device key" /> : null}
+        </>
       ) : null}
 
       {lookup.state === 'found' ? (
@@ -218,9 +226,12 @@ export default function Approve() {
                   </Warning>
                 )
               ) : sent.state === 'no-key' ? (
-                <Warning kind="error" title="This phone's device key cannot be used">
-                  {sent.message}. Nothing was sent.
-                </Warning>
+                <>
+                  <Warning kind="error" title="This phone's device key cannot be used">
+                    {sent.message}. Nothing was sent.
+                  </Warning>
+                  {sent.lost ? <ReplaceDeviceKey label="Make a new device key" /> : null}
+                </>
               ) : (
                 <div className="decision-buttons">
                   <IonButton

@@ -3,21 +3,26 @@ import { useEffect, useState } from 'react';
 import { type EnrollAck } from '../../../protocol/src/index.js';
 import { useAppState } from '../AppState';
 import { Page } from '../components/Page';
+import { ReplaceDeviceKey } from '../components/ReplaceDeviceKey';
 import { Warning } from '../components/Warning';
 import { DeviceKeyError } from '../data/device-key';
 import { type EnrollOffer, prepareEnroll, sendEnroll } from '../data/qrauth';
 
 type Step =
   | { state: 'loading' }
-  | { state: 'invalid'; message: string; title: string }
+  | { state: 'invalid'; message: string; title: string; keyProblem: boolean }
   | { state: 'ready'; offer: EnrollOffer }
   | { state: 'sending'; offer: EnrollOffer }
   | { state: 'done'; offer: EnrollOffer; ack: EnrollAck }
-  | { state: 'failed'; offer: EnrollOffer; message: string; offline: boolean };
+  | { state: 'failed'; offer: EnrollOffer; message: string; offline: boolean }
+  /** The device key cannot be used: nothing was signed or sent. */
+  | { state: 'no-key'; offer: EnrollOffer; message: string; lost: boolean };
+
+const KEY_PROBLEM = "This phone's device key cannot be used";
 
 /** After scanning a QRE1 code: shows the host and the fingerprint to compare, then enrolls. */
 export default function Enroll() {
-  const { scanned, device } = useAppState();
+  const { scanned, scanSeq, device } = useAppState();
   const router = useIonRouter();
   const [step, setStep] = useState<Step>({ state: 'loading' });
 
@@ -27,10 +32,13 @@ export default function Enroll() {
     prepareEnroll(scanned).then(
       (offer) => setStep({ state: 'ready', offer }),
       // The fingerprint is the first use of the device key: a key that cannot be used shows here.
-      (e: Error) =>
-        setStep({ state: 'invalid', message: e.message, title: e instanceof DeviceKeyError ? "This phone's device key cannot be used" : 'Not a valid enrollment code' }),
+      (e: Error) => {
+        // Offer a new key only when this one is lost for good (not when a locked phone refused a read).
+        const keyProblem = e instanceof DeviceKeyError && e.lost;
+        setStep({ state: 'invalid', message: e.message, title: e instanceof DeviceKeyError ? KEY_PROBLEM : 'Not a valid enrollment code', keyProblem });
+      },
     );
-  }, [scanned]);
+  }, [scanned, scanSeq]);
 
   const send = async (offer: EnrollOffer) => {
     setStep({ state: 'sending', offer });
@@ -38,7 +46,8 @@ export default function Enroll() {
       setStep({ state: 'done', offer, ack: await sendEnroll(offer) });
     } catch (e) {
       const err = e as Error & { code?: string };
-      setStep({ state: 'failed', offer, message: err.message, offline: err.code === 'QRA_ERR_HOST_OFFLINE' });
+      if (e instanceof DeviceKeyError) setStep({ state: 'no-key', offer, message: err.message, lost: e.lost });
+      else setStep({ state: 'failed', offer, message: err.message, offline: err.code === 'QRA_ERR_HOST_OFFLINE' });
     }
   };
 
@@ -56,6 +65,7 @@ export default function Enroll() {
     <Page title="Enroll with a host" back="/scan" testId="page-enroll">
       {step.state === 'loading' ? <IonSpinner aria-label="Reading the code" /> : null}
       {step.state === 'invalid' ? <Warning kind="error" title={step.title}>{step.message}</Warning> : null}
+      {step.state === 'invalid' && step.keyProblem ? <ReplaceDeviceKey label="Make a new device key" /> : null}
       {offer ? (
         <>
           <dl className="context-facts">
@@ -89,6 +99,12 @@ export default function Enroll() {
           ) : null}
           {step.state === 'done' && !step.ack.ok ? (
             <Warning kind="error" title="The host refused the enrollment">{step.ack.message}</Warning>
+          ) : null}
+          {step.state === 'no-key' ? (
+            <>
+              <Warning kind="error" title={KEY_PROBLEM}>{step.message}. Nothing was sent.</Warning>
+              {step.lost ? <ReplaceDeviceKey label="Make a new device key" /> : null}
+            </>
           ) : null}
           {step.state === 'failed' ? (
             <Warning kind={step.offline ? 'offline' : 'error'} title={step.offline ? 'Cannot reach the relay' : 'Enrollment failed'}>

@@ -3,6 +3,7 @@ import { useState } from 'react';
 import type { ThemeSetting } from '../models';
 import { useAppState } from '../AppState';
 import { Page } from '../components/Page';
+import { ReplaceDeviceKey } from '../components/ReplaceDeviceKey';
 import { Warning } from '../components/Warning';
 import { renameDevice } from '../data/device-key';
 import type { VectorCheck } from '../data/self-test';
@@ -17,7 +18,7 @@ async function runSelfTest(): Promise<VectorCheck[]> {
   return runProtocolVectors(webCrypto, vectors.default as Parameters<typeof runProtocolVectors>[1]);
 }
 
-/** Device name and id, and the theme. */
+/** Device name and id, the theme, replacing the device key. */
 export default function Settings() {
   const { device, setDevice, theme, setTheme } = useAppState();
   const [name, setName] = useState(device?.name ?? '');
@@ -105,6 +106,13 @@ export default function Settings() {
         Check this phone's cryptography
       </IonButton>
       {Array.isArray(selfTest) ? <SelfTestResult checks={selfTest} /> : null}
+
+      <h2 className="section-title">Replace the device key</h2>
+      <p className="hint">
+        If this phone's key cannot be used (for example after restoring the app's data from a backup), or you want a new
+        one: the current key is deleted, the hosts list is cleared, and every host must enroll this phone again.
+      </p>
+      <ReplaceDeviceKey label="Replace this phone's key…" fill="outline" />
     </Page>
   );
 }
