@@ -19,7 +19,7 @@ import {
   ensureAppBuilt,
   launchChromium,
   newAppContext,
-  qrFrameFromTerminal,
+  qrFramesFromTerminal,
   writeY4m,
 } from './support/browser.js';
 import { ENROLL_RE, qrauthCli } from './support/enroll.js';
@@ -73,7 +73,7 @@ test.after.always(async () => {
 
 /** Shows `text`, rendered as the terminal would, to the fake camera. */
 function showToCamera(terminalText: string, payload: string): void {
-  writeY4m(camFile, qrFrameFromTerminal(terminalText, payload));
+  writeY4m(camFile, qrFramesFromTerminal(terminalText, payload));
 }
 
 async function scanWithCamera(): Promise<void> {

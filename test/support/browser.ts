@@ -75,10 +75,14 @@ export async function newAppContext(browser: Browser, origin: string, size = { w
 }
 
 /**
- * The terminal QR as a grayscale camera frame: dark modules on a light background (the theme
- * whose rendering decodes without inversion, as a phone camera would see the screen), centred.
+ * The terminal QR as grayscale camera frames: dark modules on a light background (the theme
+ * whose rendering decodes without inversion, as a phone camera would see the screen), near the
+ * centre. Several frames, each a slightly different size and position, like a phone held in a
+ * hand: the scanner (ZXing) samples each picture its own way, and with identical frames a code it
+ * happened to misread once was misread on every frame until the test timed out (seen about once
+ * in 17 runs while the machine was busy).
  */
-export function qrFrameFromTerminal(screen: string, expected: string, targetPx = 160): Uint8Array {
+export function qrFramesFromTerminal(screen: string, expected: string, targetPx = 160): Uint8Array[] {
   const lines = extractQrLines(screen);
   if (lines.length === 0) throw new Error('no QR block in the terminal output');
   // The web scanner decodes only a centred box about half the preview wide, cropped tight: the code
@@ -86,30 +90,41 @@ export function qrFrameFromTerminal(screen: string, expected: string, targetPx =
   // 280 px always; 160 px passed every run).
   const modules = Math.max(...lines.map((l) => (l.includes('#') ? l.length / 2 : [...l].length)));
   const scale = Math.max(2, Math.floor(targetPx / modules));
-  let chosen: { data: Uint8ClampedArray; width: number; height: number } | null = null;
-  // Like a person moving the phone closer or further: a few picture sizes, in both themes, until
-  // one decodes without inversion (jsQR's sampling misses some codes at some exact scales).
-  search: for (const s of [scale, scale - 1, scale + 1, scale - 2]) {
+  const pictures: Array<{ data: Uint8ClampedArray; width: number; height: number }> = [];
+  // Each size in the theme that decodes without inversion (jsQR's sampling misses some codes at
+  // some exact scales); never larger than targetPx allows.
+  for (const s of [scale, scale - 1, scale - 2]) {
+    if (s < 2) continue;
     for (const theme of ['light', 'dark'] as Theme[]) {
-      if (s < 2) continue;
       const r = rasterize(lines, theme, s);
       if (jsQR(r.data, r.width, r.height, { inversionAttempts: 'dontInvert' })?.data === expected) {
-        chosen = r;
-        break search;
+        pictures.push(r);
+        break;
       }
     }
   }
-  if (!chosen) throw new Error('the terminal QR does not decode without inversion in either theme');
-  if (chosen.width > FRAME_SIZE || chosen.height > FRAME_SIZE) throw new Error(`QR picture ${chosen.width}x${chosen.height} is larger than the frame`);
-  // Fill with the picture's own background (its corner pixel) so the quiet zone continues.
-  const bg = chosen.data[0]!;
-  const frame = new Uint8Array(FRAME_SIZE * FRAME_SIZE).fill(bg);
-  const ox = Math.floor((FRAME_SIZE - chosen.width) / 2);
-  const oy = Math.floor((FRAME_SIZE - chosen.height) / 2);
-  for (let y = 0; y < chosen.height; y++) {
-    for (let x = 0; x < chosen.width; x++) frame[(oy + y) * FRAME_SIZE + ox + x] = chosen.data[(y * chosen.width + x) * 4]!;
+  if (pictures.length === 0) throw new Error('the terminal QR does not decode without inversion in either theme');
+  const offsets = [
+    [0, 0],
+    [3, -2],
+    [-2, 3],
+  ];
+  const frames: Uint8Array[] = [];
+  for (const pic of pictures) {
+    if (pic.width + 6 > FRAME_SIZE || pic.height + 6 > FRAME_SIZE) throw new Error(`QR picture ${pic.width}x${pic.height} is larger than the frame`);
+    for (const [dx, dy] of offsets) {
+      // Fill with the picture's own background (its corner pixel) so the quiet zone continues.
+      const bg = pic.data[0]!;
+      const frame = new Uint8Array(FRAME_SIZE * FRAME_SIZE).fill(bg);
+      const ox = Math.floor((FRAME_SIZE - pic.width) / 2) + dx!;
+      const oy = Math.floor((FRAME_SIZE - pic.height) / 2) + dy!;
+      for (let y = 0; y < pic.height; y++) {
+        for (let x = 0; x < pic.width; x++) frame[(oy + y) * FRAME_SIZE + ox + x] = pic.data[(y * pic.width + x) * 4]!;
+      }
+      frames.push(frame);
+    }
   }
-  return frame;
+  return frames;
 }
 
 /** A blank light frame for a camera that sees no code yet. */
@@ -117,12 +132,17 @@ export function blankFrame(): Uint8Array {
   return new Uint8Array(FRAME_SIZE * FRAME_SIZE).fill(235);
 }
 
-/** Writes a Y4M (4:2:0, grey: chroma 128) of a few identical frames for Chromium's fake camera. */
-export function writeY4m(file: string, gray: Uint8Array, width = FRAME_SIZE, height = FRAME_SIZE, frames = 5): void {
+/**
+ * Writes a Y4M (4:2:0, grey: chroma 128) for Chromium's fake camera, which plays it in a loop at
+ * 10 frames a second: each picture given is held for `hold` frames.
+ */
+export function writeY4m(file: string, pictures: Uint8Array | Uint8Array[], width = FRAME_SIZE, height = FRAME_SIZE, hold = 3): void {
   const header = Buffer.from(`YUV4MPEG2 W${width} H${height} F10:1 Ip A1:1 C420jpeg\n`, 'ascii');
   const chroma = Buffer.alloc((width / 2) * (height / 2) * 2, 128);
   const parts: Buffer[] = [header];
-  for (let i = 0; i < frames; i++) parts.push(Buffer.from('FRAME\n', 'ascii'), Buffer.from(gray), chroma);
+  for (const gray of Array.isArray(pictures) ? pictures : [pictures]) {
+    for (let i = 0; i < hold; i++) parts.push(Buffer.from('FRAME\n', 'ascii'), Buffer.from(gray), chroma);
+  }
   writeFileSync(file, Buffer.concat(parts));
 }
 
