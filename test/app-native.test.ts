@@ -26,7 +26,7 @@
  * this shell does not simulate, so codes go in through the Scan page's paste field (the same
  * path as a scan once the text is read).
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -320,8 +320,43 @@ async function startSsh(marker: string) {
   return { run, payload: payload! };
 }
 
+/**
+ * `qrauth enroll` on a pty, its code pasted into the app, the fingerprints compared, `y`: the
+ * devices file then lists this phone's public key under `name`.
+ */
+async function enrollWithCli(t: ExecutionContext, publicKey: string, name: string): Promise<void> {
+  const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
+  t.teardown(() => cli.kill());
+  const [enrollPayload] = await cli.waitFor(ENROLL_RE);
+  await pasteCode(enrollPayload!);
+  await visible('page-enroll').waitFor();
+  const shownOnPhone = ((await visible('enroll-fingerprint').textContent()) ?? '').trim();
+  await visible('enroll-send').click();
+  await visible('enroll-result').waitFor();
+  const [, shownOnHost] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+  t.is(shownOnHost, shownOnPhone);
+  await cli.waitFor(/Type y to enroll/);
+  cli.type('y\r');
+  t.is(await cli.exited, 0, cli.output);
+  const devices = readFileSync(join(stack.agent.dir, 'devices', ALICE), 'utf8');
+  t.true(devices.split('\n').some((l) => l.includes(publicKey) && l.endsWith(` ${name}`)), devices);
+}
+
 const marker = () => `NATIVE_IN_${Math.random().toString(36).slice(2, 8)}`;
 const nativeCallsOf = (name: string) => phone.native.calls.filter((c) => c.methodName === name);
+
+/** Starts a real ssh login, pastes its code into the app, and reads the key warning Approve shows instead of the login. */
+async function loginShowingKeyWarning(t: ExecutionContext) {
+  const m = marker();
+  const { run, payload } = await startSsh(m);
+  t.teardown(() => run.kill());
+  await pasteCode(payload);
+  const warning = onPage('page-approve', 'warning-error');
+  await warning.waitFor();
+  const text = (await warning.textContent()) ?? '';
+  t.regex(text, /This phone's device key cannot be used/);
+  return { m, run, payload, text };
+}
 
 test.serial('first start as a native app: the seed goes to the keystore plugin, IndexedDB and localStorage hold none of it', async (t) => {
   // A leftover of an earlier install (iOS keeps Keychain items when an app is deleted), and an
@@ -392,21 +427,7 @@ test.serial('after a reload the native app loads the same device and makes no ne
 
 test.serial('enroll with `qrauth enroll`, then approve a real ssh login: signed with the seed from the keystore, accepted by the agent', async (t) => {
   if (!device) return t.fail('needs the first-start test');
-  const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
-  t.teardown(() => cli.kill());
-  const [enrollPayload] = await cli.waitFor(ENROLL_RE);
-  await pasteCode(enrollPayload!);
-  await visible('page-enroll').waitFor();
-  const shownOnPhone = ((await visible('enroll-fingerprint').textContent()) ?? '').trim();
-  await visible('enroll-send').click();
-  await visible('enroll-result').waitFor();
-  const [, shownOnHost] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
-  t.is(shownOnHost, shownOnPhone);
-  await cli.waitFor(/Type y to enroll/);
-  cli.type('y\r');
-  t.is(await cli.exited, 0, cli.output);
-  const devices = readFileSync(join(stack.agent.dir, 'devices', ALICE), 'utf8');
-  t.true(devices.split('\n').some((l) => l.includes(device!.publicKey) && l.endsWith(' Alice native')), devices);
+  await enrollWithCli(t, device.publicKey, 'Alice native');
   enrolled = true;
 
   const reads = nativeCallsOf('internalGetItem').length;
@@ -440,14 +461,7 @@ test.serial('a keystore read that fails for now (a locked phone): "unlock and tr
   const before = structuredClone(stack.relay!.metrics.forwarded);
   phone.native.failGets = true;
   t.teardown(() => (phone.native.failGets = false));
-  const m = marker();
-  const { run, payload } = await startSsh(m);
-  t.teardown(() => run.kill());
-  await pasteCode(payload);
-  const warning = onPage('page-approve', 'warning-error');
-  await warning.waitFor();
-  const text = (await warning.textContent()) ?? '';
-  t.regex(text, /This phone's device key cannot be used/);
+  const { m, run, payload, text } = await loginShowingKeyWarning(t);
   t.regex(text, /unlock the phone and try again/);
   t.is(await onPage('page-approve', 'replace-key').count(), 0, 'no offer to throw away a key that works after unlocking');
   t.is(await visible('approve').count(), 0);
@@ -476,14 +490,7 @@ test.serial('the keystore entry is gone (an app restored from a backup): the app
   const before = structuredClone(stack.relay!.metrics.forwarded);
   const approvedBefore = stack.agent.logs.filter((l) => /event=login .*result=approved/.test(l)).length;
 
-  const m = marker();
-  const { run, payload } = await startSsh(m);
-  t.teardown(() => run.kill());
-  await pasteCode(payload);
-  const warning = onPage('page-approve', 'warning-error');
-  await warning.waitFor();
-  const text = (await warning.textContent()) ?? '';
-  t.regex(text, /This phone's device key cannot be used/);
+  const { m, run, text } = await loginShowingKeyWarning(t);
   t.regex(text, /the device key is missing from this phone's keystore \(was the app's data restored from a backup\?\)/);
   t.regex(text, /enroll this phone again/);
   t.regex(text, /Nothing was sent/);
@@ -621,21 +628,7 @@ test.serial('"Make a new device key", confirmed: the old record, keystore entry 
 
 test.serial('the new key enrolls with `qrauth enroll` and approves a real ssh login, which the agent accepts; cancelling Settings → Replace keeps it', async (t) => {
   if (!newDevice) return t.fail('needs the reset test');
-  const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
-  t.teardown(() => cli.kill());
-  const [enrollPayload] = await cli.waitFor(ENROLL_RE);
-  await pasteCode(enrollPayload!);
-  await visible('page-enroll').waitFor();
-  const shownOnPhone = ((await visible('enroll-fingerprint').textContent()) ?? '').trim();
-  await visible('enroll-send').click();
-  await visible('enroll-result').waitFor();
-  const [, shownOnHost] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
-  t.is(shownOnHost, shownOnPhone);
-  await cli.waitFor(/Type y to enroll/);
-  cli.type('y\r');
-  t.is(await cli.exited, 0, cli.output);
-  const devices = readFileSync(join(stack.agent.dir, 'devices', ALICE), 'utf8');
-  t.true(devices.split('\n').some((l) => l.includes(newDevice!.publicKey) && l.endsWith(' Alice native 2')), devices);
+  await enrollWithCli(t, newDevice.publicKey, 'Alice native 2');
 
   const m = marker();
   const { run, payload } = await startSsh(m);
