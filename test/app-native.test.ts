@@ -34,7 +34,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
 import { fromB64url, keyId, toB64url } from '../protocol/src/index.js';
 import { APP_DIST, artifactPath, blankFrame, ensureAppBuilt, launchChromium, newAppContext, writeY4m } from './support/browser.js';
-import { ENROLL_RE, qrauthCli } from './support/enroll.js';
+import { ENROLL_RE, enrollAppWithCli, qrauthCli } from './support/enroll.js';
 import { runInPty } from './support/pty.js';
 import { sshArgs } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE, type Stack, startStack } from './support/stack.js';
@@ -320,28 +320,6 @@ async function startSsh(marker: string) {
   return { run, payload: payload! };
 }
 
-/**
- * `qrauth enroll` on a pty, its code pasted into the app, the fingerprints compared, `y`: the
- * devices file then lists this phone's public key under `name`.
- */
-async function enrollWithCli(t: ExecutionContext, publicKey: string, name: string): Promise<void> {
-  const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
-  t.teardown(() => cli.kill());
-  const [enrollPayload] = await cli.waitFor(ENROLL_RE);
-  await pasteCode(enrollPayload!);
-  await visible('page-enroll').waitFor();
-  const shownOnPhone = ((await visible('enroll-fingerprint').textContent()) ?? '').trim();
-  await visible('enroll-send').click();
-  await visible('enroll-result').waitFor();
-  const [, shownOnHost] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
-  t.is(shownOnHost, shownOnPhone);
-  await cli.waitFor(/Type y to enroll/);
-  cli.type('y\r');
-  t.is(await cli.exited, 0, cli.output);
-  const devices = readFileSync(join(stack.agent.dir, 'devices', ALICE), 'utf8');
-  t.true(devices.split('\n').some((l) => l.includes(publicKey) && l.endsWith(` ${name}`)), devices);
-}
-
 const marker = () => `NATIVE_IN_${Math.random().toString(36).slice(2, 8)}`;
 const nativeCallsOf = (name: string) => phone.native.calls.filter((c) => c.methodName === name);
 
@@ -427,7 +405,7 @@ test.serial('after a reload the native app loads the same device and makes no ne
 
 test.serial('enroll with `qrauth enroll`, then approve a real ssh login: signed with the seed from the keystore, accepted by the agent', async (t) => {
   if (!device) return t.fail('needs the first-start test');
-  await enrollWithCli(t, device.publicKey, 'Alice native');
+  await enrollAppWithCli(t, page, stack.agent, ALICE, device.publicKey, 'Alice native');
   enrolled = true;
 
   const reads = nativeCallsOf('internalGetItem').length;
@@ -628,7 +606,7 @@ test.serial('"Make a new device key", confirmed: the old record, keystore entry 
 
 test.serial('the new key enrolls with `qrauth enroll` and approves a real ssh login, which the agent accepts; cancelling Settings → Replace keeps it', async (t) => {
   if (!newDevice) return t.fail('needs the reset test');
-  await enrollWithCli(t, newDevice.publicKey, 'Alice native 2');
+  await enrollAppWithCli(t, page, stack.agent, ALICE, newDevice.publicKey, 'Alice native 2');
 
   const m = marker();
   const { run, payload } = await startSsh(m);

@@ -22,7 +22,7 @@ import {
   qrFramesFromTerminal,
   writeY4m,
 } from './support/browser.js';
-import { ENROLL_RE, qrauthCli } from './support/enroll.js';
+import { ENROLL_RE, enrollAppWithCli, qrauthCli } from './support/enroll.js';
 import { startHostileRelay } from './support/hostile-relay.js';
 import { runInPty } from './support/pty.js';
 import { sshArgs } from './support/sshd.js';
@@ -334,25 +334,6 @@ test.serial('Settings → "Replace this phone\'s key…": cancel keeps the key; 
         };
       })`)) as string,
     );
-  const enroll = async (name: string, publicKey: string) => {
-    const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
-    t.teardown(() => cli.kill());
-    const [payload] = await cli.waitFor(ENROLL_RE);
-    await p.getByTestId('tab-scan').click();
-    await shown('payload-input').locator('textarea').fill(payload!);
-    await shown('payload-submit').click();
-    await shown('page-enroll').waitFor();
-    const shownOnPhone = ((await shown('enroll-fingerprint').textContent()) ?? '').trim();
-    await shown('enroll-send').click();
-    await shown('enroll-result').waitFor();
-    const [, shownOnHost] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
-    t.is(shownOnHost, shownOnPhone);
-    await cli.waitFor(/Type y to enroll/);
-    cli.type('y\r');
-    t.is(await cli.exited, 0, cli.output);
-    const devices = readFileSync(join(stack.agent.dir, 'devices', ALICE), 'utf8');
-    t.true(devices.split('\n').some((l) => l.includes(publicKey) && l.endsWith(` ${name}`)), devices);
-  };
 
   await p.goto(`${stack.relay!.url}/`);
   await p.getByTestId('device-name-input').locator('input').fill('Reset web');
@@ -362,7 +343,7 @@ test.serial('Settings → "Replace this phone\'s key…": cancel keeps the key; 
   t.like(old, { v: 1, name: 'Reset web', wrapKey: { cryptoKey: 'AES-GCM', extractable: false } });
   t.regex(old.sealed.hex, /^[0-9a-f]{96}$/, 'the sealed seed (32 bytes + tag)');
   // Enrolling leaves a relay connection open, proved with this key.
-  await enroll('Reset web', old.publicKey);
+  await enrollAppWithCli(t, p, stack.agent, ALICE, old.publicKey, 'Reset web');
   t.is(((await stored('hosts')) as unknown[]).length, 1);
 
   await p.getByTestId('tab-settings').click();
@@ -393,7 +374,7 @@ test.serial('Settings → "Replace this phone\'s key…": cancel keeps the key; 
   t.not(fresh.publicKey, old.publicKey);
   // The relay ties an enrollment to the key its connection proved: this works only because the
   // old key's connection was dropped.
-  await enroll('Reset web 2', fresh.publicKey);
+  await enrollAppWithCli(t, p, stack.agent, ALICE, fresh.publicKey, 'Reset web 2');
   await p.getByTestId('tab-hosts').click();
   await shown('host-item').waitFor();
   t.is(await shown('host-item').count(), 1);

@@ -2,7 +2,10 @@
  * Enroll a headless phone through the real flow: `qrauth enroll --user U` on a pty, the phone
  * scans (its payload) and enrolls through the relay, the fingerprints are compared, "y".
  */
+import type { ExecutionContext } from 'ava';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Page } from 'playwright-core';
 import type { AgentFixture } from './fixtures.js';
 import type { HeadlessPhone } from './phone.js';
 import { runInPty } from './pty.js';
@@ -31,4 +34,38 @@ export async function enrollPhone(agent: AgentFixture, user: string, phone: Head
   } finally {
     cli.kill();
   }
+}
+
+/**
+ * The phone app on `page` enrolls through the real flow: `qrauth enroll --user U` on a pty, its
+ * code pasted into the app's Scan page (as the scanner would hand it over), the fingerprints on
+ * both screens compared, "y"; then the user's devices file lists `publicKey` named `name`.
+ */
+export async function enrollAppWithCli(
+  t: ExecutionContext,
+  page: Page,
+  agent: Pick<AgentFixture, 'configPath' | 'dir'>,
+  user: string,
+  publicKey: string,
+  name: string,
+): Promise<void> {
+  const shown = (id: string) => page.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${id}"]`);
+  const cli = qrauthCli(agent.configPath, ['enroll', '--user', user]);
+  t.teardown(() => cli.kill());
+  const [payload] = await cli.waitFor(ENROLL_RE);
+  await page.getByTestId('tab-scan').click();
+  await page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-scan"]').waitFor();
+  await shown('payload-input').locator('textarea').fill(payload!);
+  await shown('payload-submit').click();
+  await shown('page-enroll').waitFor();
+  const shownOnPhone = ((await shown('enroll-fingerprint').textContent()) ?? '').trim();
+  await shown('enroll-send').click();
+  await shown('enroll-result').waitFor();
+  const [, shownOnHost] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+  t.is(shownOnHost, shownOnPhone);
+  await cli.waitFor(/Type y to enroll/);
+  cli.type('y\r');
+  t.is(await cli.exited, 0, cli.output);
+  const devices = readFileSync(join(agent.dir, 'devices', user), 'utf8');
+  t.true(devices.split('\n').some((l) => l.includes(publicKey) && l.endsWith(` ${name}`)), devices);
 }
