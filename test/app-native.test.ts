@@ -323,17 +323,23 @@ async function startSsh(marker: string) {
 const marker = () => `NATIVE_IN_${Math.random().toString(36).slice(2, 8)}`;
 const nativeCallsOf = (name: string) => phone.native.calls.filter((c) => c.methodName === name);
 
-/** Starts a real ssh login, pastes its code into the app, and reads the key warning Approve shows instead of the login. */
-async function loginShowingKeyWarning(t: ExecutionContext) {
+/** Starts a real ssh login (killed at the end of the test) and pastes its code into the app. */
+async function pasteSshLogin(t: ExecutionContext) {
   const m = marker();
   const { run, payload } = await startSsh(m);
   t.teardown(() => run.kill());
   await pasteCode(payload);
+  return { m, run, payload };
+}
+
+/** An ssh login pasted into the app, and the key warning Approve shows instead of the login. */
+async function loginShowingKeyWarning(t: ExecutionContext) {
+  const login = await pasteSshLogin(t);
   const warning = onPage('page-approve', 'warning-error');
   await warning.waitFor();
   const text = (await warning.textContent()) ?? '';
   t.regex(text, /This phone's device key cannot be used/);
-  return { m, run, payload, text };
+  return { ...login, text };
 }
 
 test.serial('first start as a native app: the seed goes to the keystore plugin, IndexedDB and localStorage hold none of it', async (t) => {
@@ -409,10 +415,7 @@ test.serial('enroll with `qrauth enroll`, then approve a real ssh login: signed 
   enrolled = true;
 
   const reads = nativeCallsOf('internalGetItem').length;
-  const m = marker();
-  const { run, payload } = await startSsh(m);
-  t.teardown(() => run.kill());
-  await pasteCode(payload);
+  const { m, run } = await pasteSshLogin(t);
   await visible('login-context').waitFor();
   t.is(await visible('ctx-user').textContent(), ALICE);
   t.is(await visible('ctx-host').textContent(), 'test-host');
@@ -608,10 +611,7 @@ test.serial('the new key enrolls with `qrauth enroll` and approves a real ssh lo
   if (!newDevice) return t.fail('needs the reset test');
   await enrollAppWithCli(t, page, stack.agent, ALICE, newDevice.publicKey, 'Alice native 2');
 
-  const m = marker();
-  const { run, payload } = await startSsh(m);
-  t.teardown(() => run.kill());
-  await pasteCode(payload);
+  const { m, run } = await pasteSshLogin(t);
   await visible('login-context').waitFor();
   t.is(await visible('ctx-user').textContent(), ALICE);
   await visible('approve').click();

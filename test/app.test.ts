@@ -76,6 +76,17 @@ function showToCamera(terminalText: string, payload: string): void {
   writeY4m(camFile, qrFramesFromTerminal(terminalText, payload));
 }
 
+/** Starts a real ssh login (killed at the end of the test), shows its QR to the camera, scans it: the login's details are on screen. */
+async function scanSshLogin(t: ExecutionContext) {
+  const m = marker();
+  const { run, payload } = await startSsh(m);
+  t.teardown(() => run.kill());
+  showToCamera(run.output, payload);
+  await scanWithCamera();
+  await visible('login-context').waitFor();
+  return { m, run };
+}
+
 async function scanWithCamera(): Promise<void> {
   await page.getByTestId('tab-scan').click();
   await page.getByTestId('page-scan').waitFor({ state: 'visible' });
@@ -157,12 +168,7 @@ test.serial('enroll through the app with `qrauth enroll`: the camera reads its Q
 
 test.serial('log in with ssh: the camera scans the printed QR, the app shows who/where/from, Approve → the shell runs', async (t) => {
   if (!needsEnrolledApp(t)) return;
-  const m = marker();
-  const { run, payload } = await startSsh(m);
-  t.teardown(() => run.kill());
-  showToCamera(run.output, payload);
-  await scanWithCamera();
-  await visible('login-context').waitFor();
+  const { m, run } = await scanSshLogin(t);
   t.is(await visible('ctx-user').textContent(), ALICE);
   t.is(await visible('ctx-host').textContent(), 'test-host');
   t.is(await visible('ctx-rhost').textContent(), '127.0.0.1');
@@ -187,12 +193,7 @@ test.serial('log in with ssh: the camera scans the printed QR, the app shows who
 
 test.serial('deny in the app: the login is refused', async (t) => {
   if (!needsEnrolledApp(t)) return;
-  const m = marker();
-  const { run, payload } = await startSsh(m);
-  t.teardown(() => run.kill());
-  showToCamera(run.output, payload);
-  await scanWithCamera();
-  await visible('login-context').waitFor();
+  const { m, run } = await scanSshLogin(t);
   await visible('deny').click();
   await visible('decision-result').waitFor();
   t.regex((await visible('decision-result').textContent()) ?? '', /Denied/);
