@@ -317,16 +317,17 @@ interface GenResult {
   context: number[];
 }
 
+/** What load generator g of `gens` is given: where the agent and relay are, the host key to trust, its share of the phones. */
+function generatorShare(socket: string, relayUrl: string, g: number, gens: number) {
+  return { socket, relayUrl, hostPub: toB64url(host.publicKey), seeds: phoneSeeds.filter((_, i) => i % gens === g).map(toB64url), users: USERS };
+}
+
 async function loadRun(agent: { proc: Proc; socket: string }, relay: Proc, relayUrl: string, rate: number, seconds: number) {
   const gens = 2;
   const procs = Array.from({ length: gens }, (_, g) =>
     nodeProc('bench/procs/login-gen.ts', [
       JSON.stringify({
-        socket: agent.socket,
-        relayUrl,
-        hostPub: toB64url(host.publicKey),
-        seeds: phoneSeeds.filter((_, i) => i % gens === g).map(toB64url),
-        users: USERS,
+        ...generatorShare(agent.socket, relayUrl, g, gens),
         rate: rate / gens,
         seconds,
         maxInFlight: 4000,
@@ -406,11 +407,7 @@ async function approvalRun(agent: { proc: Proc; socket: string }, relay: Proc, r
       'bench/procs/approve-gen.ts',
       [
         JSON.stringify({
-          socket: agent.socket,
-          relayUrl,
-          hostPub: toB64url(host.publicKey),
-          seeds: phoneSeeds.filter((_, i) => i % gens === g).map(toB64url),
-          users: USERS,
+          ...generatorShare(agent.socket, relayUrl, g, gens),
           sessions: Math.floor(sessions / gens) + (g < sessions % gens ? 1 : 0),
           rate: rate / gens,
         }),
