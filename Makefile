@@ -2,7 +2,7 @@
 PREFIX ?= /usr/local
 NPM ?= npm
 
-.PHONY: all build module ts deps deps-demo test test-c test-js demo bench fuzz clean
+.PHONY: all build module ts app deps deps-demo test test-c test-js demo bench fuzz clean
 
 all: build
 
@@ -13,7 +13,7 @@ deps:
 deps-demo:
 	bash .ci/deps.sh demo
 
-build: module ts
+build: module ts app
 
 module:
 	$(MAKE) -C pam_qrauth all
@@ -25,6 +25,18 @@ ts:
 # The whole suite: C unit/module tests (also under valgrind), a short fixed-seed fuzz run,
 # then every ava test (unit and end-to-end with real sshd, ssh, Redis, Chromium).
 # Ends with one line "N passed, M failed" and exits non-zero on any failure.
+# The phone app (ionic-app/dist, served by the relay at /): rebuilt only when its or the
+# protocol's sources change. Built here, once, so the app tests never build it in parallel.
+APP_SOURCES := $(shell find ionic-app/src ionic-app/public ionic-app/sw protocol/src -type f 2>/dev/null) \
+	ionic-app/index.html ionic-app/vite.config.ts ionic-app/tsconfig.json ionic-app/package.json
+
+app: ionic-app/dist/index.html
+
+ionic-app/dist/index.html: $(APP_SOURCES)
+	@test -f node_modules/.package-lock.json || $(NPM) ci --no-audit --no-fund
+	NODE_ENV=production $(NPM) run build -w ionic-app
+	@touch $@
+
 test: deps
 	$(MAKE) build
 	bash test/run-all.sh
@@ -47,7 +59,7 @@ bench: build
 
 clean:
 	$(MAKE) -C pam_qrauth clean
-	rm -rf dist test-artifacts
+	rm -rf dist test-artifacts ionic-app/dist
 
 # ---------------------------------------------------------------------------------------------
 # make install / make uninstall (DESTDIR for packaging). The PAM module goes where libpam looks;

@@ -3,8 +3,8 @@
  * a fake camera that shows a picture we make: a QR exactly as the ssh client printed it,
  * rasterized from the terminal's half blocks.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, type BrowserContext, chromium } from 'playwright-core';
 import jsQRModule from 'jsqr';
@@ -29,7 +29,7 @@ export const FRAME_SIZE = 640;
 function newestMtime(dir: string): number {
   let newest = 0;
   for (const name of readdirSync(dir)) {
-    if (name === 'node_modules' || name === 'dist') continue;
+    if (name === 'node_modules' || name === 'dist' || name.startsWith('.')) continue;
     const p = join(dir, name);
     const st = statSync(p);
     newest = Math.max(newest, st.isDirectory() ? newestMtime(p) : st.mtimeMs);
@@ -37,13 +37,62 @@ function newestMtime(dir: string): number {
   return newest;
 }
 
-/** Builds ionic-app/dist when it is missing or older than the app's or the protocol's sources. */
-export function ensureAppBuilt(): void {
+function appIsFresh(): boolean {
   const index = join(APP_DIST, 'index.html');
   const sources = Math.max(newestMtime(APP_DIR), newestMtime(join(ROOT, 'protocol', 'src')));
-  if (existsSync(index) && statSync(index).mtimeMs >= sources) return;
-  // ava sets NODE_ENV=test, which would give a development build (no service worker).
-  execFileSync('npm', ['run', 'build', '-w', 'ionic-app'], { cwd: ROOT, stdio: 'pipe', timeout: 180_000, env: { ...process.env, NODE_ENV: 'production' } });
+  return existsSync(index) && statSync(index).mtimeMs >= sources;
+}
+
+const BUILD_LOCK = join(APP_DIR, '.build-lock');
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Builds ionic-app/dist when it is missing or older than the app's or the protocol's sources.
+ * `make build` builds it before the tests; this covers `npx ava` on its own. ava runs test
+ * files in parallel and two vite builds into one dist/ break each other (each empties it), so
+ * a build holds a lock directory; the other waits and then finds the app fresh.
+ */
+export function ensureAppBuilt(): void {
+  if (appIsFresh()) return;
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    try {
+      mkdirSync(BUILD_LOCK);
+      writeFileSync(join(BUILD_LOCK, 'pid'), String(process.pid));
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      let owner = NaN;
+      try {
+        owner = Number(readFileSync(join(BUILD_LOCK, 'pid'), 'utf8'));
+      } catch {
+        /* the holder has not written its pid yet */
+      }
+      if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) rmSync(BUILD_LOCK, { recursive: true, force: true });
+      if (Date.now() > deadline) throw new Error(`ionic-app build lock ${BUILD_LOCK} held too long (pid ${owner})`);
+      Atomics.wait(sleeper, 0, 0, 200);
+    }
+  }
+  try {
+    if (appIsFresh()) return; // built by the holder we waited for
+    // ava sets NODE_ENV=test, which would give a development build (no service worker).
+    const r = spawnSync('npm', ['run', 'build', '-w', 'ionic-app'], { cwd: ROOT, encoding: 'utf8', timeout: 300_000, env: { ...process.env, NODE_ENV: 'production' } });
+    if (r.status !== 0) {
+      const why = r.error ? r.error.message : r.signal ? `killed by ${r.signal}` : `exit ${r.status}`;
+      throw new Error(`building ionic-app failed (${why}):\n${(r.stderr ?? '').slice(-4000)}\n${(r.stdout ?? '').slice(-2000)}`);
+    }
+  } finally {
+    rmSync(BUILD_LOCK, { recursive: true, force: true });
+  }
 }
 
 export async function launchChromium(fakeVideoFile: string): Promise<Browser> {
