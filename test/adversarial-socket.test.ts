@@ -240,7 +240,7 @@ test('every BEGIN and CODE string at its limit is accepted; one byte more closes
     else t.is(reply, null, 'no verdict for an oversized code, just the close');
     client.close();
   }
-  await sleep(50);
+  await eventually(() => f.agent.sessions.size === 0, 5000).catch(() => {});
   t.is(f.agent.sessions.size, 0);
   await realLogin(t, f);
 });
@@ -303,7 +303,7 @@ test('malformed fields close the connection: widths, tags, types, repeats, NUL, 
     t.false(approved(r), name);
     t.true(r.replies.every((m) => m.type === MsgType.CHALLENGE), `${name}: nothing but a challenge came back`);
   }
-  await sleep(50);
+  await eventually(() => f.agent.sessions.size === 0, 5000).catch(() => {});
   t.is(f.agent.sessions.size, 0, 'every session ended with its connection');
   await realLogin(t, f);
 });
@@ -327,7 +327,7 @@ test('a peer that stalls mid-frame, before or after its challenge, is cut off an
   const results = await Promise.all(stalls.map((b) => exchange(f.socket, b, { waitMs: 5000 })));
   for (const r of results) t.true(r.closed);
   t.is(results[3]!.replies[0]?.type, MsgType.CHALLENGE);
-  await sleep(50);
+  await eventually(() => f.agent.sessions.size === 0, 5000).catch(() => {});
   t.is(f.agent.sessions.size, 0, 'the session of the stalled peer is gone');
   t.true(f.logs.some((l) => /pam_protocol_error .*stalled mid-frame/.test(l)));
 });

@@ -14,6 +14,7 @@ import { PamClient } from './support/pam-client.js';
 import { decodeTerminalQr, extractQrLines } from './support/qr-decode.js';
 import { tempDir } from './support/system.js';
 import { readDevicesFile } from '../agent/src/devices-file.js';
+import { eventually } from './support/net.js';
 
 const passwd = tempDir('qra-pw-');
 const passwdPath = join(passwd.path, 'passwd');
@@ -157,7 +158,7 @@ test('the PAM client going away cancels its session', async (t) => {
   const sid = parseLoginPayload((reply as { payload: string }).payload).sid;
   t.truthy(f.agent.sessions.get(sid));
   client.close();
-  await sleep(100);
+  await eventually(() => f.agent.sessions.get(sid) === undefined, 5000).catch(() => {});
   t.is(f.agent.sessions.get(sid), undefined);
 });
 

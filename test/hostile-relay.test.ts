@@ -6,13 +6,13 @@
 import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { nodeCrypto as c } from '../protocol/src/crypto-node.js';
 import { MsgType, Result, decisionBytes, keyId, parseLoginPayload, toB64url, type FrameMsg } from '../protocol/src/index.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { startHostileRelay, type HostileRelay } from './support/hostile-relay.js';
 import { PamClient } from './support/pam-client.js';
 import { tempDir } from './support/system.js';
+import { eventually } from './support/net.js';
 
 const passwd = tempDir('qra-pw-');
 const passwdPath = join(passwd.path, 'passwd');
@@ -177,6 +177,6 @@ test('the context a relay can fetch carries no nonce and the host signs it', asy
   t.is(ack.context.user, 'alice');
   t.is(ack.context.rhost, '198.51.100.1');
   s.client.close();
-  await sleep(50);
+  await eventually(() => f.agent.sessions.get(s.sid) === undefined, 5000).catch(() => {});
   t.like(await relay.ask('context', { sid: s.sid }), { ok: false, code: 'QRA_ERR_UNKNOWN_SESSION' });
 });
