@@ -18,13 +18,13 @@ build: module ts app
 module:
 	$(MAKE) -C pam_qrauth all
 
-ts:
-	@test -f node_modules/.package-lock.json || $(NPM) ci --no-audit --no-fund
+# node_modules when missing (make test and make demo run npm ci through .ci/deps.sh first).
+node_modules/.package-lock.json:
+	$(NPM) ci --no-audit --no-fund
+
+ts: | node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
 
-# The whole suite: C unit/module tests (also under valgrind), a short fixed-seed fuzz run,
-# then every ava test (unit and end-to-end with real sshd, ssh, Redis, Chromium).
-# Ends with one line "N passed, M failed" and exits non-zero on any failure.
 # The phone app (ionic-app/dist, served by the relay at /): rebuilt only when its or the
 # protocol's sources change. Built here, once, so the app tests never build it in parallel.
 APP_SOURCES := $(shell find ionic-app/src ionic-app/public ionic-app/sw protocol/src -type f 2>/dev/null) \
@@ -32,11 +32,13 @@ APP_SOURCES := $(shell find ionic-app/src ionic-app/public ionic-app/sw protocol
 
 app: ionic-app/dist/index.html
 
-ionic-app/dist/index.html: $(APP_SOURCES)
-	@test -f node_modules/.package-lock.json || $(NPM) ci --no-audit --no-fund
+ionic-app/dist/index.html: $(APP_SOURCES) | node_modules/.package-lock.json
 	NODE_ENV=production $(NPM) run build -w ionic-app
 	@touch $@
 
+# The whole suite: C unit/module tests (also under valgrind), a short fixed-seed fuzz run,
+# then every ava test (unit and end-to-end with real sshd, ssh, Redis, Chromium).
+# Ends with one line "N passed, M failed" and exits non-zero on any failure.
 test: deps
 	$(MAKE) build
 	bash test/run-all.sh
