@@ -253,6 +253,18 @@ export class PamConn {
   }
 }
 
+/**
+ * What run.ts hands every load generator (bench/procs/*-gen.ts), as JSON in argv[2]: the agent's
+ * socket, the relay, the host key the phones trust, this generator's share of the phones.
+ */
+export interface GeneratorShare {
+  socket: string;
+  relayUrl: string;
+  hostPub: string;
+  seeds: string[];
+  users: string[];
+}
+
 export function beginMsg(user: string, i = 0): FrameMsg {
   return { type: MsgType.BEGIN, user, service: 'sshd', rhost: `198.51.100.${(i % 250) + 1}`, tty: 'ssh', uid: 0, home: '/root' } as FrameMsg;
 }

@@ -21,6 +21,7 @@ import { LOGIN_PAYLOAD_RE } from '../test/support/stack.js';
 import { MODULE_PATH, ensureUser, installPamService } from '../test/support/system.js';
 import {
   BenchPhone,
+  type GeneratorShare,
   PamConn,
   ROOT,
   type Proc,
@@ -318,7 +319,7 @@ interface GenResult {
 }
 
 /** What load generator g of `gens` is given: where the agent and relay are, the host key to trust, its share of the phones. */
-function generatorShare(socket: string, relayUrl: string, g: number, gens: number) {
+function generatorShare(socket: string, relayUrl: string, g: number, gens: number): GeneratorShare {
   return { socket, relayUrl, hostPub: toB64url(host.publicKey), seeds: phoneSeeds.filter((_, i) => i % gens === g).map(toB64url), users: USERS };
 }
 

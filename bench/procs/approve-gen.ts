@@ -11,14 +11,9 @@
  */
 import { createInterface } from 'node:readline';
 import { MsgType, Result, fromB64url, type FrameMsg } from '../../protocol/src/index.js';
-import { BenchPhone, PamConn, beginMsg, nowMs } from '../lib.js';
+import { BenchPhone, type GeneratorShare, PamConn, beginMsg, nowMs } from '../lib.js';
 
-const o = JSON.parse(process.argv[2]!) as {
-  socket: string;
-  relayUrl: string;
-  hostPub: string;
-  seeds: string[];
-  users: string[];
+const o = JSON.parse(process.argv[2]!) as GeneratorShare & {
   sessions: number;
   rate: number;
 };
