@@ -33,7 +33,17 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
 import { fromB64url, keyId, toB64url } from '../protocol/src/index.js';
-import { APP_DIST, artifactPath, blankFrame, ensureAppBuilt, launchChromium, newAppContext, writeY4m } from './support/browser.js';
+import {
+  APP_DIST,
+  approveAndFinishSsh,
+  artifactPath,
+  blankFrame,
+  ensureAppBuilt,
+  launchChromium,
+  newAppContext,
+  visibleIn,
+  writeY4m,
+} from './support/browser.js';
 import { ENROLL_RE, enrollAppWithCli, qrauthCli } from './support/enroll.js';
 import { runInPty } from './support/pty.js';
 import { sshArgs } from './support/sshd.js';
@@ -297,7 +307,7 @@ test.after.always(async () => {
 });
 
 function visible(testId: string, p: Page = page) {
-  return p.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${testId}"]`);
+  return visibleIn(p, testId);
 }
 
 /** An element of one page (pages still sliding out of view keep their elements for a moment). */
@@ -420,13 +430,8 @@ test.serial('enroll with `qrauth enroll`, then approve a real ssh login: signed 
   t.is(await visible('ctx-user').textContent(), ALICE);
   t.is(await visible('ctx-host').textContent(), 'test-host');
   t.regex((await visible('offline-code').textContent()) ?? '', /^\d{4} \d{4}$/);
-  await visible('approve').click();
-  await visible('decision-result').waitFor();
-  t.regex((await visible('decision-result').textContent()) ?? '', /Approved/);
+  await approveAndFinishSsh(t, page, run, m);
   await page.screenshot({ path: artifactPath('native-approved-360.png') });
-  run.type('\r');
-  await run.waitFor(new RegExp(m));
-  t.is(await run.exited, 0);
   t.true(
     stack.agent.logs.some((l) => /event=login .*how=phone result=approved/.test(l) && l.includes(`device=${device!.deviceId}`)),
     'the agent accepted a decision signed by this device',
@@ -453,12 +458,7 @@ test.serial('a keystore read that fails for now (a locked phone): "unlock and tr
   phone.native.failGets = false;
   await pasteCode(payload);
   await visible('login-context').waitFor();
-  await visible('approve').click();
-  await visible('decision-result').waitFor();
-  t.regex((await visible('decision-result').textContent()) ?? '', /Approved/);
-  run.type('\r');
-  await run.waitFor(new RegExp(m));
-  t.is(await run.exited, 0);
+  await approveAndFinishSsh(t, page, run, m);
   t.deepEqual(phone.errors, []);
 });
 
@@ -614,12 +614,7 @@ test.serial('the new key enrolls with `qrauth enroll` and approves a real ssh lo
   const { m, run } = await pasteSshLogin(t);
   await visible('login-context').waitFor();
   t.is(await visible('ctx-user').textContent(), ALICE);
-  await visible('approve').click();
-  await visible('decision-result').waitFor();
-  t.regex((await visible('decision-result').textContent()) ?? '', /Approved/);
-  run.type('\r');
-  await run.waitFor(new RegExp(m));
-  t.is(await run.exited, 0);
+  await approveAndFinishSsh(t, page, run, m);
   t.true(
     stack.agent.logs.some((l) => /event=login .*how=phone result=approved/.test(l) && l.includes(`device=${newDevice!.deviceId}`)),
     'the agent accepted a decision signed by the new key',

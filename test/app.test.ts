@@ -14,12 +14,14 @@ import { nodeCrypto } from '../protocol/src/crypto-node.js';
 import { type SignedContext, contextBytes, toB64url } from '../protocol/src/index.js';
 import {
   APP_DIST,
+  approveAndFinishSsh,
   artifactPath,
   blankFrame,
   ensureAppBuilt,
   launchChromium,
   newAppContext,
   qrFramesFromTerminal,
+  visibleIn,
   writeY4m,
 } from './support/browser.js';
 import { ENROLL_RE, enrollAppWithCli, qrauthCli } from './support/enroll.js';
@@ -94,7 +96,7 @@ async function scanWithCamera(): Promise<void> {
 }
 
 function visible(testId: string) {
-  return page.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${testId}"]`);
+  return visibleIn(page, testId);
 }
 
 async function startSsh(marker: string) {
@@ -177,12 +179,7 @@ test.serial('log in with ssh: the camera scans the printed QR, the app shows who
   t.regex((await visible('offline-code').textContent()) ?? '', /^\d{4} \d{4}$/, 'offline code always visible');
   await page.screenshot({ path: artifactPath('approve-360.png') });
 
-  await visible('approve').click();
-  await visible('decision-result').waitFor();
-  t.regex((await visible('decision-result').textContent()) ?? '', /Approved/);
-  run.type('\r');
-  await run.waitFor(new RegExp(m));
-  t.is(await run.exited, 0);
+  await approveAndFinishSsh(t, page, run, m);
   t.true(stack.agent.logs.some((l) => /event=login .*how=phone result=approved/.test(l)));
 
   await page.getByTestId('tab-history').click();
@@ -264,7 +261,7 @@ test.serial('a hostile relay hands over login details not signed by the host: "S
       tx.onerror = () => reject(tx.error);
     };
   })`);
-  const shown = (id: string) => p.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${id}"]`);
+  const shown = (id: string) => visibleIn(p, id);
   await p.getByTestId('tab-hosts').click();
   await shown('host-item').waitFor();
   t.regex((await shown('host-item').textContent()) ?? '', new RegExp(hostile.url.replace(/[.]/g, '\\.')), 'the phone trusts the host, through the hostile relay');
@@ -314,7 +311,7 @@ test.serial('Settings → "Replace this phone\'s key…": cancel keeps the key; 
   const p = await ctx.newPage();
   const errors: string[] = [];
   p.on('pageerror', (e) => errors.push(e.message));
-  const shown = (id: string) => p.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${id}"]`);
+  const shown = (id: string) => visibleIn(p, id);
   // The app's IndexedDB value under `key`, with binary values as hex and CryptoKeys described.
   const stored = async (key: string): Promise<unknown> =>
     JSON.parse(

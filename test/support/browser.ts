@@ -6,8 +6,10 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Browser, type BrowserContext, chromium } from 'playwright-core';
+import type { ExecutionContext } from 'ava';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import jsQRModule from 'jsqr';
+import type { PtyRun } from './pty.js';
 import { extractQrLines, rasterize, type Theme } from './qr-decode.js';
 import { ROOT } from './system.js';
 
@@ -93,6 +95,24 @@ export function ensureAppBuilt(): void {
   } finally {
     rmSync(BUILD_LOCK, { recursive: true, force: true });
   }
+}
+
+/** An element of the app's page in view (pages sliding out keep their elements for a moment). */
+export function visibleIn(page: Page, testId: string) {
+  return page.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${testId}"]`);
+}
+
+/**
+ * Taps Approve on the login the app shows, checks it says Approved, then presses Enter in the
+ * ssh client waiting on that login and checks the remote command printed `marker` and ssh exited 0.
+ */
+export async function approveAndFinishSsh(t: ExecutionContext, page: Page, run: PtyRun, marker: string): Promise<void> {
+  await visibleIn(page, 'approve').click();
+  await visibleIn(page, 'decision-result').waitFor();
+  t.regex((await visibleIn(page, 'decision-result').textContent()) ?? '', /Approved/);
+  run.type('\r');
+  await run.waitFor(new RegExp(marker));
+  t.is(await run.exited, 0);
 }
 
 export async function launchChromium(fakeVideoFile: string): Promise<Browser> {

@@ -6,6 +6,7 @@ import type { ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
+import { visibleIn } from './browser.js';
 import type { AgentFixture } from './fixtures.js';
 import type { HeadlessPhone } from './phone.js';
 import { runInPty } from './pty.js';
@@ -49,7 +50,7 @@ export async function enrollAppWithCli(
   publicKey: string,
   name: string,
 ): Promise<void> {
-  const shown = (id: string) => page.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${id}"]`);
+  const shown = (id: string) => visibleIn(page, id);
   const cli = qrauthCli(agent.configPath, ['enroll', '--user', user]);
   t.teardown(() => cli.kill());
   const [payload] = await cli.waitFor(ENROLL_RE);
