@@ -27,6 +27,7 @@ import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { eventually } from './support/net.js';
 import { PamClient } from './support/pam-client.js';
 import { tempDir } from './support/system.js';
+import { prng } from './support/seeded.js';
 
 const passwd = tempDir('qra-pw-');
 const passwdPath = join(passwd.path, 'passwd');
@@ -127,23 +128,6 @@ async function realLogin(t: ExecutionContext, f: AgentFixture): Promise<void> {
   } finally {
     client.close();
   }
-}
-
-/** Deterministic bytes (xorshift32), so a failure can be replayed. */
-function prng(seed32: number): (n: number) => Buffer {
-  let x = seed32 >>> 0 || 1;
-  return (n) => {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) {
-      x ^= x << 13;
-      x >>>= 0;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      x >>>= 0;
-      b[i] = x & 0xff;
-    }
-    return b;
-  };
 }
 
 // ---------------------------------------------------------------- tests
