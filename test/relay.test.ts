@@ -16,7 +16,6 @@ import {
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
 import { parseAllowHosts } from '../relay/src/allow-hosts.js';
 import { NonceCache } from '../relay/src/nonce-cache.js';
-import { TokenBucketLimiter } from '../relay/src/rate-limit.js';
 import { type Relay, type RelayOptions, startRelay } from '../relay/src/server.js';
 import { FakeHost, connectDevice, disconnected, eventually, tryConnect } from './support/net.js';
 import { HeadlessPhone } from './support/phone.js';
@@ -124,7 +123,7 @@ test('the static app is served with content types, index fallback, and no path t
   await writeFile(path.join(dir, 'manifest.webmanifest'), '{}');
   await writeFile(outside, 'secret');
   await symlink(outside, path.join(dir, 'leak.txt'));
-  const relay = await relayFor(t, { staticDir: dir });
+  const relay = await relayFor(t, { serveAppTrustingRelay: dir });
 
   const index = await get(relay.url, '/');
   t.is(index.status, 200);
@@ -153,7 +152,7 @@ test('caching: hashed assets are immutable, index.html and the service worker ar
   await writeFile(path.join(root, 'sw.js'), 'self.x=1');
   await writeFile(path.join(root, 'assets', 'index-abc123.js'), '1');
   await writeFile(path.join(root, 'manifest.webmanifest'), '{}');
-  const relay = await relayFor(t, { staticDir: root });
+  const relay = await relayFor(t, { serveAppTrustingRelay: root });
   t.is((await get(relay.url, '/assets/index-abc123.js')).cache, 'public, max-age=31536000, immutable');
   t.is((await get(relay.url, '/')).cache, 'no-cache');
   t.is((await get(relay.url, '/sw.js')).cache, 'no-cache');
@@ -482,20 +481,6 @@ test('requests for one host are limited across all phones', async (t) => {
 });
 
 // ---------------------------------------------------------------- building blocks and CLI
-
-test('a token bucket allows its capacity, then refills over its window', (t) => {
-  let now = 0;
-  const b = new TokenBucketLimiter({ capacity: 2, windowMs: 1000, now: () => now });
-  t.deepEqual([b.take('a'), b.take('a'), b.take('a'), b.take('b')], [true, true, false, true]);
-  now = 500;
-  t.deepEqual([b.take('a'), b.take('a')], [true, false]);
-});
-
-test('the token bucket map stays bounded', (t) => {
-  const b = new TokenBucketLimiter({ capacity: 1, windowMs: 1000, maxKeys: 3 });
-  for (let i = 0; i < 100; i++) b.take(`k${i}`);
-  t.is(b.size, 3);
-});
 
 test('the nonce cache forgets expired nonces and refuses when full of live ones', (t) => {
   let now = 1000;

@@ -1,20 +1,24 @@
-/** Plain HTTP on the relay's port: health, metrics, and the app's web build. Socket.IO takes /socket.io/ first. */
+/**
+ * Plain HTTP on the relay's port: health, metrics, and the app's web build. Socket.IO takes
+ * /socket.io/ first. Metrics can have a listener of their own instead (createMetricsHandler).
+ */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RelayMetrics } from './metrics.js';
 import type { StaticHandler } from './static.js';
 
-export function createHttpHandler(metrics: RelayMetrics, serveStatic: StaticHandler | undefined) {
-  function send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}, head = false): void {
-    res.writeHead(status, {
-      'content-type': type,
-      'content-length': String(Buffer.byteLength(body)),
-      'cache-control': 'no-store',
-      'x-content-type-options': 'nosniff',
-      ...extra,
-    });
-    res.end(head ? undefined : body);
-  }
+function send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}, head = false): void {
+  res.writeHead(status, {
+    'content-type': type,
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...extra,
+  });
+  res.end(head ? undefined : body);
+}
 
+/** `serveMetrics: false` when /metrics has its own listener: the public port then answers 404 there. */
+export function createHttpHandler(metrics: RelayMetrics, serveStatic: StaticHandler | undefined, { serveMetrics = true } = {}) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     try {
       const pathname = new URL(req.url ?? '/', 'http://relay.invalid').pathname;
@@ -28,7 +32,7 @@ export function createHttpHandler(metrics: RelayMetrics, serveStatic: StaticHand
         send(res, 200, 'application/json', JSON.stringify({ status: 'ok', hosts: s.hostsConnected, devices: s.devicesConnected }), {}, head);
         return;
       }
-      if (pathname === '/metrics') {
+      if (serveMetrics && pathname === '/metrics') {
         send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', metrics.render(), {}, head);
         return;
       }
@@ -39,5 +43,16 @@ export function createHttpHandler(metrics: RelayMetrics, serveStatic: StaticHand
       if (!res.headersSent) send(res, 400, 'text/plain; charset=utf-8', 'bad request\n');
       else res.destroy();
     }
+  };
+}
+
+/** The metrics listener: GET/HEAD /metrics, 404 for everything else. */
+export function createMetricsHandler(metrics: RelayMetrics) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const head = req.method === 'HEAD';
+    if (req.method !== 'GET' && !head) return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' });
+    const pathname = (req.url ?? '/').split('?')[0];
+    if (pathname === '/metrics') return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', metrics.render(), {}, head);
+    send(res, 404, 'text/plain; charset=utf-8', 'not found\n', {}, head);
   };
 }

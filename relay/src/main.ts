@@ -1,16 +1,28 @@
 #!/usr/bin/env node
 /** The `qrauth-relay` command: parse options, start the relay, close it cleanly on SIGTERM/SIGINT. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { isQrauthError } from '../../protocol/src/index.js';
+import { QrauthError, isQrauthError } from '../../protocol/src/index.js';
 import { readAllowHosts } from './allow-hosts.js';
+import { parseAppOrigin } from './app-origins.js';
 import { kv, stdoutLog } from './log.js';
 import { connectRedisAdapter, type RedisAdapterHandle } from './redis.js';
+import { redisLimiters } from './rate-limit.js';
 import { DEFAULT_LIMITS, type RelayLimits, startRelay } from './server.js';
 
 function portNumber(value: string): number {
   const n = Number(value);
   if (!/^[0-9]{1,5}$/.test(value) || n > 65535) throw new InvalidArgumentError('expected a port number 0..65535');
   return n;
+}
+
+/** Collects --app-origin values (the env variable may list several, comma-separated). */
+function appOrigins(value: string, previous: string[] = []): string[] {
+  const added = value.split(/[\s,]+/).filter(Boolean);
+  try {
+    return [...previous, ...added.map(parseAppOrigin)];
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 function countIn(min: number, max: number) {
@@ -23,10 +35,19 @@ function countIn(min: number, max: number) {
 
 const program = new Command()
   .name('qrauth-relay')
-  .description('Relay between qrauth host agents and phones; also serves the qrauth web app. Holds no secrets.')
+  .description('Relay between qrauth host agents and phones. Holds no secrets, serves no app code (the web app has its own origin).')
   .addOption(new Option('-p, --port <n>', 'port to listen on (0 = any free port)').env('QRAUTH_RELAY_PORT').default(8080).argParser(portNumber))
   .addOption(new Option('-H, --host <addr>', 'address to listen on').env('QRAUTH_RELAY_HOST').default('127.0.0.1'))
-  .addOption(new Option('--static <dir>', "serve the app's web build from this directory at /").env('QRAUTH_RELAY_STATIC'))
+  .addOption(
+    new Option('--app-origin <origin>', "a web app origin whose pages may connect (repeat for several; env: comma-separated)")
+      .env('QRAUTH_RELAY_APP_ORIGINS')
+      .argParser(appOrigins),
+  )
+  .addOption(
+    new Option('--serve-app-trusting-relay <dir>', "serve the web app from this relay (one-box demo only: whoever runs the relay then holds web users' keys)").env(
+      'QRAUTH_RELAY_SERVE_APP_TRUSTING_RELAY',
+    ),
+  )
   .addOption(new Option('--allow-hosts <file>', 'only let these hostIds connect (one a line, # comments)').env('QRAUTH_RELAY_ALLOW_HOSTS'))
   .addOption(new Option('--ack-timeout <ms>', 'how long to wait for a host to answer (100..60000)').env('QRAUTH_RELAY_ACK_TIMEOUT').argParser(countIn(100, 60_000)))
   .addOption(new Option('--trust-proxy', 'take client addresses from X-Forwarded-For (behind your own reverse proxy only)').env('QRAUTH_RELAY_TRUST_PROXY'))
@@ -51,12 +72,21 @@ const program = new Command()
       .default(DEFAULT_LIMITS.hostEventsPer10s)
       .argParser(countIn(1, 1_000_000)),
   )
+  .addOption(
+    new Option('--host-requests-per-address <n>', 'of those, the most one client address (IPv4, or IPv6 /64) may take')
+      .env('QRAUTH_RELAY_HOST_REQUESTS_PER_ADDRESS')
+      .default(DEFAULT_LIMITS.hostEventsPerAddressPer10s)
+      .argParser(countIn(1, 1_000_000)),
+  )
+  .addOption(new Option('--metrics-port <n>', 'serve /metrics on this port instead of the public one (0 = any free port)').env('QRAUTH_RELAY_METRICS_PORT').argParser(portNumber))
+  .addOption(new Option('--metrics-host <addr>', 'address of the metrics listener (default 127.0.0.1; needs --metrics-port)').env('QRAUTH_RELAY_METRICS_HOST'))
   .showHelpAfterError();
 
 interface CliOptions {
   port: number;
   host: string;
-  static?: string;
+  appOrigin?: string[];
+  serveAppTrustingRelay?: string;
   allowHosts?: string;
   ackTimeout?: number;
   trustProxy?: boolean;
@@ -64,26 +94,45 @@ interface CliOptions {
   connectionsPerIp: number;
   deviceRequests: number;
   hostRequests: number;
+  hostRequestsPerAddress: number;
+  metricsPort?: number;
+  metricsHost?: string;
 }
 
 async function main(): Promise<void> {
   program.parse();
   const o = program.opts<CliOptions>();
   const allowHosts = o.allowHosts ? await readAllowHosts(o.allowHosts) : undefined;
-  const limits: RelayLimits = { connectionsPerIpPerMinute: o.connectionsPerIp, deviceEventsPer10s: o.deviceRequests, hostEventsPer10s: o.hostRequests };
+  if (o.metricsHost !== undefined && o.metricsPort === undefined) {
+    throw new QrauthError('QRA_ERR_CONFIG', '--metrics-host/QRAUTH_RELAY_METRICS_HOST needs --metrics-port/QRAUTH_RELAY_METRICS_PORT too');
+  }
+  const limits: RelayLimits = {
+    connectionsPerIpPerMinute: o.connectionsPerIp,
+    deviceEventsPer10s: o.deviceRequests,
+    hostEventsPer10s: o.hostRequests,
+    hostEventsPerAddressPer10s: o.hostRequestsPerAddress,
+  };
   const redis: RedisAdapterHandle | undefined = o.redis ? await connectRedisAdapter(o.redis, stdoutLog) : undefined;
   const relay = await startRelay({
     limits,
-    ...(redis ? { adapter: redis.adapter } : {}),
+    // With several nodes, budgets are shared through the same Redis: spreading a flood over nodes buys nothing.
+    ...(redis ? { adapter: redis.adapter, limiters: redisLimiters(redis.client) } : {}),
+    ...(o.metricsPort !== undefined ? { metrics: { port: o.metricsPort, ...(o.metricsHost ? { host: o.metricsHost } : {}) } } : {}),
     host: o.host,
     port: o.port,
-    ...(o.static ? { staticDir: o.static } : {}),
+    ...(o.appOrigin ? { appOrigins: o.appOrigin } : {}),
+    ...(o.serveAppTrustingRelay ? { serveAppTrustingRelay: o.serveAppTrustingRelay } : {}),
     ...(allowHosts ? { allowHosts } : {}),
     ...(o.ackTimeout ? { ackTimeoutMs: o.ackTimeout } : {}),
     trustProxy: o.trustProxy === true,
   });
   console.log(`qrauth-relay listening on ${relay.url}`);
-  stdoutLog(kv({ event: 'config', allowHosts: allowHosts?.size, redis: redis ? 'on' : 'off', ...limits }));
+  if (relay.metricsUrl) console.log(`qrauth-relay metrics on ${relay.metricsUrl}/metrics`);
+  if (o.serveAppTrustingRelay) {
+    // Said at every start: whoever runs or breaks into this relay can take web users' keys.
+    stdoutLog(kv({ event: 'warning', serveApp: o.serveAppTrustingRelay, message: "serving the web app from the relay: web-app users now trust this relay with their keys (one-box demo only)" }));
+  }
+  stdoutLog(kv({ event: 'config', appOrigins: o.appOrigin?.join(',') ?? 'none', allowHosts: allowHosts?.size, redis: redis ? 'on' : 'off', ...limits }));
 
   let stopping = false;
   const stop = (signal: string) => {

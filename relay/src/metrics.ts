@@ -4,9 +4,12 @@
  */
 
 export type ForwardedEvent = 'context' | 'decision' | 'enroll';
+/** The budget that refused a phone's request (rate-limit.ts): the phone, its address's share of the host, or the host. */
+export type RateLimitBudget = 'device' | 'address' | 'host';
 export type RejectReason =
   | 'unauthenticated'
   | 'not_allowed'
+  | 'origin_not_allowed'
   | 'default_namespace'
   | 'connection_rate_limited'
   | 'invalid_input'
@@ -42,6 +45,8 @@ export interface RelayMetricsSnapshot {
   rejects: Partial<Record<RejectReason, number>>;
   approvals: number;
   denials: number;
+  /** Phone requests refused with QRA_ERR_RATE_LIMITED, by the budget that refused them. */
+  rateLimited: Record<RateLimitBudget, number>;
   /** Requests answered (by the host, or by the relay when the host did not answer), by event. */
   latency: Record<ForwardedEvent, { count: number; sum: number }>;
 }
@@ -49,6 +54,7 @@ export interface RelayMetricsSnapshot {
 export class RelayMetrics {
   readonly forwarded: Record<ForwardedEvent, number> = { context: 0, decision: 0, enroll: 0 };
   readonly rejects = new Map<RejectReason, number>();
+  readonly rateLimited: Record<RateLimitBudget, number> = { device: 0, address: 0, host: 0 };
   approvals = 0;
   denials = 0;
   /** From a phone's request arriving to the answer going back, for requests sent on to a host. */
@@ -73,6 +79,7 @@ export class RelayMetrics {
       rejects: Object.fromEntries(this.rejects) as Partial<Record<RejectReason, number>>,
       approvals: this.approvals,
       denials: this.denials,
+      rateLimited: { ...this.rateLimited },
       latency: Object.fromEntries(Object.entries(this.latency).map(([e, h]) => [e, { count: h.count, sum: h.sum }])) as RelayMetricsSnapshot['latency'],
     };
   }
@@ -92,6 +99,9 @@ export class RelayMetrics {
       '# HELP qrauth_relay_rejects_total Connections and messages refused, by reason.',
       '# TYPE qrauth_relay_rejects_total counter',
       ...Object.entries(s.rejects).map(([r, n]) => `qrauth_relay_rejects_total{reason="${r}"} ${n}`),
+      '# HELP qrauth_relay_rate_limited_total Phone requests refused as rate limited, by the budget that refused them.',
+      '# TYPE qrauth_relay_rate_limited_total counter',
+      ...Object.entries(s.rateLimited).map(([b, n]) => `qrauth_relay_rate_limited_total{budget="${b}"} ${n}`),
       '# HELP qrauth_relay_decisions_total Decisions acknowledged by hosts, by result.',
       '# TYPE qrauth_relay_decisions_total counter',
       `qrauth_relay_decisions_total{result="approved"} ${s.approvals}`,

@@ -1,64 +1,156 @@
 /**
- * Token buckets keyed by IP, deviceId or hostId, in a map with a hard size cap so a flood of
- * fresh keys cannot grow memory without bound.
+ * The relay's budgets, on rate-limiter-flexible (fixed windows per key). A phone's request is
+ * charged in order, and each budget only when the ones before it let the request through, so
+ * that what one sender wastes never comes out of a budget others share:
+ *
+ *   1. its device key           (device keys cost nothing: this alone stops nothing)
+ *   2. its address's share of the target host   (hostId + address)
+ *   3. the target host's ceiling, from all addresses together
+ *
+ * One address, with as many keys as it likes, gets at most its share of a host; the ceiling
+ * only runs out when several addresses flood the same host. Connections are charged per
+ * address. An address is an IPv4 address or an IPv6 /64 (one customer's usual allocation).
  */
+import { isIP } from 'node:net';
+import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import type { RateLimitBudget } from './metrics.js';
 
-export interface TokenBucketOptions {
-  /** Tokens a key may spend at once; also the refill amount per `windowMs`. */
-  capacity: number;
-  /** Time in which an empty bucket refills completely, in ms. */
-  windowMs: number;
+export interface RelayLimits {
   /**
-   * Most keys remembered. When full, the least recently used key is forgotten (its next request
-   * starts with a full bucket): a bounded, slightly generous limit beats unbounded memory.
-   * @default 100000
+   * New Socket.IO connections one address may open per minute (both namespaces share one connection).
+   * @default 120
    */
-  maxKeys?: number;
-  /** @default Date.now */
-  now?: () => number;
+  connectionsPerIpPerMinute: number;
+  /**
+   * Requests (context, decision, enroll) one phone may send per 10 s.
+   * @default 30
+   */
+  deviceEventsPer10s: number;
+  /**
+   * Requests the relay forwards to one host per 10 s from one address, all its phones together:
+   * the most of a host's budget one address can take.
+   * @default 100
+   */
+  hostEventsPerAddressPer10s: number;
+  /**
+   * Requests the relay forwards to one host per 10 s, from all addresses together.
+   * @default 300
+   */
+  hostEventsPer10s: number;
 }
 
-interface Bucket {
-  tokens: number;
-  at: number;
+export const DEFAULT_LIMITS: RelayLimits = { connectionsPerIpPerMinute: 120, deviceEventsPer10s: 30, hostEventsPerAddressPer10s: 100, hostEventsPer10s: 300 };
+
+/**
+ * Makes the limiter of one budget: `points` per `duration` seconds per key. `name` keeps the
+ * keys of different budgets apart in a shared store.
+ */
+export type LimiterFactory = (name: string, points: number, duration: number) => RateLimiterAbstract;
+
+/** Budgets in this process's memory: each relay node counts for itself. */
+export const memoryLimiters: LimiterFactory = (name, points, duration) => new RateLimiterMemory({ keyPrefix: name, points, duration });
+
+/**
+ * Budgets in Redis, shared by every relay node using it. `client` is a connected node-redis
+ * client (not one in subscribe mode). While Redis cannot answer, each node falls back to its own
+ * memory budgets: limits then hold per node instead of failing every request or none.
+ */
+export function redisLimiters(client: object, prefix = 'qrauth:rl'): LimiterFactory {
+  return (name, points, duration) =>
+    new RateLimiterRedis({
+      storeClient: client,
+      useRedisPackage: true,
+      rejectIfRedisNotReady: true,
+      keyPrefix: `${prefix}:${name}`,
+      points,
+      duration,
+      insuranceLimiter: memoryLimiters(name, points, duration),
+    });
 }
 
-export class TokenBucketLimiter {
-  readonly #capacity: number;
-  readonly #perMs: number;
-  readonly #maxKeys: number;
-  readonly #now: () => number;
-  readonly #buckets = new Map<string, Bucket>();
+export class RelayBudgets {
+  readonly #connections: RateLimiterAbstract;
+  readonly #device: RateLimiterAbstract;
+  readonly #addressOfHost: RateLimiterAbstract;
+  readonly #host: RateLimiterAbstract;
 
-  constructor(opts: TokenBucketOptions) {
-    if (!(opts.capacity > 0) || !(opts.windowMs > 0)) throw new RangeError('capacity and windowMs must be positive');
-    this.#capacity = opts.capacity;
-    this.#perMs = opts.capacity / opts.windowMs;
-    this.#maxKeys = opts.maxKeys ?? 100_000;
-    this.#now = opts.now ?? Date.now;
+  constructor(limits: RelayLimits, make: LimiterFactory = memoryLimiters) {
+    for (const [k, v] of Object.entries(limits)) if (!(Number.isInteger(v) && v > 0)) throw new RangeError(`limits.${k} must be a positive whole number`);
+    this.#connections = make('conn', limits.connectionsPerIpPerMinute, 60);
+    this.#device = make('dev', limits.deviceEventsPer10s, 10);
+    this.#addressOfHost = make('hostaddr', limits.hostEventsPerAddressPer10s, 10);
+    this.#host = make('host', limits.hostEventsPer10s, 10);
   }
 
-  /** Spends one token of `key`; false when the key is over its limit. */
-  take(key: string): boolean {
-    const now = this.#now();
-    const b = this.#buckets.get(key);
-    let tokens: number;
-    if (b) {
-      tokens = Math.min(this.#capacity, b.tokens + (now - b.at) * this.#perMs);
-      this.#buckets.delete(key); // re-inserted below: Map order is then least recently used first
-    } else {
-      tokens = this.#capacity;
-      if (this.#buckets.size >= this.#maxKeys) {
-        const oldest = this.#buckets.keys().next();
-        if (!oldest.done) this.#buckets.delete(oldest.value);
-      }
-    }
-    const allowed = tokens >= 1;
-    this.#buckets.set(key, { tokens: allowed ? tokens - 1 : tokens, at: now });
-    return allowed;
+  /** A new connection from `address` (an `addressKey`); false when over its limit. */
+  connection(address: string): Promise<boolean> {
+    return take(this.#connections, address);
   }
 
-  get size(): number {
-    return this.#buckets.size;
+  /** Charged as soon as a phone's message arrives, before it is validated: garbage costs like requests. */
+  device(deviceId: string): Promise<boolean> {
+    return take(this.#device, deviceId);
   }
+
+  /** A valid request for `hostId` from `address` (an `addressKey`): its share of the host, then the host's ceiling. */
+  async host(hostId: string, address: string): Promise<RateLimitBudget | undefined> {
+    if (!(await take(this.#addressOfHost, `${hostId}/${address}`))) return 'address';
+    if (!(await take(this.#host, hostId))) return 'host';
+    return undefined;
+  }
+}
+
+/** Spends one point of `key`: false when over budget. A store error (no insurance left) throws: the caller fails closed. */
+async function take(limiter: RateLimiterAbstract, key: string): Promise<boolean> {
+  try {
+    await limiter.consume(key);
+    return true;
+  } catch (e) {
+    if (e instanceof RateLimiterRes) return false;
+    throw e;
+  }
+}
+
+/**
+ * A client address as written by a socket or a proxy ("192.0.2.1", "192.0.2.1:4711",
+ * "[2001:db8::1]:4711", "fe80::1%eth0", "::ffff:192.0.2.1") as a plain IP address, an IPv4-mapped
+ * IPv6 address as its IPv4 address; undefined when it is not an IP address.
+ */
+export function clientAddress(raw: string): string | undefined {
+  let s = raw.trim();
+  const bracketed = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(s);
+  if (bracketed) s = bracketed[1]!;
+  else if (/^[0-9.]+:\d{1,5}$/.test(s)) s = s.slice(0, s.lastIndexOf(':'));
+  s = s.replace(/%.*$/, '');
+  const v = isIP(s);
+  if (v === 4) return s;
+  if (v !== 6) return undefined;
+  const g = ipv6Groups(s);
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return [g[6]! >> 8, g[6]! & 255, g[7]! >> 8, g[7]! & 255].join('.');
+  return s.toLowerCase();
+}
+
+/** The key an address is limited by: an IPv4 address itself, an IPv6 address's /64 ("2001:db8:a:b::/64"). */
+export function addressKey(address: string): string {
+  if (isIP(address) !== 6) return address;
+  return `${ipv6Groups(address)
+    .slice(0, 4)
+    .map((x) => x.toString(16))
+    .join(':')}::/64`;
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (isIP() === 6), "::" and a dotted IPv4 tail expanded. */
+function ipv6Groups(address: string): number[] {
+  let s = address.toLowerCase();
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    s = `${s.slice(0, v4.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const parse = (part: string) => (part ? part.split(':').map((h) => Number.parseInt(h, 16)) : []);
+  const [head = '', tail] = s.split('::');
+  const h = parse(head);
+  if (tail === undefined) return h;
+  const t = parse(tail);
+  return [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
 }

@@ -1,8 +1,9 @@
 /**
  * Several relay nodes behind one load balancer: the Socket.IO Redis adapter carries room
  * broadcasts and their acks between nodes, so a phone on node B reaches a host on node A.
- * Redis holds no state of ours (only pub/sub traffic), so restarting it loses nothing: the
- * clients reconnect and resubscribe; meanwhile cross-node requests time out like an offline host.
+ * Redis holds only pub/sub traffic and rate-limit counters that expire within a minute, so
+ * restarting it loses nothing that matters: the clients reconnect and resubscribe; meanwhile
+ * cross-node requests time out like an offline host and each node counts budgets in its memory.
  */
 import { createAdapter } from '@socket.io/redis-adapter';
 import { createClient } from 'redis';
@@ -12,6 +13,8 @@ import { type LogFn, kv } from './log.js';
 
 export interface RedisAdapterHandle {
   adapter: NonNullable<ServerOptions['adapter']>;
+  /** The publishing client, also usable for commands (rate-limit budgets); the subscriber is not. */
+  client: object;
   /** Both clients connected (publish and subscribe). */
   readonly up: boolean;
   close(): Promise<void>;
@@ -82,6 +85,7 @@ export async function connectRedisAdapter(url: string, log: LogFn, connectTimeou
   }
   return {
     adapter: createAdapter(pub, sub),
+    client: pub,
     get up() {
       return state.pub && state.sub;
     },

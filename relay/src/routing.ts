@@ -27,8 +27,8 @@ import {
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { PeerData } from './auth.js';
 import { type LogFn, kv, shortId } from './log.js';
-import type { ForwardedEvent, RelayMetrics } from './metrics.js';
-import type { TokenBucketLimiter } from './rate-limit.js';
+import type { ForwardedEvent, RateLimitBudget, RelayMetrics } from './metrics.js';
+import { type RelayBudgets, addressKey } from './rate-limit.js';
 
 type EmptyEvents = Record<string, never>;
 export type HostNamespace = Namespace<HostClientToServer, HostServerToClient, EmptyEvents, PeerData>;
@@ -43,8 +43,7 @@ export interface RouterOptions {
   metrics: RelayMetrics;
   log: LogFn;
   ackTimeoutMs: number;
-  deviceLimiter: TokenBucketLimiter;
-  hostLimiter: TokenBucketLimiter;
+  budgets: RelayBudgets;
 }
 
 export class DeviceRouter {
@@ -88,12 +87,12 @@ export class DeviceRouter {
     const timed = (e: ForwardedEvent) => this.o.metrics.latency[e].observe(Number(process.hrtime.bigint() - started) / 1e9);
     const room = (hostId: string) => this.o.hostNs.to(hostRoom(hostId)).timeout(this.o.ackTimeoutMs);
     // Counted before validation: a phone sending garbage is throttled like one sending requests.
-    if (!this.o.deviceLimiter.take(deviceId)) return this.#limited();
+    if (!(await this.o.budgets.device(deviceId))) return this.#limited('device');
     try {
       if (!oneArg) throw new QrauthError('QRA_ERR_INVALID_INPUT', `${event}: expected exactly one message and an ack`);
       if (event === 'context') {
         const req = contextRequest(payload, event);
-        const go = this.#admit(req.hostId);
+        const go = await this.#admit(req.hostId, socket);
         if (go) return go;
         const answer = await this.#ask(contextAck, (cb) => room(req.hostId).emit('context', { sid: req.sid }, cb), (a) =>
           a.ok ? a.context.hostId === req.hostId && a.context.sid === req.sid : true,
@@ -107,7 +106,7 @@ export class DeviceRouter {
         if (d.deviceId !== deviceId) {
           throw new QrauthError('QRA_ERR_INVALID_INPUT', 'decision.deviceId is not the id of the key this connection proved');
         }
-        const go = this.#admit(d.hostId);
+        const go = await this.#admit(d.hostId, socket);
         if (go) return go;
         const answer = await this.#ask(decisionAck, (cb) => room(d.hostId).emit('decision', d, cb));
         this.o.metrics.forwarded.decision++;
@@ -131,7 +130,7 @@ export class DeviceRouter {
       if (keyId(nodeCrypto, fromB64url(m.devicePub, 32)) !== deviceId) {
         throw new QrauthError('QRA_ERR_INVALID_INPUT', 'enroll.devicePub is not the key this connection proved');
       }
-      const go = this.#admit(m.hostId);
+      const go = await this.#admit(m.hostId, socket);
       if (go) return go;
       const answer = await this.#ask(enrollAck, (cb) => room(m.hostId).emit('enroll', m, cb));
       this.o.metrics.forwarded.enroll++;
@@ -145,14 +144,16 @@ export class DeviceRouter {
     }
   }
 
-  /** Rate limit per target host, from all phones together; an error ack when over, else undefined. */
-  #admit(hostId: string): ErrAck | undefined {
-    return this.o.hostLimiter.take(hostId) ? undefined : this.#limited();
+  /** This address's share of the target host, then the host's ceiling; an error ack when over, else undefined. */
+  async #admit(hostId: string, socket: DeviceSocket): Promise<ErrAck | undefined> {
+    const refused = await this.o.budgets.host(hostId, addressKey(socket.data.ip));
+    return refused ? this.#limited(refused) : undefined;
   }
 
-  #limited(): ErrAck {
+  #limited(budget: RateLimitBudget): ErrAck {
     this.o.metrics.reject('rate_limited');
-    return errAck('QRA_ERR_RATE_LIMITED', 'too many requests from this phone or for this host; wait a few seconds and try again');
+    this.o.metrics.rateLimited[budget]++;
+    return errAck('QRA_ERR_RATE_LIMITED', 'too many requests from this phone, this network or for this host; wait a few seconds and try again');
   }
 
   /**

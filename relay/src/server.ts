@@ -1,37 +1,23 @@
 /**
- * qrauth-relay: routes messages between host agents (/host) and phones (/device) and serves
- * the app. It holds no secrets and no sessions; it cannot approve a login, only fail to deliver.
+ * qrauth-relay: routes messages between host agents (/host) and phones (/device). It holds no
+ * secrets and no sessions; it cannot approve a login, only fail to deliver. It serves the web
+ * app's code only when told it is trusted with it (serveAppTrustingRelay, a one-box demo).
  */
-import { createServer, type IncomingMessage } from 'node:http';
+import { type Server as HttpServer, createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server, type ServerOptions, type Socket } from 'socket.io';
 import { DEVICE_NAMESPACE, HOST_NAMESPACE, MAX_MESSAGE_BYTES, hostRoom } from '../../protocol/src/index.js';
+import { AppOrigins, refuseBrowsers } from './app-origins.js';
 import { HandshakeError, handshakeMiddleware } from './auth.js';
-import { createHttpHandler } from './http.js';
+import { createHttpHandler, createMetricsHandler } from './http.js';
 import { type LogFn, kv, shortId, stdoutLog } from './log.js';
 import { RelayMetrics, type RelayMetricsSnapshot } from './metrics.js';
 import { NonceCache } from './nonce-cache.js';
-import { TokenBucketLimiter } from './rate-limit.js';
+import { DEFAULT_LIMITS, type LimiterFactory, RelayBudgets, type RelayLimits, addressKey, clientAddress, memoryLimiters } from './rate-limit.js';
 import { type DeviceNamespace, DeviceRouter, type HostNamespace } from './routing.js';
 import { type StaticHandler, createStaticHandler } from './static.js';
 
-export interface RelayLimits {
-  /**
-   * New Socket.IO connections one IP may open per minute (both namespaces share one connection).
-   * @default 120
-   */
-  connectionsPerIpPerMinute: number;
-  /**
-   * Requests (context, decision, enroll) one phone may send per 10 s.
-   * @default 30
-   */
-  deviceEventsPer10s: number;
-  /**
-   * Requests the relay forwards to one host per 10 s, from all phones together.
-   * @default 300
-   */
-  hostEventsPer10s: number;
-}
+export { DEFAULT_LIMITS, type RelayLimits } from './rate-limit.js';
 
 export interface RelayOptions {
   /**
@@ -44,8 +30,19 @@ export interface RelayOptions {
    * @default 0
    */
   port?: number;
-  /** Directory of the app's web build, served at `/` with index.html as fallback. Not served when unset. */
-  staticDir?: string;
+  /**
+   * Web app origins (https://app.example.com) whose pages may connect; browsers from any other
+   * origin are refused. The native app's origins are always allowed (app-origins.ts).
+   * @default [] (no web app)
+   */
+  appOrigins?: readonly string[];
+  /**
+   * Serve the app's web build from this directory at `/` (index.html as fallback), and let pages
+   * of the relay's own origin connect. This makes the relay trusted by every web-app user: the
+   * code it serves holds their keys. For a one-box demo only; in production a separate static
+   * web server serves the app (docs/app.md).
+   */
+  serveAppTrustingRelay?: string;
   /** Only these hostIds may connect on /host. Any host may connect when unset. */
   allowHosts?: ReadonlySet<string>;
   /**
@@ -56,7 +53,14 @@ export interface RelayOptions {
   /** Rate limits; each unset field keeps its default. */
   limits?: Partial<RelayLimits>;
   /**
-   * Take the client IP from the first X-Forwarded-For entry (only behind a reverse proxy you run).
+   * Where the budgets are counted: this process's memory, or shared by several relay nodes
+   * (`redisLimiters(client)` of rate-limit.ts).
+   * @default memoryLimiters
+   */
+  limiters?: LimiterFactory;
+  /**
+   * Take the client address from the last X-Forwarded-For entry, the one your reverse proxy
+   * appended (only behind a proxy you run; entries before it are whatever the client sent).
    * @default false
    */
   trustProxy?: boolean;
@@ -65,6 +69,11 @@ export interface RelayOptions {
    * @default one line a write to stdout
    */
   log?: LogFn;
+  /**
+   * Serve /metrics on a listener of its own (e.g. an internal interface) instead of the public
+   * port, which then answers 404 for /metrics. `port` 0 picks a free port (see `Relay.metricsUrl`).
+   */
+  metrics?: { host?: string; port: number };
   /** Socket.IO adapter for several relay nodes (e.g. `createAdapter(pub, sub)` of @socket.io/redis-adapter). */
   adapter?: ServerOptions['adapter'];
 }
@@ -73,6 +82,8 @@ export interface Relay {
   /** http://host:port, with 127.0.0.1 / [::1] for a wildcard bind. */
   readonly url: string;
   readonly port: number;
+  /** http://host:port of the metrics listener, when `metrics` was given. */
+  readonly metricsUrl: string | undefined;
   readonly io: Server;
   /** Counters and gauges at the time of reading. */
   readonly metrics: RelayMetricsSnapshot;
@@ -80,45 +91,58 @@ export interface Relay {
   close(): Promise<void>;
 }
 
-export const DEFAULT_LIMITS: RelayLimits = { connectionsPerIpPerMinute: 120, deviceEventsPer10s: 30, hostEventsPer10s: 300 };
-
 export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   const bindHost = opts.host ?? '127.0.0.1';
   const limits: RelayLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const log = opts.log ?? stdoutLog;
   const ackTimeoutMs = opts.ackTimeoutMs ?? 5000;
-  const serveStatic: StaticHandler | undefined = opts.staticDir ? await createStaticHandler(opts.staticDir) : undefined;
+  const serveStatic: StaticHandler | undefined = opts.serveAppTrustingRelay ? await createStaticHandler(opts.serveAppTrustingRelay) : undefined;
+  const appOrigins = new AppOrigins(opts.appOrigins ?? [], serveStatic !== undefined);
 
+  const peerAddress = (req: IncomingMessage): string => clientAddress(req.socket.remoteAddress ?? '') ?? 'unknown';
   const ipOfRequest = (req: IncomingMessage): string => {
     if (opts.trustProxy) {
+      // Only the last entry is the proxy's; a client can send any list. Node joins repeated
+      // header lines with ", ". No usable entry: count the client as the proxy itself (stricter).
       const fwd = req.headers['x-forwarded-for'];
-      const first = (Array.isArray(fwd) ? fwd[0] : fwd)?.split(',')[0]?.trim();
-      if (first) return first;
+      const last = (Array.isArray(fwd) ? fwd.join(',') : fwd)?.split(',').pop();
+      return (last && clientAddress(last)) || peerAddress(req);
     }
-    return req.socket.remoteAddress ?? 'unknown';
+    return peerAddress(req);
   };
   const ipOf = (socket: Socket): string => ipOfRequest(socket.request);
 
-  const connectionLimiter = new TokenBucketLimiter({ capacity: limits.connectionsPerIpPerMinute, windowMs: 60_000 });
-  const deviceLimiter = new TokenBucketLimiter({ capacity: limits.deviceEventsPer10s, windowMs: 10_000 });
-  const hostLimiter = new TokenBucketLimiter({ capacity: limits.hostEventsPer10s, windowMs: 10_000 });
+  const budgets = new RelayBudgets(limits, opts.limiters ?? memoryLimiters);
   const nonces = new NonceCache();
 
   let hostNs: HostNamespace | undefined;
   let deviceNs: DeviceNamespace | undefined;
   const metrics = new RelayMetrics(() => ({ hosts: hostNs?.sockets.size ?? 0, devices: deviceNs?.sockets.size ?? 0 }));
 
-  const httpServer = createServer(createHttpHandler(metrics, serveStatic));
+  const httpServer = createServer(createHttpHandler(metrics, serveStatic, { serveMetrics: !opts.metrics }));
   const io = new Server(httpServer, {
     serveClient: false,
     maxHttpBufferSize: MAX_MESSAGE_BYTES,
-    // The app is served from this origin; other origins only matter to browsers, and a browser
-    // page elsewhere still has to hold a device key to do anything.
-    cors: { origin: true },
+    // Browser pages only from the app's allow-listed origins (app-origins.ts); the CORS answer
+    // says the same for the polling transport.
+    cors: { origin: (origin, cb) => cb(null, origin !== undefined && appOrigins.allows({ headers: { origin } } as IncomingMessage)) },
     allowRequest: (req, done) => {
-      if (connectionLimiter.take(ipOfRequest(req))) return done(null, true);
-      metrics.reject('connection_rate_limited');
-      done('too many connections from this address; wait a minute', false);
+      if (!appOrigins.allows(req)) {
+        metrics.reject('origin_not_allowed');
+        log(kv({ event: 'refused', reason: 'origin_not_allowed', origin: String(req.headers.origin).slice(0, 100), ip: ipOfRequest(req) }));
+        return done("this web page's origin may not use this relay; the relay operator lists the app's origin with --app-origin", false);
+      }
+      budgets.connection(addressKey(ipOfRequest(req))).then(
+        (ok) => {
+          if (ok) return done(null, true);
+          metrics.reject('connection_rate_limited');
+          done('too many connections from this address; wait a minute', false);
+        },
+        (e: unknown) => {
+          log(kv({ event: 'error', where: 'connection_limit', message: e instanceof Error ? e.message : 'unknown' }));
+          done('the relay cannot check its limits; try again later', false);
+        },
+      );
     },
     ...(opts.adapter ? { adapter: opts.adapter } : {}),
   });
@@ -133,6 +157,12 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   hostNs = io.of(HOST_NAMESPACE) as unknown as HostNamespace;
   deviceNs = io.of(DEVICE_NAMESPACE) as unknown as DeviceNamespace;
   const now = Date.now;
+  hostNs.use((socket, next) => {
+    refuseBrowsers(socket, (err) => {
+      if (err) metrics.reject('origin_not_allowed');
+      next(err);
+    });
+  });
   hostNs.use(handshakeMiddleware({ role: 'host', nonces, metrics, log, allowHosts: opts.allowHosts, ipOf, now }));
   deviceNs.use(handshakeMiddleware({ role: 'device', nonces, metrics, log, ipOf, now }));
 
@@ -144,38 +174,67 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     socket.on('disconnect', (reason) => log(kv({ event: 'disconnect', role: 'host', hostId: id, reason })));
   });
 
-  const router = new DeviceRouter({ hostNs, metrics, log, ackTimeoutMs, deviceLimiter, hostLimiter });
+  const router = new DeviceRouter({ hostNs, metrics, log, ackTimeoutMs, budgets });
   deviceNs.on('connection', (socket) => {
     const { id, ip } = socket.data;
     log(kv({ event: 'connect', role: 'device', deviceId: shortId(id), ip }));
     router.attach(socket);
   });
 
-  await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', reject);
-    httpServer.listen(opts.port ?? 0, bindHost, () => {
-      httpServer.off('error', reject);
-      resolve();
-    });
-  });
-  httpServer.on('error', (e) => log(kv({ event: 'error', where: 'http', message: e.message })));
-
+  await listen(httpServer, opts.port ?? 0, bindHost, log);
   const port = (httpServer.address() as AddressInfo).port;
-  const urlHost = bindHost === '0.0.0.0' ? '127.0.0.1' : bindHost === '::' ? '[::1]' : bindHost.includes(':') ? `[${bindHost}]` : bindHost;
+  let metricsServer: HttpServer | undefined;
+  let metricsUrl: string | undefined;
+  if (opts.metrics) {
+    const metricsHost = opts.metrics.host ?? '127.0.0.1';
+    metricsServer = createServer(createMetricsHandler(metrics));
+    try {
+      await listen(metricsServer, opts.metrics.port, metricsHost, log);
+    } catch (e) {
+      await new Promise<void>((resolve) => io.close(() => resolve()));
+      throw e;
+    }
+    metricsUrl = urlOf(metricsHost, (metricsServer.address() as AddressInfo).port);
+  }
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${urlHost}:${port}`,
+    url: urlOf(bindHost, port),
     port,
+    metricsUrl,
     io,
     get metrics() {
       return metrics.snapshot();
     },
     close() {
-      closing ??= new Promise<void>((resolve) => {
-        io.close(() => resolve());
-        httpServer.closeAllConnections();
-      });
+      closing ??= Promise.all([
+        new Promise<void>((resolve) => {
+          io.close(() => resolve());
+          httpServer.closeAllConnections();
+        }),
+        new Promise<void>((resolve) => {
+          if (!metricsServer) return resolve();
+          metricsServer.close(() => resolve());
+          metricsServer.closeAllConnections();
+        }),
+      ]).then(() => undefined);
       return closing;
     },
   };
+}
+
+function listen(server: HttpServer, port: number, host: string, log: LogFn): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      server.on('error', (e) => log(kv({ event: 'error', where: 'http', message: e.message })));
+      resolve();
+    });
+  });
+}
+
+/** http://host:port, with 127.0.0.1 / [::1] for a wildcard bind. */
+function urlOf(host: string, port: number): string {
+  const urlHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
+  return `http://${urlHost}:${port}`;
 }

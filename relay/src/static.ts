@@ -1,5 +1,6 @@
 /**
- * Serves the app's web build. Only regular files whose real path stays inside the root are
+ * Serves a web build (the relay only with --serve-app-trusting-relay; tests as a plain static
+ * server for the app's own origin). Only regular files whose real path stays inside the root are
  * served (no `..`, no symlink escapes); a path without a file extension that matches no file
  * gets index.html so the app's client-side routes work after a reload.
  */

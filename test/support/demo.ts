@@ -90,7 +90,9 @@ async function main() {
     if (!existsSync(join(dist, 'agent/src/main.js'))) throw new Error('run `make` first (dist/ is missing)');
     const relayPort = await freePort();
     const appDir = join(ROOT, 'ionic-app', 'dist');
-    const relay = spawn(node, [join(dist, 'relay/src/main.js'), '--port', String(relayPort), ...(existsSync(appDir) ? ['--static', appDir] : [])], {
+    // One box: the relay serves the app too, which makes it trusted by the app's users; fine for a
+    // demo on this machine, never in production (docs/app.md).
+    const relay = spawn(node, [join(dist, 'relay/src/main.js'), '--port', String(relayPort), ...(existsSync(appDir) ? ['--serve-app-trusting-relay', appDir] : [])], {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // own process group: Ctrl-C reaches the demo, which stops them in order
     });
@@ -122,7 +124,7 @@ async function main() {
 
     console.log(`
 qrauth demo is running.
-  relay   ${relayUrl}${existsSync(appDir) ? '   (the phone app is served here too)' : ''}
+  relay   ${relayUrl}${existsSync(appDir) ? '   (the phone app is served here too: demo only, see docs/app.md)' : ''}
   agent   socket ${socket}, host id ${host.hostId}
   sshd    127.0.0.1:${sshd.port}, PAM service sshd-qrauth-demo with pam_qrauth
 

@@ -10,12 +10,15 @@ import {
   type DecisionAck,
   type DecisionMessage,
   DEVICE_NAMESPACE,
+  type EnrollAck,
+  type EnrollMessage,
   HOST_NAMESPACE,
   type HostServerToClient,
   type SignedContext,
   contextBytes,
   decisionBytes,
   decisionMessage,
+  enrollAckBytes,
   formatLoginPayload,
   fromB64url,
   keyId,
@@ -26,10 +29,14 @@ import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 
 export type ConnectResult = { ok: true; socket: Socket } | { ok: false; message: string; code: string | undefined };
 
-/** Connects once (no retries) and reports how the relay answered the handshake. */
-export function tryConnect(baseUrl: string, namespace: string, auth: object | undefined, timeoutMs = 3000): Promise<ConnectResult> {
+/**
+ * Connects once (no retries) and reports how the relay answered the handshake. `headers` go on
+ * the WebSocket upgrade, e.g. the Origin a browser would send.
+ */
+export function tryConnect(baseUrl: string, namespace: string, auth: object | undefined, timeoutMs = 3000, headers?: Record<string, string>): Promise<ConnectResult> {
   const socket = io(`${baseUrl}${namespace}`, {
     ...(auth ? { auth } : {}),
+    ...(headers ? { extraHeaders: headers } : {}),
     transports: ['websocket'],
     forceNew: true,
     reconnection: false,
@@ -98,7 +105,9 @@ export class FakeHost {
   readonly received: { context: { sid: string }[]; decision: unknown[]; enroll: unknown[] } = { context: [], decision: [], enroll: [] };
   onContext: (req: { sid: string }) => unknown = (req) => this.contextAckFor(req.sid);
   onDecision: (msg: unknown) => unknown = (msg) => this.checkDecision(msg);
-  onEnroll: (msg: unknown) => unknown = () => ({ ok: true, hostname: this.hostname });
+  onEnroll: (msg: unknown) => unknown = (msg) => this.acceptEnroll(msg as EnrollMessage);
+  /** The relay this host is connected to (what it signs into an enrollment acceptance). */
+  relayUrl = '';
   socket!: Socket<HostServerToClient, Record<string, never>>;
 
   constructor(opts: FakeHostOptions = {}) {
@@ -111,6 +120,7 @@ export class FakeHost {
 
   static async connect(relayUrl: string, opts: FakeHostOptions = {}): Promise<FakeHost> {
     const host = new FakeHost(opts);
+    host.relayUrl = relayUrl;
     const r = await tryConnect(relayUrl, HOST_NAMESPACE, opts.auth ?? makeAuthHandshake(nodeCrypto, 'host', host.seed));
     if (!r.ok) throw new Error(`host refused: ${r.code} ${r.message}`);
     host.socket = r.socket as Socket<HostServerToClient, Record<string, never>>;
@@ -128,6 +138,12 @@ export class FakeHost {
       (ack as (a: unknown) => void)(host.onEnroll(msg));
     });
     return host;
+  }
+
+  /** Accepts an enrollment as the agent does: signed, so the phone stores what this host said. */
+  acceptEnroll(msg: EnrollMessage): EnrollAck {
+    const fields = { hostId: this.hostId, tokenId: msg.tokenId, devicePub: msg.devicePub, hostname: this.hostname, relayUrl: this.relayUrl };
+    return { ok: true, hostname: this.hostname, relayUrl: this.relayUrl, sig: toB64url(nodeCrypto.ed25519Sign(this.seed, enrollAckBytes(fields))) };
   }
 
   /** Starts a login like the agent's BEGIN; `ttlS` may be negative for an expired one. */
