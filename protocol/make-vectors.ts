@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { nodeCrypto as c } from './src/crypto-node.js';
 import {
-  authBytes, contextBytes, decisionBytes, enrollBytes, enrollFingerprint, formatEnrollPayload, formatLoginPayload,
+  authBytes, contextBytes, decisionBytes, enrollAckBytes, enrollBytes, enrollFingerprint, formatEnrollPayload, formatLoginPayload,
   keyId, offlineCode, offlineKey, toB64url, tokenIdOf,
 } from './src/index.js';
 
@@ -24,6 +24,7 @@ const context = { hostId, sid, user: 'alice', hostname: 'web-01', rhost: '203.0.
 const decision = { hostId, sid, nonce, user: 'alice', decision: 'approve' as const, time: 1780000010000, deviceId };
 const tokenId = tokenIdOf(c, token);
 const enroll = { hostId, tokenId, token, devicePub: toB64url(device.publicKey), deviceName: "Alice's Pixel", time: 1780000020000 };
+const enrollAck = { hostId, tokenId, devicePub: toB64url(device.publicKey), hostname: 'web-01', relayUrl: 'https://relay.example.net' };
 const k = offlineKey(c, hostSeed, device.publicKey, hostId, deviceId);
 const kPhone = offlineKey(c, deviceSeed, host.publicKey, hostId, deviceId);
 if (hex(k) !== hex(kPhone)) throw new Error('offline keys differ between the two sides');
@@ -37,6 +38,7 @@ const vectors = {
   decisionSig: toB64url(c.ed25519Sign(deviceSeed, decisionBytes(decision))),
   authBytes: hex(authBytes('device', deviceId, 1780000000000, sid)),
   enroll: { ...enroll, token: hex(token) }, enrollBytes: hex(enrollBytes(enroll)), tokenId,
+  enrollAck, enrollAckBytes: hex(enrollAckBytes(enrollAck)), enrollAckSig: toB64url(c.ed25519Sign(hostSeed, enrollAckBytes(enrollAck))),
   offlineKey: hex(k), offlineCode: offlineCode(c, k, hostId, sid, nonce),
   fingerprint: enrollFingerprint(c, host.publicKey, device.publicKey, token),
   loginPayload: formatLoginPayload({ hostId, sid, nonce }),

@@ -5,10 +5,10 @@
  */
 import test from 'ava';
 import { once } from 'node:events';
-import { readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nodeCrypto as c } from '../protocol/src/crypto-node.js';
-import { MsgType, Result, enrollBytes, enrollFingerprint, keyId, parseEnrollPayload, toB64url, tokenIdOf, type FrameMsg } from '../protocol/src/index.js';
+import { MsgType, QrauthError, Result, enrollBytes, enrollFingerprint, keyId, parseEnrollPayload, toB64url, tokenIdOf, type FrameMsg } from '../protocol/src/index.js';
 import { startRelay, type Relay } from '../relay/src/server.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { startHostileRelay } from './support/hostile-relay.js';
@@ -18,7 +18,7 @@ import { runInPty } from './support/pty.js';
 import { ALICE, BOB } from './support/stack.js';
 import { ROOT, ensureUser, tempDir } from './support/system.js';
 import { decodeTerminalQr } from './support/qr-decode.js';
-import { ENROLL_RE, qrauthCli } from './support/enroll.js';
+import { ENROLL_RE, FINGERPRINT_LINE_RE, qrauthCli } from './support/enroll.js';
 
 const tmp = tempDir('qre-');
 let relay: Relay;
@@ -51,7 +51,7 @@ async function enrollThroughCli(user: string, phone: HeadlessPhone, answer: 'y' 
   const cli = qrauth(['enroll', '--user', user]);
   const [payload] = await cli.waitFor(ENROLL_RE);
   const got = await phone.enroll(payload);
-  const [, shown] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+  const [, shown] = await cli.waitFor(FINGERPRINT_LINE_RE);
   await cli.waitFor(/Type y to enroll/);
   cli.type(`${answer}\r`);
   const code = await cli.exited;
@@ -59,7 +59,11 @@ async function enrollThroughCli(user: string, phone: HeadlessPhone, answer: 'y' 
 }
 
 async function approves(phone: HeadlessPhone, user: string): Promise<boolean | string> {
-  const client = await PamClient.connect(f.socket);
+  return approvesOn(f.socket, phone, user);
+}
+
+async function approvesOn(socket: string, phone: HeadlessPhone, user: string): Promise<boolean | string> {
+  const client = await PamClient.connect(socket);
   client.send({ type: MsgType.BEGIN, user, service: 'sshd' } as FrameMsg);
   const ch = (await client.next()) as { type: number; payload?: string };
   if (ch.type !== MsgType.CHALLENGE) {
@@ -86,8 +90,9 @@ test.serial('enroll: the QR decodes, both screens show the same fingerprint, "y"
   t.is(p.relayUrl, relay.url);
   t.is(p.hostname, 'test-host');
   const got = await phone.enroll(payload);
-  t.true(got.ack.ok);
-  const [, shown] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+  t.like(got.ack, { ok: true, hostname: 'test-host', relayUrl: relay.url });
+  t.like(phone.hosts.get(got.hostId), { hostname: 'test-host', relayUrl: relay.url }, 'the phone stores what the host signed');
+  const [, shown] = await cli.waitFor(FINGERPRINT_LINE_RE);
   t.is(shown, got.fingerprint);
   const path = join(f.dir, 'devices', ALICE);
   t.false(existsSync(path), 'nothing written before the user confirms');
@@ -164,7 +169,7 @@ test.serial("a relay that swaps in its own key is caught: the fingerprints diffe
   // A relay that somehow saw the QR signs with its own key: accepted, but the screens disagree.
   const relaySigned = c.ed25519Sign(relaySeed, enrollBytes({ hostId, tokenId, token: p.token, devicePub: toB64url(relayPub), deviceName: 'Phone', time }));
   t.like(await hostile.ask('enroll', { ...swapped, sig: toB64url(relaySigned) }), { ok: true });
-  const [, shown] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+  const [, shown] = await cli.waitFor(FINGERPRINT_LINE_RE);
   const onPhone = enrollFingerprint(c, p.hostPub, phonePub, p.token);
   t.not(shown, onPhone, 'the user sees two different fingerprints');
   await cli.waitFor(/Type y to enroll/);
@@ -291,4 +296,113 @@ test.serial('status reports the agent, the relay link and pending logins; --json
   const bad = runInPty([process.execPath, '--import', 'tsx', join(ROOT, 'agent/src/cli.ts'), '--config', badCfg, 'status']);
   t.is(await bad.exited, 78);
   t.regex(bad.output, /expirySeconds/);
+});
+
+// ---------------------------------------------------------------- a relay that lies about the host's answer
+
+/** `qrauth enroll` on an agent behind `relayUrl`; returns the QR payload and the running CLI. */
+async function openEnrollment(t: import('ava').ExecutionContext, configPath: string) {
+  const cli = qrauthCli(configPath, ['enroll', '--user', ALICE]);
+  t.teardown(() => cli.kill());
+  const [payload] = await cli.waitFor(ENROLL_RE);
+  return { cli, payload: payload! };
+}
+
+/** What phone.enroll ended with: the result, or the error it threw. */
+async function enrollOutcome(phone: HeadlessPhone, payload: string): Promise<{ ack?: unknown; error?: QrauthError }> {
+  try {
+    return { ack: (await phone.enroll(payload)).ack };
+  } catch (e) {
+    if (e instanceof QrauthError) return { error: e };
+    throw e;
+  }
+}
+
+test.serial("a relay that rewrites the host's enrollment answer (host name, relay URL) is caught: the phone saves nothing and says so", async (t) => {
+  const genuine: unknown[] = [];
+  const hostile = await startHostileRelay({
+    rewriteAnswer: (event, answer) => {
+      if (event !== 'enroll' || typeof answer !== 'object' || answer === null || (answer as { ok?: unknown }).ok !== true) return answer;
+      genuine.push(answer);
+      // Steer the phone to a relay of its choosing under a name of its choosing.
+      const changed: Record<string, unknown> = { ...(answer as Record<string, unknown>), hostname: 'trusted-bank-host' };
+      if ('relayUrl' in changed) changed.relayUrl = 'https://relay.attacker.example';
+      return changed;
+    },
+  });
+  const g = await startTestAgent({ relayUrl: hostile.url });
+  t.teardown(async () => {
+    await g.close();
+    await hostile.close();
+  });
+  await hostile.agent();
+  const phone = await newPhone('Rewritten phone');
+  t.teardown(() => phone.close());
+  const { cli, payload } = await openEnrollment(t, g.configPath);
+  const outcome = await enrollOutcome(phone, payload);
+  t.is(genuine.length, 1, 'the host itself accepted the request');
+  t.is(phone.hosts.size, 0, `the phone must trust nothing after a changed answer (got ${JSON.stringify(outcome.ack)})`);
+  t.false(existsSync(join(phone.stateDir, 'hosts.json')), 'nothing was written');
+  t.is(outcome.error?.code, 'QRA_ERR_SIGNATURE');
+  t.regex(outcome.error?.message ?? '', /the relay changed the host's answer; nothing was saved/);
+  await cli.waitFor(/Type y to enroll/);
+  cli.type('n\r');
+  t.is(await cli.exited, 4);
+});
+
+test.serial('a relay that answers "accepted" in the host\'s place is caught: the phone saves nothing', async (t) => {
+  const asked: unknown[] = [];
+  const hostile = await startHostileRelay({
+    onDevice: (s) => {
+      // The host never sees the request; the relay makes up an acceptance in every shape it might take.
+      s.on('enroll', (msg: unknown, ack: (a: unknown) => void) => {
+        asked.push(msg);
+        ack({ ok: true, hostname: 'test-host' });
+      });
+    },
+  });
+  const g = await startTestAgent({ relayUrl: hostile.url });
+  t.teardown(async () => {
+    await g.close();
+    await hostile.close();
+  });
+  await hostile.agent();
+  const phone = await newPhone('Fooled phone');
+  t.teardown(() => phone.close());
+  const { payload } = await openEnrollment(t, g.configPath);
+  const outcome = await enrollOutcome(phone, payload);
+  t.is(asked.length, 1);
+  t.is(phone.hosts.size, 0, `the phone must trust nothing the host did not sign (got ${JSON.stringify(outcome.ack)})`);
+  t.false(existsSync(join(phone.stateDir, 'hosts.json')), 'nothing was written');
+  t.is(outcome.error?.code, 'QRA_ERR_SIGNATURE');
+  t.regex(outcome.error?.message ?? '', /the relay changed the host's answer; nothing was saved/);
+});
+
+// ---------------------------------------------------------------- last-used.json
+
+test.serial('last-used.json is private (0600) after a real approval through the agent', async (t) => {
+  const stateDir = join(tmp.path, 'lu-state');
+  const file = join(stateDir, 'last-used.json');
+  const g = await startTestAgent({ relayUrl: relay.url, stateDir });
+  t.teardown(() => g.close());
+  if (!g.agent.relay!.up) await once(g.agent.relay!, 'change');
+  const phone = await newPhone('Last used phone');
+  t.teardown(() => phone.close());
+  await phone.trustHost({ hostPub: toB64url(g.agent.host.publicKey), hostname: 'test-host', relayUrl: relay.url });
+  g.setDevices(ALICE, [phone.devicesLine()]);
+  t.is(await approvesOn(g.socket, phone, ALICE), true);
+  g.agent.lastUsed.flush();
+  t.true(readFileSync(file, 'utf8').includes(phone.deviceId), 'the approval was recorded');
+  t.is(statSync(file).mode & 0o777, 0o600, 'device ids and login times are not for other users');
+});
+
+test.serial('a world-readable last-used.json left by an older agent is made 0600 when the agent starts', async (t) => {
+  const stateDir = join(tmp.path, 'lu-old-state');
+  mkdirSync(stateDir, { mode: 0o700 });
+  const file = join(stateDir, 'last-used.json');
+  writeFileSync(file, '{}', { mode: 0o644 });
+  chmodSync(file, 0o644);
+  const g = await startTestAgent({ stateDir });
+  t.teardown(() => g.close());
+  t.is(statSync(file).mode & 0o777, 0o600);
 });

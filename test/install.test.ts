@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Daemon, makeInstall, startDaemon } from './support/daemon.js';
-import { ENROLL_RE } from './support/enroll.js';
+import { ENROLL_RE, FINGERPRINT_LINE_RE } from './support/enroll.js';
 import { HeadlessPhone } from './support/phone.js';
 import { runInPty } from './support/pty.js';
 import { type Sshd, startSshd } from './support/sshd.js';
@@ -109,7 +109,7 @@ test.serial('a real ssh login with the installed module, agent, qrauth enroll an
   const [enrollPayload] = await cli.waitFor(ENROLL_RE);
   const enrolled = await phone.enroll(enrollPayload);
   t.like(enrolled.ack, { ok: true });
-  const [, shown] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+  const [, shown] = await cli.waitFor(FINGERPRINT_LINE_RE);
   t.is(shown, enrolled.fingerprint);
   await cli.waitFor(/Type y to enroll/);
   cli.type('y\r');

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { ed25519Signer, nodeCrypto as c } from '../protocol/src/crypto-node.js';
 import {
   ERROR_CODES, FrameDecoder, MsgType, QR_MAX_FRAME, QrauthError, Result, authBytes, contextBytes, decisionBytes,
-  decodeBody, encodeFrame, enrollBytes, enrollFingerprint, formatEnrollPayload, formatLoginPayload, fromB64url, keyId,
-  normaliseCode, offlineCode, offlineKey, parseEnrollPayload, parseLoginPayload, toB64url, tokenIdOf, decisionMessage, parse,
+  decodeBody, encodeFrame, enrollAckBytes, enrollBytes, enrollFingerprint, formatEnrollPayload, formatLoginPayload, fromB64url, keyId,
+  normaliseCode, offlineCode, verifyEnrollAck, offlineKey, parseEnrollPayload, parseLoginPayload, toB64url, tokenIdOf, decisionMessage, parse,
 } from '../protocol/src/index.js';
 
 const v = JSON.parse(readFileSync(new URL('../protocol/vectors.json', import.meta.url), 'utf8'));
@@ -27,6 +27,8 @@ test('Node crypto reproduces every checked-in protocol vector', (t) => {
   t.is(hex(authBytes('device', v.deviceId, 1780000000000, v.sid)), v.authBytes);
   t.is(hex(enrollBytes({ ...v.enroll, token: bytes(v.enroll.token) })), v.enrollBytes);
   t.is(tokenIdOf(c, bytes(v.token)), v.tokenId);
+  t.is(hex(enrollAckBytes(v.enrollAck)), v.enrollAckBytes);
+  t.is(toB64url(c.ed25519Sign(bytes(v.hostSeed), enrollAckBytes(v.enrollAck))), v.enrollAckSig);
   const kHost = offlineKey(c, bytes(v.hostSeed), device.publicKey, v.hostId, v.deviceId);
   const kPhone = offlineKey(c, bytes(v.deviceSeed), host.publicKey, v.hostId, v.deviceId);
   t.is(hex(kHost), v.offlineKey);
@@ -163,4 +165,54 @@ test('the kept-key signer gives the same signatures as signing from the seed, an
     t.true(c.ed25519Verify(c.ed25519FromSeed(seed).publicKey, msg, sig));
   }
   t.throws(() => ed25519Signer(new Uint8Array(31)), { message: /32 bytes/ });
+});
+
+test('the enrollment fingerprint carries at least 64 bits, so grinding device keys for a match is out of reach', (t) => {
+  // Crockford base32 (docs/enrollment.md): 5 bits a character; dashes only group for reading.
+  const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+  const seed = 20261126;
+  const input = (i: number, what: string) => c.sha256(new TextEncoder().encode(`${seed}:${i}:${what}`));
+  const seen = new Set<string>();
+  let symbols = -1;
+  for (let i = 0; i < 64; i++) {
+    const fp = enrollFingerprint(c, c.ed25519FromSeed(input(i, 'host')).publicKey, c.ed25519FromSeed(input(i, 'device')).publicKey, input(i, 'token').subarray(0, 16));
+    const chars = fp.replace(/-/g, '');
+    t.true([...chars].every((ch) => CROCKFORD.includes(ch)), `seed ${seed}: ${fp} uses only Crockford base32`);
+    if (symbols === -1) symbols = chars.length;
+    t.is(chars.length, symbols, `seed ${seed}: every fingerprint has the same length`);
+    seen.add(fp);
+  }
+  t.is(seen.size, 64, `seed ${seed}: different keys give different fingerprints`);
+  const bits = symbols * Math.log2(CROCKFORD.length);
+  t.true(bits >= 64, `the fingerprint has ${bits} bits; at least 64 are needed`);
+});
+
+test("the phone accepts the host's enrollment answer only as the host signed it, for this enrollment and this phone", (t) => {
+  const hostPub = bytes(v.hostPub);
+  const sent = { hostId: v.hostId, tokenId: v.tokenId, devicePub: v.enrollAck.devicePub };
+  const genuine = { ok: true, hostname: v.enrollAck.hostname, relayUrl: v.enrollAck.relayUrl, sig: v.enrollAckSig };
+  t.like(verifyEnrollAck(c, genuine, sent, hostPub), { ok: true, hostname: 'web-01', relayUrl: 'https://relay.example.net' });
+  // A refusal is passed on (nothing to save); a malformed one is invalid input.
+  t.like(verifyEnrollAck(c, { ok: false, code: 'QRA_ERR_ENROLL', message: 'no' }, sent, hostPub), { ok: false, code: 'QRA_ERR_ENROLL' });
+  t.is(t.throws(() => verifyEnrollAck(c, { ok: false, code: 'nope' }, sent, hostPub), { instanceOf: QrauthError })?.code, 'QRA_ERR_INVALID_INPUT');
+  const otherKey = toB64url(c.ed25519FromSeed(new Uint8Array(32).fill(7)).publicKey);
+  const forgedSig = toB64url(c.ed25519Sign(new Uint8Array(32).fill(7), enrollAckBytes({ ...v.enrollAck, relayUrl: 'https://relay.attacker.example' })));
+  const changed: Array<[string, unknown, typeof sent]> = [
+    ['host name changed', { ...genuine, hostname: 'bank' }, sent],
+    ['relay URL changed', { ...genuine, relayUrl: 'https://relay.attacker.example' }, sent],
+    ['signed by another key', { ...genuine, relayUrl: 'https://relay.attacker.example', sig: forgedSig }, sent],
+    ['no signature (an acceptance made up by the relay)', { ok: true, hostname: 'web-01' }, sent],
+    ['signature not base64url', { ...genuine, sig: '!'.repeat(86) }, sent],
+    ['replayed to another phone', genuine, { ...sent, devicePub: otherKey }],
+    ['replayed to another enrollment', genuine, { ...sent, tokenId: toB64url(new Uint8Array(16).fill(1)) }],
+    ['not an object', 'ok', sent],
+    ['an extra field', { ...genuine, trusted: true }, sent],
+  ];
+  for (const [why, ack, to] of changed) {
+    const e = t.throws(() => verifyEnrollAck(c, ack, to, hostPub), { instanceOf: QrauthError }, why);
+    t.is(e?.code, 'QRA_ERR_SIGNATURE', why);
+    t.regex(e?.message ?? '', /^the relay changed the host's answer; nothing was saved/, why);
+  }
+  // The domain label keeps this signature from standing for any other signed message.
+  t.false(c.ed25519Verify(hostPub, contextBytes({ ...v.context }), fromB64url(v.enrollAckSig, 64)));
 });

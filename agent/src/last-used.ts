@@ -1,8 +1,9 @@
 /**
  * When each device last approved a login on this host, for `qrauth devices`. Kept in memory
- * and saved to <stateDir>/last-used.json (device ids and dates only; bounded).
+ * and saved to <stateDir>/last-used.json (device ids and dates only; bounded). Mode 0600: which
+ * phone approved when tells other local users who logs in and how, so only the agent reads it.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ID_PATTERN } from '../../protocol/src/index.js';
 
@@ -15,6 +16,7 @@ export class LastUsed {
 
   constructor(stateDir: string) {
     this.path = join(stateDir, 'last-used.json');
+    this.makePrivate();
     try {
       const data = JSON.parse(readFileSync(this.path, 'utf8')) as unknown;
       if (data && typeof data === 'object') {
@@ -44,11 +46,24 @@ export class LastUsed {
   flush(): void {
     if (this.saveTimer) clearTimeout(this.saveTimer);
     this.saveTimer = null;
+    const tmp = `${this.path}.tmp`;
     try {
-      writeFileSync(`${this.path}.tmp`, JSON.stringify(Object.fromEntries(this.map)), { mode: 0o644 });
-      renameSync(`${this.path}.tmp`, this.path);
+      // A leftover temp file keeps its old mode through writeFileSync: start from none.
+      rmSync(tmp, { force: true });
+      writeFileSync(tmp, JSON.stringify(Object.fromEntries(this.map)), { mode: 0o600, flag: 'wx' });
+      renameSync(tmp, this.path);
     } catch {
       /* read-only state dir: last-used stays in memory */
+    }
+  }
+
+  /** A file written by an older agent (0644) becomes 0600; a symlink is left alone (chmod would follow it). */
+  private makePrivate(): void {
+    try {
+      const st = lstatSync(this.path);
+      if (st.isFile() && (st.mode & 0o077) !== 0) chmodSync(this.path, 0o600);
+    } catch {
+      /* no file yet, or a read-only state dir */
     }
   }
 }

@@ -40,17 +40,26 @@ export function tokenIdOf(crypto: QrCrypto, token: Uint8Array): string {
   return toB64url(crypto.sha256(canonical('qrauth-token-id-v1', [token])).subarray(0, 16));
 }
 
-const FP_ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'; // Crockford base32: no I, L, O, U
+/** Crockford base32: no I, L, O, U, so nothing reads as another character. */
+export const FINGERPRINT_ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+/** Characters in a fingerprint (5 bits each: 80 bits), shown in groups of four. */
+export const FINGERPRINT_CHARS = 16;
+/** What an enrollment fingerprint looks like: "7KQ2-M9XD-4HTB-W3RE". */
+export const FINGERPRINT_PATTERN = /^[0-9A-HJKMNP-TV-Z]{4}(?:-[0-9A-HJKMNP-TV-Z]{4}){3}$/;
 
 /**
  * The fingerprint both screens show during enrollment, from both public keys and the token:
- * 8 characters (40 bits) as "XXXX-XXXX". A relay that swaps either key changes it.
+ * 16 characters (80 bits) as "XXXX-XXXX-XXXX-XXXX". A relay that swaps either key changes it.
+ * 80 bits, not fewer: a relay that learnt the token could grind device keys for a match while
+ * the enrollment is open (40 bits is hours on rented GPUs; 80 bits is out of reach). Four
+ * groups of four are read and compared a group at a time, like the shorter form before.
  */
 export function enrollFingerprint(crypto: QrCrypto, hostPub: Uint8Array, devicePub: Uint8Array, token: Uint8Array): string {
   const h = crypto.sha256(canonical(LABELS.enrollFingerprint, [hostPub, devicePub, token]));
+  const bytes = (FINGERPRINT_CHARS * 5) / 8;
   let bits = 0n;
-  for (let i = 0; i < 5; i++) bits = (bits << 8n) | BigInt(h[i]!);
+  for (let i = 0; i < bytes; i++) bits = (bits << 8n) | BigInt(h[i]!);
   let out = '';
-  for (let i = 7; i >= 0; i--) out += FP_ALPHABET[Number((bits >> BigInt(i * 5)) & 31n)];
-  return `${out.slice(0, 4)}-${out.slice(4)}`;
+  for (let i = FINGERPRINT_CHARS - 1; i >= 0; i--) out += FINGERPRINT_ALPHABET[Number((bits >> BigInt(i * 5)) & 31n)];
+  return out.match(/.{4}/g)!.join('-');
 }

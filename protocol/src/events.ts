@@ -7,8 +7,8 @@
  */
 import { ID_PATTERN, PUBKEY_PATTERN, SIG_PATTERN } from './ids.js';
 import type { ErrorCode } from './errors.js';
-import { HOSTNAME_MAX } from './payloads.js';
-import { type Check, int, literal, object, oneOf, str } from './validate.js';
+import { HOSTNAME_MAX, RELAY_URL_MAX } from './payloads.js';
+import { type Check, int, literal, object, oneOf, optional, str } from './validate.js';
 
 export const HOST_NAMESPACE = '/host';
 export const DEVICE_NAMESPACE = '/device';
@@ -107,7 +107,13 @@ export type Ack<T> = ({ ok: true } & T) | { ok: false; code: ErrorCode; message:
 
 export type ContextAck = Ack<{ context: SignedContext }>;
 export type DecisionAck = Ack<{ result: 'approved' | 'denied' }>;
-export type EnrollAck = Ack<{ hostname: string }>;
+/**
+ * Acceptance carries the host's signature over enrollAckBytes (signed.ts): the phone saves only what it signed.
+ * `outcome` is the terminal's answer so far: the phone sends the same enroll message again to ask
+ * (the host recognises it) until the answer is final; a final one carries `outcomeSig` over
+ * enrollOutcomeBytes. Hosts from before this field send no outcome.
+ */
+export type EnrollAck = Ack<{ hostname: string; relayUrl: string; sig: string; outcome?: 'pending' | 'confirmed' | 'refused'; outcomeSig?: string }>;
 
 const errAck = object({ ok: literal(false), code: str({ max: 64, pattern: /^QRA_ERR_[A-Z_]+$/ }), message: str({ max: 512 }) });
 function ackOf<T extends object>(okShape: Check<T>): Check<Ack<T>> {
@@ -118,7 +124,16 @@ function ackOf<T extends object>(okShape: Check<T>): Check<Ack<T>> {
 }
 export const contextAck: Check<ContextAck> = ackOf(object({ ok: literal(true), context: signedContext }));
 export const decisionAck: Check<DecisionAck> = ackOf(object({ ok: literal(true), result: oneOf(['approved', 'denied'] as const) }));
-export const enrollAck: Check<EnrollAck> = ackOf(object({ ok: literal(true), hostname: str({ max: HOSTNAME_MAX }) }));
+export const enrollAck: Check<EnrollAck> = ackOf(
+  object({
+    ok: literal(true),
+    hostname: str({ max: HOSTNAME_MAX }),
+    relayUrl: str({ max: RELAY_URL_MAX, pattern: /^https?:\/\/[!-~]+$/ }),
+    sig,
+    outcome: optional(oneOf(['pending', 'confirmed', 'refused'] as const)),
+    outcomeSig: optional(sig),
+  }),
+);
 
 /** relay → agent (namespace /host); the agent answers through the ack. */
 export interface HostServerToClient {

@@ -5,6 +5,7 @@ export * from './ids.js';
 export * from './signed.js';
 export * from './codes.js';
 export * from './payloads.js';
+export * from './relay-url.js';
 export * from './events.js';
 export * from './frame.js';
 export * from './validate.js';

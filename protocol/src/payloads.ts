@@ -6,6 +6,7 @@
  */
 import { fromB64url, fromUtf8, toB64url, utf8 } from './encoding.js';
 import { QrauthError } from './errors.js';
+import { relayUrlProblem } from './relay-url.js';
 
 export const LOGIN_PREFIX = 'QRA1';
 export const ENROLL_PREFIX = 'QRE1';
@@ -13,6 +14,8 @@ export const MAX_PAYLOAD = 512;
 const LOGIN_RE = /^QRA1:([A-Za-z0-9_-]{22}):([A-Za-z0-9_-]{22}):([A-Za-z0-9_-]{22})$/;
 const ENROLL_RE = /^QRE1:([A-Za-z0-9_-]{43}):([A-Za-z0-9_-]{22}):([A-Za-z0-9_-]{0,340}):(https?:\/\/[!-~]{1,300})$/;
 export const HOSTNAME_MAX = 253;
+/** Longest relay URL a phone stores (the enrollment QR allows 300 characters after the scheme). */
+export const RELAY_URL_MAX = 310;
 
 export interface LoginPayload {
   hostId: string;
@@ -39,7 +42,14 @@ export interface EnrollPayload {
   relayUrl: string;
 }
 
+/** Throws QRA_ERR_PAYLOAD for a relay URL no enrollment code may carry (plain http off loopback). */
+function checkEnrollRelay(relayUrl: string): void {
+  const problem = relayUrlProblem(relayUrl);
+  if (problem) throw new QrauthError('QRA_ERR_PAYLOAD', `the enrollment code names a relay this phone will not use: ${problem}`);
+}
+
 export function formatEnrollPayload(p: EnrollPayload): string {
+  checkEnrollRelay(p.relayUrl);
   return `${ENROLL_PREFIX}:${toB64url(p.hostPub)}:${toB64url(p.token)}:${toB64url(utf8(p.hostname))}:${p.relayUrl}`;
 }
 
@@ -56,13 +66,19 @@ export function parseEnrollPayload(text: string): EnrollPayload {
   if (hostname.length > HOSTNAME_MAX || /[\u0000-\u001f\u007f]/.test(hostname)) {
     throw new QrauthError('QRA_ERR_PAYLOAD', 'the enrollment code has an invalid host name');
   }
+  return { hostPub: fromB64url(m[1]!, 32), token: fromB64url(m[2]!, 16), hostname, relayUrl: normaliseRelayUrl(m[4]!) };
+}
+
+/** A relay URL as phones store it (one spelling per URL, no trailing slash); QRA_ERR_PAYLOAD if it is not a URL. */
+export function normaliseRelayUrl(text: string): string {
   let url: URL;
   try {
-    url = new URL(m[4]!);
+    url = new URL(text);
   } catch {
     throw new QrauthError('QRA_ERR_PAYLOAD', 'the enrollment code has an invalid relay URL');
   }
-  return { hostPub: fromB64url(m[1]!, 32), token: fromB64url(m[2]!, 16), hostname, relayUrl: url.href.replace(/\/$/, '') };
+  checkEnrollRelay(url.href);
+  return url.href.replace(/\/$/, '');
 }
 
 /** Which kind of QR this is, without throwing: the app routes a scan with it. */

@@ -7,10 +7,10 @@ import { enrollFingerprint, tokenIdOf } from './codes.js';
 import type { QrCrypto } from './crypto.js';
 import { fromB64url, toB64url } from './encoding.js';
 import { QrauthError } from './errors.js';
-import type { DecisionMessage, EnrollMessage, SignedContext } from './events.js';
+import { enrollAck, type DecisionMessage, type EnrollAck, type EnrollMessage, type SignedContext } from './events.js';
 import { keyId } from './ids.js';
-import type { EnrollPayload, LoginPayload } from './payloads.js';
-import { contextBytes, decisionBytes, enrollBytes, type Decision } from './signed.js';
+import { normaliseRelayUrl, type EnrollPayload, type LoginPayload } from './payloads.js';
+import { contextBytes, decisionBytes, enrollAckBytes, enrollBytes, enrollOutcomeBytes, type Decision, type EnrollOutcome } from './signed.js';
 
 /**
  * Accept a context only if it is the one asked for, signed by the host key the phone got at
@@ -65,4 +65,83 @@ export function signEnrollment(
   const sig = crypto.ed25519Sign(seed, enrollBytes({ hostId, tokenId, token: offer.token, devicePub: device.publicKey, deviceName: device.name, time }));
   const fingerprint = enrollFingerprint(crypto, offer.hostPub, fromB64url(device.publicKey, 32), offer.token);
   return { msg: { hostId, tokenId, devicePub: device.publicKey, deviceName: device.name, time, sig: toB64url(sig) }, hostId, fingerprint };
+}
+
+/** What the phone says when an acceptance does not carry the host's signature. */
+export const ENROLL_ACK_CHANGED =
+  "the relay changed the host's answer; nothing was saved. Type n on the terminal and run qrauth enroll again (through another relay if this happens again)";
+
+/**
+ * The host's answer to `sent`, as the relay delivered it. A refusal comes back as is (nothing to
+ * save). An acceptance counts only when the host key from the enrollment QR signed this
+ * enrollment (tokenId), this phone's key, and the name and relay URL to remember: a relay that
+ * made the acceptance up or changed a field gets QRA_ERR_SIGNATURE, and the caller saves nothing.
+ * On success the relay URL is returned in the spelling phones store.
+ */
+export function verifyEnrollAck(
+  crypto: QrCrypto,
+  raw: unknown,
+  sent: Pick<EnrollMessage, 'hostId' | 'tokenId' | 'devicePub'>,
+  hostPub: Uint8Array,
+): EnrollAck {
+  const refused = typeof raw === 'object' && raw !== null && (raw as { ok?: unknown }).ok === false;
+  if (refused) {
+    try {
+      return enrollAck(raw, 'enroll answer');
+    } catch (cause) {
+      throw new QrauthError('QRA_ERR_INVALID_INPUT', `the relay sent an invalid enroll answer: ${(cause as Error).message}`, { cause });
+    }
+  }
+  const changed = new QrauthError('QRA_ERR_SIGNATURE', ENROLL_ACK_CHANGED);
+  let ack: EnrollAck;
+  let sig: Uint8Array;
+  try {
+    ack = enrollAck(raw, 'enroll answer');
+    if (!ack.ok) throw changed;
+    sig = fromB64url(ack.sig, 64);
+  } catch {
+    throw changed;
+  }
+  const hostId = keyId(crypto, hostPub);
+  const signed = enrollAckBytes({ hostId, tokenId: sent.tokenId, devicePub: sent.devicePub, hostname: ack.hostname, relayUrl: ack.relayUrl });
+  if (hostId !== sent.hostId || !crypto.ed25519Verify(hostPub, signed, sig)) throw changed;
+  let relayUrl: string;
+  try {
+    relayUrl = normaliseRelayUrl(ack.relayUrl);
+  } catch (cause) {
+    throw new QrauthError('QRA_ERR_ENROLL', `${ack.hostname} answered with a relay URL that is not a URL; nothing was saved. Check relayUrl in /etc/qrauth/agent.json on that host`, { cause });
+  }
+  return { ...ack, relayUrl };
+}
+
+/** What the phone says when a final enrollment outcome does not carry the host's signature. */
+export const ENROLL_OUTCOME_CHANGED =
+  "the relay changed the terminal's answer; nothing was saved. Check the terminal: if it says the phone was enrolled, run qrauth revoke there and enroll again";
+
+/**
+ * The terminal's answer carried by a verified acceptance (verifyEnrollAck's result) for `sent`:
+ * 'pending' until the person answers; 'confirmed' or 'refused' only with the host's signature
+ * over this enrollment of this phone (QRA_ERR_SIGNATURE otherwise, so a relay cannot turn a
+ * refusal or silence into "confirmed"). undefined: a host from before outcomes were reported.
+ */
+export function enrollOutcomeOf(
+  crypto: QrCrypto,
+  ack: EnrollAck,
+  sent: Pick<EnrollMessage, 'hostId' | 'tokenId' | 'devicePub'>,
+  hostPub: Uint8Array,
+): EnrollOutcome | undefined {
+  if (!ack.ok || ack.outcome === undefined) return undefined;
+  if (ack.outcome === 'pending') return 'pending';
+  const changed = new QrauthError('QRA_ERR_SIGNATURE', ENROLL_OUTCOME_CHANGED);
+  if (ack.outcomeSig === undefined) throw changed;
+  let sig: Uint8Array;
+  try {
+    sig = fromB64url(ack.outcomeSig, 64);
+  } catch {
+    throw changed;
+  }
+  const hostId = keyId(crypto, hostPub);
+  const signed = enrollOutcomeBytes({ hostId, tokenId: sent.tokenId, devicePub: sent.devicePub, outcome: ack.outcome });
+  if (hostId !== sent.hostId || !crypto.ed25519Verify(hostPub, signed, sig)) throw changed;
+  return ack.outcome;
 }

@@ -11,7 +11,9 @@ export const LABELS = {
   hostAuth: 'qrauth-host-auth-v1',
   deviceAuth: 'qrauth-device-auth-v1',
   enroll: 'qrauth-enroll-v1',
-  enrollFingerprint: 'qrauth-enroll-fp-v1',
+  enrollAck: 'qrauth-enroll-ack-v1',
+  enrollOutcome: 'qrauth-enroll-outcome-v1',
+  enrollFingerprint: 'qrauth-enroll-fp-v2',
   offlineKey: 'qrauth-offline-key-v1',
   offlineCode: 'offline-v1',
 } as const;
@@ -80,4 +82,42 @@ export interface EnrollFields {
 
 export function enrollBytes(e: EnrollFields): Uint8Array {
   return canonical(LABELS.enroll, [e.hostId, e.tokenId, e.token, e.devicePub, e.deviceName, String(e.time)]);
+}
+
+/**
+ * What the host signs when it accepts an enrollment: the name and relay URL the phone will
+ * remember. The phone checks it with the host key from the enrollment QR before it saves
+ * anything, so a relay can neither fake the acceptance nor change what the phone remembers;
+ * tokenId and devicePub bind it to this enrollment of this phone (no replay onto another).
+ */
+export interface EnrollAckFields {
+  hostId: string;
+  tokenId: string;
+  devicePub: string;
+  hostname: string;
+  relayUrl: string;
+}
+
+export function enrollAckBytes(a: EnrollAckFields): Uint8Array {
+  return canonical(LABELS.enrollAck, [a.hostId, a.tokenId, a.devicePub, a.hostname, a.relayUrl]);
+}
+
+/** The terminal's answer to an enrollment, as the phone learns it (see enrollOutcomeBytes). */
+export type EnrollOutcome = 'pending' | 'confirmed' | 'refused';
+
+export interface EnrollOutcomeFields {
+  hostId: string;
+  tokenId: string;
+  devicePub: string;
+  outcome: Exclude<EnrollOutcome, 'pending'>;
+}
+
+/**
+ * What the host signs once the person answered at the terminal (`y`: confirmed; anything else,
+ * Ctrl-C or a devices file that could not be written: refused). The phone trusts the host only
+ * on a confirmation the host key signed for this enrollment of this phone: a relay can withhold
+ * the answer but cannot make one up.
+ */
+export function enrollOutcomeBytes(o: EnrollOutcomeFields): Uint8Array {
+  return canonical(LABELS.enrollOutcome, [o.hostId, o.tokenId, o.devicePub, o.outcome]);
 }

@@ -14,6 +14,8 @@ import { ROOT } from './system.js';
 
 // Up to the end of the line: under load the output can arrive split mid-payload.
 export const ENROLL_RE = /QRE1:[A-Za-z0-9_:/.-]+(?=\r?\n)/;
+/** The fingerprint line `qrauth enroll` prints: 16 Crockford base32 characters in groups of four. */
+export const FINGERPRINT_LINE_RE = /Fingerprint: ([0-9A-HJKMNP-TV-Z]{4}(?:-[0-9A-HJKMNP-TV-Z]{4}){3})\b/;
 
 export function qrauthCli(configPath: string, args: string[], asUser?: string) {
   const argv = [process.execPath, '--import', 'tsx', join(ROOT, 'agent/src/cli.ts'), '--config', configPath, ...args];
@@ -26,7 +28,7 @@ export async function enrollPhone(agent: AgentFixture, user: string, phone: Head
     const [payload] = await cli.waitFor(ENROLL_RE);
     const { fingerprint, ack } = await phone.enroll(payload);
     if (!ack.ok) throw new Error(`enrollment refused: ${ack.message}`);
-    const [, shown] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+    const [, shown] = await cli.waitFor(FINGERPRINT_LINE_RE);
     if (shown !== fingerprint) throw new Error(`fingerprints differ: host ${shown}, phone ${fingerprint}`);
     await cli.waitFor(/Type y to enroll/);
     cli.type('y\r');
@@ -61,12 +63,15 @@ export async function enrollAppWithCli(
   await shown('page-enroll').waitFor();
   const shownOnPhone = ((await shown('enroll-fingerprint').textContent()) ?? '').trim();
   await shown('enroll-send').click();
-  await shown('enroll-result').waitFor();
-  const [, shownOnHost] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+  await shown('enroll-waiting').waitFor();
+  const [, shownOnHost] = await cli.waitFor(FINGERPRINT_LINE_RE);
   t.is(shownOnHost, shownOnPhone);
   await cli.waitFor(/Type y to enroll/);
   cli.type('y\r');
   t.is(await cli.exited, 0, cli.output);
+  // The phone learns the terminal's answer (signed by the host) and says so.
+  await shown('enroll-result').waitFor({ timeout: 15_000 });
+  t.is(await shown('enroll-result').getAttribute('data-outcome'), 'confirmed');
   const devices = readFileSync(join(agent.dir, 'devices', user), 'utf8');
   t.true(devices.split('\n').some((l) => l.includes(publicKey) && l.endsWith(` ${name}`)), devices);
 }

@@ -28,7 +28,15 @@ export interface HostileRelay {
 export interface HostileRelayOptions {
   /** Serve /device too, with this handler for each phone (accepts any handshake). */
   onDevice?: (socket: Socket) => void;
+  /**
+   * Serve /device as the real relay routes it (each request to the host its hostId names), but
+   * pass every answer from the host through this function before the phone gets it: a relay
+   * that forwards faithfully and then rewrites what the host said. Ignored with `onDevice`.
+   */
+  rewriteAnswer?: (event: DeviceEvent, answer: unknown) => unknown;
 }
+
+export type DeviceEvent = 'context' | 'decision' | 'enroll';
 
 export async function startHostileRelay(opts: HostileRelayOptions = {}): Promise<HostileRelay> {
   const http = createServer();
@@ -57,12 +65,33 @@ export async function startHostileRelay(opts: HostileRelayOptions = {}): Promise
       agentSocket = new Promise((r) => (resolveAgent = r));
     });
   });
-  if (opts.onDevice) io.of(DEVICE_NAMESPACE).on('connection', opts.onDevice);
   const agentOf = (hostId: string): Promise<Socket> => {
     const s = byHost.get(hostId);
     if (s?.connected) return Promise.resolve(s);
     return new Promise((r) => hostWaiters.set(hostId, [...(hostWaiters.get(hostId) ?? []), r]));
   };
+  const askHost = async (hostId: string, event: string, payload: unknown, timeoutMs = 3000): Promise<unknown> => {
+    const s = await agentOf(hostId);
+    try {
+      return await s.timeout(timeoutMs).emitWithAck(event, payload);
+    } catch {
+      return 'timeout';
+    }
+  };
+  if (opts.onDevice) io.of(DEVICE_NAMESPACE).on('connection', opts.onDevice);
+  else if (opts.rewriteAnswer) {
+    const rewrite = opts.rewriteAnswer;
+    io.of(DEVICE_NAMESPACE).on('connection', (s) => {
+      for (const event of ['context', 'decision', 'enroll'] as const) {
+        s.on(event, (msg: { hostId?: unknown; sid?: unknown }, ack: (a: unknown) => void) => {
+          if (typeof ack !== 'function') return;
+          // The host is asked for a context by sid alone, as the real relay does.
+          const forHost = event === 'context' ? { sid: msg?.sid } : msg;
+          void askHost(String(msg?.hostId), event, forHost).then((answer) => ack(rewrite(event, answer)));
+        });
+      }
+    });
+  }
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
   const { port } = http.address() as AddressInfo;
   return {
@@ -77,14 +106,7 @@ export async function startHostileRelay(opts: HostileRelayOptions = {}): Promise
       }
     },
     agentOf,
-    async askHost(hostId, event, payload, timeoutMs = 3000) {
-      const s = await agentOf(hostId);
-      try {
-        return await s.timeout(timeoutMs).emitWithAck(event, payload);
-      } catch {
-        return 'timeout';
-      }
-    },
+    askHost,
     get hostConnections() {
       return hostConnections;
     },

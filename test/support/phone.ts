@@ -18,7 +18,6 @@ import {
   type DeviceClientToServer,
   type DeviceServerToClient,
   type EnrollAck,
-  enrollAck,
   ERROR_CODES,
   type ErrorCode,
   fromB64url,
@@ -36,6 +35,7 @@ import {
   signEnrollment,
   str,
   toB64url,
+  verifyEnrollAck,
   verifyLoginContext,
 } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
@@ -56,6 +56,11 @@ export interface PhoneOptions {
    * @default 10000
    */
   timeoutMs?: number;
+  /**
+   * Source address of the phone's relay connections (engine.io-client hands it to ws, then to
+   * http.request), so tests can put phones on different loopback addresses. @default the OS's choice
+   */
+  localAddress?: string;
 }
 
 export interface EnrollResult {
@@ -99,6 +104,7 @@ export class HeadlessPhone {
   readonly #seed: Uint8Array;
   readonly #hosts: Map<string, TrustedHost>;
   readonly #timeoutMs: number;
+  readonly #localAddress: string | undefined;
   readonly #sockets = new Map<string, DeviceSocket>();
 
   private constructor(stateDir: string, seed: Uint8Array, name: string, hosts: Map<string, TrustedHost>, opts: PhoneOptions) {
@@ -107,6 +113,7 @@ export class HeadlessPhone {
     this.#seed = seed;
     this.#hosts = hosts;
     this.#timeoutMs = opts.timeoutMs ?? 10_000;
+    this.#localAddress = opts.localAddress;
     const pub = nodeCrypto.ed25519FromSeed(seed).publicKey;
     this.publicKey = toB64url(pub);
     this.deviceId = keyId(nodeCrypto, pub);
@@ -217,14 +224,18 @@ export class HeadlessPhone {
     }
   }
 
-  /** Enrolls with the host of an enrollment QR; trusts the host only when it accepts. */
+  /**
+   * Enrolls with the host of an enrollment QR; trusts the host only when it accepts, and stores
+   * the name and relay URL the host signed. An acceptance the host did not sign (made up or
+   * changed by the relay) throws QRA_ERR_SIGNATURE and nothing is saved.
+   */
   async enroll(qrText: string): Promise<EnrollResult> {
     const p = parseEnrollPayload(qrText);
     const { msg, hostId, fingerprint } = signEnrollment(nodeCrypto, this.#seed, { publicKey: this.publicKey, name: this.name }, p);
     const socket = await this.#connect(p.relayUrl);
     const raw: unknown = await this.#ask(() => socket.timeout(this.#timeoutMs).emitWithAck('enroll', msg));
-    const ack = this.#check(enrollAck, raw, 'enroll ack');
-    if (ack.ok) await this.trustHost({ hostPub: toB64url(p.hostPub), hostname: p.hostname, relayUrl: p.relayUrl });
+    const ack = verifyEnrollAck(nodeCrypto, raw, msg, p.hostPub);
+    if (ack.ok) await this.trustHost({ hostPub: toB64url(p.hostPub), hostname: ack.hostname, relayUrl: ack.relayUrl });
     return { hostId, fingerprint, ack };
   }
 
@@ -270,6 +281,8 @@ export class HeadlessPhone {
         transports: ['websocket'],
         forceNew: true,
         timeout: this.#timeoutMs,
+        // Not in socket.io-client's option types, but passed through to the websocket transport.
+        ...({ localAddress: this.#localAddress } as object),
       }) as DeviceSocket;
       this.#sockets.set(relayUrl, socket);
     } else if (!socket.active) {
