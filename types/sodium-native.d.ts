@@ -17,6 +17,9 @@ declare module 'sodium-native' {
     crypto_sign_ed25519_pk_to_curve25519(x25519pk: Buffer, ed25519pk: Buffer): void;
     crypto_sign_ed25519_sk_to_curve25519(x25519sk: Buffer, ed25519sk: Buffer): void;
     crypto_scalarmult(q: Buffer, n: Buffer, p: Buffer): void;
+    crypto_core_ed25519_BYTES: number;
+    crypto_core_ed25519_is_valid_point(p: Buffer): boolean;
+    crypto_core_ed25519_add(r: Buffer, p: Buffer, q: Buffer): void;
   };
   export default sodium;
 }

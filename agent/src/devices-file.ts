@@ -4,9 +4,10 @@
  * file owned by the user or root, not writable by group or others, size capped. It holds
  * public keys only, so reading it gives nobody a way in; writing it is what must be guarded.
  */
-import { chownSync, closeSync, constants, fstatSync, openSync, readSync, writeSync, fsyncSync, renameSync, fchownSync, unlinkSync, mkdirSync, lstatSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, writeSync, fsyncSync, renameSync, unlinkSync, mkdirSync, lstatSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { QrauthError, fromB64url, keyId, toB64url, DEVICE_NAME_PATTERN } from '../../protocol/src/index.js';
+import sodium from 'sodium-native';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { UserInfo } from './users.js';
 
@@ -29,44 +30,122 @@ export interface DevicesFile {
   text: string;
 }
 
-const LINE_RE = /^ed25519\s+([A-Za-z0-9_-]{43})\s+(\d{4}-\d{2}-\d{2})\s+(.+)$/;
+/** A device line is under 300 characters; anything much longer is a problem, not work. */
+export const DEVICE_LINE_MAX_CHARS = 1024;
+/** Problems kept for the log and `qrauth devices`; a file of 30,000 bad lines is one more line, not 30,000. */
+export const DEVICES_PROBLEMS_MAX = 20;
+
+const FORMAT_PROBLEM = 'not "ed25519 <public key> <YYYY-MM-DD> <name>"; line skipped';
+const KEY_TEXT = /^[A-Za-z0-9_-]{43}$/;
+const DATE_TEXT = /^\d{4}-\d{2}-\d{2}$/;
+// The old LINE_RE's `\s` and `.` (which stops at these), so the accepted format is unchanged.
+// Sticky runs of one class with nothing after them: each is one forward scan, never a backtrack.
+const WORD_RUN = /\S*/y;
+const SPACE_RUN = /\s*/y;
+const LINE_BREAK = /[\r\n\u2028\u2029]/;
+
+type Fields = { key: string; date: string; name: string };
+
+/**
+ * Split a trimmed line into `ed25519 <key> <date> <name>` in one left-to-right pass. The line
+ * regex this replaces backtracked (a crafted 64 KiB line took seconds, at every login of that
+ * user: docs/BENCHMARKS.md, benchmark 7). Accepts exactly the lines
+ * `^ed25519\s+([A-Za-z0-9_-]{43})\s+(\d{4}-\d{2}-\d{2})\s+(.+)$` matched.
+ */
+function splitDeviceLine(line: string): Fields | null {
+  let i = 0;
+  const run = (re: RegExp): number => {
+    re.lastIndex = i;
+    re.exec(line);
+    const from = i;
+    i = re.lastIndex;
+    return from;
+  };
+  const token = (): string => line.slice(run(WORD_RUN), i);
+  const spaces = (): boolean => run(SPACE_RUN) < i;
+  if (token() !== 'ed25519' || !spaces()) return null;
+  const key = token();
+  if (!KEY_TEXT.test(key) || !spaces()) return null;
+  const date = token();
+  if (!DATE_TEXT.test(date) || !spaces()) return null;
+  const name = line.slice(i);
+  if (name === '' || LINE_BREAK.test(name)) return null;
+  return { key, date, name };
+}
+
+/**
+ * Whether 32 bytes are a device key the agent can use: a canonical encoding of a point of the
+ * prime-order subgroup of edwards25519 (libsodium's is_valid_point rejects the eight small-order
+ * points, non-canonical y and points with a torsion part) that converts to X25519 for the offline
+ * key. A key that passed the parser and failed there threw at the first typed code and ended the
+ * agent (issue #10, item 2).
+ */
+export function isUsableDeviceKey(key: Uint8Array): boolean {
+  if (key.length !== 32) return false;
+  const b = Buffer.from(key);
+  if (!sodium.crypto_core_ed25519_is_valid_point(b)) return false;
+  try {
+    sodium.crypto_sign_ed25519_pk_to_curve25519(Buffer.alloc(32), b);
+  } catch {
+    return false;
+  }
+  return true;
+}
 
 export function parseDevicesText(text: string, path = 'devices'): DevicesFile {
   const devices: Device[] = [];
   const problems: string[] = [];
+  let problemsLeftOut = 0;
+  const problem = (lineNo: number, what: string) => {
+    if (problems.length < DEVICES_PROBLEMS_MAX) problems.push(`${path}:${lineNo}: ${what}`);
+    else problemsLeftOut++;
+  };
   const seen = new Set<string>();
   text.split('\n').forEach((raw, i) => {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) return;
-    const m = LINE_RE.exec(line);
-    if (!m) {
-      problems.push(`${path}:${i + 1}: not "ed25519 <public key> <YYYY-MM-DD> <name>"; line skipped`);
+    if (line.length > DEVICE_LINE_MAX_CHARS) {
+      problem(i + 1, `longer than ${DEVICE_LINE_MAX_CHARS} characters; line skipped`);
+      return;
+    }
+    const fields = splitDeviceLine(line);
+    if (!fields) {
+      problem(i + 1, FORMAT_PROBLEM);
       return;
     }
     let publicKey: Uint8Array;
     try {
-      publicKey = fromB64url(m[1]!, 32);
+      publicKey = fromB64url(fields.key, 32);
     } catch {
-      problems.push(`${path}:${i + 1}: the public key is not 32 bytes of base64url; line skipped`);
+      publicKey = new Uint8Array(0);
+    }
+    // Unused low bits set in the last character spell the same key another way: not ours.
+    if (publicKey.length !== 32 || toB64url(publicKey) !== fields.key) {
+      problem(i + 1, 'the public key is not 32 bytes of base64url; line skipped');
       return;
     }
-    const name = m[3]!.trim();
+    if (!isUsableDeviceKey(publicKey)) {
+      problem(i + 1, 'the public key is not a valid Ed25519 public key; line skipped');
+      return;
+    }
+    const name = fields.name.trim();
     if (!DEVICE_NAME_PATTERN.test(name)) {
-      problems.push(`${path}:${i + 1}: the device name has characters that are not allowed; line skipped`);
+      problem(i + 1, 'the device name has characters that are not allowed; line skipped');
       return;
     }
     const deviceId = keyId(nodeCrypto, publicKey);
     if (seen.has(deviceId)) {
-      problems.push(`${path}:${i + 1}: device listed twice; line skipped`);
+      problem(i + 1, 'device listed twice; line skipped');
       return;
     }
     if (devices.length >= DEVICES_MAX) {
-      problems.push(`${path}:${i + 1}: more than ${DEVICES_MAX} devices; the rest is skipped`);
+      problem(i + 1, `more than ${DEVICES_MAX} devices; the rest is skipped`);
       return;
     }
     seen.add(deviceId);
-    devices.push({ publicKey, deviceId, enrolled: m[2]!, name });
+    devices.push({ publicKey, deviceId, enrolled: fields.date, name });
   });
+  if (problemsLeftOut > 0) problems.push(`${path}: ${problemsLeftOut} more lines skipped`);
   return { path, devices, problems, text };
 }
 
@@ -139,10 +218,12 @@ export function readDevicesFile(path: string, user: UserInfo): DevicesFile {
 }
 
 /**
- * Replace a devices file atomically (temp file + fsync + rename), mode 0600, owned by `owner`
- * (the user, or root for admin-managed files). Refuses to write through a symlinked file.
+ * Replace a devices file atomically (temp file + fsync + rename), mode 0600, owned by whoever
+ * writes it. Refuses to write through a symlinked file. Never chowns: root writing for a user
+ * runs this as that user (user-files.ts), so the file is theirs and a link of theirs can only
+ * lead where they could write anyway.
  */
-export function writeDevicesText(path: string, text: string, owner: { uid: number; gid: number }): void {
+export function writeDevicesText(path: string, text: string): void {
   try {
     if (lstatSync(path).isSymbolicLink()) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path} is a symbolic link; refusing to write it`);
   } catch (e) {
@@ -153,7 +234,6 @@ export function writeDevicesText(path: string, text: string, owner: { uid: numbe
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     writeSync(fd, text);
-    if (process.getuid?.() === 0) fchownSync(fd, owner.uid, owner.gid);
     fsyncSync(fd);
     closeSync(fd);
     renameSync(tmp, path);
@@ -185,10 +265,11 @@ export function removeDeviceLines(text: string, deviceIds: ReadonlySet<string>):
   return text
     .split('\n')
     .filter((raw) => {
-      const m = LINE_RE.exec(raw.trim());
-      if (!m) return true;
+      const line = raw.trim();
+      const fields = line.length <= DEVICE_LINE_MAX_CHARS ? splitDeviceLine(line) : null;
+      if (!fields) return true;
       try {
-        return !deviceIds.has(keyId(nodeCrypto, fromB64url(m[1]!, 32)));
+        return !deviceIds.has(keyId(nodeCrypto, fromB64url(fields.key, 32)));
       } catch {
         return true;
       }
@@ -196,16 +277,7 @@ export function removeDeviceLines(text: string, deviceIds: ReadonlySet<string>):
     .join('\n');
 }
 
-/** Make the directory for a devices file: 0700, owned by the user when it is under their home. */
-export function ensureDevicesDir(path: string, owner: { uid: number; gid: number }, home: string): void {
-  const dir = dirname(path);
-  const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (created && process.getuid?.() === 0 && dir.startsWith(`${home}/`)) {
-    // chown every directory we created under the home, so the user owns ~/.config/qrauth.
-    let d = dir;
-    while (d.startsWith(`${home}/`) && d.length >= created.length) {
-      chownSync(d, owner.uid, owner.gid);
-      d = dirname(d);
-    }
-  }
+/** Make the directory for a devices file (0700), as whoever writes it: see writeDevicesText. */
+export function ensureDevicesDir(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
 }

@@ -37,6 +37,17 @@ const program = new Command()
 
 program.action(async (o: { config: string; socket?: string; stateDir?: string; relay?: string; expiry?: number; checkConfig?: boolean }) => {
   const log = stderrLogger();
+  // Last resort, not containment: each PAM connection and relay message is contained where it is
+  // handled (pam-connection.ts, relay-link.ts). A throw that still gets here is a bug in a state
+  // nobody planned for, so the agent does not carry on in it: one log line, the stack, exit 70
+  // (EX_SOFTWARE); systemd restarts it and socket activation keeps new logins queued meanwhile.
+  const fatal = (e: unknown) => {
+    log('fatal', { cause: e instanceof Error ? `${e.name}: ${e.message}` : 'non-error thrown' });
+    process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(70);
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
   try {
     const explicit = program.getOptionValueSource('config') === 'cli';
     let cfg = loadConfig(o.config, { mustExist: explicit });

@@ -68,11 +68,11 @@ export class RelayLink extends EventEmitter {
     this.socket.on('connect', () => {
       this.attempts = 0;
       opts.log('relay_link', { state: 'up', relay: opts.url });
-      this.emit('change', true);
+      this.announce(true);
     });
     this.socket.on('disconnect', (reason) => {
       opts.log('relay_link', { state: 'down', relay: opts.url, reason });
-      this.emit('change', false);
+      this.announce(false);
       // A server-side disconnect is not retried by socket.io-client on its own.
       if (reason === 'io server disconnect') this.scheduleRetry(base, max);
     });
@@ -111,17 +111,46 @@ export class RelayLink extends EventEmitter {
     this.retryTimer.unref();
   }
 
+  /**
+   * Tell listeners (the PAM logins waiting, systemd's status line) the link changed. Called from
+   * socket.io's own event handling, where a throw would end the agent: a listener's failure is
+   * logged and the others are still told.
+   */
+  private announce(up: boolean): void {
+    for (const listener of this.listeners('change')) {
+      try {
+        (listener as (up: boolean) => void)(up);
+      } catch (e) {
+        this.opts.log('internal_error', { where: 'relay', handler: 'change', cause: e instanceof Error ? e.message : 'non-error thrown' });
+      }
+    }
+  }
+
   /** Answer through the ack; a thrown error becomes an error ack (its code, or INTERNAL). */
   private answer(ack: unknown, fn: () => unknown): void {
     this.answerAsync(ack, async () => fn());
   }
 
+  /**
+   * Every message from the relay is answered here, and nothing it sends can end the agent: a
+   * QrauthError (bad input, unknown session) is an error ack with its code; anything else is
+   * logged as internal_error and answered QRA_ERR_INTERNAL; a failing ack is logged.
+   */
   private answerAsync(ack: unknown, fn: () => Promise<unknown>): void {
     if (typeof ack !== 'function') return;
     const reply = ack as (r: unknown) => void;
-    fn().then(reply, (e: unknown) =>
-      reply(isQrauthError(e) ? { ok: false, code: e.code, message: e.message } : { ok: false, code: 'QRA_ERR_INTERNAL', message: 'internal error' }),
-    );
+    const failed = (handler: string) => (e: unknown) =>
+      this.opts.log('internal_error', { where: 'relay', handler, cause: e instanceof Error ? `${e.name}: ${e.message}` : 'non-error thrown' });
+    fn()
+      .then(
+        (r) => reply(r),
+        (e: unknown) => {
+          if (isQrauthError(e)) return reply({ ok: false, code: e.code, message: e.message });
+          failed('message')(e);
+          return reply({ ok: false, code: 'QRA_ERR_INTERNAL', message: 'internal error' });
+        },
+      )
+      .catch(failed('ack'));
   }
 
   private onContext(req: unknown): ContextAck {

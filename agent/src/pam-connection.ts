@@ -1,0 +1,348 @@
+/**
+ * One login's conversation on the PAM socket: BEGIN, then WAIT and CODE until a verdict
+ * (docs/protocol.md §1). Every way in (bytes from the module, the session's verdict, the relay
+ * link changing, timers) goes through `guard`, the one place that catches: whatever goes wrong
+ * while handling one connection ends that login with ERROR and a log line, never the agent,
+ * which serves every login on the host (issue #10, item 2).
+ */
+import type { Socket } from 'node:net';
+import {
+  FrameDecoder,
+  Mode,
+  MsgType,
+  QrStyle,
+  Result,
+  type BeginMsg,
+  type FrameMsg,
+  type ResultValue,
+  encodeFrame,
+  isQrauthError,
+  normaliseCode,
+} from '../../protocol/src/index.js';
+import type { Logger } from './log.js';
+import type { ChallengePool } from './challenge-pool.js';
+import { renderQr } from './qr-render.js';
+import type { Session, SessionStore } from './sessions.js';
+import type { Device } from './devices-file.js';
+
+/** A stalled peer mid-frame, or a connection that never says BEGIN, is cut off after this. */
+export const FRAME_TIMEOUT_MS = 10_000;
+
+export const PROMPT_TEXT = 'Scan with qrauth, approve, then press Enter (or type the code from the app): ';
+export const INFO_TEXT = 'Scan with qrauth and approve on your phone. Waiting for approval...';
+/**
+ * What the PAM client is told when the user's devices file cannot be used. The client may be an
+ * unauthenticated ssh peer: paths and home directories go to the log, not to it. The module
+ * shows it after "qrauth: ".
+ */
+export const DEVICES_FILE_ERROR_TEXT = 'cannot check your devices file; ask the administrator (see the system log)';
+export const INTERNAL_ERROR_TEXT = 'the login approval service failed; ask the administrator (see the system log)';
+
+/** What one login needs from the agent. */
+export interface PamLoginDeps {
+  sessions: SessionStore;
+  log: Logger;
+  /** Resolve the user's devices; the loader throws QRA_ERR_DEVICES_FILE on a file it cannot use. */
+  devicesFor(begin: BeginMsg): () => Device[];
+  /** Whether the relay link is up (an online verdict can come). */
+  relayUp(): boolean;
+  /** The effective mode for a BEGIN (auto → prompt or info). */
+  effectiveMode(begin: BeginMsg): typeof Mode.PROMPT | typeof Mode.INFO;
+  /** Whether info messages of this service pass only ASCII (sshd ≥ 10.3 escapes the rest). */
+  asciiOnlyInfo(begin: BeginMsg): boolean;
+  /** Login QRs rendered ahead of time. */
+  challenges: ChallengePool;
+  /** A device approved a login (for `qrauth devices`' last-used column). */
+  onApproved?(deviceId: string): void;
+  /** Stalled-peer cut-off. @default FRAME_TIMEOUT_MS */
+  frameTimeoutMs?: number;
+}
+
+/** What the server lends a connection: the shared relay-change subscription, and its end. */
+export interface PamConnectionHooks {
+  /** Be told when the relay link changes; returns the unsubscribe. */
+  watchRelay(cb: (up: boolean) => void): () => void;
+  closed(): void;
+}
+
+type ConnState = 'begin' | 'ready' | 'waiting' | 'done';
+
+/** The frame parser checks structure; values are range-checked here. Returns what is wrong, or null. */
+export function badBegin(m: BeginMsg): string | null {
+  if (m.user.length === 0) return 'empty user';
+  if (m.mode !== undefined && m.mode > Mode.INFO) return 'mode out of range';
+  if (m.qr !== undefined && m.qr > QrStyle.ASCII) return 'qr out of range';
+  if (m.timeout !== undefined && (m.timeout < 1 || m.timeout > 3600)) return 'timeout out of range';
+  if ((m.uid === undefined) !== (m.home === undefined)) return 'uid and home go together';
+  return null;
+}
+
+export class PamConnection {
+  private readonly decoder = new FrameDecoder();
+  private state: ConnState = 'begin';
+  private begin: BeginMsg | null = null;
+  private session: Session | null = null;
+  private waitTimer: NodeJS.Timeout | null = null;
+  private frameTimer: NodeJS.Timeout | null = null;
+  private unsubscribeRelay: (() => void) | null = null;
+  private readonly frameTimeout: number;
+  /** The session's verdict while the module waits for it; one bound function, so it can be removed. */
+  private readonly onVerdict = () => this.guard('verdict', () => {
+    if (this.state === 'waiting' && this.session) this.sendSessionVerdict(this.session);
+  });
+
+  constructor(
+    private readonly sock: Socket,
+    private readonly deps: PamLoginDeps,
+    private readonly hooks: PamConnectionHooks,
+  ) {
+    this.frameTimeout = deps.frameTimeoutMs ?? FRAME_TIMEOUT_MS;
+    // Cut off a peer that stalls mid-frame or never begins. One deadline a frame, from its first
+    // byte (the first frame's from the connection): more bytes of the same frame do not extend
+    // it, so a peer trickling a byte at a time cannot hold a connection open.
+    this.frameTimer = setTimeout(() => this.guard('frame timer', () => this.protocolError('no BEGIN in time')), this.frameTimeout);
+    sock.on('data', (chunk: Buffer) => this.guard('data', () => this.onData(chunk)));
+    sock.on('error', () => sock.destroy());
+    sock.on('close', () => this.guard('close', () => this.onClose()));
+  }
+
+  /**
+   * The one place that catches. A handler that throws is a bug or an input we did not foresee:
+   * end this login with ERROR (the session, if any, is cancelled: fail closed) and log it for the
+   * operator; the other logins and the agent go on. Errors are logged by code and message only.
+   */
+  private guard(handler: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      try {
+        this.deps.log('internal_error', {
+          where: 'pam',
+          handler,
+          user: this.begin?.user,
+          sid: this.session ? this.session.sid.slice(0, 8) : undefined,
+          code: isQrauthError(e) ? e.code : undefined,
+          cause: e instanceof Error ? `${e.name}: ${e.message}` : 'non-error thrown',
+        });
+        if (this.session?.pending) this.session.finish({ state: 'cancelled', how: 'cancel' });
+        if (this.state !== 'done') this.finalVerdict(Result.ERROR, INTERNAL_ERROR_TEXT);
+      } catch {
+        /* failing while failing: the connection goes, the agent stays */
+      } finally {
+        if (this.state !== 'done') this.sock.destroy();
+        this.state = 'done';
+      }
+    }
+  }
+
+  private send(msg: FrameMsg): void {
+    if (!this.sock.destroyed) this.sock.write(encodeFrame(msg));
+  }
+
+  private stopWaiting(): void {
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.waitTimer = null;
+    this.unsubscribeRelay?.();
+    this.unsubscribeRelay = null;
+    this.session?.removeListener('verdict', this.onVerdict);
+  }
+
+  private finalVerdict(result: ResultValue, message?: string): void {
+    this.stopWaiting();
+    this.state = 'done';
+    this.send({ type: MsgType.VERDICT, result, ...(message ? { message } : {}) });
+    this.sock.end();
+  }
+
+  private logDecision(result: string, how: string, deviceId?: string, cause?: string): void {
+    this.deps.log('login', {
+      user: this.begin?.user,
+      rhost: this.begin?.rhost || undefined,
+      service: this.begin?.service,
+      sid: this.session ? this.session.sid.slice(0, 8) : undefined,
+      device: deviceId,
+      how,
+      result,
+      cause,
+    });
+  }
+
+  private sendSessionVerdict(s: Session): void {
+    const v = s.verdict!;
+    const map = {
+      approved: [Result.APPROVED, undefined],
+      denied: [Result.DENIED, 'Login denied on the phone.'],
+      expired: [Result.EXPIRED, 'The QR code expired. Try again.'],
+      locked: [Result.LOCKED, 'Too many wrong codes. Try again.'],
+      cancelled: [Result.ERROR, 'The login was cancelled.'],
+    } as const;
+    // A message of the session's own (offline codes locked: code-budget.ts) goes out as ERROR,
+    // whose text pam_qrauth shows as it is; LOCKED's it replaces with fixed words.
+    const [result, message] = v.message !== undefined ? [Result.ERROR, v.message] : map[v.state];
+    this.logDecision(v.state, v.how, v.deviceId);
+    if (v.state === 'approved' && v.deviceId) this.recordApproval(v.deviceId);
+    this.finalVerdict(result, v.message ?? message);
+  }
+
+  /** Bookkeeping for `qrauth devices`: its failure must not turn an approval into an error. */
+  private recordApproval(deviceId: string): void {
+    try {
+      this.deps.onApproved?.(deviceId);
+    } catch (e) {
+      this.deps.log('internal_error', { where: 'last_used', device: deviceId, cause: e instanceof Error ? e.message : 'non-error thrown' });
+    }
+  }
+
+  private protocolError(why: string): void {
+    this.deps.log('pam_protocol_error', { user: this.begin?.user, cause: why });
+    this.sock.destroy();
+  }
+
+  private armFrameTimer(framesCompleted: number): void {
+    if (!this.decoder.midFrame) {
+      if (this.frameTimer) clearTimeout(this.frameTimer);
+      this.frameTimer = null;
+    } else if (!this.frameTimer || framesCompleted > 0) {
+      if (this.frameTimer) clearTimeout(this.frameTimer);
+      this.frameTimer = setTimeout(() => this.guard('frame timer', () => this.protocolError('stalled mid-frame')), this.frameTimeout);
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    let msgs: FrameMsg[];
+    try {
+      msgs = this.decoder.push(chunk);
+    } catch (e) {
+      return this.protocolError(isQrauthError(e) ? e.message : 'bad frame');
+    }
+    this.armFrameTimer(msgs.length);
+    for (const m of msgs) {
+      if (this.sock.destroyed || this.state === 'done') break;
+      this.onMessage(m);
+    }
+  }
+
+  private onMessage(msg: FrameMsg): void {
+    if (this.state === 'begin') {
+      if (msg.type !== MsgType.BEGIN) return this.protocolError('first message was not BEGIN');
+      return this.onBegin(msg);
+    }
+    if (this.state !== 'ready') return this.protocolError('message while a verdict is pending');
+    if (msg.type === MsgType.WAIT) return this.onWait(msg.maxWait);
+    if (msg.type === MsgType.CODE) return this.onCode(msg.digits);
+    return this.protocolError(`unexpected message type ${msg.type}`);
+  }
+
+  private onBegin(msg: BeginMsg): void {
+    const { deps } = this;
+    this.begin = msg;
+    const bad = badBegin(msg);
+    if (bad) {
+      this.logDecision('error', 'begin', undefined, bad);
+      return this.finalVerdict(Result.ERROR, `qrauth: bad request from the PAM module (${bad})`);
+    }
+    let loadDevices: () => Device[];
+    let devices: Device[];
+    try {
+      loadDevices = deps.devicesFor(msg);
+      devices = loadDevices();
+    } catch (e) {
+      if (!isQrauthError(e, 'QRA_ERR_DEVICES_FILE')) throw e;
+      // The detail (path, owner, mode) is for the operator; the client may not even be the user.
+      this.logDecision('error', 'begin', undefined, e.message);
+      return this.finalVerdict(Result.ERROR, DEVICES_FILE_ERROR_TEXT);
+    }
+    if (devices.length === 0) {
+      this.logDecision('no_device', 'begin');
+      return this.finalVerdict(Result.NO_DEVICE, `qrauth: no phone is enrolled for ${msg.user} on this host; run 'qrauth enroll'.`);
+    }
+    const mode = deps.effectiveMode(msg);
+    const ascii = msg.qr === QrStyle.ASCII || (mode === Mode.INFO && deps.asciiOnlyInfo(msg));
+    // The usual UTF-8 QR comes ready-made from the pool; the rare ASCII one is rendered now.
+    const prepared = deps.challenges.take();
+    const session = deps.sessions.create({
+      user: msg.user,
+      rhost: msg.rhost ?? '',
+      service: msg.service,
+      tty: msg.tty ?? '',
+      loadDevices,
+      secrets: { sid: prepared.sid, nonce: prepared.nonce },
+    });
+    this.session = session;
+    const payload = prepared.payload;
+    // ASCII at two characters a module: a quiet zone of 1 keeps a version 5 code within 80 columns.
+    const qr = ascii ? renderQr(payload, 'ascii', 1) : { text: prepared.qrText };
+    this.state = 'ready';
+    // A session that ends while the user is not waiting (expiry) keeps the connection only
+    // until the module next asks; a module that never asks is dropped after a grace period.
+    session.once('verdict', () =>
+      this.guard('verdict', () => {
+        if (this.state !== 'waiting') setTimeout(() => this.sock.destroy(), 30_000).unref();
+      }),
+    );
+    deps.log('challenge', { user: msg.user, rhost: msg.rhost || undefined, service: msg.service, sid: session.sid.slice(0, 8), mode: mode === Mode.INFO ? 'info' : 'prompt' });
+    this.send({
+      type: MsgType.CHALLENGE,
+      // Leading newline: OpenSSH's client prefixes the first prompt line with "(user@host) ".
+      qrText: `\n${qr.text}${payload}\n`,
+      prompt: mode === Mode.INFO ? INFO_TEXT : PROMPT_TEXT,
+      expires: Math.max(0, Math.round((session.expiresAt - Date.now()) / 1000)),
+      mode,
+      payload,
+    });
+  }
+
+  private onWait(maxWait: number | undefined): void {
+    const s = this.session!;
+    if (!s.pending) return this.sendSessionVerdict(s);
+    if (!this.deps.relayUp()) {
+      this.send({ type: MsgType.VERDICT, result: Result.OFFLINE, message: 'The phone cannot reach this host right now; use the code from the app.' });
+      return;
+    }
+    this.state = 'waiting';
+    s.on('verdict', this.onVerdict);
+    this.unsubscribeRelay = this.hooks.watchRelay((up) =>
+      this.guard('relay change', () => {
+        if (!up && this.state === 'waiting') {
+          this.stopWaiting();
+          this.state = 'ready';
+          this.send({ type: MsgType.VERDICT, result: Result.OFFLINE, message: 'The link to the phone was lost; use the code from the app.' });
+        }
+      }),
+    );
+    if (maxWait !== undefined) {
+      this.waitTimer = setTimeout(
+        () =>
+          this.guard('wait timer', () => {
+            if (this.state !== 'waiting') return;
+            this.stopWaiting();
+            this.state = 'ready';
+            this.send({ type: MsgType.VERDICT, result: Result.OFFLINE, message: 'No approval yet; you can type the code from the app.' });
+          }),
+        maxWait,
+      );
+    }
+  }
+
+  private onCode(digits: string): void {
+    const s = this.session!;
+    if (!s.pending) return this.sendSessionVerdict(s);
+    const normal = normaliseCode(digits);
+    const out = this.deps.sessions.checkCode(s, normal ?? '');
+    if (out.ok || out.locked) return this.sendSessionVerdict(s);
+    this.logDecision('code_wrong', 'code');
+    this.send({ type: MsgType.VERDICT, result: Result.CODE_WRONG, triesLeft: out.triesLeft, message: `Wrong code, ${out.triesLeft} ${out.triesLeft === 1 ? 'try' : 'tries'} left.` });
+  }
+
+  private onClose(): void {
+    this.hooks.closed();
+    if (this.frameTimer) clearTimeout(this.frameTimer);
+    this.frameTimer = null;
+    this.stopWaiting();
+    const s = this.session;
+    if (s?.pending) {
+      s.finish({ state: 'cancelled', how: 'cancel' });
+      this.logDecision('cancelled', 'cancel', undefined, 'the PAM client went away');
+    }
+  }
+}
