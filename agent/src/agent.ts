@@ -2,12 +2,13 @@
  * The agent: host key, sessions, the PAM socket, the relay link, wired together.
  * `startAgent` is what `qrauth-agent` runs and what tests start in-process.
  */
-import { Mode, type BeginMsg } from '../../protocol/src/index.js';
+import { Mode, QrauthError, type BeginMsg } from '../../protocol/src/index.js';
 import type { AgentConfig } from './config.js';
 import { type Device, devicesPath, readDevicesFile } from './devices-file.js';
 import { type HostKey, loadOrCreateHostKey } from './host-key.js';
 import { ChallengePool } from './challenge-pool.js';
-import { ControlServer } from './control-server.js';
+import { CodeBudget } from './code-budget.js';
+import { ControlServer, passwdFinder } from './control-server.js';
 import { EnrollmentStore } from './enrollments.js';
 import { LastUsed } from './last-used.js';
 import { type Logger, stderrLogger } from './log.js';
@@ -38,6 +39,8 @@ export interface Agent {
   pam: PamServer;
   relay: RelayLink | null;
   enrollments: EnrollmentStore;
+  /** Wrong offline codes across sessions and restarts. */
+  codeBudget: CodeBudget;
   control: ControlServer | null;
   lastUsed: LastUsed;
   /** Whether sshd on this host shows info messages at once (decides mode=auto). */
@@ -55,12 +58,24 @@ export function isSshdService(service: string): boolean {
 export async function startAgent(config: AgentConfig, opts: AgentStartOptions = {}): Promise<Agent> {
   const log = opts.log ?? stderrLogger();
   const host = loadOrCreateHostKey(config.stateDir);
-  const sessions = new SessionStore(host, config.hostname, config.expirySeconds);
+  const codeBudget = new CodeBudget(
+    config.stateDir,
+    {
+      failureLimit: config.codeFailureLimit,
+      failureWindowSeconds: config.codeFailureWindowSeconds,
+      dailyLimit: config.codeFailureDailyLimit,
+      lockSeconds: config.codeLockSeconds,
+      lockMaxSeconds: config.codeLockMaxSeconds,
+      checksPerSecond: config.codeChecksPerSecond,
+    },
+    log,
+  );
+  const sessions = new SessionStore(host, config.hostname, config.expirySeconds, codeBudget);
   const challenges = new ChallengePool(host.hostId);
   let sshdInfoAtOnce = config.sshdInfoMessages === 'yes';
   if (config.sshdInfoMessages === 'auto') sshdInfoAtOnce = showsInfoAtOnce(await detectSshdVersion(config.sshdPath));
 
-  const enrollments = new EnrollmentStore(host, config.hostname, config.enrollSeconds, log);
+  const enrollments = new EnrollmentStore(host, config.hostname, config.enrollSeconds, log, config.relayUrl);
   const lastUsed = new LastUsed(config.stateDir);
   const relay = config.relayUrl
     ? new RelayLink({ url: config.relayUrl, host, sessions, log, onEnroll: async (msg) => enrollments.handle(msg) })
@@ -79,6 +94,11 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
     return () => {
       const f = readDevicesFile(path, user);
       for (const p of f.problems) log('devices_file_problem', { user: user.name, problem: p });
+      // A file that is there but has no usable line is broken, not empty: "no device" would let
+      // nouserok skip qrauth for this user (issue #10.6a). Only comments and blank lines is empty.
+      if (f.devices.length === 0 && f.problems.length > 0) {
+        throw new QrauthError('QRA_ERR_DEVICES_FILE', `no usable device line in ${path} (the lines skipped are logged as devices_file_problem); fix or remove it`);
+      }
       return f.devices;
     };
   };
@@ -129,6 +149,13 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
         hostname: config.hostname,
         relayUrl: config.relayUrl,
         lastUsed: (id) => lastUsed.get(id),
+        // The agent's own devices-file rules (config.authfile), as for a login.
+        deviceIdsOf: (user) => readDevicesFile(devicesPath(config.authfile, user), user).devices.map((d) => d.deviceId),
+        codeLocks: () => codeBudget.locked(),
+        codeStateDamaged: () => codeBudget.damaged,
+        unlockCodes: (user) => codeBudget.unlock(user),
+        unlockAllCodes: () => codeBudget.unlockAll(),
+        findUser: passwdFinder(opts.passwdPath),
         log,
       });
   try {
@@ -148,6 +175,7 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
     pam,
     relay,
     enrollments,
+    codeBudget,
     control,
     lastUsed,
     sshdInfoAtOnce,

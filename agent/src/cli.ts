@@ -6,11 +6,13 @@
  * confirmed (answered no, expired, or cancelled); 78 configuration error.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError } from 'commander';
 import {
   DEVICE_NAME_PATTERN,
+  FINGERPRINT_PATTERN,
   ID_PATTERN,
   PUBKEY_PATTERN,
   fromB64url,
@@ -22,12 +24,16 @@ import {
   parse,
   str,
   int,
+  arrayOf,
+  bool,
+  optional,
 } from '../../protocol/src/index.js';
 import { VERSION } from './agent.js';
 import { type AgentConfig, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
 import { ControlClient } from './control-client.js';
-import { addDeviceLine, devicesPath, ensureDevicesDir, readDevicesFile, removeDeviceLines, writeDevicesText } from './devices-file.js';
+import { addDeviceLine, devicesPath, removeDeviceLines } from './devices-file.js';
 import { renderQr } from './qr-render.js';
+import { readDevicesFileAs, writeDevicesFileAs } from './user-files.js';
 import { USER_NAME_PATTERN, lookupUserInPasswd, type UserInfo } from './users.js';
 
 export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, AGENT_DOWN: 3, NOT_CONFIRMED: 4, CONFIG: 78 } as const;
@@ -51,10 +57,15 @@ function lookupUser(name: string): (UserInfo & { gid: number }) | null {
   try {
     // getent asks NSS, so LDAP/sssd users work; this is the CLI, not the login path.
     const f = execFileSync('getent', ['passwd', name], { encoding: 'utf8', timeout: 5000 }).trim().split(':');
-    return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5]! };
+    const uid = Number(f[2]);
+    const gid = Number(f[3]);
+    // Root acts for this user with exactly these ids (user-files.ts): no guessing.
+    if (!Number.isSafeInteger(uid) || uid < 0 || !Number.isSafeInteger(gid) || gid < 0 || !f[5]?.startsWith('/')) return null;
+    return { name, uid, gid, home: f[5] };
   } catch {
     const u = lookupUserInPasswd(name);
-    return u ? { ...u, gid: u.uid } : null;
+    const gid = Number(readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[0] === name)?.split(':')[3]);
+    return u && Number.isSafeInteger(gid) && gid >= 0 ? { ...u, gid } : null;
   }
 }
 
@@ -75,6 +86,7 @@ async function agent(config: AgentConfig): Promise<ControlClient> {
   try {
     return await ControlClient.connect(config.controlSocket);
   } catch (e) {
+    if (isQrauthError(e) && e.code !== 'QRA_ERR_AGENT_UNREACHABLE') throw new CliError(`${e.message} [${e.code}]`, EXIT.ERROR);
     throw new CliError(
       `the qrauth agent is not running (${(e as Error).message}).\nStart it with: systemctl start qrauth-agent.socket qrauth-agent.service`,
       EXIT.AGENT_DOWN,
@@ -97,10 +109,14 @@ const statusReply = object({
   hostId: str({ max: 22, pattern: ID_PATTERN }),
   hostname: str({ max: 253 }),
   relay: object({ url: (v, p) => (v === null ? null : str({ max: 300 })(v, p)), state: oneOf(['up', 'down', 'none'] as const) }),
-  pendingLogins: int({ min: 0, max: 1e9 }),
-  openEnrollments: int({ min: 0, max: 1e9 }),
+  // Pending counts and everyone's code locks only for root; a user sees their own lock.
+  pendingLogins: optional(int({ min: 0, max: 1e9 })),
+  openEnrollments: optional(int({ min: 0, max: 1e9 })),
   uptimeSeconds: int({ min: 0, max: 1e12 }),
+  codeLocks: arrayOf(object({ user: str({ max: 256 }), until: str({ max: 40 }), retryAfterSeconds: int({ min: 0, max: 1e9 }) }), 5000),
+  codeStateDamaged: optional((v, p) => (v === null ? null : str({ max: 512 })(v, p))),
 });
+const unlockReply = object({ ok: literal(true), unlocked: bool() });
 const openReply = object({
   ok: literal(true),
   event: literal('open'),
@@ -114,7 +130,7 @@ const requestReply = object({
   devicePub: str({ max: 43, min: 43, pattern: PUBKEY_PATTERN }),
   deviceId: str({ max: 22, min: 22, pattern: ID_PATTERN }),
   deviceName: str({ max: 64, pattern: DEVICE_NAME_PATTERN }),
-  fingerprint: str({ max: 9, pattern: /^[0-9A-Z]{4}-[0-9A-Z]{4}$/ }),
+  fingerprint: str({ max: 19, pattern: FINGERPRINT_PATTERN }),
 });
 
 function ask(question: string): Promise<string> {
@@ -170,7 +186,7 @@ program
     const cfg = config();
     const t = target(cfg, o.user);
     // Check the file now: an unsafe file is refused before a phone is involved.
-    readDevicesFile(t.path, t);
+    await readDevicesFileAs(t, t.path);
     const client = await agent(cfg);
     try {
       const open = checkReply(openReply, await client.request({ op: 'enroll', user: t.name }), 'enroll');
@@ -183,21 +199,27 @@ program
       const req = checkReply(requestReply, await client.next(), 'enroll');
       process.stdout.write(`\nPhone "${req.deviceName}" (id ${req.deviceId}) asks to enroll.\n\n    Fingerprint: ${req.fingerprint}\n\n`);
       const answer = await ask('Does the app show the same fingerprint? Type y to enroll this phone, anything else to cancel: ');
-      const accepted = /^y(es)?$/i.test(answer);
+      let accepted = /^y(es)?$/i.test(answer);
+      let notWritten: unknown = null;
       if (accepted) {
-        const current = readDevicesFile(t.path, t);
-        if (current.devices.some((d) => d.deviceId === req.deviceId)) {
-          process.stdout.write(`This phone is already enrolled for ${t.name}; nothing changed.\n`);
-        } else {
-          const owner = t.path.startsWith(`${t.home}/`) ? { uid: t.uid, gid: t.gid } : { uid: 0, gid: 0 };
-          ensureDevicesDir(t.path, owner, t.home);
-          const enrolled = new Date().toISOString().slice(0, 10);
-          writeDevicesText(t.path, addDeviceLine(current.text, { publicKey: fromB64url(req.devicePub, 32), enrolled, name: req.deviceName }), owner);
-          process.stdout.write(`Enrolled "${req.deviceName}" for ${t.name} (${t.path}).\n`);
+        try {
+          const current = await readDevicesFileAs(t, t.path);
+          if (current.devices.some((d) => d.deviceId === req.deviceId)) {
+            process.stdout.write(`This phone is already enrolled for ${t.name}; nothing changed.\n`);
+          } else {
+            const enrolled = new Date().toISOString().slice(0, 10);
+            await writeDevicesFileAs(t, t.path, addDeviceLine(current.text, { publicKey: fromB64url(req.devicePub, 32), enrolled, name: req.deviceName }));
+            process.stdout.write(`Enrolled "${req.deviceName}" for ${t.name} (${t.path}).\n`);
+          }
+        } catch (e) {
+          // The agent (and so the phone) hears it did not happen; then the reason is shown.
+          accepted = false;
+          notWritten = e;
         }
       }
       client.send({ op: 'enroll-result', accepted });
       await client.next().catch(() => undefined);
+      if (notWritten !== null) throw notWritten;
       if (!accepted) throw new CliError('not enrolled: the fingerprint was not confirmed; nothing was written', EXIT.NOT_CONFIRMED);
     } finally {
       client.close();
@@ -212,11 +234,12 @@ program
   .action(async (o: { user?: string; json?: boolean }) => {
     const cfg = config();
     const t = target(cfg, o.user);
-    const f = readDevicesFile(t.path, t);
+    const f = await readDevicesFileAs(t, t.path);
     let lastUsed: Record<string, string | null> = {};
     try {
       const c = await ControlClient.connect(cfg.controlSocket, 1000);
-      const r = (await c.request({ op: 'last-used', deviceIds: f.devices.map((d) => d.deviceId) })) as { ok?: boolean; lastUsed?: Record<string, string | null> };
+      // The agent answers only for the devices in this user's own file (and only to them or root).
+      const r = (await c.request({ op: 'last-used', user: t.name, deviceIds: f.devices.map((d) => d.deviceId) })) as { ok?: boolean; lastUsed?: Record<string, string | null> };
       c.close();
       if (r.ok && r.lastUsed && typeof r.lastUsed === 'object') lastUsed = r.lastUsed;
     } catch {
@@ -245,7 +268,7 @@ program
   .action(async (which: string, o: { user?: string }) => {
     const cfg = config();
     const t = target(cfg, o.user);
-    const f = readDevicesFile(t.path, t);
+    const f = await readDevicesFileAs(t, t.path);
     const byId = f.devices.filter((d) => d.deviceId === which);
     const byName = f.devices.filter((d) => d.name === which);
     const hits = byId.length > 0 ? byId : byName;
@@ -253,8 +276,7 @@ program
     if (hits.length > 1) {
       throw new CliError(`several devices are named "${which}"; revoke one by id:\n${hits.map((d) => `  ${d.deviceId}  ${d.name}`).join('\n')}`, EXIT.ERROR);
     }
-    const owner = t.path.startsWith(`${t.home}/`) ? { uid: t.uid, gid: t.gid } : { uid: 0, gid: 0 };
-    writeDevicesText(t.path, removeDeviceLines(f.text, new Set([hits[0]!.deviceId])), owner);
+    await writeDevicesFileAs(t, t.path, removeDeviceLines(f.text, new Set([hits[0]!.deviceId])));
     process.stdout.write(`Revoked "${hits[0]!.name}" (${hits[0]!.deviceId}) for ${t.name}.\n`);
   });
 
@@ -273,8 +295,31 @@ program
       }
       const relay = s.relay.state === 'none' ? 'none configured (offline codes only)' : `${s.relay.url} (${s.relay.state === 'up' ? 'connected' : 'not connected; offline codes still work'})`;
       process.stdout.write(
-        `qrauth-agent ${s.version}: running (up ${duration(s.uptimeSeconds)})\nhost      ${s.hostname} (id ${s.hostId})\nrelay     ${relay}\npending   ${s.pendingLogins} login(s), ${s.openEnrollments} enrollment(s)\n`,
+        `qrauth-agent ${s.version}: running (up ${duration(s.uptimeSeconds)})\nhost      ${s.hostname} (id ${s.hostId})\nrelay     ${relay}\n`,
       );
+      if (s.pendingLogins !== undefined) process.stdout.write(`pending   ${s.pendingLogins} login(s), ${s.openEnrollments ?? 0} enrollment(s)\n`);
+      if (s.codeStateDamaged) process.stdout.write(`codes     OFF for every user: the code-lock state is damaged (${s.codeStateDamaged}); see the log, then: qrauth unlock-codes --all\n`);
+      for (const l of s.codeLocks) {
+        process.stdout.write(`codes locked for ${l.user} until ${l.until.replace('T', ' ').slice(0, 16)} UTC (${duration(l.retryAfterSeconds)}); phones still work. Lift: qrauth unlock-codes --user ${l.user}\n`);
+      }
+    } finally {
+      client.close();
+    }
+  });
+
+program
+  .command('unlock-codes')
+  .description("lift the lock on a user's offline codes after too many wrong ones (root only)")
+  .option('-u, --user <name>', 'the user whose codes to unlock')
+  .option('--all', 'every user, and a damaged code-lock state file (rewritten empty)')
+  .action(async (o: { user?: string; all?: boolean }) => {
+    if ((o.user === undefined) === (o.all !== true)) throw new CliError('say --user NAME or --all', EXIT.USAGE);
+    if (o.user !== undefined && !USER_NAME_PATTERN.test(o.user)) throw new CliError(`not a user name: ${o.user}`, EXIT.USAGE);
+    const cfg = config();
+    const client = await agent(cfg);
+    try {
+      const r = checkReply(unlockReply, await client.request(o.all ? { op: 'unlock-codes', all: true } : { op: 'unlock-codes', user: o.user }), 'unlock-codes');
+      process.stdout.write(o.all ? 'Offline codes are unlocked for every user.\n' : r.unlocked ? `Offline codes are unlocked for ${o.user}.\n` : `Offline codes were not locked for ${o.user}; nothing changed.\n`);
     } finally {
       client.close();
     }

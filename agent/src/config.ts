@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
-import { QrauthError, bool, int, object, oneOf, optional, str, parse } from '../../protocol/src/index.js';
+import { QrauthError, bool, int, object, oneOf, optional, str, parse, relayUrlProblem } from '../../protocol/src/index.js';
 
 export interface AgentConfig {
   /** Unix socket for pam_qrauth. @default "/run/qrauth.sock" */
@@ -31,6 +31,18 @@ export interface AgentConfig {
   maxConnections: number;
   /** Log lines at debug level. @default false */
   debug: boolean;
+  /** Wrong offline codes within codeFailureWindowSeconds that lock a user's codes (phones still work). @default 10 */
+  codeFailureLimit: number;
+  /** @default 900 */
+  codeFailureWindowSeconds: number;
+  /** Wrong offline codes within 24 h that lock a user's codes; bounds brute force (docs/operations.md). @default 20 */
+  codeFailureDailyLimit: number;
+  /** First lock of a user's codes; doubles with each further lock. @default 900 */
+  codeLockSeconds: number;
+  /** Longest lock. @default 86400 */
+  codeLockMaxSeconds: number;
+  /** Offline code checks a second on this host, all users together. @default 20 */
+  codeChecksPerSecond: number;
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/qrauth/agent.json';
@@ -49,6 +61,12 @@ export function defaultConfig(): AgentConfig {
     sshdPath: '/usr/sbin/sshd',
     maxConnections: 4096,
     debug: false,
+    codeFailureLimit: 10,
+    codeFailureWindowSeconds: 900,
+    codeFailureDailyLimit: 20,
+    codeLockSeconds: 900,
+    codeLockMaxSeconds: 86400,
+    codeChecksPerSecond: 20,
   };
 }
 
@@ -57,7 +75,7 @@ const configSchema = object({
   socket: optional(str({ max: 107, min: 2, pattern: /^\// })),
   controlSocket: optional(str({ max: 107, min: 2, pattern: /^\// })),
   stateDir: optional(absPath),
-  relayUrl: optional((v: unknown, path: string) => (v === null ? null : str({ max: 300, pattern: /^https?:\/\/[^\s]+$/ })(v, path))),
+  relayUrl: optional((v: unknown, path: string) => (v === null ? null : str({ max: 300, pattern: /^[a-z][a-z0-9+.-]*:\/\/[^\s]+$/i })(v, path))),
   authfile: optional(str({ max: 256, min: 2, pattern: /^(~\/|\/)/ })),
   expirySeconds: optional(int({ min: 5, max: 3600 })),
   enrollSeconds: optional(int({ min: 30, max: 3600 })),
@@ -66,18 +84,31 @@ const configSchema = object({
   sshdPath: optional(absPath),
   maxConnections: optional(int({ min: 1, max: 65536 })),
   debug: optional(bool()),
+  codeFailureLimit: optional(int({ min: 1, max: 100 })),
+  codeFailureWindowSeconds: optional(int({ min: 60, max: 86400 })),
+  codeFailureDailyLimit: optional(int({ min: 1, max: 100 })),
+  codeLockSeconds: optional(int({ min: 60, max: 604800 })),
+  codeLockMaxSeconds: optional(int({ min: 60, max: 604800 })),
+  codeChecksPerSecond: optional(int({ min: 1, max: 1000 })),
 });
 
 /** Merge validated overrides onto the defaults. */
 export function makeConfig(overrides: unknown): AgentConfig {
   const o = parse(configSchema, overrides, 'config');
   const cfg = { ...defaultConfig(), ...o } as AgentConfig;
+  if (cfg.codeFailureDailyLimit < cfg.codeFailureLimit) {
+    throw new QrauthError('QRA_ERR_CONFIG', 'config.codeFailureDailyLimit: must be at least codeFailureLimit');
+  }
+  if (cfg.codeLockMaxSeconds < cfg.codeLockSeconds) throw new QrauthError('QRA_ERR_CONFIG', 'config.codeLockMaxSeconds: must be at least codeLockSeconds');
   if (cfg.relayUrl) {
     try {
       cfg.relayUrl = new URL(cfg.relayUrl).href.replace(/\/$/, '');
     } catch {
       throw new QrauthError('QRA_ERR_CONFIG', 'config.relayUrl: not a valid URL');
     }
+    // Plain http off loopback would let anyone on the path read and rewrite what phones see.
+    const problem = relayUrlProblem(cfg.relayUrl);
+    if (problem) throw new QrauthError('QRA_ERR_CONFIG', `config.relayUrl: ${problem}`);
   }
   return cfg;
 }

@@ -1,9 +1,18 @@
 /**
  * The CLI's side of the control socket: one JSON request a line, answers one a line, bounded.
+ * First it proves its uid to the agent with a file in the agent's proof directory
+ * (control-server.ts explains the proof); root uses its own socket when there is one.
  */
+import { closeSync, constants, fchmodSync, openSync, writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { QrauthError } from '../../protocol/src/index.js';
-import { CONTROL_MAX_LINE } from './control-server.js';
+import { join } from 'node:path';
+import { ERROR_CODES, type ErrorCode, QrauthError, int, literal, object, parse, str } from '../../protocol/src/index.js';
+import { CONTROL_MAX_LINE, credDirFor, rootSocketFor } from './control-server.js';
+
+export { credDirFor } from './control-server.js';
+
+const proveMsg = object({ ok: literal(true), event: literal('prove'), name: str({ min: 32, max: 32, pattern: /^[0-9a-f]{32}$/ }), token: str({ min: 43, max: 43, pattern: /^[A-Za-z0-9_-]{43}$/ }) });
+const callerMsg = object({ ok: literal(true), event: literal('caller'), uid: int({ min: 0, max: 2 ** 32 }) });
 
 export class ControlClient {
   private buf = '';
@@ -11,7 +20,7 @@ export class ControlClient {
   private waiters: Array<{ resolve: (v: unknown) => void; reject: (e: Error) => void }> = [];
   private closedError: Error | null = null;
 
-  private constructor(private readonly sock: Socket) {
+  private constructor(readonly sock: Socket) {
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => {
       this.buf += chunk;
@@ -45,7 +54,66 @@ export class ControlClient {
     this.sock.destroy();
   }
 
-  static connect(path: string, timeoutMs = 3000): Promise<ControlClient> {
+  /** Connect and prove who we are; root tries its own socket first (no flood on the shared one reaches it). */
+  static async connect(path: string, timeoutMs = 3000): Promise<ControlClient> {
+    if (process.geteuid?.() === 0) {
+      try {
+        return await ControlClient.connectAndProve(rootSocketFor(path), path, timeoutMs);
+      } catch (e) {
+        if (!(e instanceof QrauthError) || e.code !== 'QRA_ERR_AGENT_UNREACHABLE') throw e;
+        /* an older agent without a root socket: the shared one */
+      }
+    }
+    return ControlClient.connectAndProve(path, path, timeoutMs);
+  }
+
+  private static async connectAndProve(path: string, sharedPath: string, timeoutMs: number): Promise<ControlClient> {
+    const c = await ControlClient.connectRaw(path, timeoutMs);
+    try {
+      const hello = c.reply(proveMsg, await c.nextWithin(timeoutMs, path), 'the agent');
+      // O_EXCL|O_NOFOLLOW: never write through something already there. 0644 whatever the umask.
+      const fd = openSync(join(credDirFor(sharedPath), hello.name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      try {
+        fchmodSync(fd, 0o644);
+        writeSync(fd, hello.token);
+      } finally {
+        closeSync(fd);
+      }
+      c.send({ op: 'proved' });
+      c.reply(callerMsg, await c.nextWithin(timeoutMs, path), 'the agent');
+      return c;
+    } catch (e) {
+      c.sock.destroy();
+      if (e instanceof QrauthError) throw e;
+      throw new QrauthError('QRA_ERR_UNAUTHENTICATED', `cannot prove who you are to the agent: ${(e as Error).message}`);
+    }
+  }
+
+  /** An error reply becomes a QrauthError with its code; anything else must match `check`. */
+  private reply<T>(check: (v: unknown, p: string) => T, v: unknown, what: string): T {
+    const r = v as { ok?: unknown; code?: unknown; message?: unknown } | null;
+    if (r && r.ok === false) {
+      const code = typeof r.code === 'string' && Object.hasOwn(ERROR_CODES, r.code) ? (r.code as ErrorCode) : 'QRA_ERR_UNAUTHENTICATED';
+      throw new QrauthError(code, typeof r.message === 'string' ? r.message.slice(0, 300) : 'the agent refused the connection');
+    }
+    return parse(check, v, what);
+  }
+
+  private async nextWithin(ms: number, path: string): Promise<unknown> {
+    let t: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        this.next(),
+        new Promise((_, reject) => {
+          t = setTimeout(() => reject(new QrauthError('QRA_ERR_AGENT_UNREACHABLE', `no answer on ${path}`)), ms);
+        }),
+      ]);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  private static connectRaw(path: string, timeoutMs: number): Promise<ControlClient> {
     return new Promise((resolve, reject) => {
       const s = connect(path);
       const t = setTimeout(() => {

@@ -6,19 +6,30 @@
 import { EventEmitter } from 'node:events';
 import {
   QrauthError,
+  enrollAckBytes,
   enrollBytes,
+  enrollOutcomeBytes,
   enrollFingerprint,
   fromB64url,
   keyId,
+  toB64url,
   tokenIdOf,
   type EnrollAck,
   type EnrollMessage,
+  type EnrollOutcome,
 } from '../../protocol/src/index.js';
+import { timingSafeEqual } from 'node:crypto';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { HostKey } from './host-key.js';
 import type { Logger } from './log.js';
 
 export const MAX_OPEN_ENROLLMENTS = 32;
+/** Open enrollments one non-root caller may hold, and all non-root callers together (root keeps the rest). */
+export const MAX_OPEN_ENROLLMENTS_PER_UID = 4;
+export const MAX_OPEN_ENROLLMENTS_NON_ROOT = 24;
+/** How long, and for how many enrollments, the terminal's answer stays available to the phone that asked. */
+export const OUTCOME_MEMORY_MS = 10 * 60_000;
+export const MAX_REMEMBERED_OUTCOMES = 64;
 
 export interface EnrollRequest {
   devicePub: string;
@@ -32,7 +43,13 @@ export class Enrollment extends EventEmitter {
   readonly tokenId: string;
   readonly expiresAt: number;
   readonly user: string;
+  /** The uid that opened it (for the per-uid cap). */
+  byUid = 0;
   used = false;
+  /** The terminal's answer to the phone's request; 'pending' until the CLI says (or goes away). */
+  outcome: EnrollOutcome = 'pending';
+  /** The accepted request's key and signature: the same message again asks for the outcome. */
+  requestedBy: { devicePub: string; sig: Uint8Array } | null = null;
   private timer: NodeJS.Timeout;
 
   constructor(user: string, seconds: number, private readonly onEnd: (e: Enrollment) => void) {
@@ -45,9 +62,18 @@ export class Enrollment extends EventEmitter {
     this.timer.unref();
   }
 
+  /** The terminal answered (`y` and the devices file written, or not): the outcome the phone learns. */
+  settle(accepted: boolean): void {
+    if (this.requestedBy && this.outcome === 'pending') this.outcome = accepted ? 'confirmed' : 'refused';
+    this.end('done');
+  }
+
   /** Close the enrollment; the token is wiped and can never be used again. */
   end(why: 'expired' | 'cancelled' | 'done'): void {
     clearTimeout(this.timer);
+    // The CLI went away after a request without answering: nothing was written. Expiry alone
+    // decides nothing, since the CLI may still be asking the person (it writes before it answers).
+    if (this.requestedBy && this.outcome === 'pending' && why !== 'expired') this.outcome = 'refused';
     this.used = true;
     this.token.fill(0);
     this.onEnd(this);
@@ -57,23 +83,38 @@ export class Enrollment extends EventEmitter {
 
 export class EnrollmentStore {
   private readonly open = new Map<string, Enrollment>();
+  /** Enrollments a phone asked for, by tokenId, kept after they end so that phone can learn the answer. */
+  private readonly requested = new Map<string, { e: Enrollment; until: number }>();
 
   constructor(
     private readonly host: HostKey,
     private readonly hostname: string,
     private readonly seconds: number,
     private readonly log: Logger,
+    /** The relay phones reach this host through; signed into the acceptance, which phones store. */
+    private readonly relayUrl: string | null = null,
   ) {}
 
   get size(): number {
     return this.open.size;
   }
 
-  start(user: string): Enrollment {
+  /** `byUid`: who asked (control-server.ts proves it); one uid cannot take every slot. */
+  start(user: string, byUid = 0): Enrollment {
+    if (byUid !== 0) {
+      const open = [...this.open.values()];
+      if (open.filter((x) => x.byUid === byUid).length >= MAX_OPEN_ENROLLMENTS_PER_UID) {
+        throw new QrauthError('QRA_ERR_RATE_LIMITED', `you already have ${MAX_OPEN_ENROLLMENTS_PER_UID} enrollments open; finish or cancel one (Ctrl-C) first`);
+      }
+      if (open.filter((x) => x.byUid !== 0).length >= MAX_OPEN_ENROLLMENTS_NON_ROOT) {
+        throw new QrauthError('QRA_ERR_RATE_LIMITED', 'too many enrollments are open on this host; try again in a few minutes');
+      }
+    }
     if (this.open.size >= MAX_OPEN_ENROLLMENTS) {
       throw new QrauthError('QRA_ERR_RATE_LIMITED', 'too many enrollments are open on this host; try again in a few minutes');
     }
     const e = new Enrollment(user, this.seconds, (x) => this.open.delete(x.tokenId));
+    e.byUid = byUid;
     this.open.set(e.tokenId, e);
     this.log('enroll_open', { user, expires: Math.round(this.seconds) });
     return e;
@@ -86,6 +127,9 @@ export class EnrollmentStore {
       return { ok: false, code: 'QRA_ERR_ENROLL', message: cause };
     };
     if (msg.hostId !== this.host.hostId) return fail('this enrollment is for another host');
+    if (!this.relayUrl) return fail('no relay is configured on this host');
+    const asked = this.outcomeQuery(msg, now);
+    if (asked) return this.acceptance(asked, msg.devicePub);
     const e = this.open.get(msg.tokenId);
     if (!e) return fail('unknown or already used enrollment code; run qrauth enroll again');
     if (e.used) return fail('this enrollment code was already used');
@@ -100,6 +144,8 @@ export class EnrollmentStore {
       return fail('the enrollment signature does not verify (wrong code or a changed key)');
     }
     e.used = true;
+    e.requestedBy = { devicePub: msg.devicePub, sig: fromB64url(msg.sig, 64) };
+    this.remember(e, now);
     const req: EnrollRequest = {
       devicePub: msg.devicePub,
       deviceId: keyId(nodeCrypto, devicePub),
@@ -108,7 +154,42 @@ export class EnrollmentStore {
     };
     this.log('enroll_request', { user: e.user, device: req.deviceId, name: req.deviceName });
     e.emit('request', req);
-    return { ok: true, hostname: this.hostname };
+    return this.acceptance(e, msg.devicePub);
+  }
+
+  /**
+   * The enrollment `msg` asks about when it repeats, byte for byte, a request already accepted
+   * (the phone polling for the terminal's answer); else null. The first one was verified, so an
+   * identical one is the same phone's (or a replay by the relay, which learns nothing it could not see).
+   */
+  private outcomeQuery(msg: EnrollMessage, now: number): Enrollment | null {
+    for (const [id, r] of this.requested) if (r.until <= now) this.requested.delete(id);
+    const e = this.requested.get(msg.tokenId)?.e;
+    if (!e?.requestedBy || e.requestedBy.devicePub !== msg.devicePub) return null;
+    let sig: Uint8Array;
+    try {
+      sig = fromB64url(msg.sig, 64);
+    } catch {
+      return null;
+    }
+    return timingSafeEqual(sig, e.requestedBy.sig) ? e : null;
+  }
+
+  private remember(e: Enrollment, now: number): void {
+    this.requested.set(e.tokenId, { e, until: now + OUTCOME_MEMORY_MS });
+    // Oldest first (insertion order): a flood of enrollments forgets the oldest answers, never grows.
+    while (this.requested.size > MAX_REMEMBERED_OUTCOMES) this.requested.delete(this.requested.keys().next().value!);
+  }
+
+  /** The signed acceptance, with the terminal's answer so far (signed once it is final). */
+  private acceptance(e: Enrollment, devicePub: string): EnrollAck {
+    const relayUrl = this.relayUrl ?? '';
+    // Signed, so the phone can tell this acceptance (and the name and relay it stores) from a relay's.
+    const ackFields = { hostId: this.host.hostId, tokenId: e.tokenId, devicePub, hostname: this.hostname, relayUrl };
+    const sig = toB64url(this.host.sign(enrollAckBytes(ackFields)));
+    if (e.outcome === 'pending') return { ok: true, hostname: this.hostname, relayUrl, sig, outcome: 'pending' };
+    const outcomeSig = toB64url(this.host.sign(enrollOutcomeBytes({ hostId: this.host.hostId, tokenId: e.tokenId, devicePub, outcome: e.outcome })));
+    return { ok: true, hostname: this.hostname, relayUrl, sig, outcome: e.outcome, outcomeSig };
   }
 
   closeAll(): void {

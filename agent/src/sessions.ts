@@ -18,6 +18,7 @@ import {
   utf8,
 } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
+import type { CodeBudget } from './code-budget.js';
 import type { Device } from './devices-file.js';
 import type { HostKey } from './host-key.js';
 
@@ -38,6 +39,8 @@ export interface Verdict {
   state: Exclude<SessionState, 'pending'>;
   how: 'phone' | 'code' | 'expiry' | 'cancel';
   deviceId?: string;
+  /** Shown to the user instead of the state's usual words (why offline codes are locked). */
+  message?: string;
 }
 
 /** How far a phone's signed clock may be from ours; the session's own expiry is what binds. */
@@ -113,6 +116,8 @@ export class SessionStore {
     private readonly host: HostKey,
     private readonly hostname: string,
     private readonly expirySeconds: number,
+    /** Wrong codes across sessions and restarts (code-budget.ts); none: three tries a session only. */
+    private readonly codeBudget?: CodeBudget,
   ) {}
 
   get size(): number {
@@ -171,8 +176,14 @@ export class SessionStore {
   }
 
   /** Check a typed offline code against every enrolled device, in constant time per device. */
-  checkCode(s: Session, digits: string): CodeOutcome {
+  checkCode(s: Session, digits: string, now = Date.now()): CodeOutcome {
     if (!s.pending) return { ok: false, triesLeft: 0, locked: true };
+    // Asked before any code is computed: a refused guess is never compared, so it tells nothing.
+    const admitted = this.codeBudget?.admit(s.user, now);
+    if (admitted && !admitted.ok) {
+      s.finish({ state: 'locked', how: 'code', message: admitted.message });
+      return { ok: false, triesLeft: 0, locked: true };
+    }
     let devices: Device[] = [];
     try {
       devices = s.loadDevices();
@@ -190,10 +201,16 @@ export class SessionStore {
     }
     typed.fill(0);
     if (match !== undefined) {
+      this.codeBudget?.recordSuccess(s.user);
       s.finish({ state: 'approved', how: 'code', deviceId: match });
       return { ok: true, deviceId: match };
     }
     s.codeTries++;
+    const budget = this.codeBudget?.recordFailure(s.user, now);
+    if (budget && !budget.ok) {
+      s.finish({ state: 'locked', how: 'code', message: budget.message });
+      return { ok: false, triesLeft: 0, locked: true };
+    }
     const triesLeft = Math.max(0, MAX_CODE_TRIES - s.codeTries);
     if (triesLeft === 0) s.finish({ state: 'locked', how: 'code' });
     return { ok: false, triesLeft, locked: triesLeft === 0 };

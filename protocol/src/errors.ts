@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   QRA_ERR_HOST_OFFLINE: 'The host is not connected to the relay.',
   QRA_ERR_RATE_LIMITED: 'Too many requests; slow down.',
   QRA_ERR_UNAUTHENTICATED: 'The connection did not prove its key.',
+  QRA_ERR_FORBIDDEN: 'The caller may not do this: only root may act for another user or unlock codes.',
   QRA_ERR_UNKNOWN_HOST: 'The QR belongs to a host this phone has not enrolled with.',
   QRA_ERR_ENROLL: 'Enrollment failed (token unknown, used, expired, or a key mismatch).',
   QRA_ERR_AGENT_UNREACHABLE: 'The qrauth agent is not running or its socket cannot be reached.',
