@@ -25,7 +25,7 @@ node_modules/.package-lock.json:
 ts: | node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
 
-# The phone app (ionic-app/dist, served by the relay at /): rebuilt only when its or the
+# The phone app (ionic-app/dist, a static folder for a web server of its own origin): rebuilt only when its or the
 # protocol's sources change. Built here, once, so the app tests never build it in parallel.
 APP_SOURCES := $(shell find ionic-app/src ionic-app/public ionic-app/sw protocol/src -type f 2>/dev/null) \
 	ionic-app/index.html ionic-app/vite.config.ts ionic-app/tsconfig.json ionic-app/package.json
@@ -139,6 +139,33 @@ uninstall:
 	rm -f $(DESTDIR)$(UNITDIR)/qrauth-agent.socket $(DESTDIR)$(UNITDIR)/qrauth-agent.service $(DESTDIR)$(UNITDIR)/qrauth-relay.service
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/qrauth.conf $(DESTDIR)$(MANDIR)/man1/qrauth.1 $(DESTDIR)$(MANDIR)/man8/pam_qrauth.8
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/qrauth/agent.json (your config), /var/lib/qrauth (the host key) and the qrauth user"
+
+# Debian packages qrauth and qrauth-relay in $(BUILDDIR)/deb/ (needs debhelper, lintian): the module
+# and $(STAGE) as built above, plus debian/, copied to $(BUILDDIR)/deb/qrauth-<version>/ where
+# dpkg-buildpackage runs, so the checkout gets no build files. One version: package.json's;
+# debian/changelog is generated from it (and the last commit's date), never edited by hand.
+DEB_VERSION = $(shell $(NODE) -p 'require("./package.json").version')
+DEB_SRC = $(BUILDDIR)/deb/qrauth-$(DEB_VERSION)
+.PHONY: deb
+deb: module stage
+	rm -rf $(BUILDDIR)/deb
+	mkdir -p $(DEB_SRC)/build $(DEB_SRC)/pam_qrauth $(DEB_SRC)/docs $(DEB_SRC)/agent/etc
+	cp -a debian systemd $(DEB_SRC)/
+	cp -a $(STAGE) $(DEB_SRC)/build/stage
+	# The node_modules each program needs, as `make stage` lists them for all three together.
+	for w in agent relay; do \
+	  $(NPM) ls --omit=dev --all --parseable -w $$w -w protocol 2>/dev/null \
+	    | sed -n 's#^$(CURDIR)/##p' | grep '^node_modules/' | grep -v '^node_modules/@qrauth/' | sort -u > $(DEB_SRC)/build/$$w-modules.txt; \
+	done
+	cp pam_qrauth/pam_qrauth.so $(DEB_SRC)/pam_qrauth/
+	cp docs/qrauth.1 docs/pam_qrauth.8 $(DEB_SRC)/docs/
+	cp agent/etc/agent.json $(DEB_SRC)/agent/etc/
+	{ printf 'qrauth (%s) unstable; urgency=medium\n\n  * Built by make deb from the qrauth tree (changes: git log).\n\n' '$(DEB_VERSION)'; \
+	  printf ' -- %s  %s\n' "$$(sed -n 's/^Maintainer: //p' debian/control)" \
+	    "$$(date -R -u -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s))"; } > $(DEB_SRC)/debian/changelog
+	cd $(DEB_SRC) && dpkg-buildpackage -b --no-sign
+	lintian --fail-on error --suppress-tags-from-file /dev/null $(BUILDDIR)/deb/*.changes
+	@ls $(BUILDDIR)/deb/*.deb
 
 # The relay container (relay/Dockerfile). RELAY_BASE_IMAGE is any image with node >= 20 on PATH and /bin/sh;
 # it is not pulled when it exists locally. The build context is $(STAGE) (no network needed).
