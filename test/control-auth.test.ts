@@ -4,6 +4,7 @@
  */
 import test from 'ava';
 import { chownSync, chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { ControlClient } from '../agent/src/control-client.js';
 import { type Daemon, run, startDaemon } from './support/daemon.js';
@@ -12,6 +13,7 @@ import { HeadlessPhone } from './support/phone.js';
 import { qrauthCli } from './support/enroll.js';
 import { freePort } from './support/sshd.js';
 import { ALICE, BOB } from './support/stack.js';
+import { prng, testSeed } from './support/seeded.js';
 import { ROOT, ensureUser, tempDir } from './support/system.js';
 
 const tmp = tempDir('qrca-');
@@ -148,5 +150,41 @@ test.serial('a connection that never proves who it is gets nothing and is cut of
   t.false(
     replies(lines).some((r) => r.ok === true && 'version' in r),
     `status answered without a proof: ${JSON.stringify(lines)}`,
+  );
+});
+
+test.serial('garbage before and after the proof ends only that connection; the agent keeps answering', async (t) => {
+  const seed = testSeed(0x5eed10);
+  const rand = prng(seed);
+  const raw = async (proveFirst: boolean, blob: Buffer) => {
+    const c = proveFirst ? await ControlClient.connect(socket()) : null;
+    const s = c ? c.sock : connect(socket());
+    await new Promise<void>((resolve) => {
+      s.on('error', () => resolve());
+      s.on('close', () => resolve());
+      s.write(blob, () => undefined);
+      // Half the blobs end with a newline (a complete "request"), half are left hanging.
+      setTimeout(() => s.destroy(), 50).unref();
+    });
+  };
+  const hostile = [
+    Buffer.from('{"op":"proved"}\n'),
+    Buffer.from('{"op":"enroll","user":{"__proto__":{"x":1}}}\n'),
+    Buffer.from('{"op":"last-used","deviceIds":null}\n'),
+    Buffer.from('[]\nnull\n1e309\n"\\ud800"\n'),
+    Buffer.from(`${'{'.repeat(10_000)}\n`),
+    Buffer.alloc(40_000, 0x41),
+  ];
+  for (let i = 0; i < 120; i++) {
+    const blob = i < hostile.length ? hostile[i]! : Buffer.concat([rand(1 + (rand(2).readUInt16BE(0) % 3000)), Buffer.from(i % 2 ? '\n' : '')]);
+    await raw(i % 3 === 0, blob);
+  }
+  const c = await ControlClient.connect(socket());
+  const s = (await c.request({ op: 'status' })) as { ok?: boolean; version?: string };
+  c.close();
+  t.true(s.ok === true && typeof s.version === 'string', `status after the garbage (seed ${seed}): ${JSON.stringify(s)}`);
+  t.false(
+    f.logs.some((l) => l.startsWith('event=internal_error ') || l.startsWith('event=fatal ')),
+    `no handler failed (seed ${seed}): ${f.logs.filter((l) => l.includes('internal_error')).join('\n')}`,
   );
 });

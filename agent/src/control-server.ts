@@ -291,6 +291,21 @@ export class ControlServer {
     const send = (o: unknown) => {
       if (!sock.destroyed) sock.write(`${JSON.stringify(o)}\n`);
     };
+    // Every event handler of this connection runs through here: whatever one request, proof
+    // file or enrollment event does, it can end this connection, never the agent.
+    const contain = (where: string, e: unknown): void => {
+      this.deps.log('internal_error', { where: 'control', handler: where, uid: caller ?? undefined, cause: (e as Error)?.message ?? String(e) });
+      sock.destroy();
+    };
+    const guard =
+      <A extends unknown[]>(where: string, fn: (...a: A) => void) =>
+      (...a: A): void => {
+        try {
+          fn(...a);
+        } catch (e) {
+          contain(where, e);
+        }
+      };
     const fail = (e: unknown) => {
       send({ ok: false, code: isQrauthError(e) ? e.code : 'QRA_ERR_INTERNAL', message: isQrauthError(e) ? e.message : 'internal error' });
       sock.end();
@@ -337,7 +352,7 @@ export class ControlServer {
         busy = false;
       }
     };
-    sock.on('data', (chunk: string) => {
+    sock.on('data', guard('data', (chunk: string) => {
       buf += chunk;
       if (buf.length > CONTROL_MAX_LINE) return fail(new QrauthError('QRA_ERR_INVALID_INPUT', 'request too long'));
       let nl: number;
@@ -346,10 +361,10 @@ export class ControlServer {
         buf = buf.slice(nl + 1);
         if (lines.length > 16) return fail(new QrauthError('QRA_ERR_INVALID_INPUT', 'too many requests at once'));
       }
-      void pump();
-    });
+      pump().catch((e: unknown) => contain('pump', e));
+    }));
     sock.on('error', () => sock.destroy());
-    sock.on('close', () => {
+    sock.on('close', guard('close', () => {
       closed = true;
       clearTimeout(proofTimer);
       uncount();
@@ -363,7 +378,7 @@ export class ControlServer {
       }
       if (enrollment && !enrollment.used) enrollment.end('cancelled');
       else enrollment?.end('done');
-    });
+    }));
 
     const prove = (json: unknown) => {
       if ((json as { op?: unknown } | null)?.op !== 'proved') {
@@ -455,16 +470,16 @@ export class ControlServer {
           const e = deps.enrollments.start(req.user, caller);
           enrollment = e;
           const payload = formatEnrollPayload({ hostPub: deps.hostPub, token: e.token, hostname: deps.hostname, relayUrl: deps.relayUrl });
-          e.on('request', (r: EnrollRequest) => {
+          e.on('request', guard('enroll-request', (r: EnrollRequest) => {
             request_ = r;
             send({ ok: true, event: 'request', ...r });
-          });
-          e.on('end', (why: string) => {
+          }));
+          e.on('end', guard('enroll-end', (why: string) => {
             if (!request_) {
               send({ ok: false, code: why === 'expired' ? 'QRA_ERR_EXPIRED' : 'QRA_ERR_ENROLL', message: why === 'expired' ? 'the enrollment code expired before a phone used it' : 'enrollment cancelled' });
               sock.end();
             }
-          });
+          }));
           send({ ok: true, event: 'open', payload, expiresIn: Math.round((e.expiresAt - Date.now()) / 1000), hostname: deps.hostname });
           return;
         }
