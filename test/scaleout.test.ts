@@ -145,3 +145,35 @@ test.serial('rate limits per phone, per host and per IP come from the command li
   t.not(await bad.exited, 0);
   t.regex(bad.output, /device-requests.*expected a whole number 1\.\.1000000/);
 });
+
+test.serial('budgets hold across 3 nodes through Redis: one phone spreading its requests over the nodes gets one budget, not three; with Redis down each node limits on its own', async (t) => {
+  const redisUrl = `redis://127.0.0.1:${redisPort}`;
+  const limited = ['--redis', redisUrl, '--device-requests', '3'];
+  const three = [await startNode(limited), await startNode(limited), await startNode(limited)];
+  // The same device key (one state directory) on each node.
+  const dir = join(tmp.path, 'phone-3nodes');
+  const first = await HeadlessPhone.create(dir, 'Phone on three nodes');
+  const same = [first, await HeadlessPhone.load(dir), await HeadlessPhone.load(dir)];
+  phones.push(...same);
+  t.is(new Set(same.map((p) => p.deviceId)).size, 1);
+  const hostPub = Buffer.from(new Uint8Array(32).fill(11)).toString('base64url');
+  for (const [i, p] of same.entries()) await p.trustHost({ hostPub, hostname: 'nowhere', relayUrl: three[i]!.url });
+  const hostId = [...first.hosts.keys()][0]!;
+  const id16 = () => Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
+  const ask = (p: HeadlessPhone) => p.fetchContext(`QRA1:${hostId}:${id16()}:${id16()}`).then(() => 'ok', (e: { code?: string }) => e.code ?? 'error');
+  const codes: string[] = [];
+  for (let i = 0; i < 6; i++) codes.push(await ask(same[i % 3]!));
+  // Per-node buckets would have let all six through (two a node, under 3).
+  t.deepEqual(codes, ['QRA_ERR_HOST_OFFLINE', 'QRA_ERR_HOST_OFFLINE', 'QRA_ERR_HOST_OFFLINE', 'QRA_ERR_RATE_LIMITED', 'QRA_ERR_RATE_LIMITED', 'QRA_ERR_RATE_LIMITED']);
+
+  // Redis down: no node fails every request or none; each counts in its own memory.
+  const mark = three[0]!.daemon.output.length;
+  await redis!.stop();
+  await three[0]!.daemon.waitFor(/event=redis role=pub state=down/, 10_000, mark);
+  const alone: string[] = [];
+  // Regression: a broadcast while Redis was away was an unhandled rejection (the adapter's
+  // serverCount, an unawaited publish) that ended the node: every node at once on a Redis restart.
+  for (let i = 0; i < 4; i++) alone.push(await ask(same[0]!));
+  t.deepEqual(alone, ['QRA_ERR_HOST_OFFLINE', 'QRA_ERR_HOST_OFFLINE', 'QRA_ERR_HOST_OFFLINE', 'QRA_ERR_RATE_LIMITED']);
+  for (const n of three) t.is(n.daemon.child.exitCode, null, `every node still runs: ${n.daemon.output.slice(-400)}`);
+});

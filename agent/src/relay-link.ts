@@ -1,7 +1,12 @@
 /**
  * The agent's one Socket.IO link to the relay (namespace /host). It answers the relay's
  * requests (context, decision, enroll) through acks; everything it receives is validated here
- * before it reaches the session store. Reconnects with exponential backoff and jitter.
+ * before it reaches the session store.
+ *
+ * Failover without a balancer: given several relay URLs (preferred first) it keeps ONE live link,
+ * moves to the next URL when the link fails (backoff with jitter: a quick pass over the list, then
+ * doubling per full pass), and while on another relay it probes the preferred one's /healthz and
+ * moves back when it answers, opening the new link before closing the old so no request is lost.
  */
 import { EventEmitter } from 'node:events';
 import { io, type Socket } from 'socket.io-client';
@@ -11,6 +16,7 @@ import {
   decisionMessage,
   enrollMessage,
   isQrauthError,
+  leaseRevokeMessage,
   object,
   parse,
   str,
@@ -18,6 +24,8 @@ import {
   type DecisionAck,
   type EnrollAck,
   type EnrollMessage,
+  type LeaseRevokeAck,
+  type LeaseRevokeMessage,
   type HostClientToServer,
   type HostServerToClient,
 } from '../../protocol/src/index.js';
@@ -28,87 +36,197 @@ import type { Logger } from './log.js';
 import type { SessionStore } from './sessions.js';
 
 export interface RelayLinkOptions {
-  url: string;
+  /** Relay base URLs, preferred first (config relayUrl). */
+  urls: readonly string[];
   host: HostKey;
   sessions: SessionStore;
   log: Logger;
   /** Handles a phone's enrollment request (enrollment module); absent = refuse. */
   onEnroll?: (msg: EnrollMessage) => Promise<EnrollAck>;
+  /** A phone ends its own leases (leases.ts PhoneLeaseRevokes); absent = none to end. */
+  onRevokeLeases?: (msg: LeaseRevokeMessage) => Promise<LeaseRevokeAck>;
   /** First reconnect delay. @default 500 */
   reconnectDelayMs?: number;
   /** Largest reconnect delay. @default 30000 */
   reconnectDelayMaxMs?: number;
+  /** While on another relay: how often to ask the preferred one's /healthz (jittered). @default 30000 */
+  preferredProbeMs?: number;
 }
+
+type HostSocket = Socket<HostServerToClient, HostClientToServer>;
 
 const contextRequestFromRelay = object({ sid: str({ max: 22, min: 22, pattern: ID_PATTERN }) });
 
 export class RelayLink extends EventEmitter {
-  private socket: Socket<HostServerToClient, HostClientToServer>;
+  private socket: HostSocket | null = null;
+  /** A link to the preferred relay being opened while the current one still serves. */
+  private returning: HostSocket | null = null;
+  private index = 0;
   private retryTimer: NodeJS.Timeout | null = null;
+  private probeTimer: NodeJS.Timeout | null = null;
+  /** Failed attempts since the last good connection, over all URLs. */
   private attempts = 0;
   private closed = false;
-  readonly url: string;
+  private readonly base: number;
+  private readonly max: number;
+  private readonly probeMs: number;
 
   constructor(private readonly opts: RelayLinkOptions) {
     super();
-    this.url = opts.url;
-    const base = opts.reconnectDelayMs ?? 500;
-    const max = opts.reconnectDelayMaxMs ?? 30_000;
-    this.socket = io(`${opts.url}${HOST_NAMESPACE}`, {
-      transports: ['websocket'],
-      // A fresh signed handshake for every (re)connection: time and nonce change each time.
-      auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'host', opts.host.seed) as unknown as Record<string, unknown>),
-      reconnection: true,
-      reconnectionDelay: base,
-      reconnectionDelayMax: max,
-      randomizationFactor: 0.5,
-      timeout: 10_000,
-      autoConnect: false,
-    });
-    this.socket.on('connect', () => {
-      this.attempts = 0;
-      opts.log('relay_link', { state: 'up', relay: opts.url });
-      this.announce(true);
-    });
-    this.socket.on('disconnect', (reason) => {
-      opts.log('relay_link', { state: 'down', relay: opts.url, reason });
-      this.announce(false);
-      // A server-side disconnect is not retried by socket.io-client on its own.
-      if (reason === 'io server disconnect') this.scheduleRetry(base, max);
-    });
-    this.socket.on('connect_error', (err) => {
-      opts.log('relay_link', { state: 'error', relay: opts.url, cause: err.message });
-      // Refused by the relay's middleware: the client will not retry by itself.
-      if (!this.socket.active) this.scheduleRetry(base, max);
-    });
-    this.socket.on('context', (req, ack) => this.answer(ack, () => this.onContext(req)));
-    this.socket.on('decision', (msg, ack) => this.answer(ack, () => this.onDecision(msg)));
-    this.socket.on('enroll', (msg, ack) => this.answerAsync(ack, () => this.onEnroll(msg)));
+    if (opts.urls.length === 0) throw new RangeError('RelayLink needs at least one relay URL');
+    this.base = opts.reconnectDelayMs ?? 500;
+    this.max = opts.reconnectDelayMaxMs ?? 30_000;
+    this.probeMs = opts.preferredProbeMs ?? 30_000;
+  }
+
+  /** The relay this link is on, or trying to reach. */
+  get url(): string {
+    return this.opts.urls[this.index]!;
+  }
+
+  /** Every configured relay, preferred first. */
+  get urls(): readonly string[] {
+    return this.opts.urls;
+  }
+
+  /** True when the link is on the first (preferred) relay of the list. */
+  get onPreferred(): boolean {
+    return this.index === 0;
   }
 
   start(): void {
-    this.socket.connect();
+    this.connectTo(0);
   }
 
   get up(): boolean {
-    return this.socket.connected;
+    return this.socket?.connected ?? false;
   }
 
   async close(): Promise<void> {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.socket.disconnect();
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.returning?.disconnect();
+    this.socket?.disconnect();
   }
 
-  private scheduleRetry(base: number, max: number): void {
+  private open(url: string): HostSocket {
+    const socket: HostSocket = io(`${url}${HOST_NAMESPACE}`, {
+      transports: ['websocket'],
+      // A fresh signed handshake for every connection: time and nonce change each time.
+      auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'host', this.opts.host.seed) as unknown as Record<string, unknown>),
+      // Retries are ours: the next attempt may be another relay.
+      reconnection: false,
+      forceNew: true,
+      timeout: 10_000,
+      autoConnect: false,
+    });
+    socket.on('context', (req, ack) => this.answer(ack, () => this.onContext(req)));
+    socket.on('decision', (msg, ack) => this.answer(ack, () => this.onDecision(msg)));
+    socket.on('enroll', (msg, ack) => this.answerAsync(ack, () => this.onEnroll(msg)));
+    socket.on('revokeLeases', (msg, ack) => this.answerAsync(ack, () => this.onRevokeLeases(msg)));
+    return socket;
+  }
+
+  /** Makes `socket` (connected to urls[index]) the live link and watches it. */
+  private adopt(socket: HostSocket, index: number): void {
+    const url = this.opts.urls[index]!;
+    this.socket = socket;
+    this.index = index;
+    socket.on('disconnect', (reason) => {
+      if (this.socket !== socket) return;
+      this.opts.log('relay_link', { state: 'down', relay: url, reason });
+      this.announce(false);
+      this.failed(socket);
+    });
+  }
+
+  private connectTo(index: number): void {
+    if (this.closed) return;
+    const url = this.opts.urls[index]!;
+    const socket = this.open(url);
+    this.socket = socket;
+    this.index = index;
+    socket.once('connect', () => {
+      socket.off('connect_error');
+      if (this.closed || this.socket !== socket) return void socket.disconnect();
+      this.attempts = 0;
+      this.adopt(socket, index);
+      this.opts.log('relay_link', { state: 'up', relay: url, ...(this.opts.urls.length > 1 ? { preferred: index === 0 } : {}) });
+      this.announce(true);
+      this.scheduleProbe();
+    });
+    socket.on('connect_error', (err) => {
+      if (this.socket !== socket) return;
+      this.opts.log('relay_link', { state: 'error', relay: url, cause: err.message });
+      this.failed(socket);
+    });
+    socket.connect();
+  }
+
+  /** The current link failed: after a jittered delay, try the next relay of the list. */
+  private failed(socket: HostSocket): void {
+    socket.removeAllListeners('disconnect');
+    socket.disconnect();
     if (this.closed || this.retryTimer) return;
-    const delay = Math.min(max, base * 2 ** Math.min(this.attempts++, 16));
-    const jittered = delay * (0.5 + Math.random());
+    const n = this.opts.urls.length;
+    // A quick pass over the list, then each full pass waits twice as long as the one before.
+    const pass = Math.floor(this.attempts++ / n);
+    const delay = Math.min(this.max, this.base * 2 ** Math.min(pass, 16)) * (0.5 + Math.random());
+    const next = (this.index + 1) % n;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      if (!this.closed && !this.socket.connected) this.socket.connect();
-    }, jittered);
+      this.connectTo(next);
+    }, delay);
     this.retryTimer.unref();
+  }
+
+  /** While on a relay other than the preferred one, ask the preferred one now and then whether it is back. */
+  private scheduleProbe(): void {
+    if (this.closed || this.index === 0 || this.probeTimer) return;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = null;
+      void this.probePreferred();
+    }, this.probeMs * (0.75 + Math.random() / 2));
+    this.probeTimer.unref();
+  }
+
+  private async probePreferred(): Promise<void> {
+    if (this.closed || this.index === 0 || !this.up) return;
+    const preferred = this.opts.urls[0]!;
+    let healthy = false;
+    try {
+      const res = await fetch(`${preferred}/healthz`, { signal: AbortSignal.timeout(3000), redirect: 'error' });
+      healthy = res.ok;
+      await res.body?.cancel();
+    } catch {
+      healthy = false;
+    }
+    if (!healthy || this.closed || this.index === 0 || !this.up) return this.scheduleProbe();
+    // Make before break: the old link keeps answering until the preferred one is connected.
+    const fresh = this.open(preferred);
+    this.returning = fresh;
+    const giveUp = () => {
+      fresh.removeAllListeners();
+      fresh.disconnect();
+      if (this.returning === fresh) this.returning = null;
+      this.scheduleProbe();
+    };
+    fresh.once('connect_error', giveUp);
+    fresh.once('connect', () => {
+      this.returning = null;
+      fresh.off('connect_error', giveUp);
+      if (this.closed) return void fresh.disconnect();
+      const old = this.socket;
+      const from = this.url;
+      this.adopt(fresh, 0);
+      this.attempts = 0;
+      old?.removeAllListeners('disconnect');
+      old?.disconnect();
+      this.opts.log('relay_link', { state: 'up', relay: preferred, preferred: true, from });
+      this.announce(true);
+    });
+    fresh.connect();
   }
 
   /**
@@ -166,6 +284,12 @@ export class RelayLink extends EventEmitter {
       return out;
     }
     return { ok: true, result: out.result };
+  }
+
+  private async onRevokeLeases(raw: unknown): Promise<LeaseRevokeAck> {
+    const msg = parse(leaseRevokeMessage, raw, 'revokeLeases');
+    if (!this.opts.onRevokeLeases) return { ok: true, revoked: 0 };
+    return this.opts.onRevokeLeases(msg);
   }
 
   private async onEnroll(raw: unknown): Promise<EnrollAck> {

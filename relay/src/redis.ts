@@ -43,8 +43,28 @@ function redactUrl(url: string): string {
  */
 export async function connectRedisAdapter(url: string, log: LogFn, connectTimeoutMs = 10_000): Promise<RedisAdapterHandle> {
   if (!/^rediss?:\/\//.test(url)) throw new QrauthError('QRA_ERR_CONFIG', `--redis/REDIS_URL must start with redis:// or rediss:// (got ${redactUrl(url)})`);
-  const pub = createClient({ url, socket: { reconnectStrategy: redisReconnectDelay, connectTimeout: 5000 } });
+  // No offline queue: while Redis is away a command fails at once (budgets fall back to memory,
+  // cross-node requests time out like an offline host) instead of piling up and expiring later.
+  const pub = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy: redisReconnectDelay, connectTimeout: 5000 } });
   const sub = pub.duplicate();
+  // The adapter publishes without awaiting: a publish that fails while Redis is away would be an
+  // unhandled rejection, which ends the node (every node at once, on one Redis restart).
+  const publish = pub.publish.bind(pub);
+  let publishFailing = false; // logged once per outage, not once per broadcast
+  pub.on('ready', () => {
+    publishFailing = false;
+  });
+  Object.assign(pub, {
+    publish: (...args: Parameters<typeof publish>) => {
+      const sent = publish(...args);
+      sent.catch((e: unknown) => {
+        if (publishFailing) return;
+        publishFailing = true;
+        log(kv({ event: 'redis', role: 'pub', state: 'publish_failed', cause: e instanceof Error ? e.message : 'unknown' }));
+      });
+      return sent;
+    },
+  });
   const state = { pub: false, sub: false };
   const shown = redactUrl(url);
   for (const [role, client] of [['pub', pub], ['sub', sub]] as const) {
@@ -83,8 +103,18 @@ export async function connectRedisAdapter(url: string, log: LogFn, connectTimeou
   } finally {
     clearTimeout(timer);
   }
+  const redisAdapter = createAdapter(pub, sub);
+  // socket.io asks the adapter how many nodes to wait for on every broadcast with acks, and does
+  // not catch a failure (an unhandled rejection: the node dies). Without Redis only this node counts.
+  // A plain function: socket.io calls it with `new` (an object returned from a constructor is the result).
+  const adapter = function countingOnlySelfWithoutRedis(nsp: Parameters<typeof redisAdapter>[0]) {
+    const a = redisAdapter(nsp);
+    const serverCount = a.serverCount.bind(a);
+    a.serverCount = () => serverCount().catch(() => 1);
+    return a;
+  };
   return {
-    adapter: createAdapter(pub, sub),
+    adapter,
     client: pub,
     get up() {
       return state.pub && state.sub;

@@ -21,7 +21,7 @@ export interface AgentFixture {
   close(): Promise<void>;
 }
 
-export async function startTestAgent(overrides: Partial<AgentConfig> = {}, opts: { passwdPath?: string; frameTimeoutMs?: number; noControl?: boolean } = {}): Promise<AgentFixture> {
+export async function startTestAgent(overrides: Partial<AgentConfig> = {}, opts: { passwdPath?: string; frameTimeoutMs?: number; noControl?: boolean; relayProbeMs?: number } = {}): Promise<AgentFixture> {
   const tmp = tempDir('qra-');
   const dir = tmp.path;
   mkdirSync(join(dir, 'devices'), { mode: 0o755 });
