@@ -6,10 +6,11 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync, fsyncSync, renameSync, unlinkSync, mkdirSync, lstatSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { QrauthError, fromB64url, keyId, toB64url, DEVICE_NAME_PATTERN } from '../../protocol/src/index.js';
+import { QrauthError, fromB64url, keyId, toB64url, DEVICE_NAME_PATTERN, type PasskeyInfo } from '../../protocol/src/index.js';
 import sodium from 'sodium-native';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { UserInfo } from './users.js';
+import { type DevicePasskey, parsePasskey } from './webauthn.js';
 
 export const DEVICES_FILE_MAX_BYTES = 64 * 1024;
 export const DEVICES_MAX = 100;
@@ -19,6 +20,8 @@ export interface Device {
   deviceId: string;
   enrolled: string; // YYYY-MM-DD
   name: string;
+  /** The phone's passkey, when it was enrolled with one (approvals can then prove UV: webauthn.ts). */
+  passkey?: DevicePasskey;
 }
 
 export interface DevicesFile {
@@ -30,12 +33,15 @@ export interface DevicesFile {
   text: string;
 }
 
-/** A device line is under 300 characters; anything much longer is a problem, not work. */
-export const DEVICE_LINE_MAX_CHARS = 1024;
+/**
+ * A device line is under 300 characters, under 600 with a passkey (a 512-byte credential id, the
+ * largest allowed, makes it about 1,300); anything much longer is a problem, not work.
+ */
+export const DEVICE_LINE_MAX_CHARS = 2048;
 /** Problems kept for the log and `qrauth devices`; a file of 30,000 bad lines is one more line, not 30,000. */
 export const DEVICES_PROBLEMS_MAX = 20;
 
-const FORMAT_PROBLEM = 'not "ed25519 <public key> <YYYY-MM-DD> <name>"; line skipped';
+const FORMAT_PROBLEM = 'not "ed25519 <public key> <YYYY-MM-DD> [passkey-…=…] <name>"; line skipped';
 const KEY_TEXT = /^[A-Za-z0-9_-]{43}$/;
 const DATE_TEXT = /^\d{4}-\d{2}-\d{2}$/;
 // The old LINE_RE's `\s` and `.` (which stops at these), so the accepted format is unchanged.
@@ -44,13 +50,23 @@ const WORD_RUN = /\S*/y;
 const SPACE_RUN = /\s*/y;
 const LINE_BREAK = /[\r\n\u2028\u2029]/;
 
-type Fields = { key: string; date: string; name: string };
+type Fields = { key: string; date: string; options: string[]; name: string };
 
 /**
- * Split a trimmed line into `ed25519 <key> <date> <name>` in one left-to-right pass. The line
- * regex this replaces backtracked (a crafted 64 KiB line took seconds, at every login of that
- * user: docs/BENCHMARKS.md, benchmark 7). Accepts exactly the lines
- * `^ed25519\s+([A-Za-z0-9_-]{43})\s+(\d{4}-\d{2}-\d{2})\s+(.+)$` matched.
+ * Options between the date and the name: `key=value` words. A name cannot hold `=`
+ * (DEVICE_NAME_PATTERN), so the first word without one starts the name, and a line an older agent
+ * wrote reads as before. An older agent reading a line with options sees a name with `=` and
+ * skips the line: it never uses a passkey device without its passkey.
+ */
+const OPTION_TEXT = /^([a-z][a-z0-9-]{0,31})=(\S+)$/;
+export const PASSKEY_OPTIONS = { credentialId: 'passkey-id', publicKey: 'passkey-key', origin: 'passkey-origin', rpId: 'passkey-rpid' } as const;
+const KNOWN_OPTIONS: ReadonlySet<string> = new Set(Object.values(PASSKEY_OPTIONS));
+
+/**
+ * Split a trimmed line into `ed25519 <key> <date> [<option>=<value> …] <name>` in one
+ * left-to-right pass. The line regex this replaces backtracked (a crafted 64 KiB line took
+ * seconds, at every login of that user: docs/BENCHMARKS.md, benchmark 7). Without options it
+ * accepts exactly the lines `^ed25519\s+([A-Za-z0-9_-]{43})\s+(\d{4}-\d{2}-\d{2})\s+(.+)$` matched.
  */
 function splitDeviceLine(line: string): Fields | null {
   let i = 0;
@@ -68,9 +84,51 @@ function splitDeviceLine(line: string): Fields | null {
   if (!KEY_TEXT.test(key) || !spaces()) return null;
   const date = token();
   if (!DATE_TEXT.test(date) || !spaces()) return null;
+  const options: string[] = [];
+  for (;;) {
+    const from = i;
+    const word = token();
+    if (!word.includes('=')) {
+      i = from;
+      break;
+    }
+    if (!spaces()) return null; // options and no name
+    options.push(word);
+  }
   const name = line.slice(i);
   if (name === '' || LINE_BREAK.test(name)) return null;
-  return { key, date, name };
+  return { key, date, options, name };
+}
+
+/** The passkey named by a line's options, none, or why the line must be skipped. */
+function passkeyOfOptions(options: readonly string[]): { passkey?: DevicePasskey } | { problem: string } {
+  if (options.length === 0) return {};
+  const given = new Map<string, string>();
+  for (const o of options) {
+    const m = OPTION_TEXT.exec(o);
+    if (!m) return { problem: `option "${o.slice(0, 40)}" is not name=value` };
+    // Unknown options are refused, not ignored (as sshd does in authorized_keys): a newer agent's
+    // option may be a restriction, and ignoring it would grant more than the line says.
+    if (!KNOWN_OPTIONS.has(m[1]!)) return { problem: `unknown option "${m[1]}"` };
+    if (given.has(m[1]!)) return { problem: `option "${m[1]}" given twice` };
+    given.set(m[1]!, m[2]!);
+  }
+  const credentialId = given.get(PASSKEY_OPTIONS.credentialId);
+  const publicKey = given.get(PASSKEY_OPTIONS.publicKey);
+  const origin = given.get(PASSKEY_OPTIONS.origin);
+  if (credentialId === undefined || publicKey === undefined || origin === undefined) {
+    return { problem: `a passkey needs ${PASSKEY_OPTIONS.credentialId}, ${PASSKEY_OPTIONS.publicKey} and ${PASSKEY_OPTIONS.origin}` };
+  }
+  let rpId = given.get(PASSKEY_OPTIONS.rpId);
+  if (rpId === undefined) {
+    try {
+      rpId = new URL(origin).hostname;
+    } catch {
+      return { problem: 'the passkey origin is not a URL' };
+    }
+  }
+  const passkey = parsePasskey({ credentialId, publicKey, origin, rpId });
+  return 'problem' in passkey ? passkey : { passkey };
 }
 
 /**
@@ -133,6 +191,11 @@ export function parseDevicesText(text: string, path = 'devices'): DevicesFile {
       problem(i + 1, 'the device name has characters that are not allowed; line skipped');
       return;
     }
+    const withPasskey = passkeyOfOptions(fields.options);
+    if ('problem' in withPasskey) {
+      problem(i + 1, `${withPasskey.problem}; line skipped`);
+      return;
+    }
     const deviceId = keyId(nodeCrypto, publicKey);
     if (seen.has(deviceId)) {
       problem(i + 1, 'device listed twice; line skipped');
@@ -143,14 +206,22 @@ export function parseDevicesText(text: string, path = 'devices'): DevicesFile {
       return;
     }
     seen.add(deviceId);
-    devices.push({ publicKey, deviceId, enrolled: fields.date, name });
+    devices.push(withPasskey.passkey ? { publicKey, deviceId, enrolled: fields.date, name, passkey: withPasskey.passkey } : { publicKey, deviceId, enrolled: fields.date, name });
   });
   if (problemsLeftOut > 0) problems.push(`${path}: ${problemsLeftOut} more lines skipped`);
   return { path, devices, problems, text };
 }
 
-export function formatDeviceLine(d: Pick<Device, 'publicKey' | 'enrolled' | 'name'>): string {
-  return `ed25519 ${toB64url(d.publicKey)} ${d.enrolled} ${d.name}`;
+export type DeviceLine = Pick<Device, 'publicKey' | 'enrolled' | 'name'> & { passkey?: PasskeyInfo | undefined };
+
+/** One device line; the passkey's RP ID is written only when it is not the origin's host (the default). */
+export function formatDeviceLine(d: DeviceLine): string {
+  const head = `ed25519 ${toB64url(d.publicKey)} ${d.enrolled}`;
+  if (!d.passkey) return `${head} ${d.name}`;
+  const p = d.passkey;
+  const options = [`${PASSKEY_OPTIONS.credentialId}=${p.credentialId}`, `${PASSKEY_OPTIONS.publicKey}=${p.publicKey}`, `${PASSKEY_OPTIONS.origin}=${p.origin}`];
+  if (p.rpId !== new URL(p.origin).hostname) options.push(`${PASSKEY_OPTIONS.rpId}=${p.rpId}`);
+  return `${head} ${options.join(' ')} ${d.name}`;
 }
 
 /** Expand the authfile pattern for a user: `~` → home, `%u` → user name. */
@@ -170,7 +241,10 @@ function parseCached(text: string, path: string): DevicesFile {
   const hit = parseCache.get(path);
   if (hit && hit.text === text) return hit;
   const f = parseDevicesText(text, path);
-  for (const d of f.devices) Object.freeze(d);
+  for (const d of f.devices) {
+    if (d.passkey) Object.freeze(d.passkey);
+    Object.freeze(d);
+  }
   Object.freeze(f.devices);
   Object.freeze(f.problems);
   Object.freeze(f);
@@ -255,7 +329,7 @@ export function writeDevicesText(path: string, text: string): void {
 export const DEVICES_FILE_HEADER = '# qrauth devices: one device a line (ed25519 <public key> <enrolled> <name>). Manage with `qrauth`.';
 
 /** The file text with one device added at the end (comments and order kept). */
-export function addDeviceLine(text: string, d: Pick<Device, 'publicKey' | 'enrolled' | 'name'>): string {
+export function addDeviceLine(text: string, d: DeviceLine): string {
   const base = text === '' ? `${DEVICES_FILE_HEADER}\n` : text.endsWith('\n') ? text : `${text}\n`;
   return `${base}${formatDeviceLine(d)}\n`;
 }

@@ -11,3 +11,4 @@ export * from './frame.js';
 export * from './validate.js';
 export * from './auth.js';
 export * from './phone-steps.js';
+export * from './webauthn.js';
