@@ -1,5 +1,6 @@
 /**
- * The phone app end to end in real Chromium: the relay serves ionic-app/dist, the app runs in a
+ * The phone app end to end in real Chromium: a plain static server serves ionic-app/dist on an
+ * origin of its own (the relay on another allow-lists it), the app runs in a
  * 360×640 page with a fake camera that shows the QR the real `ssh` client printed, and talks to
  * the real relay → agent → sshd with pam_qrauth. Enroll (`qrauth enroll`), approve → shell, deny → refused, relay
  * down → the offline code typed into ssh → shell. Screenshots go to test-artifacts/app/.
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { Socket } from 'socket.io';
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
-import { type SignedContext, contextBytes, toB64url } from '../protocol/src/index.js';
+import { FINGERPRINT_PATTERN, type SignedContext, contextBytes, toB64url } from '../protocol/src/index.js';
 import {
   APP_DIST,
   approveAndFinishSsh,
@@ -24,14 +25,17 @@ import {
   visibleIn,
   writeY4m,
 } from './support/browser.js';
-import { ENROLL_RE, enrollAppWithCli, qrauthCli } from './support/enroll.js';
+import { ENROLL_RE, FINGERPRINT_LINE_RE, enrollAppWithCli, qrauthCli } from './support/enroll.js';
+import { startTestAgent } from './support/fixtures.js';
 import { startHostileRelay } from './support/hostile-relay.js';
 import { runInPty } from './support/pty.js';
 import { sshArgs } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE, type Stack, startStack } from './support/stack.js';
+import { type StaticServer, startStaticServer } from './support/static-server.js';
 import { isRoot } from './support/system.js';
 
 let stack: Stack;
+let app: StaticServer;
 let browser: Browser;
 let context: BrowserContext;
 let page: Page;
@@ -43,15 +47,17 @@ const pageErrors: string[] = [];
 test.before(async () => {
   if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
   ensureAppBuilt();
-  stack = await startStack({ agent: { expirySeconds: 60 }, relayOptions: { staticDir: APP_DIST } });
+  // The app on its own origin (a plain static server), the relay on another, as deployed.
+  app = await startStaticServer(APP_DIST);
+  stack = await startStack({ agent: { expirySeconds: 60 }, relayOptions: { appOrigins: [app.origin] } });
   camDir = mkdtempSync(join(tmpdir(), 'qrcam-'));
   camFile = join(camDir, 'camera.y4m');
   writeY4m(camFile, blankFrame());
   browser = await launchChromium(camFile);
-  context = await newAppContext(browser, stack.relay!.url);
+  context = await newAppContext(browser, app.origin);
   page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(e.message));
-  await page.goto(`${stack.relay!.url}/`);
+  await page.goto(`${app.origin}/`);
   // First start: name the phone and make its key.
   await page.getByTestId('page-welcome').waitFor();
   await page.getByTestId('device-name-input').locator('input').fill('Alice browser');
@@ -70,6 +76,7 @@ test.afterEach.always(async (t) => {
 test.after.always(async () => {
   await browser?.close();
   await stack?.close();
+  await app?.close();
   if (camDir) rmSync(camDir, { recursive: true, force: true });
 });
 
@@ -90,6 +97,12 @@ async function scanSshLogin(t: ExecutionContext) {
 }
 
 async function scanWithCamera(): Promise<void> {
+  // Reopened with an enrolled host, the app opens its scanner at once (issue #17): close it, so
+  // the camera restarts on the picture just written (the fake camera reads its file on start).
+  if (await page.getByTestId('scanner').isVisible()) {
+    await page.keyboard.press('Escape');
+    await page.getByTestId('scanner').waitFor({ state: 'detached' });
+  }
   await page.getByTestId('tab-scan').click();
   await page.getByTestId('page-scan').waitFor({ state: 'visible' });
   await page.getByTestId('scan-camera').click();
@@ -123,7 +136,7 @@ test.serial('the protocol vectors pass in the app bundle itself (Settings → ch
   const result = visible('self-test-result');
   await result.waitFor();
   t.is(await result.getAttribute('data-failed'), '0');
-  t.is(await result.getAttribute('data-passed'), '22');
+  t.is(await result.getAttribute('data-passed'), '38');
   // The device id shown is the id of a real Ed25519 key made in the page (22 base64url chars).
   t.regex((await visible('device-id').textContent()) ?? '', /^[A-Za-z0-9_-]{22}$/);
 });
@@ -140,18 +153,20 @@ test.serial('enroll through the app with `qrauth enroll`: the camera reads its Q
   t.is(await visible('enroll-hostname').textContent(), 'test-host');
   t.is(await visible('enroll-relay').textContent(), stack.relay!.url);
   const shownOnPhone = (await visible('enroll-fingerprint').textContent())?.trim() ?? '';
-  t.regex(shownOnPhone, /^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$/);
+  t.regex(shownOnPhone, FINGERPRINT_PATTERN);
   await page.screenshot({ path: artifactPath('enroll-360.png') });
 
   await visible('enroll-send').click();
-  await visible('enroll-result').waitFor();
+  await visible('enroll-waiting').waitFor();
   // The terminal shows the fingerprint the agent computed from what it received: the same.
-  const [, shownOnHost] = await cli.waitFor(/Fingerprint: ([0-9A-Z]{4}-[0-9A-Z]{4})/);
+  const [, shownOnHost] = await cli.waitFor(FINGERPRINT_LINE_RE);
   t.is(shownOnHost, shownOnPhone);
   t.regex(cli.output, /Phone "Alice browser"/);
   await cli.waitFor(/Type y to enroll/);
   cli.type('y\r');
   t.is(await cli.exited, 0, cli.output);
+  await visible('enroll-result').waitFor({ timeout: 15_000 });
+  t.is(await visible('enroll-result').getAttribute('data-outcome'), 'confirmed');
   // The devices file now holds the app's public key (and still the headless phone's).
   const devices = readFileSync(join(stack.agent.dir, 'devices', ALICE), 'utf8');
   const appLine = devices.split('\n').find((l) => l.endsWith(' Alice browser'));
@@ -176,7 +191,7 @@ test.serial('log in with ssh: the camera scans the printed QR, the app shows who
   t.is(await visible('ctx-rhost').textContent(), '127.0.0.1');
   t.is(await visible('ctx-service').textContent(), stack.service);
   t.regex((await visible('time-left').textContent()) ?? '', /^\d:\d\d left$/);
-  t.regex((await visible('offline-code').textContent()) ?? '', /^\d{4} \d{4}$/, 'offline code always visible');
+  t.is(await visible('offline-code').count(), 0, 'no offline code before the decision (issue #17)');
   await page.screenshot({ path: artifactPath('approve-360.png') });
 
   await approveAndFinishSsh(t, page, run, m);
@@ -238,7 +253,7 @@ test.serial('a hostile relay hands over login details not signed by the host: "S
   });
   // A phone of its own (its own storage), served by the real relay, that trusts the real host key
   // (as an enrollment leaves it, like the stack's headless phones) but reaches the host through the hostile relay.
-  const ctx = await newAppContext(browser, stack.relay!.url);
+  const ctx = await newAppContext(browser, app.origin);
   t.teardown(async () => {
     await ctx.close();
     await hostile.close();
@@ -246,7 +261,7 @@ test.serial('a hostile relay hands over login details not signed by the host: "S
   const p = await ctx.newPage();
   const errors: string[] = [];
   p.on('pageerror', (e) => errors.push(e.message));
-  await p.goto(`${stack.relay!.url}/`);
+  await p.goto(`${app.origin}/`);
   await p.getByTestId('device-name-input').locator('input').fill('Alice browser 2');
   await p.getByTestId('create-device').click();
   await p.getByTestId('page-scan').waitFor();
@@ -294,6 +309,56 @@ test.serial('a hostile relay hands over login details not signed by the host: "S
   t.deepEqual(errors, [], 'no uncaught errors in the page');
 });
 
+test.serial("a hostile relay rewrites the host's enrollment answer (host name, relay URL): the app saves nothing and says so", async (t) => {
+  const genuine: unknown[] = [];
+  const hostile = await startHostileRelay({
+    rewriteAnswer: (event, answer) => {
+      if (event !== 'enroll' || typeof answer !== 'object' || answer === null || (answer as { ok?: unknown }).ok !== true) return answer;
+      genuine.push(answer);
+      const changed: Record<string, unknown> = { ...(answer as Record<string, unknown>), hostname: 'trusted-bank-host' };
+      if ('relayUrl' in changed) changed.relayUrl = 'https://relay.attacker.example';
+      return changed;
+    },
+  });
+  // A real agent behind the hostile relay, and a phone of its own (its own storage) served by the real relay.
+  const agent = await startTestAgent({ relayUrl: hostile.url, hostname: 'rewritten-host' });
+  const ctx = await newAppContext(browser, app.origin);
+  t.teardown(async () => {
+    await ctx.close();
+    await agent.close();
+    await hostile.close();
+  });
+  await hostile.agent();
+  const p = await ctx.newPage();
+  const errors: string[] = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  await p.goto(`${app.origin}/`);
+  await p.getByTestId('device-name-input').locator('input').fill('Alice browser 3');
+  await p.getByTestId('create-device').click();
+  await p.getByTestId('page-scan').waitFor();
+  const shown = (id: string) => visibleIn(p, id);
+  const cli = qrauthCli(agent.configPath, ['enroll', '--user', ALICE]);
+  t.teardown(() => cli.kill());
+  const [payload] = await cli.waitFor(ENROLL_RE);
+  await shown('payload-input').locator('textarea').fill(payload!);
+  await shown('payload-submit').click();
+  await shown('page-enroll').waitFor();
+  await shown('enroll-send').click();
+  await cli.waitFor(/Type y to enroll/);
+  t.is(genuine.length, 1, 'the host itself accepted the request');
+  const warning = shown('warning-signature');
+  await warning.waitFor({ timeout: 10_000 }).catch(() => {});
+  t.is(await shown('enroll-result').count(), 0, 'no "this phone now trusts" message');
+  t.regex((await warning.textContent().catch(() => '')) ?? '', /the relay changed the host's answer; nothing was saved/);
+  await p.screenshot({ path: artifactPath('enroll-rewritten-360.png') });
+  await p.getByTestId('tab-hosts').click();
+  await shown('no-hosts').waitFor({ timeout: 5000 }).catch(() => {});
+  t.is(await shown('host-item').count(), 0, 'the phone trusts no host');
+  cli.type('n\r');
+  t.is(await cli.exited, 4);
+  t.deepEqual(errors, [], 'no uncaught errors in the page');
+});
+
 /** The web device record as `stored` reads it back. */
 interface StoredWebDevice {
   v: number;
@@ -306,7 +371,7 @@ interface StoredWebDevice {
 
 test.serial('Settings → "Replace this phone\'s key…": cancel keeps the key; confirm deletes the device record (the sealed seed) and the hosts, and the new key enrolls', async (t) => {
   // A phone of its own, so the other tests keep their enrolled key.
-  const ctx = await newAppContext(browser, stack.relay!.url);
+  const ctx = await newAppContext(browser, app.origin);
   t.teardown(() => ctx.close());
   const p = await ctx.newPage();
   const errors: string[] = [];
@@ -333,7 +398,7 @@ test.serial('Settings → "Replace this phone\'s key…": cancel keeps the key; 
       })`)) as string,
     );
 
-  await p.goto(`${stack.relay!.url}/`);
+  await p.goto(`${app.origin}/`);
   await p.getByTestId('device-name-input').locator('input').fill('Reset web');
   await p.getByTestId('create-device').click();
   await p.getByTestId('page-scan').waitFor();
@@ -380,10 +445,10 @@ test.serial('Settings → "Replace this phone\'s key…": cancel keeps the key; 
 });
 
 test.serial('light and dark themes, desktop width: the toggle switches the palette and every control has a name', async (t) => {
-  const desktop = await newAppContext(browser, stack.relay!.url, { width: 1280, height: 800 }, 'dark');
+  const desktop = await newAppContext(browser, app.origin, { width: 1280, height: 800 }, 'dark');
   t.teardown(() => desktop.close());
   const p = await desktop.newPage();
-  await p.goto(`${stack.relay!.url}/`);
+  await p.goto(`${app.origin}/`);
   await p.getByTestId('create-device').click();
   await p.getByTestId('page-scan').waitFor();
   t.true(await p.evaluate(IS_DARK), 'follows prefers-color-scheme: dark');
@@ -412,7 +477,7 @@ test.serial('light and dark themes, desktop width: the toggle switches the palet
   t.false(await page.evaluate('document.documentElement.scrollWidth > window.innerWidth'));
 });
 
-test.serial('relay down: the app (reopened offline from its service worker) shows the offline code, typed into ssh → in', async (t) => {
+test.serial('relay and app server down: the app (reopened offline from its service worker) says the login could not be checked, shows the offline code once confirmed, typed into ssh → in', async (t) => {
   if (!needsEnrolledApp(t)) return;
   // The service worker has taken over the page and cached the shell.
   const swState = "navigator.serviceWorker.getRegistration().then((r) => JSON.stringify({ active: r?.active?.state, installing: r?.installing?.state, waiting: r?.waiting?.state, controlled: !!navigator.serviceWorker.controller }))";
@@ -425,14 +490,17 @@ test.serial('relay down: the app (reopened offline from its service worker) show
   const { run, payload } = await startSsh(m);
   t.teardown(() => run.kill());
   await stack.relay!.close();
-  // The relay (which also serves the app) is gone: the app still opens, from the cache.
-  const appUrl = stack.relay!.url;
-  await page.goto(`${appUrl}/scan`);
+  await app.close();
+  // The relay and the app's web server are gone: the app still opens, from the cache.
+  await page.goto(`${app.origin}/scan`);
   await page.getByTestId('page-scan').waitFor();
-  t.is(await page.evaluate(() => fetch('/healthz').then(() => 'up', () => 'down')), 'down', 'the relay is really down');
+  t.is(await page.evaluate(`fetch(${JSON.stringify(`${stack.relay!.url}/healthz`)}).then(() => 'up', () => 'down')`), 'down', 'the relay is really down');
   showToCamera(run.output, payload);
   await scanWithCamera();
   await visible('warning-offline').waitFor({ timeout: 20_000 });
+  // Nothing verified says whose login this is: the code only after the person confirms.
+  t.is(await visible('offline-code').count(), 0, 'no code before the confirmation');
+  await visible('confirm-own-login').click();
   const code = ((await visible('offline-code').textContent()) ?? '').replace(/\s/g, '');
   t.regex(code, /^\d{8}$/);
   t.regex((await visible('offline-code-box').getAttribute('class')) ?? '', /offline-code-prominent/);

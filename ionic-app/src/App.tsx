@@ -23,7 +23,8 @@ import './theme/variables.css';
 import './theme/app.css';
 
 // Page transitions and other animations off for people who ask the system for less motion.
-setupIonicReact({ mode: 'md', animated: !window.matchMedia?.('(prefers-reduced-motion: reduce)').matches });
+// Ionic's mode follows the platform (iOS style on iPhones, Material elsewhere).
+setupIonicReact({ animated: !window.matchMedia?.('(prefers-reduced-motion: reduce)').matches });
 
 function Tabs() {
   return (
@@ -37,6 +38,8 @@ function Tabs() {
         <Route path="/settings" element={<Settings />} />
         <Route path="*" element={<Navigate to="/scan" replace />} />
       </IonRouterOutlet>
+      {/* A navigation landmark around the tabs, so every part of the screen is in a landmark. */}
+      <nav slot="bottom" aria-label="Main" className="tab-nav">
       <IonTabBar slot="bottom" aria-label="Main">
         <IonTabButton tab="scan" href="/scan" data-testid="tab-scan">
           <IonIcon icon={qrCode} aria-hidden="true" />
@@ -55,6 +58,7 @@ function Tabs() {
           <IonLabel>Settings</IonLabel>
         </IonTabButton>
       </IonTabBar>
+      </nav>
     </IonTabs>
   );
 }

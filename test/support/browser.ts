@@ -173,6 +173,23 @@ export function qrFramesFromTerminal(screen: string, expected: string, targetPx 
     }
   }
   if (pictures.length === 0) throw new Error('the terminal QR does not decode without inversion in either theme');
+  return framesOf(pictures);
+}
+
+/**
+ * The terminal QR exactly as a terminal of `theme` shows it, whether or not it decodes without
+ * inversion: 'light' (dark blocks on a light background) is an inverted QR, as macOS Terminal's
+ * default theme shows it; 'dark' is the normal polarity. Three sizes, three positions each.
+ */
+export function qrFramesInTheme(screen: string, theme: Theme, targetPx = 160): Uint8Array[] {
+  const lines = extractQrLines(screen);
+  if (lines.length === 0) throw new Error('no QR block in the terminal output');
+  const modules = Math.max(...lines.map((l) => (l.includes('#') ? l.length / 2 : [...l].length)));
+  const scale = Math.max(2, Math.floor(targetPx / modules));
+  return framesOf([scale, scale - 1, scale - 2].filter((s) => s >= 2).map((s) => rasterize(lines, theme, s)));
+}
+
+function framesOf(pictures: Array<{ data: Uint8ClampedArray; width: number; height: number }>): Uint8Array[] {
   const offsets = [
     [0, 0],
     [3, -2],

@@ -37,7 +37,7 @@ export async function startStack(opts: {
   withRelay?: boolean;
   relayUrl?: string;
   sshdPath?: string;
-  /** Extra relay options, e.g. `staticDir` to serve the app's web build (test/app.test.ts). */
+  /** Extra relay options, e.g. `appOrigins` to let the app's origin in (test/app.test.ts). */
   relayOptions?: RelayOptions;
 } = {}): Promise<Stack> {
   ensureUser(ALICE);

@@ -1,8 +1,33 @@
-import { IonBackButton, IonButtons, IonContent, IonHeader, IonPage, IonTitle, IonToolbar } from '@ionic/react';
-import type { ReactNode } from 'react';
+import { IonBackButton, IonButtons, IonContent, IonHeader, IonPage, IonTitle, IonToolbar, useIonViewDidEnter } from '@ionic/react';
+import { type ReactNode, useEffect, useRef } from 'react';
 
-/** One page: a header with the title (and a back button on pages reached from Scan). */
+/** Moves focus to the page's heading when the page is shown, so a screen reader starts there. */
+export function useFocusHeading<T extends HTMLElement>() {
+  const heading = useRef<T>(null);
+  // The page may still be hidden when this runs (first mount, mid-transition): try for a moment
+  // until the heading is shown and takes focus.
+  const focus = () => {
+    let tries = 0;
+    const attempt = () => {
+      const h = heading.current;
+      if (!h) return;
+      if (h.offsetParent !== null) h.focus({ preventScroll: true });
+      if (document.activeElement !== h && ++tries < 30) requestAnimationFrame(attempt);
+    };
+    attempt();
+  };
+  useIonViewDidEnter(focus);
+  // Also on first render: a page outside the router (Welcome) gets no view events.
+  useEffect(focus, []);
+  return heading;
+}
+
+/**
+ * One page: a header with the title (and a back button on pages reached from Scan). The body is
+ * a plain div: ion-content already renders the page's one `main` landmark (in its shadow root).
+ */
 export function Page({ title, back, children, testId }: { title: string; back?: string; children: ReactNode; testId: string }) {
+  const heading = useFocusHeading<HTMLHeadingElement>();
   return (
     <IonPage data-testid={testId}>
       <IonHeader>
@@ -13,12 +38,14 @@ export function Page({ title, back, children, testId }: { title: string; back?: 
             </IonButtons>
           ) : null}
           <IonTitle>
-            <h1 className="page-title">{title}</h1>
+            <h1 className="page-title" tabIndex={-1} ref={heading} data-testid="page-heading">
+              {title}
+            </h1>
           </IonTitle>
         </IonToolbar>
       </IonHeader>
       <IonContent className="ion-padding">
-        <main className="page-body">{children}</main>
+        <div className="page-body">{children}</div>
       </IonContent>
     </IonPage>
   );

@@ -17,23 +17,19 @@ export class ScanError extends Error {
 }
 
 /**
- * Opens the camera and resolves with the text of the first QR code seen, or null when the
- * person closed the scanner. Rejects with ScanError when there is no usable camera.
+ * Native builds: opens the platform's scanner (the plugin's ML Kit / AVFoundation view) and
+ * resolves with the text of the first QR code seen, or null when the person closed it. The web
+ * build has its own scanner view (components/QrScanner.tsx, data/camera.ts).
  */
 export async function scanQrCode(instructions: string): Promise<string | null> {
-  if (!isNativePlatform()) await checkWebCamera();
-  // Loaded on first use: the plugin pulls in html5-qrcode (a third of the app's code) on the web.
   const { CapacitorBarcodeScanner, CapacitorBarcodeScannerCameraDirection, CapacitorBarcodeScannerTypeHint } = await import('@capacitor/barcode-scanner');
-  const pending = CapacitorBarcodeScanner.scanBarcode({
-    hint: CapacitorBarcodeScannerTypeHint.QR_CODE,
-    scanInstructions: instructions,
-    scanButton: false,
-    cameraDirection: CapacitorBarcodeScannerCameraDirection.BACK,
-    web: { showCameraSelection: false, scannerFPS: 10 },
-  });
-  if (!isNativePlatform()) labelWebScannerDialog();
   try {
-    const { ScanResult } = await pending;
+    const { ScanResult } = await CapacitorBarcodeScanner.scanBarcode({
+      hint: CapacitorBarcodeScannerTypeHint.QR_CODE,
+      scanInstructions: instructions,
+      scanButton: false,
+      cameraDirection: CapacitorBarcodeScannerCameraDirection.BACK,
+    });
     return ScanResult;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
@@ -42,38 +38,15 @@ export async function scanQrCode(instructions: string): Promise<string | null> {
   }
 }
 
-/**
- * The web scanner does not report a camera that fails to start (its promise would never
- * settle), so ask for the camera once ourselves and turn a refusal into a message.
- */
-async function checkWebCamera(): Promise<void> {
-  if (!navigator.mediaDevices?.getUserMedia) {
-    throw new ScanError('this browser gives no camera access here (it needs https); paste the code instead');
-  }
+/** The camera may be opened without asking the person (granted before, or native). */
+export async function cameraAlreadyAllowed(): Promise<boolean> {
+  if (isNativePlatform()) return true;
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' } });
-    for (const t of stream.getTracks()) t.stop();
-  } catch (e) {
-    const name = e instanceof Error ? e.name : '';
-    throw new ScanError(
-      name === 'NotAllowedError'
-        ? 'camera access was refused; allow the camera for this site, or paste the code instead'
-        : 'no camera could be opened; paste the code instead',
-    );
+    const status = await navigator.permissions?.query({ name: 'camera' as PermissionName });
+    return status?.state === 'granted';
+  } catch {
+    return false; // a browser that cannot tell: wait for the person's tap
   }
-}
-
-/** The web scanner's close control is a bare span; give it a name and keyboard access. */
-function labelWebScannerDialog(): void {
-  const close = document.getElementById('cap-os-barcode-scanner-close-button');
-  if (!close || close.getAttribute('role') === 'button') return;
-  close.setAttribute('role', 'button');
-  close.setAttribute('aria-label', 'Close the camera');
-  close.tabIndex = 0;
-  close.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Enter' || ev.key === ' ') close.click();
-  });
-  document.getElementById('cap-os-barcode-scanner-container-dialog')?.setAttribute('aria-label', 'Camera scanner');
 }
 
 // ---- on-device store: one IndexedDB object store of keys → structured-clone values ----

@@ -9,8 +9,9 @@ import {
   type DecisionAck,
   decisionAck,
   type EnrollAck,
-  enrollAck,
+  type EnrollMessage,
   enrollFingerprint,
+  enrollOutcomeOf,
   type EnrollPayload,
   fromB64url,
   keyId,
@@ -24,6 +25,7 @@ import {
   type SignedContext,
   signEnrollment,
   toB64url,
+  verifyEnrollAck,
   verifyLoginContext,
 } from '../../../protocol/src/index.js';
 import type { TrustedHost } from '../models';
@@ -64,17 +66,37 @@ export async function loginOfflineCode({ payload, host }: ScannedLogin): Promise
  * QRA_ERR_EXPIRED when the login is over, QRA_ERR_HOST_OFFLINE when the relay cannot be reached.
  */
 export async function fetchLoginContext({ payload, host }: ScannedLogin, now: number = Date.now()): Promise<SignedContext> {
-  const socket = await connectRelay(host.relayUrl);
-  const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('context', { hostId: host.hostId, sid: payload.sid }));
-  const ack = checkAck(contextAck, raw, 'context answer');
-  if (!ack.ok) throw new QrauthError(asErrorCode(ack.code), ack.message);
-  return verifyLoginContext(webCrypto, ack.context, { hostId: host.hostId, sid: payload.sid, hostPub: fromB64url(host.hostPub, 32), hostname: host.hostname }, now);
+  // The host's relays in its order: the next one when a relay cannot be reached or does not have the host.
+  const relays = [host.relayUrl, ...(host.fallbackRelayUrls ?? [])];
+  for (const [i, relayUrl] of relays.entries()) {
+    const last = i === relays.length - 1;
+    let socket: Awaited<ReturnType<typeof connectRelay>>;
+    try {
+      socket = await connectRelay(relayUrl);
+    } catch (e) {
+      if (!last && e instanceof QrauthError && e.code === 'QRA_ERR_HOST_OFFLINE') continue;
+      throw e;
+    }
+    const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('context', { hostId: host.hostId, sid: payload.sid }));
+    const ack = checkAck(contextAck, raw, 'context answer');
+    if (!ack.ok && ack.code === 'QRA_ERR_HOST_OFFLINE' && !last) continue;
+    if (!ack.ok) throw new QrauthError(asErrorCode(ack.code), ack.message);
+    const ctx = verifyLoginContext(webCrypto, ack.context, { hostId: host.hostId, sid: payload.sid, hostPub: fromB64url(host.hostPub, 32), hostname: host.hostname }, now);
+    relayOfLogin.set(payload.sid, relayUrl);
+    return ctx;
+  }
+  throw new QrauthError('QRA_ERR_HOST_OFFLINE', 'this host has no relay; enroll again');
 }
 
+/** The relay that reached the host for a login (by sid): its decision goes the same way. */
+const relayOfLogin = new Map<string, string>();
+
 /** Signs approve/deny over the nonce from the QR and the verified context, and sends it. */
-export async function sendDecision({ payload, host }: ScannedLogin, ctx: SignedContext, decision: 'approve' | 'deny'): Promise<DecisionAck> {
-  const msg = await withDeviceSeed((seed, device) => signDecision(webCrypto, seed, device.deviceId, payload, ctx, decision));
-  const socket = await connectRelay(host.relayUrl);
+/** `leaseSeconds`: "approve for this long from this key", one of the durations the signed context offers. */
+export async function sendDecision({ payload, host }: ScannedLogin, ctx: SignedContext, decision: 'approve' | 'deny', leaseSeconds?: number): Promise<DecisionAck> {
+  const msg = await withDeviceSeed((seed, device) => signDecision(webCrypto, seed, device.deviceId, payload, ctx, decision, Date.now(), leaseSeconds));
+  const socket = await connectRelay(relayOfLogin.get(payload.sid) ?? host.relayUrl);
+  relayOfLogin.delete(payload.sid);
   const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('decision', msg));
   return checkAck(decisionAck, raw, 'decision answer');
 }
@@ -98,13 +120,65 @@ export async function prepareEnroll(text: string): Promise<EnrollOffer> {
   return { payload, hostId, fingerprint, known: (await findHost(hostId)) !== undefined };
 }
 
-/** Sends the signed enrollment; trusts the host only when it accepts. */
-export async function sendEnroll(offer: EnrollOffer): Promise<EnrollAck> {
+/** How long the phone waits for the person to answer at the terminal, and how often it asks. */
+export const ENROLL_ANSWER_WAIT_MS = 5 * 60_000;
+export const ENROLL_POLL_MS = 1500;
+
+export type EnrollAnswer = 'confirmed' | 'refused' | 'timed-out';
+
+export interface EnrollSent {
+  /** the host's verified answer (a refusal, or an acceptance it signed) */
+  ack: EnrollAck;
+  msg: EnrollMessage;
+  /** undefined: a host from before outcomes were reported (the host was saved at once, as then) */
+  outcome: 'pending' | 'confirmed' | 'refused' | undefined;
+}
+
+async function askEnroll(offer: EnrollOffer, msg: EnrollMessage): Promise<EnrollSent> {
   const { payload } = offer;
-  const { msg } = await withDeviceSeed((seed, device) => signEnrollment(webCrypto, seed, { publicKey: device.publicKey, name: device.name }, payload));
   const socket = await connectRelay(payload.relayUrl);
   const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('enroll', msg));
-  const ack = checkAck(enrollAck, raw, 'enroll answer');
-  if (ack.ok) await saveHost({ hostPub: toB64url(payload.hostPub), hostname: payload.hostname, relayUrl: payload.relayUrl });
-  return ack;
+  const ack = verifyEnrollAck(webCrypto, raw, msg, payload.hostPub);
+  const outcome = enrollOutcomeOf(webCrypto, ack, msg, payload.hostPub);
+  // Trust the host only once its terminal confirmed (signed by the host); an older host that
+  // reports no outcome keeps the old rule (trusted on its signed acceptance).
+  if (ack.ok && (outcome === undefined || outcome === 'confirmed')) {
+    await saveHost({ hostPub: toB64url(payload.hostPub), hostname: ack.hostname, relayUrl: ack.relayUrl, ...(ack.fallbackRelayUrls ? { fallbackRelayUrls: ack.fallbackRelayUrls } : {}) });
+  }
+  return { ack, msg, outcome };
+}
+
+/**
+ * Sends the signed enrollment. The host's acceptance is checked with the host key from the QR
+ * (QRA_ERR_SIGNATURE when the relay made it up or changed it; nothing is saved). The terminal
+ * then shows the fingerprint and asks; waitForEnrollAnswer learns what the person answered.
+ */
+export async function sendEnroll(offer: EnrollOffer): Promise<EnrollSent> {
+  const { payload } = offer;
+  const { msg } = await withDeviceSeed((seed, device) => signEnrollment(webCrypto, seed, { publicKey: device.publicKey, name: device.name }, payload));
+  return askEnroll(offer, msg);
+}
+
+/**
+ * Asks the host (the same signed message again) until the terminal answered, or gives up after
+ * ENROLL_ANSWER_WAIT_MS. The host is saved only on a confirmation the host signed. A relay that
+ * drops the questions makes this time out; it cannot make it confirm.
+ */
+export async function waitForEnrollAnswer(offer: EnrollOffer, msg: EnrollMessage, cancelled: () => boolean): Promise<EnrollAnswer> {
+  const deadline = Date.now() + ENROLL_ANSWER_WAIT_MS;
+  while (Date.now() < deadline && !cancelled()) {
+    await new Promise((r) => setTimeout(r, ENROLL_POLL_MS));
+    if (cancelled()) break;
+    let sent: EnrollSent;
+    try {
+      sent = await askEnroll(offer, msg);
+    } catch (e) {
+      // A changed answer is an attack, not a network hiccup: stop and say so.
+      if (e instanceof QrauthError && e.code === 'QRA_ERR_SIGNATURE') throw e;
+      continue; // relay briefly away: ask again until the deadline
+    }
+    if (!sent.ack.ok) throw new QrauthError(asErrorCode(sent.ack.code), sent.ack.message);
+    if (sent.outcome === 'confirmed' || sent.outcome === 'refused') return sent.outcome;
+  }
+  return 'timed-out';
 }

@@ -13,6 +13,7 @@ import {
   type ErrorCode,
   QrauthError,
   makeAuthHandshake,
+  relayUrlProblem,
 } from '../../../protocol/src/index.js';
 import { DeviceKeyError, onDeviceReset, withDeviceSeed } from './device-key';
 
@@ -44,6 +45,9 @@ function handshakeError(e: unknown): Error {
 
 /** Connects (or reuses the connection) to the relay at `relayUrl`. */
 export async function connectRelay(relayUrl: string, timeoutMs = RELAY_TIMEOUT_MS): Promise<DeviceSocket> {
+  // A host stored before this rule, or by a tampered store: never over plain http off loopback.
+  const insecure = relayUrlProblem(relayUrl);
+  if (insecure) throw new QrauthError('QRA_ERR_CONFIG', `this phone will not use the relay ${relayUrl}: ${insecure}`);
   let socket = sockets.get(relayUrl);
   if (socket?.connected) return socket;
   if (!socket) {

@@ -1,26 +1,30 @@
 /**
  * Runs every protocol vector (protocol/vectors.json) through a QrCrypto: keys, ids, signed
- * bytes, signatures, offline key and code, fingerprint, payloads. The app's Settings page runs
- * it on this phone's browser ("check this phone's cryptography"); test/protocol-web.test.ts runs
- * it in Node and in Chromium. Each check reports what it got and what the vector says.
+ * bytes, signatures (and the check of the host's enrollment answer), offline key and code,
+ * fingerprint, payloads. The app's Settings page runs it on this phone's browser ("check this
+ * phone's cryptography"); test/protocol-web.test.ts runs it in Node and in Chromium. Each check reports what it got and what the vector says.
  */
 import type { QrCrypto } from '../../../protocol/src/crypto.js';
 import {
   authBytes,
   contextBytes,
   decisionBytes,
+  enrollAckBytes,
   enrollBytes,
   enrollFingerprint,
   formatEnrollPayload,
   formatLoginPayload,
   fromB64url,
   keyId,
+  leaseRevokeBytes,
   offlineCode,
   offlineKey,
   parseEnrollPayload,
   parseLoginPayload,
+  signDecision,
   toB64url,
   tokenIdOf,
+  verifyEnrollAck,
 } from '../../../protocol/src/index.js';
 
 export interface VectorCheck {
@@ -46,10 +50,26 @@ export interface ProtocolVectors {
   decision: { hostId: string; sid: string; nonce: string; user: string; decision: 'approve' | 'deny'; time: number; deviceId: string };
   decisionBytes: string;
   decisionSig: string;
+  /** A lease offer (context v2), an approval taking it (approve v2), a phone ending its leases. */
+  contextLease: ProtocolVectors['context'] & { keyFp: string; leaseSeconds: number[] };
+  contextLeaseBytes: string;
+  contextLeaseSig: string;
+  decisionLease: ProtocolVectors['decision'] & { lease: { seconds: number; keyFp: string } };
+  decisionLeaseBytes: string;
+  decisionLeaseSig: string;
+  leaseRevoke: { hostId: string; deviceId: string; leaseId: string; time: number };
+  leaseRevokeBytes: string;
+  leaseRevokeSig: string;
   authBytes: string;
   enroll: { hostId: string; tokenId: string; token: string; devicePub: string; deviceName: string; time: number };
   enrollBytes: string;
   tokenId: string;
+  enrollAck: { hostId: string; tokenId: string; devicePub: string; hostname: string; relayUrl: string };
+  enrollAckBytes: string;
+  enrollAckSig: string;
+  enrollAckRelays: { hostId: string; tokenId: string; devicePub: string; hostname: string; relayUrl: string; fallbackRelayUrls: string[] };
+  enrollAckRelaysBytes: string;
+  enrollAckRelaysSig: string;
   offlineKey: string;
   offlineCode: string;
   fingerprint: string;
@@ -95,8 +115,72 @@ export function runProtocolVectors(c: QrCrypto, v: ProtocolVectors): VectorCheck
   check('decisionSig verifies', c.ed25519Verify(devicePub, decisionBytes(decision), fromB64url(v.decisionSig, 64)), true);
   check('authBytes', hex(authBytes('device', v.deviceId, 1780000000000, v.sid)), v.authBytes);
 
+  // Leases: the offer is signed under its own label, so it cannot be cut back to a v1 context.
+  check('contextLeaseBytes', hex(contextBytes(v.contextLease)), v.contextLeaseBytes);
+  check('contextLeaseSig', toB64url(c.ed25519Sign(hostSeed, contextBytes(v.contextLease))), v.contextLeaseSig);
+  check('contextLeaseSig does not verify with the offer dropped', c.ed25519Verify(hostPub, contextBytes(v.context), fromB64url(v.contextLeaseSig, 64)), false);
+  const decisionLease = { ...v.decisionLease, nonce: bytes(v.decisionLease.nonce) };
+  check('decisionLeaseBytes', hex(decisionBytes(decisionLease)), v.decisionLeaseBytes);
+  check('decisionLeaseSig', toB64url(c.ed25519Sign(deviceSeed, decisionBytes(decisionLease))), v.decisionLeaseSig);
+  check(
+    'decisionLeaseSig does not verify for a longer lease',
+    c.ed25519Verify(devicePub, decisionBytes({ ...decisionLease, lease: { ...decisionLease.lease, seconds: 28800 } }), fromB64url(v.decisionLeaseSig, 64)),
+    false,
+  );
+  // What the Approve page signs: only a duration the signed context offered.
+  safely(
+    'signDecision refuses a lease the context did not offer',
+    () => {
+      const login = { hostId: v.hostId, sid: v.sid, nonce: bytes(v.nonce) };
+      const ctx = { v: 1 as const, ...v.contextLease, sig: v.contextLeaseSig };
+      try {
+        signDecision(c, deviceSeed, v.deviceId, login, ctx, 'approve', v.decision.time, 7200);
+        return 'signed';
+      } catch (e) {
+        return (e as { code?: string }).code ?? 'threw';
+      }
+    },
+    'QRA_ERR_LEASE',
+  );
+  check('leaseRevokeBytes', hex(leaseRevokeBytes(v.leaseRevoke)), v.leaseRevokeBytes);
+  check('leaseRevokeSig', toB64url(c.ed25519Sign(deviceSeed, leaseRevokeBytes(v.leaseRevoke))), v.leaseRevokeSig);
+
   check('enrollBytes', hex(enrollBytes({ ...v.enroll, token: bytes(v.enroll.token) })), v.enrollBytes);
   check('tokenId', tokenIdOf(c, bytes(v.token)), v.tokenId);
+  check('enrollAckBytes', hex(enrollAckBytes(v.enrollAck)), v.enrollAckBytes);
+  check('enrollAckSig', toB64url(c.ed25519Sign(hostSeed, enrollAckBytes(v.enrollAck))), v.enrollAckSig);
+  // The phone's check of the host's acceptance: the genuine one passes, a changed relay URL does not.
+  const { hostname, relayUrl } = v.enrollAck;
+  safely('enrollAck verifies', () => verifyEnrollAck(c, { ok: true, hostname, relayUrl, sig: v.enrollAckSig }, v.enrollAck, hostPub).ok, true);
+  safely(
+    'enrollAck with a changed relay URL is refused',
+    () => {
+      try {
+        verifyEnrollAck(c, { ok: true, hostname, relayUrl: 'https://relay.attacker.example', sig: v.enrollAckSig }, v.enrollAck, hostPub);
+        return 'accepted';
+      } catch (e) {
+        return (e as { code?: string }).code ?? 'threw';
+      }
+    },
+    'QRA_ERR_SIGNATURE',
+  );
+  // With the host's further relays (v2): the list is signed, so a relay cannot add itself to it.
+  check('enrollAckRelaysBytes', hex(enrollAckBytes(v.enrollAckRelays)), v.enrollAckRelaysBytes);
+  check('enrollAckRelaysSig', toB64url(c.ed25519Sign(hostSeed, enrollAckBytes(v.enrollAckRelays))), v.enrollAckRelaysSig);
+  safely(
+    'enrollAck with a relay added to the list is refused',
+    () => {
+      const { fallbackRelayUrls } = v.enrollAckRelays;
+      const added = { ok: true, hostname, relayUrl, fallbackRelayUrls: [...fallbackRelayUrls, 'https://relay.attacker.example'], sig: v.enrollAckRelaysSig };
+      try {
+        verifyEnrollAck(c, added, v.enrollAckRelays, hostPub);
+        return 'accepted';
+      } catch (e) {
+        return (e as { code?: string }).code ?? 'threw';
+      }
+    },
+    'QRA_ERR_SIGNATURE',
+  );
 
   safely('offlineKey (host side)', () => hex(offlineKey(c, hostSeed, devicePub, v.hostId, v.deviceId)), v.offlineKey);
   safely('offlineKey (phone side)', () => hex(offlineKey(c, deviceSeed, hostPub, v.hostId, v.deviceId)), v.offlineKey);

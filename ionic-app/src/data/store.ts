@@ -28,6 +28,8 @@ function isTrustedHost(h: unknown): h is TrustedHost {
   const r = h as Record<string, unknown>;
   if (typeof r.hostId !== 'string' || typeof r.hostPub !== 'string' || typeof r.hostname !== 'string') return false;
   if (typeof r.relayUrl !== 'string' || !/^https?:\/\/\S+$/.test(r.relayUrl) || typeof r.enrolledAt !== 'number') return false;
+  const fallbacks = r.fallbackRelayUrls;
+  if (fallbacks !== undefined && !(Array.isArray(fallbacks) && fallbacks.length <= 7 && fallbacks.every((u) => typeof u === 'string' && /^https?:\/\/\S+$/.test(u)))) return false;
   try {
     return keyId(webCrypto, fromB64url(r.hostPub, 32)) === r.hostId;
   } catch {
@@ -47,7 +49,8 @@ export async function findHost(hostId: string): Promise<TrustedHost | undefined>
 /** Adds the host, or updates its name and relay when it is enrolled again. */
 export async function saveHost(host: Omit<TrustedHost, 'hostId' | 'enrolledAt'>): Promise<TrustedHost> {
   const hostId = keyId(webCrypto, fromB64url(host.hostPub, 32));
-  const entry: TrustedHost = { hostId, hostPub: host.hostPub, hostname: host.hostname, relayUrl: host.relayUrl.replace(/\/$/, ''), enrolledAt: Date.now() };
+  const fallbacks = host.fallbackRelayUrls?.length ? { fallbackRelayUrls: host.fallbackRelayUrls.map((u) => u.replace(/\/$/, '')) } : {};
+  const entry: TrustedHost = { hostId, hostPub: host.hostPub, hostname: host.hostname, relayUrl: host.relayUrl.replace(/\/$/, ''), ...fallbacks, enrolledAt: Date.now() };
   const hosts = (await listHosts()).filter((h) => h.hostId !== hostId);
   await storePut(HOSTS, [...hosts, entry]);
   changed();

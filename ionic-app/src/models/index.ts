@@ -20,6 +20,8 @@ export interface TrustedHost {
   hostname: string;
   /** http(s) URL of the relay the host is connected to, from the enrollment QR */
   relayUrl: string;
+  /** The host's further relays, its order, from its signed enrollment answer: tried when relayUrl cannot be reached. */
+  fallbackRelayUrls?: string[];
   /** unix ms */
   enrolledAt: number;
 }
@@ -28,7 +30,8 @@ export type HistoryOutcome =
   | 'approved' // the host accepted our approval
   | 'denied' // the host accepted our denial
   | 'rejected' // the host refused the decision (expired, not enrolled, already answered…)
-  | 'unsent'; // the relay could not be reached
+  | 'unsent' // the relay could not be reached
+  | 'code-shown'; // the offline code was shown (its use is in the host's log)
 
 /** One decision this phone made, kept only on this phone. */
 export interface HistoryEntry {
@@ -39,7 +42,8 @@ export interface HistoryEntry {
   user: string;
   rhost: string;
   service: string;
-  decision: 'approve' | 'deny';
+  /** 'code': the offline code was shown, no decision sent */
+  decision: 'approve' | 'deny' | 'code';
   outcome: HistoryOutcome;
   /** the host's error message when outcome is rejected or unsent */
   detail?: string;

@@ -32,8 +32,27 @@ type Sent =
   | { state: 'idle' }
   | { state: 'sending'; decision: 'approve' | 'deny' }
   | { state: 'done'; decision: 'approve' | 'deny'; ack: DecisionAck }
-  | { state: 'unsent'; message: string }
+  | { state: 'unsent'; decision: 'approve' | 'deny'; message: string }
   | { state: 'no-key'; message: string; lost: boolean };
+
+/** Local wall-clock time of a unix-seconds instant, to the second. */
+function clock(unixSeconds: number): string {
+  return new Date(unixSeconds * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+/** A lease duration as a person says it: 15 min, 1 h, 8 h. */
+function leaseLabel(seconds: number): string {
+  return seconds >= 3600 && seconds % 3600 === 0 ? `${seconds / 3600} h` : `${Math.max(1, Math.round(seconds / 60))} min`;
+}
+
+/** What a PAM service name means to a person, for the common ones. */
+function serviceHint(service: string): string | null {
+  if (service === 'sshd') return 'remote login over SSH';
+  if (service === 'sudo') return 'run a command as another user';
+  if (service === 'su') return 'switch user';
+  if (service === 'login') return 'console login';
+  return null;
+}
 
 function contextError(e: unknown): ContextState {
   const message = e instanceof Error ? e.message : String(e);
@@ -44,9 +63,14 @@ function contextError(e: unknown): ContextState {
 }
 
 /**
- * Who is logging in where, from where; Approve / Deny; the offline code, always visible except
- * when the login details fail their signature check (then it could complete a login whose
- * details nobody could verify).
+ * Who is logging in where, from where, and when; Approve / Deny. The offline code is an approval
+ * on its own (a phisher who showed someone his QR only has to ask for "the number on your
+ * screen"), so it is not in the page unless it is needed: when the relay cannot be reached
+ * (after the person confirms they started this login at their own terminal, since nothing says
+ * who is logging in), or after an explicit "Can't connect? Show the code", then with the host,
+ * user and source it logs in and a plain warning. Never after Deny, expiry or any decision the
+ * host accepted; never beside details that fail their signature check. Every showing goes into
+ * History (the host's log records its use).
  */
 export default function Approve() {
   const { scanned, scanSeq } = useAppState();
@@ -55,6 +79,14 @@ export default function Approve() {
   const [code, setCode] = useState<string | null>(null);
   const [context, setContext] = useState<ContextState>({ state: 'loading' });
   const [sent, setSent] = useState<Sent>({ state: 'idle' });
+  /** The lease asked for with the last approval ("for 1 h from this key"), if any. */
+  const [leaseAsked, setLeaseAsked] = useState<number | undefined>(undefined);
+  /** The person said they are at their own terminal and started this login (unverified details only). */
+  const [ownLoginConfirmed, setOwnLoginConfirmed] = useState(false);
+  /** The person asked for the code beside verified details ("Can't connect? Show the code"). */
+  const [codeAsked, setCodeAsked] = useState(false);
+  /** A showing of the code is recorded in History once per scan. */
+  const codeRecorded = useRef(false);
   const generation = useRef(0);
 
   const loadContext = useCallback(async (login: ScannedLogin, gen: number) => {
@@ -75,7 +107,11 @@ export default function Approve() {
     const gen = ++generation.current;
     setLookup({ state: 'loading' });
     setCode(null);
+    setOwnLoginConfirmed(false);
+    setCodeAsked(false);
+    codeRecorded.current = false;
     setSent({ state: 'idle' });
+    setLeaseAsked(undefined);
     setContext({ state: 'loading' });
     if (!scanned) return;
     void (async () => {
@@ -89,8 +125,8 @@ export default function Approve() {
         return;
       }
       if (gen !== generation.current) return;
-      // The code first: it needs no network, so it shows even when nothing else will. It is also
-      // the first use of the device key: a key that cannot be used stops everything here, before
+      // The code first: it needs no network, so it is ready even when nothing else will be. It is
+      // also the first use of the device key: a key that cannot be used stops everything here, before
       // anything is sent (the relay handshake would need the key too).
       let offlineCode: string | null = null;
       try {
@@ -112,13 +148,14 @@ export default function Approve() {
   const secondsLeft = useSecondsLeft(ctx?.exp);
   const expired = secondsLeft === 0;
 
-  const decide = async (decision: 'approve' | 'deny') => {
+  const decide = async (decision: 'approve' | 'deny', leaseSeconds?: number) => {
     if (lookup.state !== 'found' || !ctx) return;
     const gen = generation.current;
+    setLeaseAsked(leaseSeconds);
     setSent({ state: 'sending', decision });
     const base = { time: Date.now(), hostId: ctx.hostId, hostname: ctx.hostname, user: ctx.user, rhost: ctx.rhost, service: ctx.service, decision };
     try {
-      const ack = await sendDecision(lookup.login, ctx, decision);
+      const ack = await sendDecision(lookup.login, ctx, decision, leaseSeconds);
       if (gen !== generation.current) return;
       setSent({ state: 'done', decision, ack });
       await addHistory({ ...base, outcome: ack.ok ? ack.result : 'rejected', ...(ack.ok ? {} : { detail: ack.message }) });
@@ -129,7 +166,7 @@ export default function Approve() {
         setSent({ state: 'no-key', message, lost: e.lost }); // nothing was signed, so nothing was sent
         return;
       }
-      setSent({ state: 'unsent', message });
+      setSent({ state: 'unsent', decision, message });
       await addHistory({ ...base, outcome: 'unsent', detail: message });
     }
   };
@@ -145,10 +182,33 @@ export default function Approve() {
     );
   }
 
-  const offline = context.state === 'offline' || sent.state === 'unsent';
-  // A context not signed by the enrolled host key means someone is tampering with this login:
-  // the code would let the person finish a login whose details could not be verified.
-  const codeHidden = context.state === 'signature';
+  const relayDown = context.state === 'offline' || sent.state === 'unsent';
+  // Nothing verified says who is logging in: the code only after the person's own confirmation.
+  const unverified = context.state === 'offline' || context.state === 'error';
+  // Over: the host accepted a decision, the person denied, or the login expired. A code then
+  // could only finish a login the person did not want (or one that no longer exists).
+  const over = expired || context.state === 'expired' || sent.state === 'done' || ((sent.state === 'sending' || sent.state === 'unsent') && sent.decision === 'deny');
+  // A context not signed by the enrolled host key means someone is tampering with this login.
+  const codeShown =
+    !over &&
+    context.state !== 'signature' &&
+    ((unverified && ownLoginConfirmed) || (context.state === 'ok' && (codeAsked || sent.state === 'unsent')));
+  const shownFor = lookup.state === 'found' ? lookup.login : undefined;
+  useEffect(() => {
+    if (!codeShown || !code || !shownFor || codeRecorded.current) return;
+    codeRecorded.current = true;
+    void addHistory({
+      time: Date.now(),
+      hostId: shownFor.host.hostId,
+      hostname: ctx?.hostname ?? shownFor.host.hostname,
+      user: ctx?.user ?? '',
+      rhost: ctx?.rhost ?? '',
+      service: ctx?.service ?? '',
+      decision: 'code',
+      outcome: 'code-shown',
+      detail: ctx ? undefined : 'login details could not be checked',
+    });
+  }, [codeShown, code, shownFor, ctx]);
   return (
     <Page title="Approve login" back="/scan" testId="page-approve">
       {lookup.state === 'loading' ? <IonSpinner aria-label="Reading the code" /> : null}
@@ -170,10 +230,13 @@ export default function Approve() {
 
       {lookup.state === 'found' ? (
         <>
-          {offline ? (
+          {relayDown && !over ? (
             <Warning kind="offline" title="Cannot reach the relay">
-              {context.state === 'offline' ? context.message : sent.state === 'unsent' ? sent.message : ''}. Type the code below at
-              your terminal's prompt instead; it works without a network.
+              {context.state === 'offline'
+                ? `${context.message}.`
+                : sent.state === 'unsent'
+                  ? `${sent.message}. ${sent.decision === 'approve' ? "Type the code below at your terminal's prompt instead; it works without a network." : 'The login was not refused by this phone; it ends when it expires.'}`
+                  : ''}
               <div>
                 <IonButton size="small" fill="outline" onClick={() => void loadContext(lookup.login, generation.current)} data-testid="retry">
                   Try again
@@ -181,7 +244,19 @@ export default function Approve() {
               </div>
             </Warning>
           ) : null}
-          {offline && !codeHidden ? <OfflineCode code={code} prominent /> : null}
+          {unverified && !ownLoginConfirmed ? (
+            <Warning kind="unverified" title="This login could not be checked">
+              This phone could not get {lookup.login.host.hostname}'s signed details of this login, so it cannot tell you who is
+              logging in, or from where. Use the offline code only if you are at your own terminal and you started this login
+              yourself just now. Never read it out or type it anywhere else.
+              <div>
+                <IonButton size="small" onClick={() => setOwnLoginConfirmed(true)} data-testid="confirm-own-login">
+                  I started this login at my own terminal: show the code
+                </IonButton>
+              </div>
+            </Warning>
+          ) : null}
+          {codeShown ? <OfflineCode code={code} hostname={ctx?.hostname ?? lookup.login.host.hostname} user={ctx?.user} rhost={ctx?.rhost} /> : null}
 
           {context.state === 'loading' ? (
             <p className="loading" role="status">
@@ -207,19 +282,61 @@ export default function Approve() {
               <dl className="context-facts">
                 <dt>From</dt>
                 <dd data-testid="ctx-rhost">{ctx.rhost || 'unknown address'}</dd>
-                <dt>Service</dt>
-                <dd data-testid="ctx-service">{ctx.service}</dd>
-                <dt>Time left</dt>
-                <dd>{secondsLeft !== undefined ? <Countdown secondsLeft={secondsLeft} /> : null}</dd>
+                <dt>With</dt>
+                <dd>
+                  <span data-testid="ctx-service">{ctx.service}</span>
+                  {serviceHint(ctx.service) ? <span className="hint"> ({serviceHint(ctx.service)})</span> : null}
+                </dd>
+                {ctx.keyFp ? (
+                  <>
+                    <dt>Key</dt>
+                    <dd data-testid="ctx-key">
+                      with key <code>{ctx.keyFp}</code>
+                    </dd>
+                  </>
+                ) : null}
+                <dt>Started</dt>
+                <dd data-testid="ctx-time">
+                  <time dateTime={new Date(ctx.iat * 1000).toISOString()}>{clock(ctx.iat)}</time>
+                </dd>
+                <dt>Expires</dt>
+                <dd>
+                  <time dateTime={new Date(ctx.exp * 1000).toISOString()}>{clock(ctx.exp)}</time>{' '}
+                  {secondsLeft !== undefined ? <Countdown secondsLeft={secondsLeft} /> : null}
+                </dd>
               </dl>
               {expired && sent.state !== 'done' ? <Warning kind="expired" title="This login has expired">Start the login again.</Warning> : null}
 
               {sent.state === 'done' ? (
                 sent.ack.ok ? (
-                  <div className={`result result-${sent.ack.result}`} role="status" data-testid="decision-result">
-                    <IonIcon icon={sent.ack.result === 'approved' ? checkmarkCircle : closeCircle} aria-hidden="true" />
-                    {sent.ack.result === 'approved' ? 'Approved. Press Enter in your terminal if it is waiting.' : 'Denied. The login was refused.'}
-                  </div>
+                  sent.ack.result === 'approved' ? (
+                    <div className="result result-approved" role="status" data-testid="decision-result">
+                      <IonIcon icon={checkmarkCircle} aria-hidden="true" />
+                      {leaseAsked
+                        ? `Approved, and for ${leaseLabel(leaseAsked)} from this key on ${ctx.hostname}. Press Enter in your terminal if it is waiting.`
+                        : 'Approved. Press Enter in your terminal if it is waiting.'}
+                    </div>
+                  ) : (
+                    <section className="after-deny" aria-labelledby="after-deny-title" data-testid="after-deny">
+                      <div className="result result-denied" role="status" data-testid="decision-result">
+                        <IonIcon icon={closeCircle} aria-hidden="true" />
+                        <span id="after-deny-title">Denied. The login was refused.</span>
+                      </div>
+                      <p>
+                        {ctx.hostname} refused the login as {ctx.user} from {ctx.rhost || 'an unknown address'} at {clock(ctx.iat)}. Nothing
+                        else can finish it: there is no code to type.
+                      </p>
+                      <h3>Not you?</h3>
+                      <ul>
+                        <li>If you did not start this login, someone knows or is guessing {ctx.user}'s password, or showed you their QR code to get your approval.</li>
+                        <li>Never approve or read out a code for a login you did not start.</li>
+                        <li>Tell the administrator of {ctx.hostname}, with the address above and the time; change the password if it may be known.</li>
+                      </ul>
+                      <IonButton expand="block" fill="outline" onClick={() => router.push('/scan', 'back')} data-testid="after-deny-done">
+                        Done
+                      </IonButton>
+                    </section>
+                  )
                 ) : (
                   <Warning kind={sent.ack.code === 'QRA_ERR_EXPIRED' ? 'expired' : 'error'} title="The host did not accept this">
                     {sent.ack.message}
@@ -232,36 +349,62 @@ export default function Approve() {
                   </Warning>
                   {sent.lost ? <ReplaceDeviceKey label="Make a new device key" /> : null}
                 </>
-              ) : (
-                <div className="decision-buttons">
-                  <IonButton
-                    color="success"
-                    size="large"
-                    expand="block"
-                    disabled={sent.state === 'sending' || expired}
-                    onClick={() => void decide('approve')}
-                    aria-label={`Approve login as ${ctx.user} to ${ctx.hostname}`}
-                    data-testid="approve"
-                  >
-                    {sent.state === 'sending' && sent.decision === 'approve' ? <IonSpinner name="dots" aria-hidden="true" /> : 'Approve'}
-                  </IonButton>
-                  <IonButton
-                    color="danger"
-                    size="large"
-                    expand="block"
-                    disabled={sent.state === 'sending' || expired}
-                    onClick={() => void decide('deny')}
-                    aria-label={`Deny login as ${ctx.user} to ${ctx.hostname}`}
-                    data-testid="deny"
-                  >
-                    {sent.state === 'sending' && sent.decision === 'deny' ? <IonSpinner name="dots" aria-hidden="true" /> : 'Deny'}
-                  </IonButton>
-                </div>
+              ) : sent.state === 'unsent' ? null : (
+                <>
+                  <div className="decision-buttons">
+                    <IonButton
+                      color="success"
+                      size="large"
+                      expand="block"
+                      disabled={sent.state === 'sending' || expired}
+                      onClick={() => void decide('approve')}
+                      aria-label={`Approve login as ${ctx.user} to ${ctx.hostname}`}
+                      data-testid="approve"
+                    >
+                      {sent.state === 'sending' && sent.decision === 'approve' && !leaseAsked ? <IonSpinner name="dots" aria-hidden="true" /> : 'Approve'}
+                    </IonButton>
+                    <IonButton
+                      color="danger"
+                      size="large"
+                      expand="block"
+                      disabled={sent.state === 'sending' || expired}
+                      onClick={() => void decide('deny')}
+                      aria-label={`Deny login as ${ctx.user} to ${ctx.hostname}`}
+                      data-testid="deny"
+                    >
+                      {sent.state === 'sending' && sent.decision === 'deny' ? <IonSpinner name="dots" aria-hidden="true" /> : 'Deny'}
+                    </IonButton>
+                  </div>
+                  {ctx.keyFp && ctx.leaseSeconds && ctx.leaseSeconds.length > 0 ? (
+                    // Only the durations the host signed into this context: the host checks the same.
+                    <div className="lease-buttons" role="group" aria-label="Approve for a while from this key on this host" data-testid="lease-buttons">
+                      <span>Approve for</span>
+                      {ctx.leaseSeconds.map((s) => (
+                        <IonButton
+                          key={s}
+                          color="success"
+                          fill="outline"
+                          size="small"
+                          disabled={sent.state === 'sending' || expired}
+                          onClick={() => void decide('approve', s)}
+                          aria-label={`Approve for ${leaseLabel(s)} from this key on ${ctx.hostname}`}
+                          data-testid={`approve-lease-${s}`}
+                        >
+                          {sent.state === 'sending' && leaseAsked === s ? <IonSpinner name="dots" aria-hidden="true" /> : leaseLabel(s)}
+                        </IonButton>
+                      ))}
+                      <span>from this key on this host</span>
+                    </div>
+                  ) : null}
+                  {!codeShown && !expired ? (
+                    <IonButton fill="clear" expand="block" onClick={() => setCodeAsked(true)} data-testid="show-code">
+                      Can&apos;t connect? Show the code
+                    </IonButton>
+                  ) : null}
+                </>
               )}
             </section>
           ) : null}
-
-          {!offline && !codeHidden ? <OfflineCode code={code} prominent={false} /> : null}
         </>
       ) : null}
     </Page>

@@ -1,38 +1,53 @@
 import { IonButton, IonSpinner, useIonRouter } from '@ionic/react';
-import { useEffect, useState } from 'react';
+import { Fragment, useEffect, useRef, useState } from 'react';
 import { type EnrollAck } from '../../../protocol/src/index.js';
 import { useAppState } from '../AppState';
 import { Page } from '../components/Page';
 import { ReplaceDeviceKey } from '../components/ReplaceDeviceKey';
 import { Warning } from '../components/Warning';
 import { DeviceKeyError } from '../data/device-key';
-import { type EnrollOffer, prepareEnroll, sendEnroll } from '../data/qrauth';
+import { type EnrollAnswer, type EnrollOffer, ENROLL_ANSWER_WAIT_MS, prepareEnroll, sendEnroll, waitForEnrollAnswer } from '../data/qrauth';
 
 type Step =
   | { state: 'loading' }
   | { state: 'invalid'; message: string; title: string; keyProblem: boolean }
   | { state: 'ready'; offer: EnrollOffer }
   | { state: 'sending'; offer: EnrollOffer }
-  | { state: 'done'; offer: EnrollOffer; ack: EnrollAck }
+  /** The host accepted the request; its terminal now shows the fingerprint and asks the person. */
+  | { state: 'waiting'; offer: EnrollOffer; hostname: string }
+  /** The terminal's answer (signed by the host), or no answer in time; `legacy`: a host that reports none. */
+  | { state: 'answered'; offer: EnrollOffer; hostname: string; answer: EnrollAnswer | 'legacy' }
+  | { state: 'refused'; offer: EnrollOffer; ack: Extract<EnrollAck, { ok: false }> }
   | { state: 'failed'; offer: EnrollOffer; message: string; offline: boolean }
+  /** The relay made up or changed the host's acceptance or the terminal's answer: nothing was saved. */
+  | { state: 'changed'; offer: EnrollOffer; message: string }
   /** The device key cannot be used: nothing was signed or sent. */
   | { state: 'no-key'; offer: EnrollOffer; message: string; lost: boolean };
 
 const KEY_PROBLEM = "This phone's device key cannot be used";
 
-/** After scanning a QRE1 code: shows the host and the fingerprint to compare, then enrolls. */
+/**
+ * After scanning a QRE1 code, in the order the person follows: the phone says "tap Enroll, then
+ * type y on the terminal only if it shows <fingerprint>"; the tap sends the request, and the
+ * terminal shows the fingerprint as it arrives; the phone then waits for the terminal's answer
+ * (signed by the host) and says what it was. The host is trusted only on a confirmation.
+ */
 export default function Enroll() {
   const { scanned, scanSeq, device } = useAppState();
   const router = useIonRouter();
   const [step, setStep] = useState<Step>({ state: 'loading' });
+  /** Which scan the screen shows: answers for an earlier one are not shown. */
+  const generation = useRef(0);
 
   useEffect(() => {
+    const gen = ++generation.current;
     if (!scanned) return;
     setStep({ state: 'loading' });
     prepareEnroll(scanned).then(
-      (offer) => setStep({ state: 'ready', offer }),
+      (offer) => gen === generation.current && setStep({ state: 'ready', offer }),
       // The fingerprint is the first use of the device key: a key that cannot be used shows here.
       (e: Error) => {
+        if (gen !== generation.current) return;
         // Offer a new key only when this one is lost for good (not when a locked phone refused a read).
         const keyProblem = e instanceof DeviceKeyError && e.lost;
         setStep({ state: 'invalid', message: e.message, title: e instanceof DeviceKeyError ? KEY_PROBLEM : 'Not a valid enrollment code', keyProblem });
@@ -41,12 +56,35 @@ export default function Enroll() {
   }, [scanned, scanSeq]);
 
   const send = async (offer: EnrollOffer) => {
+    const gen = generation.current;
+    const current = () => gen === generation.current;
     setStep({ state: 'sending', offer });
     try {
-      setStep({ state: 'done', offer, ack: await sendEnroll(offer) });
+      const sent = await sendEnroll(offer);
+      if (!current()) return;
+      if (!sent.ack.ok) {
+        setStep({ state: 'refused', offer, ack: sent.ack });
+        return;
+      }
+      const hostname = sent.ack.hostname;
+      if (sent.outcome === undefined) {
+        setStep({ state: 'answered', offer, hostname, answer: 'legacy' });
+        return;
+      }
+      let answer: EnrollAnswer;
+      if (sent.outcome === 'pending') {
+        setStep({ state: 'waiting', offer, hostname });
+        // Keeps asking even if the person leaves this screen: a confirmation still saves the host.
+        answer = await waitForEnrollAnswer(offer, sent.msg, () => false);
+      } else {
+        answer = sent.outcome;
+      }
+      if (current()) setStep({ state: 'answered', offer, hostname, answer });
     } catch (e) {
+      if (!current()) return;
       const err = e as Error & { code?: string };
       if (e instanceof DeviceKeyError) setStep({ state: 'no-key', offer, message: err.message, lost: e.lost });
+      else if (err.code === 'QRA_ERR_SIGNATURE') setStep({ state: 'changed', offer, message: err.message });
       else setStep({ state: 'failed', offer, message: err.message, offline: err.code === 'QRA_ERR_HOST_OFFLINE' });
     }
   };
@@ -76,13 +114,32 @@ export default function Enroll() {
             <dt>This phone</dt>
             <dd>{device?.name}</dd>
           </dl>
-          <section className="fingerprint-box" aria-labelledby="fp-title">
-            <h2 id="fp-title">Check that your terminal shows the same</h2>
-            <p className="fingerprint" data-testid="enroll-fingerprint" aria-label={`Fingerprint ${offer.fingerprint.split('').join(' ')}`}>
-              {offer.fingerprint}
-            </p>
-            <p className="hint">If it differs, do not confirm on the terminal: someone may be swapping keys.</p>
-          </section>
+          {step.state === 'ready' || step.state === 'sending' || step.state === 'waiting' ? (
+            <section className="fingerprint-box" aria-labelledby="fp-title" data-testid="enroll-instructions">
+              <h2 id="fp-title">
+                {step.state === 'waiting' ? 'Now answer on the terminal' : `Tap Enroll, then type y on the terminal only if it shows`}
+              </h2>
+              {step.state === 'waiting' ? (
+                <p data-testid="enroll-step">
+                  The terminal shows a fingerprint now. Type <kbd>y</kbd> there only if it is this one; otherwise type <kbd>n</kbd>:
+                </p>
+              ) : null}
+              <p className="fingerprint" data-testid="enroll-fingerprint">
+                {offer.fingerprint.split('-').map((group, i) => (
+                  // A line may break only between groups (two of four on a narrow phone), never inside one.
+                  <Fragment key={i}>
+                    {i > 0 ? (
+                      <>
+                        -<wbr />
+                      </>
+                    ) : null}
+                    {group}
+                  </Fragment>
+                ))}
+              </p>
+              <p className="hint">If the terminal shows another fingerprint, type n there: someone may be swapping keys.</p>
+            </section>
+          ) : null}
           {offer.known && step.state === 'ready' ? (
             <Warning kind="info" title="Already enrolled">This phone already knows {offer.payload.hostname}; enrolling again updates it.</Warning>
           ) : null}
@@ -91,14 +148,41 @@ export default function Enroll() {
               {step.state === 'sending' ? <IonSpinner name="dots" aria-label="Enrolling" /> : `Enroll with ${offer.payload.hostname}`}
             </IonButton>
           ) : null}
-          {step.state === 'done' && step.ack.ok ? (
-            <div className="result result-approved" role="status" data-testid="enroll-result">
-              Sent to {step.offer.payload.hostname}. Confirm on the terminal if it shows {step.offer.fingerprint}. This phone now
-              trusts {step.offer.payload.hostname}.
+          {step.state === 'waiting' ? (
+            <p className="loading" role="status" data-testid="enroll-waiting">
+              <IonSpinner name="dots" aria-hidden="true" /> Waiting for the answer on {step.hostname}'s terminal…
+            </p>
+          ) : null}
+          {step.state === 'answered' && (step.answer === 'confirmed' || step.answer === 'legacy') ? (
+            <div className="result result-approved" role="status" data-testid="enroll-result" data-outcome={step.answer}>
+              {step.answer === 'confirmed'
+                ? `Enrolled: ${step.hostname}'s terminal confirmed. This phone now approves logins there.`
+                : `Sent to ${step.hostname}. Type y on its terminal only if it shows ${step.offer.fingerprint}. This phone now trusts ${step.hostname}.`}
             </div>
           ) : null}
-          {step.state === 'done' && !step.ack.ok ? (
+          {step.state === 'answered' && step.answer === 'refused' ? (
+            <Warning kind="error" title="Not enrolled: the terminal said no">
+              <span data-testid="enroll-result" data-outcome="refused">
+                The person at {step.hostname}'s terminal did not confirm (or the devices file could not be written). Nothing was saved on
+                this phone. Run <code>qrauth enroll</code> again to retry.
+              </span>
+            </Warning>
+          ) : null}
+          {step.state === 'answered' && step.answer === 'timed-out' ? (
+            <Warning kind="expired" title="No answer from the terminal">
+              <span data-testid="enroll-result" data-outcome="timed-out">
+                {step.hostname}'s terminal did not answer within {Math.round(ENROLL_ANSWER_WAIT_MS / 60_000)} minutes. Nothing was saved on this
+                phone. If the terminal still asks, type n there and run <code>qrauth enroll</code> again.
+              </span>
+            </Warning>
+          ) : null}
+          {step.state === 'refused' ? (
             <Warning kind="error" title="The host refused the enrollment">{step.ack.message}</Warning>
+          ) : null}
+          {step.state === 'changed' ? (
+            <Warning kind="signature" title="Not enrolled: the answer did not come from the host">
+              {step.message}
+            </Warning>
           ) : null}
           {step.state === 'no-key' ? (
             <>
@@ -114,7 +198,7 @@ export default function Enroll() {
               </div>
             </Warning>
           ) : null}
-          {step.state === 'done' && step.ack.ok ? (
+          {step.state === 'answered' && (step.answer === 'confirmed' || step.answer === 'legacy') ? (
             <IonButton expand="block" fill="outline" onClick={() => router.push('/hosts', 'root')} data-testid="enroll-to-hosts">
               See enrolled hosts
             </IonButton>

@@ -9,6 +9,7 @@ const OUTCOME_TEXT: Record<HistoryEntry['outcome'], string> = {
   denied: 'Denied',
   rejected: 'Not accepted',
   unsent: 'Not sent (offline)',
+  'code-shown': 'Offline code shown',
 };
 
 /** This phone's decisions, kept on this phone only. */
@@ -28,10 +29,11 @@ export default function History() {
           <IonItem key={`${e.time}-${e.hostId}`} data-testid="history-item">
             <IonLabel>
               <h2>
-                {OUTCOME_TEXT[e.outcome]}: {e.user}@{e.hostname}
+                {OUTCOME_TEXT[e.outcome] ?? e.outcome}: {e.user ? `${e.user}@` : ''}{e.hostname}
               </h2>
               <p>
-                from {e.rhost || 'unknown'} ({e.service}){e.detail ? ` — ${e.detail}` : ''}
+                {e.service ? `from ${e.rhost || 'unknown'} (${e.service})` : ''}
+                {e.detail ? `${e.service ? ' — ' : ''}${e.detail}` : ''}
               </p>
             </IonLabel>
             <IonNote slot="end">{new Date(e.time).toLocaleString()}</IonNote>

@@ -1,11 +1,16 @@
-import { IonButton, IonIcon, IonTextarea, useIonRouter } from '@ionic/react';
+import { IonButton, IonIcon, IonTextarea, useIonRouter, useIonViewDidEnter, useIonViewWillLeave } from '@ionic/react';
 import { camera } from 'ionicons/icons';
 import { useState } from 'react';
 import { payloadKind } from '../../../protocol/src/index.js';
 import { useAppState } from '../AppState';
 import { Page } from '../components/Page';
+import { QrScanner } from '../components/QrScanner';
 import { Warning } from '../components/Warning';
-import { scanQrCode } from '../data/platform';
+import { cameraAlreadyAllowed, isNativePlatform, scanQrCode } from '../data/platform';
+import { listHosts } from '../data/store';
+
+/** Opening the app goes straight to the camera once, when there is a host to log in to. */
+let openedAtStart = false;
 
 /** Scan a login or enrollment QR with the camera, or paste its text. */
 export default function Scan() {
@@ -13,6 +18,7 @@ export default function Scan() {
   const router = useIonRouter();
   const [typed, setTyped] = useState('');
   const [error, setError] = useState<string | null>(null);
+  /** native: the plugin's scanner is open; web: our scanner view is open */
   const [scanning, setScanning] = useState(false);
 
   const open = (text: string) => {
@@ -30,6 +36,7 @@ export default function Scan() {
   const scan = async () => {
     setError(null);
     setScanning(true);
+    if (!isNativePlatform()) return; // QrScanner below does the rest
     try {
       const text = await scanQrCode('Point the camera at the QR code in your terminal');
       if (text !== null) open(text);
@@ -40,6 +47,18 @@ export default function Scan() {
     }
   };
 
+  useIonViewDidEnter(() => {
+    if (openedAtStart) return;
+    openedAtStart = true;
+    void (async () => {
+      if ((await listHosts()).length > 0 && (await cameraAlreadyAllowed())) void scan();
+    })();
+  });
+  // The camera never stays on behind another page.
+  useIonViewWillLeave(() => {
+    if (!isNativePlatform()) setScanning(false);
+  });
+
   return (
     <Page title="Scan" testId="page-scan">
       <p>Scan the QR code your terminal shows to approve a login, or the one from <code>qrauth enroll</code> to add a host.</p>
@@ -47,6 +66,18 @@ export default function Scan() {
         <IonIcon icon={camera} slot="start" aria-hidden="true" />
         {scanning ? 'Scanning…' : 'Scan QR code'}
       </IonButton>
+      {scanning && !isNativePlatform() ? (
+        <QrScanner
+          onResult={(text) => {
+            setScanning(false);
+            open(text);
+          }}
+          onClose={(message) => {
+            setScanning(false);
+            if (message) setError(`the camera could not scan: ${message}`);
+          }}
+        />
+      ) : null}
       {error ? <Warning kind="error" title="Cannot use this code">{error}</Warning> : null}
       <form
         className="paste-form"

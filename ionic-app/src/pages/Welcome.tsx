@@ -1,6 +1,7 @@
 import { IonButton, IonContent, IonInput, IonPage, IonSpinner } from '@ionic/react';
 import { useState } from 'react';
 import { useAppState } from '../AppState';
+import { useFocusHeading } from '../components/Page';
 import { Warning } from '../components/Warning';
 import { createDevice } from '../data/device-key';
 
@@ -10,6 +11,7 @@ export default function Welcome() {
   const [name, setName] = useState('My phone');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const heading = useFocusHeading<HTMLHeadingElement>();
 
   const create = async () => {
     setBusy(true);
@@ -26,9 +28,11 @@ export default function Welcome() {
   return (
     <IonPage data-testid="page-welcome">
       <IonContent className="ion-padding">
-        <main className="page-body welcome">
+        <div className="page-body welcome">
           <img src="/icons/icon.svg" alt="" width="96" height="96" className="welcome-logo" />
-          <h1>Welcome to qrauth</h1>
+          <h1 tabIndex={-1} ref={heading} data-testid="page-heading">
+            Welcome to qrauth
+          </h1>
           <p>
             This app approves logins (ssh, sudo) by scanning the QR code your terminal shows. First it makes a key that
             identifies this phone. The key stays on this phone and is never sent anywhere.
@@ -54,7 +58,7 @@ export default function Welcome() {
               {busy ? <IonSpinner name="dots" aria-label="Making the key" /> : 'Make the device key'}
             </IonButton>
           </form>
-        </main>
+        </div>
       </IonContent>
     </IonPage>
   );

@@ -1,0 +1,109 @@
+/**
+ * The web scanner's camera: getUserMedia, a frame grabbed into a canvas about ten times a
+ * second, decoded by qr-decoder.ts in both polarities (normal and inverted frames alternate),
+ * and the torch where the camera track supports one. Native builds use the scanner plugin
+ * (platform.ts) instead.
+ */
+import { ScanError } from './platform';
+
+/** Frames are scaled down to at most this many pixels on their longer side before decoding. */
+const MAX_DECODE_PX = 640;
+const FRAME_INTERVAL_MS = 100;
+
+export interface WebScan {
+  /** The camera track offers a torch (most phones' back cameras; no desktop webcam). */
+  readonly hasTorch: boolean;
+  setTorch(on: boolean): Promise<void>;
+  stop(): void;
+}
+
+function cameraError(e: unknown): ScanError {
+  const name = e instanceof Error ? e.name : '';
+  return new ScanError(
+    name === 'NotAllowedError'
+      ? 'camera access was refused; allow the camera for this site, or paste the code instead'
+      : 'no camera could be opened; paste the code instead',
+  );
+}
+
+/** Opens the back camera into `video` and calls `onText` once with the first QR read. */
+export async function startWebScan(video: HTMLVideoElement, onText: (text: string) => void): Promise<WebScan> {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    throw new ScanError('this browser gives no camera access here (it needs https); paste the code instead');
+  }
+  const decoderLoading = import('./qr-decoder');
+  let stream: MediaStream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment', width: { ideal: 1280 }, height: { ideal: 720 } }, audio: false });
+  } catch (e) {
+    throw cameraError(e);
+  }
+  const track = stream.getVideoTracks()[0];
+  let stopped = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stop = () => {
+    stopped = true;
+    if (timer !== undefined) clearTimeout(timer);
+    for (const t of stream.getTracks()) t.stop();
+    video.srcObject = null;
+  };
+  video.srcObject = stream;
+  video.muted = true;
+  video.playsInline = true;
+  try {
+    await video.play();
+  } catch (e) {
+    stop();
+    throw cameraError(e);
+  }
+  const { decodeQr } = await decoderLoading;
+  const canvas = document.createElement('canvas');
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  if (!ctx) {
+    stop();
+    throw new ScanError('this browser cannot read camera pictures; paste the code instead');
+  }
+  let frame = 0;
+  const tick = () => {
+    if (stopped) return;
+    const vw = video.videoWidth;
+    const vh = video.videoHeight;
+    if (vw > 0 && vh > 0) {
+      const scale = Math.min(1, MAX_DECODE_PX / Math.max(vw, vh));
+      const w = Math.round(vw * scale);
+      const h = Math.round(vh * scale);
+      if (canvas.width !== w || canvas.height !== h) {
+        canvas.width = w;
+        canvas.height = h;
+      }
+      ctx.drawImage(video, 0, 0, w, h);
+      const rgba = ctx.getImageData(0, 0, w, h).data;
+      const gray = new Uint8ClampedArray(w * h);
+      for (let i = 0, p = 0; p < gray.length; i += 4, p++) {
+        // Rec. 601 luma in integers: the decoder only needs relative brightness.
+        gray[p] = (rgba[i]! * 77 + rgba[i + 1]! * 150 + rgba[i + 2]! * 29) >> 8;
+      }
+      // Every other frame inverted: a light-terminal QR (light modules on dark) reads only so.
+      const text = decodeQr(gray, w, h, frame % 2 === 1);
+      frame++;
+      if (text !== null) {
+        stop();
+        onText(text);
+        return;
+      }
+    }
+    timer = setTimeout(tick, FRAME_INTERVAL_MS);
+  };
+  tick();
+
+  const caps = (track?.getCapabilities?.() ?? {}) as MediaTrackCapabilities & { torch?: boolean };
+  const hasTorch = caps.torch === true;
+  return {
+    hasTorch,
+    async setTorch(on: boolean) {
+      if (!track || !hasTorch) return;
+      await track.applyConstraints({ advanced: [{ torch: on } as MediaTrackConstraintSet] });
+    },
+    stop,
+  };
+}

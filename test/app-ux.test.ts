@@ -1,0 +1,354 @@
+/**
+ * The phone app as people use it (issue #17, and the scanner's polarity from #14), in real
+ * Chromium at 360×640 against the real relay, agent, `qrauth enroll` and ssh logins:
+ * enrollment in the order a person follows on both screens, the offline code only when needed,
+ * the app's own scanner (named controls, Escape, light- and dark-terminal QRs), axe-core on
+ * every screen in both themes, focus on each page's heading, one `main`, 44 px tap targets.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { FINGERPRINT_PATTERN } from '../protocol/src/index.js';
+import { nodeCrypto } from '../protocol/src/crypto-node.js';
+import { toB64url } from '../protocol/src/index.js';
+import {
+  APP_DIST,
+  artifactPath,
+  blankFrame,
+  ensureAppBuilt,
+  launchChromium,
+  newAppContext,
+  qrFramesInTheme,
+  visibleIn,
+  writeY4m,
+} from './support/browser.js';
+import { ENROLL_RE, FINGERPRINT_LINE_RE, qrauthCli } from './support/enroll.js';
+import { startTestAgent } from './support/fixtures.js';
+import { startHostileRelay } from './support/hostile-relay.js';
+import { runInPty } from './support/pty.js';
+import { sshArgs } from './support/sshd.js';
+import { ALICE, LOGIN_PAYLOAD_RE, type Stack, startStack } from './support/stack.js';
+import { type StaticServer, startStaticServer } from './support/static-server.js';
+import { isRoot } from './support/system.js';
+
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+let stack: Stack;
+let app: StaticServer;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+let camDir: string;
+let camFile: string;
+let enrolled = false;
+const pageErrors: string[] = [];
+
+test.before(async () => {
+  if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
+  ensureAppBuilt();
+  app = await startStaticServer(APP_DIST);
+  stack = await startStack({ agent: { expirySeconds: 60 }, relayOptions: { appOrigins: [app.origin] } });
+  camDir = mkdtempSync(join(tmpdir(), 'qrux-'));
+  camFile = join(camDir, 'camera.y4m');
+  writeY4m(camFile, blankFrame());
+  browser = await launchChromium(camFile);
+  context = await newAppContext(browser, app.origin);
+  page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto(`${app.origin}/`);
+  await page.getByTestId('page-welcome').waitFor();
+});
+
+test.afterEach.always(async (t) => {
+  if (t.passed || !page) return;
+  const name = t.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+  await page.screenshot({ path: artifactPath(`ux-failed-${name}.png`) }).catch(() => {});
+  t.log(`visible page text: ${(await page.locator('.ion-page:not(.ion-page-hidden)').last().innerText().catch(() => '?')).slice(0, 800)}`);
+});
+
+test.after.always(async () => {
+  await browser?.close();
+  await stack?.close();
+  await app?.close();
+  if (camDir) rmSync(camDir, { recursive: true, force: true });
+});
+
+const visible = (testId: string, p: Page = page) => visibleIn(p, testId);
+
+/** axe-core's serious and moderate findings on the page as it is now (rule id: the elements). */
+async function axeFindings(p: Page): Promise<string[]> {
+  // Evaluated through the debugger protocol: the app's CSP (rightly) blocks inline script tags.
+  if (!(await p.evaluate('typeof window.axe === "object"'))) await p.evaluate(`${AXE_SOURCE};void 0`);
+  const found = (await p.evaluate(`axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'moderate' || v.impact === 'critical')
+      .map((v) => v.id + ' (' + v.impact + '): ' + v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')))`)) as string[];
+  return found;
+}
+
+/** The checks every screen passes, in both themes: axe, one main, focus on the heading, 44 px targets. */
+async function checkScreen(t: ExecutionContext, name: string, p: Page = page, opts: { focus?: boolean } = {}): Promise<void> {
+  for (const scheme of ['light', 'dark'] as const) {
+    await p.emulateMedia({ colorScheme: scheme });
+    await p.waitForTimeout(150); // the palette class follows the media query
+    t.deepEqual(await axeFindings(p), [], `axe on ${name} (${scheme})`);
+  }
+  await p.emulateMedia({ colorScheme: 'light' });
+  t.is(await p.locator('main:visible, [role="main"]:visible').count(), 1, `${name}: one main landmark`);
+  if (opts.focus !== false) {
+    const focused = (await p.evaluate(
+      "(() => { const a = document.activeElement; return a ? (a.getAttribute('data-testid') || '') + '|' + (a.textContent || '').trim() : '' })()",
+    )) as string;
+    t.regex(focused, /^page-heading\|/, `${name}: focus is on the page's heading`);
+  }
+  const small = (await p.evaluate(`[...document.querySelectorAll('.ion-page:not(.ion-page-hidden) ion-button, .ion-page:not(.ion-page-hidden) ion-back-button, ion-tab-button, [data-testid="scanner"] ion-button')]
+      .filter((e) => e.offsetParent !== null || getComputedStyle(e).position === 'fixed')
+      .map((e) => { const r = e.getBoundingClientRect(); return { id: e.getAttribute('data-testid') || e.textContent.trim().slice(0, 20), w: Math.round(r.width), h: Math.round(r.height) }; })
+      .filter((b) => b.w > 0 && (b.w < 44 || b.h < 44))`)) as Array<{ id: string; w: number; h: number }>;
+  t.deepEqual(small, [], `${name}: tap targets at least 44×44`);
+}
+
+function showTerminalToCamera(terminalText: string, theme: 'light' | 'dark'): void {
+  writeY4m(camFile, qrFramesInTheme(terminalText, theme));
+}
+
+async function startSsh() {
+  const marker = `UX_${toB64url(nodeCrypto.randomBytes(4)).replace(/[^A-Za-z0-9]/g, 'x')}`;
+  const run = runInPty(sshArgs(stack.sshd.port, ALICE, `echo ${marker}`));
+  const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
+  await run.waitFor(/press Enter/);
+  return { run, payload: payload!, marker };
+}
+
+async function pasteCode(text: string, p: Page = page): Promise<void> {
+  if (await p.getByTestId('scanner').isVisible()) {
+    await p.keyboard.press('Escape');
+    await p.getByTestId('scanner').waitFor({ state: 'detached' });
+  }
+  await p.getByTestId('tab-scan').click();
+  await p.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-scan"]').waitFor();
+  await visible('payload-input', p).locator('textarea').fill(text);
+  await visible('payload-submit', p).click();
+}
+
+function needsEnrolled(t: ExecutionContext): boolean {
+  if (enrolled) return true;
+  t.fail('the app was not enrolled (see the enrollment test)');
+  return false;
+}
+
+test.serial('first start: the welcome screen passes axe in both themes and its heading has focus', async (t) => {
+  await checkScreen(t, 'welcome');
+  await page.getByTestId('device-name-input').locator('input').fill('Alice UX');
+  await page.getByTestId('create-device').click();
+  await page.getByTestId('page-scan').waitFor();
+  t.is(await page.getByTestId('scanner').count(), 0, 'no scanner opened by itself before any host is enrolled');
+  await checkScreen(t, 'scan (no hosts)');
+});
+
+test.serial('enrollment in the order a person follows: phone says "tap Enroll, then type y only if…", the terminal shows the fingerprint once the phone asks, the phone learns "confirmed"', async (t) => {
+  const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
+  t.teardown(() => cli.kill());
+  const [payload] = await cli.waitFor(ENROLL_RE);
+  await pasteCode(payload!);
+  await visible('page-enroll').waitFor();
+  // 1. The phone's first instruction names the step on each screen, in order.
+  const instructions = (await visible('enroll-instructions').innerText()).replace(/\s+/g, ' ');
+  t.regex(instructions, /Tap Enroll, then type y on the terminal only if it shows/);
+  const fingerprint = ((await visible('enroll-fingerprint').textContent()) ?? '').trim();
+  t.regex(fingerprint, FINGERPRINT_PATTERN);
+  // ...while the terminal still waits for the phone and shows no fingerprint yet.
+  t.regex(cli.output, /Waiting for the phone/);
+  t.notRegex(cli.output, /Fingerprint:/, 'the terminal shows no fingerprint before the phone asks');
+  await checkScreen(t, 'enroll (before the tap)');
+  // 2. The tap sends the request: the terminal shows the fingerprint, the phone waits for its answer.
+  await visible('enroll-send').click();
+  const [, onTerminal] = await cli.waitFor(FINGERPRINT_LINE_RE);
+  t.is(onTerminal, fingerprint, 'both screens show the same fingerprint');
+  await visible('enroll-waiting').waitFor();
+  t.regex((await visible('enroll-step').innerText()).replace(/\s+/g, ' '), /Type y there only if it is this one/);
+  t.is(await visible('enroll-result').count(), 0, 'nothing says "enrolled" before the terminal answered');
+  // 3. The terminal's answer reaches the phone.
+  await cli.waitFor(/Type y to enroll/);
+  cli.type('y\r');
+  t.is(await cli.exited, 0, cli.output);
+  await visible('enroll-result').waitFor({ timeout: 15_000 });
+  t.is(await visible('enroll-result').getAttribute('data-outcome'), 'confirmed');
+  t.regex((await visible('enroll-result').innerText()) ?? '', /terminal confirmed/);
+  await page.screenshot({ path: artifactPath('ux-enroll-confirmed-360.png') });
+  await checkScreen(t, 'enroll (confirmed)', page, { focus: false });
+  enrolled = true;
+});
+
+test.serial('enrollment refused at the terminal ("n"): the phone says so and saves nothing', async (t) => {
+  if (!needsEnrolled(t)) return;
+  // A second phone (own storage): its only host would come from this enrollment.
+  const ctx = await newAppContext(browser, app.origin);
+  t.teardown(() => ctx.close());
+  const p = await ctx.newPage();
+  await p.goto(`${app.origin}/`);
+  await p.getByTestId('device-name-input').locator('input').fill('Alice second');
+  await p.getByTestId('create-device').click();
+  await p.getByTestId('page-scan').waitFor();
+  const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
+  t.teardown(() => cli.kill());
+  const [payload] = await cli.waitFor(ENROLL_RE);
+  await pasteCode(payload!, p);
+  await visible('enroll-send', p).click();
+  await cli.waitFor(/Type y to enroll/);
+  cli.type('n\r');
+  t.is(await cli.exited, 4);
+  await visible('enroll-result', p).waitFor({ timeout: 15_000 });
+  t.is(await visible('enroll-result', p).getAttribute('data-outcome'), 'refused');
+  await p.getByTestId('tab-hosts').click();
+  await visible('no-hosts', p).waitFor();
+  t.is(await visible('host-item', p).count(), 0, 'the refused host is not trusted');
+});
+
+test.serial('attack: a relay that answers "confirmed" for the terminal (no host signature) is caught; the phone trusts nothing while the terminal said no', async (t) => {
+  const forger = nodeCrypto.ed25519FromSeed(nodeCrypto.randomBytes(32));
+  const hostile = await startHostileRelay({
+    rewriteAnswer: (event, answer) => {
+      if (event !== 'enroll' || typeof answer !== 'object' || answer === null || (answer as { ok?: unknown }).ok !== true) return answer;
+      // Every answer turned into "the terminal confirmed", signed by a key that is not the host's.
+      return { ...(answer as object), outcome: 'confirmed', outcomeSig: toB64url(nodeCrypto.ed25519Sign(forger.seed, new Uint8Array([1, 2, 3]))) };
+    },
+  });
+  const agent = await startTestAgent({ relayUrl: hostile.url, hostname: 'forged-outcome-host' });
+  const ctx = await newAppContext(browser, app.origin);
+  t.teardown(async () => {
+    await ctx.close();
+    await agent.close();
+    await hostile.close();
+  });
+  await hostile.agent();
+  const p = await ctx.newPage();
+  await p.goto(`${app.origin}/`);
+  await p.getByTestId('device-name-input').locator('input').fill('Alice third');
+  await p.getByTestId('create-device').click();
+  await p.getByTestId('page-scan').waitFor();
+  const cli = qrauthCli(agent.configPath, ['enroll', '--user', ALICE]);
+  t.teardown(() => cli.kill());
+  const [payload] = await cli.waitFor(ENROLL_RE);
+  await pasteCode(payload!, p);
+  await visible('enroll-send', p).click();
+  await cli.waitFor(/Type y to enroll/);
+  await visible('warning-signature', p).waitFor({ timeout: 15_000 });
+  t.regex((await visible('warning-signature', p).innerText()) ?? '', /relay changed the terminal's answer/);
+  t.is(await visible('enroll-result', p).count(), 0, 'no "enrolled" message');
+  cli.type('n\r');
+  t.is(await cli.exited, 4);
+  await p.getByTestId('tab-hosts').click();
+  await visible('no-hosts', p).waitFor();
+  t.is(await visible('host-item', p).count(), 0, 'the phone trusts no host');
+});
+
+test.serial('reopening the app with an enrolled host goes straight to a live scanner: named controls, instructions, Escape closes it, axe-clean in both themes', async (t) => {
+  if (!needsEnrolled(t)) return;
+  await page.goto(`${app.origin}/`);
+  const scanner = page.getByTestId('scanner');
+  await scanner.waitFor();
+  t.is(await scanner.getAttribute('role'), 'dialog');
+  t.is(await page.getByRole('dialog', { name: 'Scan the QR code' }).count(), 1, 'the dialog is named');
+  t.is(await page.getByRole('button', { name: 'Close the camera' }).count(), 1, 'the close control is a named button');
+  t.regex(await page.locator('#scanner-help').innerText(), /Point the camera at the QR code in your terminal/);
+  await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor();
+  await checkScreen(t, 'scanner', page, { focus: false });
+  await page.keyboard.press('Escape');
+  await scanner.waitFor({ state: 'detached' });
+  t.is(await page.getByTestId('scanner').count(), 0, 'Escape closed the scanner');
+});
+
+for (const theme of ['dark', 'light'] as const) {
+  test.serial(`the app's scanner reads a ${theme}-terminal QR${theme === 'light' ? ' (inverted)' : ''}: scan → the login's details`, async (t) => {
+    if (!needsEnrolled(t)) return;
+    const { run, payload } = await startSsh();
+    t.teardown(() => run.kill());
+    showTerminalToCamera(run.output, theme);
+    if (await page.getByTestId('scanner').isVisible()) {
+      await page.keyboard.press('Escape');
+      await page.getByTestId('scanner').waitFor({ state: 'detached' });
+    }
+    await page.getByTestId('tab-scan').click();
+    await visible('scan-camera').click();
+    await visible('login-context').waitFor({ timeout: 30_000 });
+    t.is(await visible('ctx-user').textContent(), ALICE);
+    t.truthy(payload);
+    t.is(await page.getByTestId('scanner').count(), 0, 'the scanner closed after reading');
+  });
+}
+
+test.serial('the offline code is absent before the decision; "Can\'t connect? Show the code" shows it with host, user, source and a warning, recorded in History; Approve → gone', async (t) => {
+  if (!needsEnrolled(t)) return;
+  const { run, payload, marker } = await startSsh();
+  t.teardown(() => run.kill());
+  await pasteCode(payload);
+  await visible('login-context').waitFor();
+  t.is(await page.locator('[data-testid="offline-code"]').count(), 0, 'no code in the DOM before "Show the code"');
+  t.regex((await visible('ctx-time').innerText()) ?? '', /\d{1,2}:\d{2}:\d{2}/, 'the time the login started');
+  await checkScreen(t, 'approve');
+  await visible('show-code').click();
+  const code = ((await visible('offline-code').textContent()) ?? '').replace(/\s/g, '');
+  t.regex(code, /^\d{8}$/);
+  const what = await visible('offline-code-what').innerText();
+  t.regex(what, new RegExp(`as ${ALICE} to test-host from 127\\.0\\.0\\.1`));
+  t.regex(await visible('offline-code-warning').innerText(), /only into a terminal you started yourself/);
+  await checkScreen(t, 'approve (code shown)', page, { focus: false });
+  // Approve: once the host accepted, the code is gone.
+  await visible('approve').click();
+  await visible('decision-result').waitFor();
+  t.is(await page.locator('[data-testid="offline-code"]').count(), 0, 'no code after the decision');
+  run.type('\r');
+  await run.waitFor(new RegExp(marker));
+  await page.getByTestId('tab-history').click();
+  await visible('history-item').first().waitFor();
+  const items = await visible('history-item').allInnerTexts();
+  t.true(items.some((i) => new RegExp(`Offline code shown: ${ALICE}@test-host`).test(i.replace(/\s+/g, ' '))), items.join('\n'));
+  await checkScreen(t, 'history', page);
+});
+
+test.serial('after Deny: no code anywhere, a screen that says what happened and what to do', async (t) => {
+  if (!needsEnrolled(t)) return;
+  const { run, payload } = await startSsh();
+  t.teardown(() => run.kill());
+  await pasteCode(payload);
+  await visible('deny').click();
+  await visible('after-deny').waitFor();
+  const text = (await visible('after-deny').innerText()).replace(/\s+/g, ' ');
+  t.regex(text, /Denied\. The login was refused\./);
+  t.regex(text, new RegExp(`refused the login as ${ALICE} from 127\\.0\\.0\\.1 at \\d{1,2}:\\d{2}`));
+  t.regex(text, /Not you\?/);
+  t.regex(text, /Tell the administrator/);
+  t.is(await page.locator('[data-testid="offline-code"]').count(), 0, 'no code after Deny');
+  t.is(await page.locator('.ion-page:not(.ion-page-hidden) [data-testid="show-code"]').count(), 0, 'no way to show it');
+  await checkScreen(t, 'after deny', page, { focus: false });
+});
+
+test.serial('Hosts and Settings pass axe in both themes, with focus on their heading', async (t) => {
+  if (!needsEnrolled(t)) return;
+  await page.getByTestId('tab-hosts').click();
+  await page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-hosts"]').waitFor();
+  await page.waitForTimeout(300);
+  await checkScreen(t, 'hosts');
+  await page.getByTestId('tab-settings').click();
+  await page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-settings"]').waitFor();
+  await page.waitForTimeout(300);
+  await checkScreen(t, 'settings');
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+test.serial('expired login: the code is not offered', async (t) => {
+  if (!needsEnrolled(t)) return;
+  const { run, payload } = await startSsh();
+  t.teardown(() => run.kill());
+  await pasteCode(payload);
+  await visible('login-context').waitFor();
+  // The page's clock jumps past the login's expiry (60 s): the countdown reaches zero.
+  await page.clock.install();
+  await page.clock.fastForward(70_000);
+  await page.getByText('This login has expired').first().waitFor({ timeout: 80_000 });
+  t.is(await page.locator('.ion-page:not(.ion-page-hidden) [data-testid="show-code"]').count(), 0, 'no "Show the code" after expiry');
+  t.is(await page.locator('[data-testid="offline-code"]').count(), 0, 'no code after expiry');
+});
