@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { nodeCrypto as c } from './src/crypto-node.js';
 import {
   authBytes, contextBytes, decisionBytes, enrollAckBytes, enrollBytes, enrollFingerprint, formatEnrollPayload, formatLoginPayload,
-  keyId, offlineCode, offlineKey, toB64url, tokenIdOf,
+  keyId, leaseRevokeBytes, offlineCode, offlineKey, toB64url, tokenIdOf, webauthnChallenge,
 } from './src/index.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -22,9 +22,24 @@ const nonce = new Uint8Array(16).fill(4);
 const token = new Uint8Array(16).fill(5);
 const context = { hostId, sid, user: 'alice', hostname: 'web-01', rhost: '203.0.113.7', service: 'sshd', iat: 1780000000, exp: 1780000090 };
 const decision = { hostId, sid, nonce, user: 'alice', decision: 'approve' as const, time: 1780000010000, deviceId };
+// A lease offer (v2 context) and an approval that takes it (approve-v2); a phone ending its leases.
+const keyFp = 'SHA256:' + Buffer.from(new Uint8Array(32).fill(6)).toString('base64').replace(/=+$/, '');
+const contextLease = { ...context, keyFp, leaseSeconds: [900, 3600, 28800] };
+const decisionLease = { ...decision, lease: { seconds: 3600, keyFp } };
+const leaseRevoke = { hostId, deviceId, leaseId: '*', time: 1780000030000 };
 const tokenId = tokenIdOf(c, token);
 const enroll = { hostId, tokenId, token, devicePub: toB64url(device.publicKey), deviceName: "Alice's Pixel", time: 1780000020000 };
+// A phone that enrolls with a passkey (enroll-v2, fingerprint v3). The COSE key is a fixed ES256 map
+// (the bytes need not be a point here: only the encodings are pinned).
+const passkey = {
+  credentialId: toB64url(new Uint8Array(32).fill(7)),
+  publicKey: toB64url(Uint8Array.from([0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21, 0x58, 0x20, ...new Uint8Array(32).fill(8), 0x22, 0x58, 0x20, ...new Uint8Array(32).fill(9)])),
+  origin: 'https://app.example.net',
+  rpId: 'app.example.net',
+};
+const enrollPasskey = { ...enroll, passkey };
 const enrollAck = { hostId, tokenId, devicePub: toB64url(device.publicKey), hostname: 'web-01', relayUrl: 'https://relay.example.net' };
+const enrollAckRelays = { ...enrollAck, fallbackRelayUrls: ['https://relay-b.example.net', 'https://relay-c.example.net'] };
 const k = offlineKey(c, hostSeed, device.publicKey, hostId, deviceId);
 const kPhone = offlineKey(c, deviceSeed, host.publicKey, hostId, deviceId);
 if (hex(k) !== hex(kPhone)) throw new Error('offline keys differ between the two sides');
@@ -36,9 +51,19 @@ const vectors = {
   context, contextBytes: hex(contextBytes(context)), contextSig: toB64url(c.ed25519Sign(hostSeed, contextBytes(context))),
   decision: { ...decision, nonce: hex(nonce) }, decisionBytes: hex(decisionBytes(decision)),
   decisionSig: toB64url(c.ed25519Sign(deviceSeed, decisionBytes(decision))),
+  contextLease, contextLeaseBytes: hex(contextBytes(contextLease)), contextLeaseSig: toB64url(c.ed25519Sign(hostSeed, contextBytes(contextLease))),
+  decisionLease: { ...decisionLease, nonce: hex(nonce) }, decisionLeaseBytes: hex(decisionBytes(decisionLease)),
+  decisionLeaseSig: toB64url(c.ed25519Sign(deviceSeed, decisionBytes(decisionLease))),
+  leaseRevoke, leaseRevokeBytes: hex(leaseRevokeBytes(leaseRevoke)), leaseRevokeSig: toB64url(c.ed25519Sign(deviceSeed, leaseRevokeBytes(leaseRevoke))),
   authBytes: hex(authBytes('device', deviceId, 1780000000000, sid)),
   enroll: { ...enroll, token: hex(token) }, enrollBytes: hex(enrollBytes(enroll)), tokenId,
+  enrollPasskey: { ...enrollPasskey, token: hex(token) }, enrollPasskeyBytes: hex(enrollBytes(enrollPasskey)),
+  enrollPasskeySig: toB64url(c.ed25519Sign(deviceSeed, enrollBytes(enrollPasskey))),
+  fingerprintPasskey: enrollFingerprint(c, host.publicKey, device.publicKey, token, passkey),
+  webauthnChallenge: hex(webauthnChallenge(c, decision)),
   enrollAck, enrollAckBytes: hex(enrollAckBytes(enrollAck)), enrollAckSig: toB64url(c.ed25519Sign(hostSeed, enrollAckBytes(enrollAck))),
+  enrollAckRelays, enrollAckRelaysBytes: hex(enrollAckBytes(enrollAckRelays)),
+  enrollAckRelaysSig: toB64url(c.ed25519Sign(hostSeed, enrollAckBytes(enrollAckRelays))),
   offlineKey: hex(k), offlineCode: offlineCode(c, k, hostId, sid, nonce),
   fingerprint: enrollFingerprint(c, host.publicKey, device.publicKey, token),
   loginPayload: formatLoginPayload({ hostId, sid, nonce }),

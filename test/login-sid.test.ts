@@ -4,8 +4,8 @@
  * Runs Debian sid's sshd (10.x) in a chroot with our module; the agent detects the version.
  */
 import test from 'ava';
-import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { toB64url } from '../protocol/src/index.js';
@@ -46,7 +46,8 @@ test.before(async () => {
   chmodSync(sshdWrapper, 0o755);
   relay = await startRelay({ log: () => {} });
   const sockName = `${randomName('qra-sid-')}.sock`;
-  agent = await startTestAgent({ relayUrl: relay.url, socket: `${root}/run/${sockName}`, sshdInfoMessages: 'auto', sshdPath: sshdWrapper });
+  // Leases allowed by the agent; only a PAM line with `lease` asks for them (the lease test).
+  agent = await startTestAgent({ relayUrl: relay.url, socket: `${root}/run/${sockName}`, sshdInfoMessages: 'auto', sshdPath: sshdWrapper, maxLeaseSeconds: 3600 });
   if (!agent.agent.relay!.up) await once(agent.agent.relay!, 'change');
   phone = await HeadlessPhone.create(join(tmp.path, 'phone'), 'Alice phone');
   await phone.trustHost({ hostPub: toB64url(agent.agent.host.publicKey), hostname: 'test-host', relayUrl: relay.url });
@@ -106,4 +107,60 @@ test.serial('OpenSSH >= 10.3 in auto mode keeps the compact UTF-8 QR in the prom
   run.type('\r');
   await run.waitFor(new RegExp(marker));
   t.is(await run.exited, 0);
+});
+
+test.serial('OpenSSH 10.6, publickey then keyboard-interactive with `lease`: approved for 1 h, the next login with the key is approved by lease, with the note shown at once', async (t) => {
+  // A second sshd in the chroot that verifies a key before PAM runs (SSH_AUTH_INFO_0 has it).
+  const dir = `${root}/tmp/${randomName('qrsl-')}`;
+  mkdirSync(join(dir, 'authkeys'), { recursive: true });
+  t.teardown(() => execFileSync('rm', ['-rf', dir]));
+  const key = join(tmp.path, 'lease-key');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+  writeFileSync(join(dir, 'authkeys', ALICE), readFileSync(`${key}.pub`), { mode: 0o644 });
+  const inner = dir.slice(root.length);
+  const leaseSshd = await startSshd({
+    dir,
+    service: randomName('sshd-qrsl'),
+    chroot: root,
+    extraConfig: ['Match all', 'PubkeyAuthentication yes', 'AuthenticationMethods publickey,keyboard-interactive', `AuthorizedKeysFile ${inner}/authkeys/%u`],
+  });
+  t.teardown(() => leaseSshd.stop());
+  setModuleArgs('mode=info lease');
+  t.teardown(() => setModuleArgs(''));
+  const args = (command: string, tty: boolean) => [
+    '-F', '/dev/null',
+    '-p', String(leaseSshd.port),
+    '-i', key,
+    '-o', 'IdentitiesOnly=yes',
+    '-o', 'StrictHostKeyChecking=no',
+    '-o', 'UserKnownHostsFile=/dev/null',
+    '-o', 'LogLevel=INFO',
+    '-o', 'PreferredAuthentications=publickey,keyboard-interactive',
+    '-o', 'NumberOfPasswordPrompts=1',
+    '-o', 'ConnectTimeout=10',
+    ...(tty ? [] : ['-T']),
+    `${ALICE}@127.0.0.1`,
+    command,
+  ];
+  const marker = `SID_LEASE_${Math.random().toString(36).slice(2, 8)}`;
+  const run = runInPty(['ssh', ...args(`echo ${marker}`, true)]);
+  t.teardown(() => run.kill());
+  const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
+  await run.waitFor(/approve on your phone/);
+  let keyFp: string | undefined;
+  t.like(await phone.decide(payload, 'approve', (ctx) => (keyFp = ctx.keyFp), 3600), { ok: true, result: 'approved' });
+  t.is(keyFp, execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${key}.pub`]).toString().split(' ')[1], 'the key sshd 10.6 verified');
+  await run.waitFor(new RegExp(marker));
+  t.is(await run.exited, 0);
+
+  const second = await new Promise<{ code: number; out: string }>((resolve) => {
+    const child = execFile('ssh', args('true', false), { timeout: 20_000 }, (err, so, se) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, out: `${so}${se}` }),
+    );
+    child.stdin?.end();
+  });
+  t.is(second.code, 0, second.out);
+  t.notRegex(second.out, LOGIN_PAYLOAD_RE, 'no QR under the lease');
+  t.regex(second.out, /approved by lease from Alice phone until \d\d:\d\d/, 'the info message shows at once on OpenSSH >= 10.3');
+  t.true(agent.logs.some((l) => /event=login .*how=lease/.test(l)));
 });

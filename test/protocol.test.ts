@@ -4,12 +4,42 @@ import { ed25519Signer, nodeCrypto as c } from '../protocol/src/crypto-node.js';
 import {
   ERROR_CODES, FrameDecoder, MsgType, QR_MAX_FRAME, QrauthError, Result, authBytes, contextBytes, decisionBytes,
   decodeBody, encodeFrame, enrollAckBytes, enrollBytes, enrollFingerprint, formatEnrollPayload, formatLoginPayload, fromB64url, keyId,
-  normaliseCode, offlineCode, verifyEnrollAck, offlineKey, parseEnrollPayload, parseLoginPayload, toB64url, tokenIdOf, decisionMessage, parse,
+  leaseRevokeBytes, signDecision, leaseRevokeMessage, signedContext,
+  normaliseCode, offlineCode, verifyEnrollAck, offlineKey, parseEnrollPayload, parseLoginPayload, toB64url, tokenIdOf, decisionMessage, parse, webauthnChallenge, enrollMessage,
 } from '../protocol/src/index.js';
 
 const v = JSON.parse(readFileSync(new URL('../protocol/vectors.json', import.meta.url), 'utf8'));
 const bytes = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+test('lease vectors: context v2, approve v2 and lease revoke have labels of their own and reproduce in Node', (t) => {
+  const host = c.ed25519FromSeed(bytes(v.hostSeed));
+  const device = c.ed25519FromSeed(bytes(v.deviceSeed));
+  const label = (h: string) => Buffer.from(h, 'hex').toString('latin1').split('\0')[0];
+  t.is(hex(contextBytes(v.contextLease)), v.contextLeaseBytes);
+  t.is(label(v.contextLeaseBytes), 'qrauth-context-v2');
+  t.true(c.ed25519Verify(host.publicKey, contextBytes(v.contextLease), fromB64url(v.contextLeaseSig, 64)));
+  t.false(c.ed25519Verify(host.publicKey, contextBytes(v.context), fromB64url(v.contextLeaseSig, 64)), 'the offer cannot be cut off');
+  t.false(c.ed25519Verify(host.publicKey, contextBytes({ ...v.contextLease, leaseSeconds: [900, 3600, 604800] }), fromB64url(v.contextLeaseSig, 64)));
+  // The context as it travels validates (keyFp pattern, up to 4 durations).
+  t.notThrows(() => parse(signedContext, { v: 1, ...v.contextLease, sig: v.contextLeaseSig }, 'ctx'));
+  const decision = { ...v.decisionLease, nonce: bytes(v.decisionLease.nonce) };
+  t.is(hex(decisionBytes(decision)), v.decisionLeaseBytes);
+  t.is(label(v.decisionLeaseBytes), 'qrauth-approve-v2');
+  t.is(toB64url(c.ed25519Sign(bytes(v.deviceSeed), decisionBytes(decision))), v.decisionLeaseSig);
+  t.false(c.ed25519Verify(device.publicKey, decisionBytes({ ...decision, lease: undefined }), fromB64url(v.decisionLeaseSig, 64)), 'not a v1 approval');
+  // signDecision makes exactly these bytes for an offered duration, and refuses any other.
+  const login = { hostId: v.hostId, sid: v.sid, nonce: bytes(v.nonce) };
+  const ctx = { v: 1 as const, ...v.contextLease, sig: v.contextLeaseSig };
+  t.is(signDecision(c, bytes(v.deviceSeed), v.deviceId, login, ctx, 'approve', v.decisionLease.time, 3600).sig, v.decisionLeaseSig);
+  t.throws(() => signDecision(c, bytes(v.deviceSeed), v.deviceId, login, ctx, 'approve', v.decisionLease.time, 7200), { instanceOf: QrauthError });
+  t.throws(() => signDecision(c, bytes(v.deviceSeed), v.deviceId, login, ctx, 'deny', v.decisionLease.time, 3600), { instanceOf: QrauthError });
+  t.is(hex(leaseRevokeBytes(v.leaseRevoke)), v.leaseRevokeBytes);
+  t.is(label(v.leaseRevokeBytes), 'qrauth-lease-revoke-v1');
+  t.is(toB64url(c.ed25519Sign(bytes(v.deviceSeed), leaseRevokeBytes(v.leaseRevoke))), v.leaseRevokeSig);
+  t.notThrows(() => parse(leaseRevokeMessage, { ...v.leaseRevoke, sig: v.leaseRevokeSig }, 'revoke'));
+  t.throws(() => parse(leaseRevokeMessage, { ...v.leaseRevoke, leaseId: '**', sig: v.leaseRevokeSig }, 'revoke'));
+});
 
 test('Node crypto reproduces every checked-in protocol vector', (t) => {
   const host = c.ed25519FromSeed(bytes(v.hostSeed));
@@ -35,6 +65,11 @@ test('Node crypto reproduces every checked-in protocol vector', (t) => {
   t.is(hex(kPhone), v.offlineKey);
   t.is(offlineCode(c, kHost, v.hostId, v.sid, bytes(v.nonce)), v.offlineCode);
   t.is(enrollFingerprint(c, host.publicKey, device.publicKey, bytes(v.token)), v.fingerprint);
+  const enrollPasskey = { ...v.enrollPasskey, token: bytes(v.enrollPasskey.token) };
+  t.is(hex(enrollBytes(enrollPasskey)), v.enrollPasskeyBytes);
+  t.is(toB64url(c.ed25519Sign(bytes(v.deviceSeed), enrollBytes(enrollPasskey))), v.enrollPasskeySig);
+  t.is(enrollFingerprint(c, host.publicKey, device.publicKey, bytes(v.token), v.enrollPasskey.passkey), v.fingerprintPasskey);
+  t.is(hex(webauthnChallenge(c, decision)), v.webauthnChallenge);
   t.is(formatLoginPayload({ hostId: v.hostId, sid: v.sid, nonce: bytes(v.nonce) }), v.loginPayload);
   t.is(formatEnrollPayload({ hostPub: host.publicKey, token: bytes(v.token), hostname: 'web-01', relayUrl: 'https://relay.example.net' }), v.enrollPayload);
 });
@@ -215,4 +250,43 @@ test("the phone accepts the host's enrollment answer only as the host signed it,
   }
   // The domain label keeps this signature from standing for any other signed message.
   t.false(c.ed25519Verify(hostPub, contextBytes({ ...v.context }), fromB64url(v.enrollAckSig, 64)));
+});
+
+test("the host's further relays reach the phone only as the host signed them (enrollment answer v2)", (t) => {
+  const hostPub = bytes(v.hostPub);
+  const a = v.enrollAckRelays as { hostname: string; relayUrl: string; fallbackRelayUrls: string[] };
+  t.is(hex(enrollAckBytes(v.enrollAckRelays)), v.enrollAckRelaysBytes);
+  t.regex(Buffer.from(v.enrollAckRelaysBytes, 'hex').toString('latin1'), /^qrauth-enroll-ack-v2\0/, 'a label of its own');
+  const sent = { hostId: v.hostId, tokenId: v.tokenId, devicePub: v.enrollAck.devicePub };
+  const genuine = { ok: true, hostname: a.hostname, relayUrl: a.relayUrl, fallbackRelayUrls: a.fallbackRelayUrls, sig: v.enrollAckRelaysSig };
+  t.like(verifyEnrollAck(c, genuine, sent, hostPub), { ok: true, relayUrl: 'https://relay.example.net', fallbackRelayUrls: ['https://relay-b.example.net', 'https://relay-c.example.net'] });
+  const changed: Array<[string, unknown]> = [
+    ['a relay added', { ...genuine, fallbackRelayUrls: [...a.fallbackRelayUrls, 'https://relay.attacker.example'] }],
+    ['a relay swapped', { ...genuine, fallbackRelayUrls: ['https://relay.attacker.example', a.fallbackRelayUrls[1]] }],
+    ['the order changed', { ...genuine, fallbackRelayUrls: [...a.fallbackRelayUrls].reverse() }],
+    ['the list dropped (cut back to v1)', { ok: true, hostname: a.hostname, relayUrl: a.relayUrl, sig: v.enrollAckRelaysSig }],
+    ['a list added to a v1 answer', { ok: true, hostname: v.enrollAck.hostname, relayUrl: v.enrollAck.relayUrl, fallbackRelayUrls: ['https://relay.attacker.example'], sig: v.enrollAckSig }],
+    ['too many relays', { ...genuine, fallbackRelayUrls: Array.from({ length: 8 }, (_, i) => `https://r${i}.example.net`) }],
+  ];
+  for (const [why, ack] of changed) {
+    const e = t.throws(() => verifyEnrollAck(c, ack, sent, hostPub), { instanceOf: QrauthError }, why);
+    t.is(e?.code, 'QRA_ERR_SIGNATURE', why);
+  }
+});
+
+test('an enrollment passkey is bound: the fingerprint changes when it is stripped or any field of it swapped, and the enroll schema checks it', (t) => {
+  const host = c.ed25519FromSeed(bytes(v.hostSeed)).publicKey;
+  const device = c.ed25519FromSeed(bytes(v.deviceSeed)).publicKey;
+  const p = v.enrollPasskey.passkey as { credentialId: string; publicKey: string; origin: string; rpId: string };
+  const fp = (passkey?: typeof p) => enrollFingerprint(c, host, device, bytes(v.token), passkey);
+  t.is(fp(p), v.fingerprintPasskey);
+  t.not(fp(), fp(p), 'stripped');
+  t.not(fp({ ...p, credentialId: toB64url(new Uint8Array(32).fill(1)) }), fp(p), 'another credential');
+  t.not(fp({ ...p, origin: 'https://evil.example.net', rpId: 'evil.example.net' }), fp(p), 'another origin');
+  const msg = { hostId: v.hostId, tokenId: v.tokenId, devicePub: toB64url(device), deviceName: 'x', time: 1780000020000, sig: v.enrollPasskeySig };
+  t.notThrows(() => parse(enrollMessage, { ...msg, passkey: p }, 'enroll'));
+  t.notThrows(() => parse(enrollMessage, msg, 'enroll'));
+  t.throws(() => parse(enrollMessage, { ...msg, passkey: { ...p, origin: 'http://app.example.net' } }, 'enroll'), { message: /origin: not https/ });
+  t.throws(() => parse(enrollMessage, { ...msg, passkey: { ...p, rpId: 'example.org' } }, 'enroll'), { message: /rpId/ });
+  t.throws(() => parse(enrollMessage, { ...msg, passkey: { ...p, extra: 1 } }, 'enroll'), { message: /unexpected field/ });
 });

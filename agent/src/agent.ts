@@ -11,12 +11,14 @@ import { CodeBudget } from './code-budget.js';
 import { ControlServer, passwdFinder } from './control-server.js';
 import { EnrollmentStore } from './enrollments.js';
 import { LastUsed } from './last-used.js';
+import { LeaseStore, PhoneLeaseRevokes } from './leases.js';
 import { type Logger, stderrLogger } from './log.js';
 import { PamServer } from './pam-server.js';
 import { RelayLink } from './relay-link.js';
 import { SessionStore } from './sessions.js';
 import { detectSshdVersion, showsInfoAtOnce } from './sshd-version.js';
 import { lookupUserInPasswd } from './users.js';
+import { PasskeyVerifier } from './webauthn.js';
 
 export const VERSION = '0.1.0';
 
@@ -30,6 +32,8 @@ export interface AgentStartOptions {
   frameTimeoutMs?: number;
   /** Do not open the control socket (a second agent on the same host for tests). */
   noControl?: boolean;
+  /** While on a fallback relay, how often to probe the preferred one (tests shorten it). @default 30000 */
+  relayProbeMs?: number;
 }
 
 export interface Agent {
@@ -43,6 +47,8 @@ export interface Agent {
   codeBudget: CodeBudget;
   control: ControlServer | null;
   lastUsed: LastUsed;
+  /** Leases granted by phones (leases.ts); used only with maxLeaseSeconds > 0. */
+  leases: LeaseStore;
   /** Whether sshd on this host shows info messages at once (decides mode=auto). */
   sshdInfoAtOnce: boolean;
   /** One line for systemd's STATUS= (`systemctl status`): relay link state and pending logins. */
@@ -70,16 +76,47 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
     },
     log,
   );
-  const sessions = new SessionStore(host, config.hostname, config.expirySeconds, codeBudget);
+  const passkeys = new PasskeyVerifier(config.stateDir, log);
+  const sessions = new SessionStore(host, config.hostname, config.expirySeconds, codeBudget, {
+    verifier: passkeys,
+    userVerification: config.userVerification,
+    offlineCodes: config.offlineCodes,
+  });
   const challenges = new ChallengePool(host.hostId);
   let sshdInfoAtOnce = config.sshdInfoMessages === 'yes';
   if (config.sshdInfoMessages === 'auto') sshdInfoAtOnce = showsInfoAtOnce(await detectSshdVersion(config.sshdPath));
 
-  const enrollments = new EnrollmentStore(host, config.hostname, config.enrollSeconds, log, config.relayUrl);
+  const enrollments = new EnrollmentStore(host, config.hostname, config.enrollSeconds, log, config.relayUrl, config.relayUrls.slice(1));
   const lastUsed = new LastUsed(config.stateDir);
-  const relay = config.relayUrl
-    ? new RelayLink({ url: config.relayUrl, host, sessions, log, onEnroll: async (msg) => enrollments.handle(msg) })
-    : null;
+  const leases = new LeaseStore(config.stateDir, log);
+  const findUser = passwdFinder(opts.passwdPath);
+  const phoneRevokes = new PhoneLeaseRevokes({
+    leases,
+    hostId: host.hostId,
+    // The agent's own devices-file rules (config.authfile), as `qrauth devices` reads them.
+    devicePub: async (name, deviceId) => {
+      const user = await findUser(name);
+      if (!user) return undefined;
+      try {
+        return readDevicesFile(devicesPath(config.authfile, user), user).devices.find((d) => d.deviceId === deviceId)?.publicKey;
+      } catch {
+        return undefined; // unreadable or unsafe file: no key to check the request with, nothing ends
+      }
+    },
+    log,
+  });
+  const relay =
+    config.relayUrls.length > 0
+      ? new RelayLink({
+          urls: config.relayUrls,
+          host,
+          sessions,
+          log,
+          onEnroll: async (msg) => enrollments.handle(msg),
+          onRevokeLeases: (msg) => phoneRevokes.handle(msg),
+          ...(opts.relayProbeMs ? { preferredProbeMs: opts.relayProbeMs } : {}),
+        })
+      : null;
   const startedAt = Date.now();
 
   const devicesFor = (begin: BeginMsg): (() => Device[]) => {
@@ -127,6 +164,9 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
     asciiOnlyInfo: (begin) => isSshdService(begin.service),
     challenges,
     onApproved: (deviceId) => lastUsed.record(deviceId),
+    leases,
+    maxLeaseSeconds: config.maxLeaseSeconds,
+    hostname: config.hostname,
     maxConnections: config.maxConnections,
     ...(opts.frameTimeoutMs ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
   });
@@ -139,7 +179,11 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
           version: VERSION,
           hostId: host.hostId,
           hostname: config.hostname,
-          relay: { url: config.relayUrl, state: relay ? (relay.up ? 'up' : 'down') : 'none' },
+          relay: {
+            url: relay?.url ?? config.relayUrl,
+            state: relay ? (relay.up ? 'up' : 'down') : 'none',
+            ...(config.relayUrls.length > 1 ? { preferredUrl: config.relayUrls[0] } : {}),
+          },
           pendingLogins: sessions.size,
           openEnrollments: enrollments.size,
           uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
@@ -147,7 +191,10 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
         enrollments,
         hostPub: host.publicKey,
         hostname: config.hostname,
-        relayUrl: config.relayUrl,
+        // The enrollment QR names the relay the link is on now: the one phones can reach.
+        get relayUrl() {
+          return relay?.url ?? config.relayUrl;
+        },
         lastUsed: (id) => lastUsed.get(id),
         // The agent's own devices-file rules (config.authfile), as for a login.
         deviceIdsOf: (user) => readDevicesFile(devicesPath(config.authfile, user), user).devices.map((d) => d.deviceId),
@@ -155,7 +202,8 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
         codeStateDamaged: () => codeBudget.damaged,
         unlockCodes: (user) => codeBudget.unlock(user),
         unlockAllCodes: () => codeBudget.unlockAll(),
-        findUser: passwdFinder(opts.passwdPath),
+        findUser,
+        leases,
         log,
       });
   try {
@@ -178,6 +226,7 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
     codeBudget,
     control,
     lastUsed,
+    leases,
     sshdInfoAtOnce,
     statusLine() {
       const n = sessions.size;
@@ -189,6 +238,8 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
       sessions.closeAll();
       enrollments.closeAll();
       lastUsed.flush();
+      // The sign counters seen so far must be on disk, or a restart would let a replayed counter pass.
+      await passkeys.counters.flush();
       await relay?.close();
       await control?.close();
       await pam.close();

@@ -15,6 +15,7 @@ import {
   FINGERPRINT_PATTERN,
   ID_PATTERN,
   PUBKEY_PATTERN,
+  passkeyInfo,
   fromB64url,
   isQrauthError,
   parseEnrollPayload,
@@ -108,7 +109,11 @@ const statusReply = object({
   version: str({ max: 32 }),
   hostId: str({ max: 22, pattern: ID_PATTERN }),
   hostname: str({ max: 253 }),
-  relay: object({ url: (v, p) => (v === null ? null : str({ max: 300 })(v, p)), state: oneOf(['up', 'down', 'none'] as const) }),
+  relay: object({
+    url: (v, p) => (v === null ? null : str({ max: 300 })(v, p)),
+    state: oneOf(['up', 'down', 'none'] as const),
+    preferredUrl: optional(str({ max: 300 })),
+  }),
   // Pending counts and everyone's code locks only for root; a user sees their own lock.
   pendingLogins: optional(int({ min: 0, max: 1e9 })),
   openEnrollments: optional(int({ min: 0, max: 1e9 })),
@@ -131,6 +136,7 @@ const requestReply = object({
   deviceId: str({ max: 22, min: 22, pattern: ID_PATTERN }),
   deviceName: str({ max: 64, pattern: DEVICE_NAME_PATTERN }),
   fingerprint: str({ max: 19, pattern: FINGERPRINT_PATTERN }),
+  passkey: optional(passkeyInfo),
 });
 
 function ask(question: string): Promise<string> {
@@ -197,18 +203,29 @@ program
         `Enroll a phone for ${t.name} on ${open.hostname}.\nIn the qrauth app tap Scan and scan this code (valid ${duration(open.expiresIn)}):\n${qr.text}${open.payload}\n\nWaiting for the phone...\n`,
       );
       const req = checkReply(requestReply, await client.next(), 'enroll');
-      process.stdout.write(`\nPhone "${req.deviceName}" (id ${req.deviceId}) asks to enroll.\n\n    Fingerprint: ${req.fingerprint}\n\n`);
+      // Say whether a passkey comes along: without one this phone cannot approve where a host requires UV.
+      const passkeyNote = req.passkey
+        ? `It brings a passkey (fingerprint, face or PIN on the phone; app ${req.passkey.origin}).\n`
+        : 'It has no passkey: it cannot approve logins that require the phone owner\'s fingerprint, face or PIN (uv=required).\n';
+      process.stdout.write(`\nPhone "${req.deviceName}" (id ${req.deviceId}) asks to enroll.\n${passkeyNote}\n    Fingerprint: ${req.fingerprint}\n\n`);
       const answer = await ask('Does the app show the same fingerprint? Type y to enroll this phone, anything else to cancel: ');
       let accepted = /^y(es)?$/i.test(answer);
       let notWritten: unknown = null;
       if (accepted) {
         try {
           const current = await readDevicesFileAs(t, t.path);
-          if (current.devices.some((d) => d.deviceId === req.deviceId)) {
+          const already = current.devices.find((d) => d.deviceId === req.deviceId);
+          if (already && req.passkey && already.passkey?.credentialId !== req.passkey.credentialId) {
+            // Re-enrolling to add (or replace) a passkey: the phone's line gets it, the rest stays.
+            const enrolled = new Date().toISOString().slice(0, 10);
+            const without = removeDeviceLines(current.text, new Set([req.deviceId]));
+            await writeDevicesFileAs(t, t.path, addDeviceLine(without, { publicKey: fromB64url(req.devicePub, 32), enrolled, name: req.deviceName, passkey: req.passkey }));
+            process.stdout.write(`Updated "${req.deviceName}" for ${t.name} with its new passkey (${t.path}).\n`);
+          } else if (already) {
             process.stdout.write(`This phone is already enrolled for ${t.name}; nothing changed.\n`);
           } else {
             const enrolled = new Date().toISOString().slice(0, 10);
-            await writeDevicesFileAs(t, t.path, addDeviceLine(current.text, { publicKey: fromB64url(req.devicePub, 32), enrolled, name: req.deviceName }));
+            await writeDevicesFileAs(t, t.path, addDeviceLine(current.text, { publicKey: fromB64url(req.devicePub, 32), enrolled, name: req.deviceName, passkey: req.passkey }));
             process.stdout.write(`Enrolled "${req.deviceName}" for ${t.name} (${t.path}).\n`);
           }
         } catch (e) {
@@ -278,6 +295,18 @@ program
     }
     await writeDevicesFileAs(t, t.path, removeDeviceLines(f.text, new Set([hits[0]!.deviceId])));
     process.stdout.write(`Revoked "${hits[0]!.name}" (${hits[0]!.deviceId}) for ${t.name}.\n`);
+    // Its leases end with it, now: the same phone enrolled again must not find them alive.
+    let client: ControlClient | undefined;
+    try {
+      client = await agent(cfg);
+      const r = checkReply(leasesRevokeReply, await client.request({ op: 'leases-revoke', user: t.name, deviceId: hits[0]!.deviceId }), 'leases revoke');
+      if (r.revoked > 0) process.stdout.write(`Ended its ${r.revoked} lease${r.revoked === 1 ? '' : 's'}.\n`);
+    } catch (e) {
+      // The file is written: the phone cannot approve. The agent drops its leases at the user's next login.
+      process.stderr.write(`qrauth: could not end this phone's leases now (${e instanceof Error ? e.message.split('\n')[0] : 'agent error'}); they end at ${t.name}'s next login\n`);
+    } finally {
+      client?.close();
+    }
   });
 
 program
@@ -293,7 +322,12 @@ program
         process.stdout.write(`${JSON.stringify({ running: true, ...s, ok: undefined }, null, 2)}\n`);
         return;
       }
-      const relay = s.relay.state === 'none' ? 'none configured (offline codes only)' : `${s.relay.url} (${s.relay.state === 'up' ? 'connected' : 'not connected; offline codes still work'})`;
+      const onFallback = s.relay.preferredUrl !== undefined && s.relay.url !== s.relay.preferredUrl;
+      const relay =
+        s.relay.state === 'none'
+          ? 'none configured (offline codes only)'
+          : `${s.relay.url} (${s.relay.state === 'up' ? 'connected' : 'not connected; offline codes still work'})` +
+            (onFallback ? `\n          fallback: the preferred relay ${s.relay.preferredUrl} is unreachable; the agent moves back when it answers` : '');
       process.stdout.write(
         `qrauth-agent ${s.version}: running (up ${duration(s.uptimeSeconds)})\nhost      ${s.hostname} (id ${s.hostId})\nrelay     ${relay}\n`,
       );
@@ -320,6 +354,58 @@ program
     try {
       const r = checkReply(unlockReply, await client.request(o.all ? { op: 'unlock-codes', all: true } : { op: 'unlock-codes', user: o.user }), 'unlock-codes');
       process.stdout.write(o.all ? 'Offline codes are unlocked for every user.\n' : r.unlocked ? `Offline codes are unlocked for ${o.user}.\n` : `Offline codes were not locked for ${o.user}; nothing changed.\n`);
+    } finally {
+      client.close();
+    }
+  });
+
+const leaseItem = object({
+  id: str({ max: 22, min: 22 }),
+  user: str({ max: 256 }),
+  service: str({ max: 64 }),
+  host: str({ max: 253 }),
+  keyFp: str({ max: 50 }),
+  deviceId: str({ max: 22 }),
+  deviceName: str({ max: 64 }),
+  granted: int({ min: 0, max: 2 ** 40 }),
+  expires: int({ min: 0, max: 2 ** 40 }),
+});
+const leasesReply = object({ ok: literal(true), leases: arrayOf(leaseItem, 10_000) });
+const leasesRevokeReply = object({ ok: literal(true), revoked: int({ min: 0, max: 10_000 }) });
+
+const leasesCmd = program
+  .command('leases')
+  .description('list the leases phones granted ("approve for 1 h from this key"); yours, or --user / everyone for root')
+  .option('-u, --user <name>', 'whose leases (root for others)')
+  .option('--json', 'machine-readable output')
+  .action(async (o: { user?: string; json?: boolean }) => {
+    if (o.user !== undefined && !USER_NAME_PATTERN.test(o.user)) throw new CliError(`not a user name: ${o.user}`, EXIT.USAGE);
+    const client = await agent(config());
+    try {
+      const r = checkReply(leasesReply, await client.request({ op: 'leases', ...(o.user ? { user: o.user } : {}) }), 'leases');
+      if (o.json) return void process.stdout.write(`${JSON.stringify(r.leases, null, 2)}\n`);
+      if (r.leases.length === 0) return void process.stdout.write('No leases.\n');
+      for (const l of r.leases) {
+        const until = new Date(l.expires * 1000).toISOString().replace('T', ' ').slice(0, 16);
+        process.stdout.write(`${l.id.slice(0, 8)}  ${l.user}  ${l.service}  ${l.keyFp}  ${l.deviceName || l.deviceId}  until ${until} UTC\n`);
+      }
+    } finally {
+      client.close();
+    }
+  });
+leasesCmd
+  .command('revoke')
+  .description('end a lease (its id from `qrauth leases`, 8 characters are enough) or all of a user\'s (--all)')
+  .argument('[id]', 'the lease id')
+  .option('-u, --user <name>', 'whose leases (root for others)')
+  .option('--all', 'every lease of the user (root without --user: every lease on this host)')
+  .action(async (id: string | undefined, o: { user?: string; all?: boolean }) => {
+    if ((id === undefined) === (o.all !== true)) throw new CliError('say a lease id or --all', EXIT.USAGE);
+    if (o.user !== undefined && !USER_NAME_PATTERN.test(o.user)) throw new CliError(`not a user name: ${o.user}`, EXIT.USAGE);
+    const client = await agent(config());
+    try {
+      const r = checkReply(leasesRevokeReply, await client.request({ op: 'leases-revoke', ...(o.user ? { user: o.user } : {}), ...(id ? { id } : {}) }), 'leases revoke');
+      process.stdout.write(r.revoked === 0 ? 'No lease matched; nothing changed.\n' : `Ended ${r.revoked} lease${r.revoked === 1 ? '' : 's'}.\n`);
     } finally {
       client.close();
     }

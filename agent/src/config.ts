@@ -4,7 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
-import { QrauthError, bool, int, object, oneOf, optional, str, parse, relayUrlProblem } from '../../protocol/src/index.js';
+import type { UserVerificationPolicy } from './webauthn.js';
+import { MAX_FALLBACK_RELAYS, MAX_LEASE_SECONDS, QrauthError, arrayOf, bool, int, object, oneOf, optional, str, parse, relayUrlProblem } from '../../protocol/src/index.js';
 
 export interface AgentConfig {
   /** Unix socket for pam_qrauth. @default "/run/qrauth.sock" */
@@ -13,8 +14,16 @@ export interface AgentConfig {
   controlSocket: string;
   /** Host key and state. @default "/var/lib/qrauth" */
   stateDir: string;
-  /** Relay base URL; null runs offline (codes only). @default null */
+  /**
+   * Relay base URL; null runs offline (codes only). The file may give a list (failover without a
+   * balancer, preferred first): then this is the first, and relayUrls holds them all. @default null
+   */
   relayUrl: string | null;
+  /**
+   * Every relay URL in order of preference, filled in from relayUrl; empty when offline. Read
+   * back (a printed config, main.ts's overrides) only while it starts with relayUrl. @default []
+   */
+  relayUrls: string[];
   /** Devices file pattern: `~` is the user's home, `%u` the user name. @default "~/.config/qrauth/devices" */
   authfile: string;
   /** Seconds a login QR stays valid (keep below sshd's LoginGraceTime, 120 s). @default 90 */
@@ -43,6 +52,19 @@ export interface AgentConfig {
   codeLockMaxSeconds: number;
   /** Offline code checks a second on this host, all users together. @default 20 */
   codeChecksPerSecond: number;
+  /**
+   * Passkey (WebAuthn) checks of approvals (agent/src/webauthn.ts): "off" does not use them,
+   * "preferred" needs a valid assertion from devices enrolled with a passkey, "required" needs one
+   * with user verification (fingerprint, face, PIN) from every device. @default "preferred"
+   */
+  userVerification: UserVerificationPolicy;
+  /** Offline codes accepted at all; a code proves no fingerprint or PIN (docs/operations.md). @default true */
+  offlineCodes: boolean;
+  /**
+   * Longest lease a phone may grant ("approve for 1 h from this key"); 0 turns leases off. Also
+   * needs the module option `lease` on the PAM line and a key sshd verified (docs/install.md). @default 0
+   */
+  maxLeaseSeconds: number;
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/qrauth/agent.json';
@@ -53,6 +75,7 @@ export function defaultConfig(): AgentConfig {
     controlSocket: '/run/qrauth/control.sock',
     stateDir: '/var/lib/qrauth',
     relayUrl: null,
+    relayUrls: [],
     authfile: '~/.config/qrauth/devices',
     expirySeconds: 90,
     enrollSeconds: 300,
@@ -67,6 +90,9 @@ export function defaultConfig(): AgentConfig {
     codeLockSeconds: 900,
     codeLockMaxSeconds: 86400,
     codeChecksPerSecond: 20,
+    userVerification: 'preferred',
+    offlineCodes: true,
+    maxLeaseSeconds: 0,
   };
 }
 
@@ -75,7 +101,12 @@ const configSchema = object({
   socket: optional(str({ max: 107, min: 2, pattern: /^\// })),
   controlSocket: optional(str({ max: 107, min: 2, pattern: /^\// })),
   stateDir: optional(absPath),
-  relayUrl: optional((v: unknown, path: string) => (v === null ? null : str({ max: 300, pattern: /^[a-z][a-z0-9+.-]*:\/\/[^\s]+$/i })(v, path))),
+  relayUrl: optional((v: unknown, path: string): string | string[] | null => {
+    const url = str({ max: 300, pattern: /^[a-z][a-z0-9+.-]*:\/\/[^\s]+$/i });
+    if (v === null) return null;
+    return Array.isArray(v) ? arrayOf(url, 1 + MAX_FALLBACK_RELAYS)(v, path) : url(v, path);
+  }),
+  relayUrls: optional(arrayOf(str({ max: 300 }), 1 + MAX_FALLBACK_RELAYS)),
   authfile: optional(str({ max: 256, min: 2, pattern: /^(~\/|\/)/ })),
   expirySeconds: optional(int({ min: 5, max: 3600 })),
   enrollSeconds: optional(int({ min: 30, max: 3600 })),
@@ -90,6 +121,9 @@ const configSchema = object({
   codeLockSeconds: optional(int({ min: 60, max: 604800 })),
   codeLockMaxSeconds: optional(int({ min: 60, max: 604800 })),
   codeChecksPerSecond: optional(int({ min: 1, max: 1000 })),
+  userVerification: optional(oneOf(['off', 'preferred', 'required'] as const)),
+  offlineCodes: optional(bool()),
+  maxLeaseSeconds: optional(int({ min: 0, max: MAX_LEASE_SECONDS })),
 });
 
 /** Merge validated overrides onto the defaults. */
@@ -100,16 +134,24 @@ export function makeConfig(overrides: unknown): AgentConfig {
     throw new QrauthError('QRA_ERR_CONFIG', 'config.codeFailureDailyLimit: must be at least codeFailureLimit');
   }
   if (cfg.codeLockMaxSeconds < cfg.codeLockSeconds) throw new QrauthError('QRA_ERR_CONFIG', 'config.codeLockMaxSeconds: must be at least codeLockSeconds');
-  if (cfg.relayUrl) {
+  const given = o.relayUrl === undefined || o.relayUrl === null ? [] : Array.isArray(o.relayUrl) ? o.relayUrl : [o.relayUrl];
+  // A config read back keeps its list; one whose relayUrl was changed (qrauth-agent --relay) does not.
+  const listed = typeof o.relayUrl === 'string' && o.relayUrls?.[0] === o.relayUrl ? o.relayUrls : given;
+  cfg.relayUrls = listed.map((text, i) => {
+    const field = listed.length > 1 ? `config.relayUrl[${i}]` : 'config.relayUrl';
+    let url: string;
     try {
-      cfg.relayUrl = new URL(cfg.relayUrl).href.replace(/\/$/, '');
+      url = new URL(text).href.replace(/\/$/, '');
     } catch {
-      throw new QrauthError('QRA_ERR_CONFIG', 'config.relayUrl: not a valid URL');
+      throw new QrauthError('QRA_ERR_CONFIG', `${field}: not a valid URL`);
     }
     // Plain http off loopback would let anyone on the path read and rewrite what phones see.
-    const problem = relayUrlProblem(cfg.relayUrl);
-    if (problem) throw new QrauthError('QRA_ERR_CONFIG', `config.relayUrl: ${problem}`);
-  }
+    const problem = relayUrlProblem(url);
+    if (problem) throw new QrauthError('QRA_ERR_CONFIG', `${field}: ${problem}`);
+    return url;
+  });
+  if (new Set(cfg.relayUrls).size !== cfg.relayUrls.length) throw new QrauthError('QRA_ERR_CONFIG', 'config.relayUrl: a relay is listed twice; list each once, preferred first');
+  cfg.relayUrl = cfg.relayUrls[0] ?? null;
   return cfg;
 }
 

@@ -62,6 +62,7 @@ import {
 import type { CodeLock } from './code-budget.js';
 import type { Enrollment, EnrollmentStore, EnrollRequest } from './enrollments.js';
 import type { Logger } from './log.js';
+import type { LeaseStore } from './leases.js';
 import { USER_NAME_PATTERN, type UserInfo } from './users.js';
 
 export const CONTROL_MAX_LINE = 16 * 1024;
@@ -90,7 +91,8 @@ export interface StatusReply {
   version: string;
   hostId: string;
   hostname: string;
-  relay: { url: string | null; state: 'up' | 'down' | 'none' };
+  /** url: the relay the link is on (or trying); preferredUrl: the first of several configured. */
+  relay: { url: string | null; state: 'up' | 'down' | 'none'; preferredUrl?: string };
   /** root only */
   pendingLogins?: number;
   /** root only */
@@ -117,6 +119,8 @@ export interface ControlDeps {
   unlockAllCodes(): void;
   /** A user by name or uid (passwd file, then NSS through getent). */
   findUser?(key: string | number): Promise<UserInfo | null>;
+  /** Leases (leases.ts), for `qrauth leases`. */
+  leases?: LeaseStore;
   log: Logger;
 }
 
@@ -130,6 +134,20 @@ const request = (v: unknown) => {
     return parse(object({ op: literal('last-used'), user: optional(userName), deviceIds: arrayOf(str({ max: 22, min: 22, pattern: ID_PATTERN }), 200) }), v, 'request');
   }
   if (op === 'unlock-codes') return parse(object({ op: literal('unlock-codes'), user: optional(userName), all: optional(bool()) }), v, 'request');
+  if (op === 'leases') return parse(object({ op: literal('leases'), user: optional(userName) }), v, 'request');
+  if (op === 'leases-revoke') {
+    return parse(
+      object({
+        op: literal('leases-revoke'),
+        user: optional(userName),
+        id: optional(str({ max: 22, min: 8, pattern: /^[A-Za-z0-9_-]+$/ })),
+        // `qrauth revoke` ends the revoked phone's leases with it.
+        deviceId: optional(str({ max: 22, min: 22, pattern: ID_PATTERN })),
+      }),
+      v,
+      'request',
+    );
+  }
   throw new QrauthError('QRA_ERR_INVALID_INPUT', 'unknown request');
 };
 
@@ -446,6 +464,32 @@ export class ControlServer {
           // Only the ids in that user's own devices file: ids are public, their use is not.
           const own = owner ? new Set(deps.deviceIdsOf(owner)) : null;
           send({ ok: true, lastUsed: Object.fromEntries(req.deviceIds.map((id) => [id, own && !own.has(id) ? null : (deps.lastUsed(id) ?? null)])) });
+          return;
+        }
+        case 'leases':
+        case 'leases-revoke': {
+          // Root sees and ends anyone's; a user only their own (by the caller's uid, not a claim).
+          let user: string | undefined = req.user;
+          if (user !== undefined) await mustBeCallerOrRoot(user, 'manage leases');
+          else if (!isRoot) {
+            const me = await this.findUser(caller);
+            if (!me) throw new QrauthError('QRA_ERR_FORBIDDEN', `uid ${caller} has no user entry; nothing to show`);
+            user = me.name;
+          }
+          const store = deps.leases;
+          if (req.op === 'leases') {
+            send({ ok: true, leases: store ? store.list(user) : [] });
+            return;
+          }
+          const id = req.id;
+          const deviceId = req.op === 'leases-revoke' ? req.deviceId : undefined;
+          const n = store
+            ? store.revoke(
+                (l) => (user === undefined || l.user === user) && (id === undefined || l.id === id || l.id.startsWith(id)) && (deviceId === undefined || l.deviceId === deviceId),
+              )
+            : 0;
+          deps.log('leases_revoked', { user: user ?? '*', id: id?.slice(0, 8), device: deviceId, by: caller, count: n });
+          send({ ok: true, revoked: n });
           return;
         }
         case 'unlock-codes': {

@@ -4,6 +4,8 @@
  * request proves it saw the token; the fingerprint lets both screens compare the keys.
  */
 import { EventEmitter } from 'node:events';
+import { isUsableDeviceKey } from './devices-file.js';
+import { parsePasskey } from './webauthn.js';
 import {
   QrauthError,
   enrollAckBytes,
@@ -17,6 +19,7 @@ import {
   type EnrollAck,
   type EnrollMessage,
   type EnrollOutcome,
+  type PasskeyInfo,
 } from '../../protocol/src/index.js';
 import { timingSafeEqual } from 'node:crypto';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
@@ -36,6 +39,8 @@ export interface EnrollRequest {
   deviceId: string;
   deviceName: string;
   fingerprint: string;
+  /** The phone's passkey, verified usable and covered by its signature and the fingerprint. */
+  passkey?: PasskeyInfo;
 }
 
 export class Enrollment extends EventEmitter {
@@ -93,6 +98,8 @@ export class EnrollmentStore {
     private readonly log: Logger,
     /** The relay phones reach this host through; signed into the acceptance, which phones store. */
     private readonly relayUrl: string | null = null,
+    /** The host's further relays, preferred first; signed into the acceptance too, so phones can fail over. */
+    private readonly fallbackRelayUrls: readonly string[] = [],
   ) {}
 
   get size(): number {
@@ -138,7 +145,14 @@ export class EnrollmentStore {
       return fail('the enrollment code expired; run qrauth enroll again');
     }
     const devicePub = fromB64url(msg.devicePub, 32);
-    const signed = enrollBytes({ hostId: this.host.hostId, tokenId: e.tokenId, token: e.token, devicePub: msg.devicePub, deviceName: msg.deviceName, time: msg.time });
+    // The same check the devices file makes: a key it would skip is never written there.
+    if (!isUsableDeviceKey(devicePub)) return fail('the device key is not a usable Ed25519 public key');
+    if (msg.passkey) {
+      // The check the devices file makes when it reads the line back: never write a passkey it would skip.
+      const usable = parsePasskey(msg.passkey);
+      if ('problem' in usable) return fail(`the phone's passkey cannot be used: ${usable.problem}`);
+    }
+    const signed = enrollBytes({ hostId: this.host.hostId, tokenId: e.tokenId, token: e.token, devicePub: msg.devicePub, deviceName: msg.deviceName, time: msg.time, passkey: msg.passkey });
     if (!nodeCrypto.ed25519Verify(devicePub, signed, fromB64url(msg.sig, 64))) {
       // A relay that swapped the key, or a phone that never saw the token: the token stays open.
       return fail('the enrollment signature does not verify (wrong code or a changed key)');
@@ -150,9 +164,10 @@ export class EnrollmentStore {
       devicePub: msg.devicePub,
       deviceId: keyId(nodeCrypto, devicePub),
       deviceName: msg.deviceName,
-      fingerprint: enrollFingerprint(nodeCrypto, this.host.publicKey, devicePub, e.token),
+      fingerprint: enrollFingerprint(nodeCrypto, this.host.publicKey, devicePub, e.token, msg.passkey),
+      ...(msg.passkey ? { passkey: msg.passkey } : {}),
     };
-    this.log('enroll_request', { user: e.user, device: req.deviceId, name: req.deviceName });
+    this.log('enroll_request', { user: e.user, device: req.deviceId, name: req.deviceName, passkey: msg.passkey ? 'yes' : 'no' });
     e.emit('request', req);
     return this.acceptance(e, msg.devicePub);
   }
@@ -185,11 +200,13 @@ export class EnrollmentStore {
   private acceptance(e: Enrollment, devicePub: string): EnrollAck {
     const relayUrl = this.relayUrl ?? '';
     // Signed, so the phone can tell this acceptance (and the name and relay it stores) from a relay's.
-    const ackFields = { hostId: this.host.hostId, tokenId: e.tokenId, devicePub, hostname: this.hostname, relayUrl };
+    // One relay: no list at all, so the answer is the v1 one every phone understands.
+    const fallbacks = this.fallbackRelayUrls.length > 0 ? { fallbackRelayUrls: [...this.fallbackRelayUrls] } : {};
+    const ackFields = { hostId: this.host.hostId, tokenId: e.tokenId, devicePub, hostname: this.hostname, relayUrl, ...fallbacks };
     const sig = toB64url(this.host.sign(enrollAckBytes(ackFields)));
-    if (e.outcome === 'pending') return { ok: true, hostname: this.hostname, relayUrl, sig, outcome: 'pending' };
+    if (e.outcome === 'pending') return { ok: true, hostname: this.hostname, relayUrl, ...fallbacks, sig, outcome: 'pending' };
     const outcomeSig = toB64url(this.host.sign(enrollOutcomeBytes({ hostId: this.host.hostId, tokenId: e.tokenId, devicePub, outcome: e.outcome })));
-    return { ok: true, hostname: this.hostname, relayUrl, sig, outcome: e.outcome, outcomeSig };
+    return { ok: true, hostname: this.hostname, relayUrl, ...fallbacks, sig, outcome: e.outcome, outcomeSig };
   }
 
   closeAll(): void {

@@ -24,11 +24,18 @@ import type { ChallengePool } from './challenge-pool.js';
 import { renderQr } from './qr-render.js';
 import type { Session, SessionStore } from './sessions.js';
 import type { Device } from './devices-file.js';
+import { type LeaseStore, leaseOffer } from './leases.js';
+import { parseAuthInfo } from './ssh-auth-info.js';
 
 /** A stalled peer mid-frame, or a connection that never says BEGIN, is cut off after this. */
 export const FRAME_TIMEOUT_MS = 10_000;
 
-export const PROMPT_TEXT = 'Scan with qrauth, approve, then press Enter (or type the code from the app): ';
+/**
+ * One line within 80 columns. `a` and `t` are the way out of a QR the terminal garbles (a
+ * non-UTF-8 locale, a client that escapes it): the module asks for the same session again
+ * as an ASCII QR or as text (RENDER).
+ */
+export const PROMPT_TEXT = 'Scan with qrauth, approve, press Enter, or type the code; a=ASCII QR, t=text: ';
 export const INFO_TEXT = 'Scan with qrauth and approve on your phone. Waiting for approval...';
 /**
  * What the PAM client is told when the user's devices file cannot be used. The client may be an
@@ -56,6 +63,11 @@ export interface PamLoginDeps {
   onApproved?(deviceId: string): void;
   /** Stalled-peer cut-off. @default FRAME_TIMEOUT_MS */
   frameTimeoutMs?: number;
+  /** Leases (leases.ts); with maxLeaseSeconds 0 or absent, none is offered or honoured. */
+  leases?: LeaseStore;
+  maxLeaseSeconds?: number;
+  /** This host's name, recorded in each lease. */
+  hostname?: string;
 }
 
 /** What the server lends a connection: the shared relay-change subscription, and its end. */
@@ -73,6 +85,7 @@ export function badBegin(m: BeginMsg): string | null {
   if (m.mode !== undefined && m.mode > Mode.INFO) return 'mode out of range';
   if (m.qr !== undefined && m.qr > QrStyle.ASCII) return 'qr out of range';
   if (m.timeout !== undefined && (m.timeout < 1 || m.timeout > 3600)) return 'timeout out of range';
+  if (m.uv !== undefined && m.uv !== 1) return 'uv out of range';
   if ((m.uid === undefined) !== (m.home === undefined)) return 'uid and home go together';
   return null;
 }
@@ -81,7 +94,11 @@ export class PamConnection {
   private readonly decoder = new FrameDecoder();
   private state: ConnState = 'begin';
   private begin: BeginMsg | null = null;
+  /** The user's devices as read at BEGIN (names for lease messages). */
+  private devices: Device[] | null = null;
   private session: Session | null = null;
+  /** What the CHALLENGE showed, for a RENDER of the same session. */
+  private shown: { payload: string; mode: typeof Mode.PROMPT | typeof Mode.INFO } | null = null;
   private waitTimer: NodeJS.Timeout | null = null;
   private frameTimer: NodeJS.Timeout | null = null;
   private unsubscribeRelay: (() => void) | null = null;
@@ -154,8 +171,9 @@ export class PamConnection {
     this.sock.end();
   }
 
-  private logDecision(result: string, how: string, deviceId?: string, cause?: string): void {
+  private logDecision(result: string, how: string, deviceId?: string, cause?: string, extra?: Record<string, string>): void {
     this.deps.log('login', {
+      ...extra,
       user: this.begin?.user,
       rhost: this.begin?.rhost || undefined,
       service: this.begin?.service,
@@ -179,8 +197,10 @@ export class PamConnection {
     // A message of the session's own (offline codes locked: code-budget.ts) goes out as ERROR,
     // whose text pam_qrauth shows as it is; LOCKED's it replaces with fixed words.
     const [result, message] = v.message !== undefined ? [Result.ERROR, v.message] : map[v.state];
-    this.logDecision(v.state, v.how, v.deviceId);
+    // uv=yes: the approval carried a passkey assertion the agent verified with user verification.
+    this.logDecision(v.state, v.how, v.deviceId, v.cause, v.how === 'phone' || v.how === 'code' ? { uv: v.userVerified ? 'yes' : 'no' } : undefined);
     if (v.state === 'approved' && v.deviceId) this.recordApproval(v.deviceId);
+    if (v.state === 'approved' && v.deviceId && v.lease) this.grantLease(s, v.deviceId, v.lease);
     this.finalVerdict(result, v.message ?? message);
   }
 
@@ -190,6 +210,67 @@ export class PamConnection {
       this.deps.onApproved?.(deviceId);
     } catch (e) {
       this.deps.log('internal_error', { where: 'last_used', device: deviceId, cause: e instanceof Error ? e.message : 'non-error thrown' });
+    }
+  }
+
+  /**
+   * Before a QR: a live lease for this user, service and sshd-verified key from a device still
+   * enrolled approves at once. Otherwise, returns the lease the phone may grant, if any. Every
+   * BEGIN that asked for leases (module option `lease`) and gets none says why in the log.
+   */
+  private checkLease(msg: BeginMsg, devices: Device[]): { approved: true } | { approved: false; offer?: { keyFp: string; seconds: number[] } } {
+    const { deps } = this;
+    if (msg.lease !== 1) return { approved: false };
+    const offered = leaseOffer(deps.maxLeaseSeconds ?? 0);
+    const none = (cause: string) => {
+      deps.log('lease', { user: msg.user, service: msg.service, result: 'none', cause });
+      return { approved: false as const };
+    };
+    if (!deps.leases || offered.length === 0) return none('leases are off on this host (maxLeaseSeconds 0)');
+    const info = parseAuthInfo(msg.authInfo);
+    if (!info.ok) return none(info.problem);
+    if (info.keys.length === 0) return none('sshd verified no public key (no publickey method)');
+    const fps = info.keys.map((k) => k.fingerprint);
+    const lease = deps.leases.find(msg.user, msg.service, fps, devices.map((d) => d.deviceId));
+    if (lease) {
+      const name = devices.find((d) => d.deviceId === lease.deviceId)?.name ?? lease.deviceName;
+      const until = new Date(lease.expires * 1000);
+      const hhmm = `${String(until.getHours()).padStart(2, '0')}:${String(until.getMinutes()).padStart(2, '0')}`;
+      this.logDecision('approved', 'lease', lease.deviceId, undefined, { lease: lease.id.slice(0, 8), key: lease.keyFp });
+      this.recordApproval(lease.deviceId);
+      this.finalVerdict(Result.APPROVED, `qrauth: approved by lease from ${name} until ${hhmm}`);
+      return { approved: true };
+    }
+    return { approved: false, offer: { keyFp: fps[0]!, seconds: offered } };
+  }
+
+  /**
+   * Leases of this user and service from a phone no longer in the devices file (removed by hand,
+   * or revoked while the agent was down) end now: enrolled again, it must not find them alive.
+   */
+  private dropOrphanLeases(msg: BeginMsg, devices: Device[]): void {
+    const store = this.deps.leases;
+    if (!store) return;
+    const enrolled = new Set(devices.map((d) => d.deviceId));
+    try {
+      const n = store.revoke((l) => l.user === msg.user && l.service === msg.service && !enrolled.has(l.deviceId));
+      if (n > 0) this.deps.log('leases_revoked', { user: msg.user, service: msg.service, by: 'devices_file', count: n });
+    } catch (e) {
+      // Not saved: they are gone from memory, and find() skips them while the device is absent.
+      this.deps.log('internal_error', { where: 'lease', user: msg.user, cause: e instanceof Error ? e.message : 'non-error thrown' });
+    }
+  }
+
+  /** The phone approved with a lease the session offered: keep it. A failure to save costs only the lease. */
+  private grantLease(s: Session, deviceId: string, lease: { seconds: number; keyFp: string }): void {
+    const { deps } = this;
+    if (!deps.leases || !s.leaseOffer || lease.keyFp !== s.leaseOffer.keyFp || !s.leaseOffer.seconds.includes(lease.seconds)) return;
+    try {
+      const name = this.devices?.find((d) => d.deviceId === deviceId)?.name ?? '';
+      const l = deps.leases.grant({ user: s.user, service: s.service, host: deps.hostname ?? '', keyFp: lease.keyFp, deviceId, deviceName: name }, lease.seconds);
+      deps.log('lease_granted', { user: s.user, service: s.service, device: deviceId, key: l.keyFp, lease: l.id.slice(0, 8), seconds: lease.seconds });
+    } catch (e) {
+      deps.log('internal_error', { where: 'lease', user: s.user, cause: e instanceof Error ? e.message : 'non-error thrown' });
     }
   }
 
@@ -230,6 +311,7 @@ export class PamConnection {
     if (this.state !== 'ready') return this.protocolError('message while a verdict is pending');
     if (msg.type === MsgType.WAIT) return this.onWait(msg.maxWait);
     if (msg.type === MsgType.CODE) return this.onCode(msg.digits);
+    if (msg.type === MsgType.RENDER) return this.onRender(msg.qr);
     return this.protocolError(`unexpected message type ${msg.type}`);
   }
 
@@ -252,10 +334,14 @@ export class PamConnection {
       this.logDecision('error', 'begin', undefined, e.message);
       return this.finalVerdict(Result.ERROR, DEVICES_FILE_ERROR_TEXT);
     }
+    this.dropOrphanLeases(msg, devices);
     if (devices.length === 0) {
       this.logDecision('no_device', 'begin');
       return this.finalVerdict(Result.NO_DEVICE, `qrauth: no phone is enrolled for ${msg.user} on this host; run 'qrauth enroll'.`);
     }
+    this.devices = devices;
+    const lease = this.checkLease(msg, devices);
+    if (lease.approved) return;
     const mode = deps.effectiveMode(msg);
     const ascii = msg.qr === QrStyle.ASCII || (mode === Mode.INFO && deps.asciiOnlyInfo(msg));
     // The usual UTF-8 QR comes ready-made from the pool; the rare ASCII one is rendered now.
@@ -267,11 +353,14 @@ export class PamConnection {
       tty: msg.tty ?? '',
       loadDevices,
       secrets: { sid: prepared.sid, nonce: prepared.nonce },
+      ...(lease.offer ? { leaseOffer: lease.offer } : {}),
+      // uv=required on the PAM line (sudo's step-up): stricter than the host's setting, never weaker.
+      ...(msg.uv === 1 ? { userVerification: 'required' as const } : {}),
     });
     this.session = session;
     const payload = prepared.payload;
     // ASCII at two characters a module: a quiet zone of 1 keeps a version 5 code within 80 columns.
-    const qr = ascii ? renderQr(payload, 'ascii', 1) : { text: prepared.qrText };
+    const qr = ascii ? renderQr(payload, 'ascii') : { text: prepared.qrText };
     this.state = 'ready';
     // A session that ends while the user is not waiting (expiry) keeps the connection only
     // until the module next asks; a module that never asks is dropped after a grace period.
@@ -281,15 +370,38 @@ export class PamConnection {
       }),
     );
     deps.log('challenge', { user: msg.user, rhost: msg.rhost || undefined, service: msg.service, sid: session.sid.slice(0, 8), mode: mode === Mode.INFO ? 'info' : 'prompt' });
+    this.shown = { payload, mode };
+    this.sendChallenge(session, qr.text);
+  }
+
+  /** The CHALLENGE: a picture (or none), then the payload line, then the one prompt line. */
+  private sendChallenge(session: Session, picture: string): void {
+    const { payload, mode } = this.shown!;
     this.send({
       type: MsgType.CHALLENGE,
       // Leading newline: OpenSSH's client prefixes the first prompt line with "(user@host) ".
-      qrText: `\n${qr.text}${payload}\n`,
+      qrText: `\n${picture}${payload}\n`,
       prompt: mode === Mode.INFO ? INFO_TEXT : PROMPT_TEXT,
       expires: Math.max(0, Math.round((session.expiresAt - Date.now()) / 1000)),
       mode,
       payload,
     });
+  }
+
+  /**
+   * The person asked for another drawing of the same session (same sid and nonce): a new QR
+   * would be a new session to approve, and the phone may already have scanned this one.
+   */
+  private onRender(style: number): void {
+    const s = this.session!;
+    if (!s.pending) return this.sendSessionVerdict(s);
+    let picture: string;
+    if (style === QrStyle.ASCII) picture = renderQr(this.shown!.payload, 'ascii').text;
+    else if (style === QrStyle.UTF8) picture = renderQr(this.shown!.payload, 'utf8').text;
+    else if (style === QrStyle.TEXT) picture = 'No QR: in the qrauth app, tap Scan and paste this line under the button:\n';
+    else return this.protocolError('RENDER qr out of range');
+    this.deps.log('rerender', { user: this.begin?.user, sid: s.sid.slice(0, 8), style: style === QrStyle.ASCII ? 'ascii' : style === QrStyle.TEXT ? 'text' : 'utf8' });
+    this.sendChallenge(s, picture);
   }
 
   private onWait(maxWait: number | undefined): void {

@@ -276,9 +276,9 @@ export class RelayLink extends EventEmitter {
     return { ok: true, context: this.opts.sessions.contextFor(sid) };
   }
 
-  private onDecision(raw: unknown): DecisionAck {
+  private async onDecision(raw: unknown): Promise<DecisionAck> {
     const msg = parse(decisionMessage, raw, 'decision');
-    const out = this.opts.sessions.applyDecision(msg);
+    const out = await this.opts.sessions.applyDecision(msg);
     if (!out.ok) {
       this.opts.log('decision_rejected', { sid: msg.sid.slice(0, 8), device: msg.deviceId, code: out.code, cause: out.message });
       return out;

@@ -8,6 +8,7 @@ import {
   MAX_CODE_TRIES,
   QrauthError,
   type DecisionMessage,
+  type ErrorCode,
   type SignedContext,
   contextBytes,
   decisionBytes,
@@ -21,6 +22,7 @@ import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { CodeBudget } from './code-budget.js';
 import type { Device } from './devices-file.js';
 import type { HostKey } from './host-key.js';
+import type { PasskeyVerifier, UserVerificationPolicy } from './webauthn.js';
 
 export type SessionState = 'pending' | 'approved' | 'denied' | 'expired' | 'locked' | 'cancelled';
 
@@ -33,6 +35,10 @@ export interface SessionInit {
   loadDevices: () => Device[];
   /** A sid and nonce made ahead of time (ChallengePool); fresh ones when absent. */
   secrets?: { sid: string; nonce: Uint8Array };
+  /** The lease the phone may grant: sshd's verified key and the durations allowed (leases.ts). */
+  leaseOffer?: { keyFp: string; seconds: number[] };
+  /** The PAM line's `uv=required`: this login needs a passkey assertion with UV whatever the host's policy. */
+  userVerification?: 'required';
 }
 
 export interface Verdict {
@@ -41,7 +47,24 @@ export interface Verdict {
   deviceId?: string;
   /** Shown to the user instead of the state's usual words (why offline codes are locked). */
   message?: string;
+  /** The phone approved for this long from this key (checked against the session's offer). */
+  lease?: { seconds: number; keyFp: string };
+  /** The approval carried a verified passkey assertion with UV (fingerprint, face, PIN): the login log's uv=. */
+  userVerified?: boolean;
+  /** Why the session ended this way, for the log (the message is for the person). */
+  cause?: string;
 }
+
+/** How approvals and codes are checked beyond the device signature (config: userVerification, offlineCodes). */
+export interface ApprovalPolicy {
+  /** One per agent: it owns the passkey sign counters. */
+  verifier: PasskeyVerifier;
+  userVerification: UserVerificationPolicy;
+  offlineCodes: boolean;
+}
+
+/** What the terminal shows when a host that turned offline codes off is sent one. */
+export const OFFLINE_CODES_OFF_MESSAGE = 'This host does not accept codes typed from the app; log in again and approve on the phone.';
 
 /** How far a phone's signed clock may be from ours; the session's own expiry is what binds. */
 const DECISION_CLOCK_SKEW_MS = 10 * 60_000;
@@ -54,6 +77,9 @@ export class Session extends EventEmitter {
   readonly service: string;
   readonly tty: string;
   readonly context: SignedContext;
+  readonly leaseOffer: { keyFp: string; seconds: number[] } | undefined;
+  /** The PAM line asked for user verification (uv=required). */
+  readonly uvRequired: boolean;
   readonly expiresAt: number; // ms
   state: SessionState = 'pending';
   verdict: Verdict | null = null;
@@ -81,7 +107,10 @@ export class Session extends EventEmitter {
       service: init.service,
       iat,
       exp: iat + expirySeconds,
+      ...(init.leaseOffer ? { keyFp: init.leaseOffer.keyFp, leaseSeconds: [...init.leaseOffer.seconds] } : {}),
     };
+    this.leaseOffer = init.leaseOffer;
+    this.uvRequired = init.userVerification === 'required';
     this.context = { v: 1, ...fields, sig: toB64url(host.sign(contextBytes(fields))) };
     this.timer = setTimeout(() => this.finish({ state: 'expired', how: 'expiry' }), this.expiresAt - now);
     this.timer.unref();
@@ -105,7 +134,7 @@ export class Session extends EventEmitter {
 
 export type DecisionOutcome =
   | { ok: true; result: 'approved' | 'denied'; deviceId: string }
-  | { ok: false; code: 'QRA_ERR_UNKNOWN_SESSION' | 'QRA_ERR_EXPIRED' | 'QRA_ERR_NOT_ENROLLED' | 'QRA_ERR_SIGNATURE' | 'QRA_ERR_DEVICES_FILE'; message: string };
+  | { ok: false; code: ErrorCode; message: string };
 
 export type CodeOutcome = { ok: true; deviceId: string } | { ok: false; triesLeft: number; locked: boolean };
 
@@ -118,6 +147,8 @@ export class SessionStore {
     private readonly expirySeconds: number,
     /** Wrong codes across sessions and restarts (code-budget.ts); none: three tries a session only. */
     private readonly codeBudget?: CodeBudget,
+    /** Passkey and offline-code policy; none: signatures alone, codes accepted (tests of other parts). */
+    private readonly approvalPolicy?: ApprovalPolicy,
   ) {}
 
   get size(): number {
@@ -135,8 +166,11 @@ export class SessionStore {
     return this.sessions.get(sid);
   }
 
-  /** Verify a phone's signed decision: device enrolled for this user, signature over our nonce, session open. */
-  applyDecision(msg: DecisionMessage, now = Date.now()): DecisionOutcome {
+  /**
+   * Verify a phone's signed decision: device enrolled for this user, signature over our nonce,
+   * session open; then its passkey assertion against the policy (webauthn.ts).
+   */
+  async applyDecision(msg: DecisionMessage, now = Date.now()): Promise<DecisionOutcome> {
     const s = this.sessions.get(msg.sid);
     if (!s || !s.pending) return { ok: false, code: 'QRA_ERR_UNKNOWN_SESSION', message: 'no such login is waiting (it ended or never existed)' };
     if (msg.hostId !== this.host.hostId) return { ok: false, code: 'QRA_ERR_UNKNOWN_SESSION', message: 'this decision is for another host' };
@@ -155,7 +189,14 @@ export class SessionStore {
     }
     const device = devices.find((d) => d.deviceId === msg.deviceId);
     if (!device) return { ok: false, code: 'QRA_ERR_NOT_ENROLLED', message: 'this phone is not enrolled for this user on this host' };
-    const signed = decisionBytes({
+    // A lease only as this session offered it: the key and a duration the host signed in the context.
+    if (msg.lease) {
+      const offer = s.leaseOffer;
+      if (msg.decision !== 'approve' || !offer || msg.lease.keyFp !== offer.keyFp || !offer.seconds.includes(msg.lease.seconds)) {
+        return { ok: false, code: 'QRA_ERR_LEASE', message: 'this host did not offer that lease for this login; approve without one' };
+      }
+    }
+    const fields = {
       hostId: this.host.hostId,
       sid: s.sid,
       nonce: s.nonce,
@@ -163,13 +204,36 @@ export class SessionStore {
       decision: msg.decision,
       time: msg.time,
       deviceId: device.deviceId,
-    });
+      ...(msg.lease ? { lease: msg.lease } : {}),
+    };
     const sig = Buffer.from(msg.sig, 'base64url');
-    if (!nodeCrypto.ed25519Verify(device.publicKey, signed, sig)) {
+    if (!nodeCrypto.ed25519Verify(device.publicKey, decisionBytes(fields), sig)) {
       return { ok: false, code: 'QRA_ERR_SIGNATURE', message: 'the decision signature does not verify' };
     }
+    let userVerified = false;
+    // Fail closed: a line that asks for UV on a store built without a verifier approves nothing.
+    if (s.uvRequired && !this.approvalPolicy && msg.decision === 'approve') {
+      return { ok: false, code: 'QRA_ERR_USER_VERIFICATION', message: 'this login needs a passkey check this host cannot make' };
+    }
+    if (this.approvalPolicy) {
+      // A copy of the nonce: the session zeroes its own when it ends, possibly during the await.
+      const nonce = Uint8Array.from(s.nonce);
+      const passkey = await this.approvalPolicy.verifier
+        .check(s.uvRequired ? 'required' : this.approvalPolicy.userVerification, { fields: { ...fields, nonce }, device, assertion: msg.assertion })
+        .finally(() => nonce.fill(0));
+      // The check awaited: another decision, a code, expiry or the PAM client may have ended the login.
+      if (!s.pending) return { ok: false, code: 'QRA_ERR_UNKNOWN_SESSION', message: 'the login already ended' };
+      if (!passkey.ok) {
+        // A copied passkey ends the login; any other refusal leaves it open for another try from the phone.
+        if (passkey.reason === 'counter_regressed') {
+          s.finish({ state: 'denied', how: 'phone', deviceId: device.deviceId, message: passkey.message, cause: 'passkey counter went backwards (clone suspected)' });
+        }
+        return { ok: false, code: passkey.code, message: passkey.message };
+      }
+      userVerified = passkey.checked && passkey.userVerified;
+    }
     const state = msg.decision === 'approve' ? 'approved' : 'denied';
-    if (!s.finish({ state, how: 'phone', deviceId: device.deviceId })) {
+    if (!s.finish({ state, how: 'phone', deviceId: device.deviceId, ...(msg.lease ? { lease: msg.lease } : {}), userVerified })) {
       return { ok: false, code: 'QRA_ERR_UNKNOWN_SESSION', message: 'the login already ended' };
     }
     return { ok: true, result: state, deviceId: device.deviceId };
@@ -178,6 +242,11 @@ export class SessionStore {
   /** Check a typed offline code against every enrolled device, in constant time per device. */
   checkCode(s: Session, digits: string, now = Date.now()): CodeOutcome {
     if (!s.pending) return { ok: false, triesLeft: 0, locked: true };
+    // A code proves no fingerprint or PIN: the strictest hosts turn them off (docs/operations.md).
+    if (this.approvalPolicy && !this.approvalPolicy.offlineCodes) {
+      s.finish({ state: 'denied', how: 'code', message: OFFLINE_CODES_OFF_MESSAGE, cause: 'offline codes are off on this host' });
+      return { ok: false, triesLeft: 0, locked: true };
+    }
     // Asked before any code is computed: a refused guess is never compared, so it tells nothing.
     const admitted = this.codeBudget?.admit(s.user, now);
     if (admitted && !admitted.ok) {

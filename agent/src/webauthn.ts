@@ -408,7 +408,7 @@ export class PasskeyVerifier {
     const verdict = await this.evaluate(policy, approval);
     if (!verdict.ok) {
       const f = approval.fields;
-      this.log('passkey_refused', { user: f.user, sid: f.sid, device: approval.device.deviceId, policy, reason: verdict.reason });
+      this.log('passkey_refused', { user: f.user, sid: f.sid.slice(0, 8), device: approval.device.deviceId, policy, reason: verdict.reason });
     }
     return verdict;
   }

@@ -20,6 +20,11 @@ export const ERROR_CODES = {
   QRA_ERR_UNKNOWN_HOST: 'The QR belongs to a host this phone has not enrolled with.',
   QRA_ERR_ENROLL: 'Enrollment failed (token unknown, used, expired, or a key mismatch).',
   QRA_ERR_AGENT_UNREACHABLE: 'The qrauth agent is not running or its socket cannot be reached.',
+  QRA_ERR_LEASE: 'A lease was asked for that the host did not offer (duration, key), or a lease request was malformed.',
+  QRA_ERR_USER_VERIFICATION: "This host requires the phone owner's fingerprint, face or PIN (a passkey assertion with user verification) and the approval did not carry it.",
+  QRA_ERR_NO_PASSKEY: 'This host requires a passkey and the device was enrolled without one.',
+  QRA_ERR_PASSKEY: 'The passkey assertion sent with an approval did not verify (origin, RP ID, challenge, credential, flags, signature or format).',
+  QRA_ERR_PASSKEY_CLONED: "The passkey's signature counter went backwards: the credential may have been copied.",
   QRA_ERR_INTERNAL: 'An unexpected internal error.',
 } as const;
 

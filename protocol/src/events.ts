@@ -7,8 +7,9 @@
  */
 import { ID_PATTERN, PUBKEY_PATTERN, SIG_PATTERN } from './ids.js';
 import type { ErrorCode } from './errors.js';
-import { HOSTNAME_MAX, RELAY_URL_MAX } from './payloads.js';
-import { type Check, int, literal, object, oneOf, optional, str } from './validate.js';
+import { HOSTNAME_MAX, MAX_FALLBACK_RELAYS, RELAY_URL_MAX } from './payloads.js';
+import { type Check, arrayOf, int, literal, object, oneOf, optional, str } from './validate.js';
+import { type PasskeyInfo, type WebAuthnAssertion, passkeyInfo, webauthnAssertion } from './webauthn.js';
 
 export const HOST_NAMESPACE = '/host';
 export const DEVICE_NAMESPACE = '/device';
@@ -45,8 +46,17 @@ export interface SignedContext {
   service: string;
   iat: number;
   exp: number;
+  /** Lease offer (signed.ts LoginContext): the verified client key and the allowed durations. */
+  keyFp?: string;
+  leaseSeconds?: number[];
   sig: string;
 }
+/** SHA256:<43 base64 chars>, as ssh-keygen -lf prints a key's fingerprint. */
+export const KEY_FP_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}$/;
+/** Longest lease any host may offer or grant (a week): a bound, not a recommendation. */
+export const MAX_LEASE_SECONDS = 7 * 24 * 3600;
+const keyFp = str({ max: 50, min: 50, pattern: KEY_FP_PATTERN });
+const leaseSeconds = int({ min: 1, max: MAX_LEASE_SECONDS });
 export const signedContext: Check<SignedContext> = object({
   v: literal(1),
   hostId: id,
@@ -57,6 +67,8 @@ export const signedContext: Check<SignedContext> = object({
   service: str({ max: 64, min: 1 }),
   iat: int({ min: 0, max: 2 ** 40 }),
   exp: int({ min: 0, max: 2 ** 40 }),
+  keyFp: optional(keyFp),
+  leaseSeconds: optional(arrayOf(leaseSeconds, 4)),
   sig,
 });
 
@@ -72,7 +84,11 @@ export interface DecisionMessage {
   deviceId: string;
   decision: 'approve' | 'deny';
   time: number;
+  /** Approve for this long from the context's key (signed: decisionBytes with `lease`). */
+  lease?: { seconds: number; keyFp: string };
   sig: string;
+  /** The phone's passkey answer for this approval (docs/protocol.md §5); outside `sig`: its challenge binds it. */
+  assertion?: WebAuthnAssertion;
 }
 export const decisionMessage: Check<DecisionMessage> = object({
   hostId: id,
@@ -80,8 +96,28 @@ export const decisionMessage: Check<DecisionMessage> = object({
   deviceId: id,
   decision: oneOf(['approve', 'deny'] as const),
   time: timeMs,
+  lease: optional(object({ seconds: leaseSeconds, keyFp })),
+  sig,
+  assertion: optional(webauthnAssertion),
+});
+
+/** A phone ends its own leases on a host: one (leaseId) or all ('*'); signed with leaseRevokeBytes. */
+export interface LeaseRevokeMessage {
+  hostId: string;
+  deviceId: string;
+  leaseId: string;
+  time: number;
+  sig: string;
+}
+export const leaseRevokeMessage: Check<LeaseRevokeMessage> = object({
+  hostId: id,
+  deviceId: id,
+  leaseId: str({ max: 22, min: 1, pattern: /^(\*|[A-Za-z0-9_-]{22})$/ }),
+  time: timeMs,
   sig,
 });
+/** How many leases ended (0: none matched, or a repeat of a request already served). */
+export type LeaseRevokeAck = Ack<{ revoked: number }>;
 
 export interface EnrollMessage {
   hostId: string;
@@ -89,6 +125,8 @@ export interface EnrollMessage {
   devicePub: string;
   deviceName: string;
   time: number;
+  /** The passkey made at enrollment (docs/protocol.md §5), signed with the rest (enrollBytes v2). */
+  passkey?: PasskeyInfo;
   sig: string;
 }
 export const DEVICE_NAME_MAX = 64;
@@ -99,6 +137,7 @@ export const enrollMessage: Check<EnrollMessage> = object({
   devicePub: pub,
   deviceName: str({ max: DEVICE_NAME_MAX, min: 1, pattern: DEVICE_NAME_PATTERN }),
   time: timeMs,
+  passkey: optional(passkeyInfo),
   sig,
 });
 
@@ -113,7 +152,7 @@ export type DecisionAck = Ack<{ result: 'approved' | 'denied' }>;
  * (the host recognises it) until the answer is final; a final one carries `outcomeSig` over
  * enrollOutcomeBytes. Hosts from before this field send no outcome.
  */
-export type EnrollAck = Ack<{ hostname: string; relayUrl: string; sig: string; outcome?: 'pending' | 'confirmed' | 'refused'; outcomeSig?: string }>;
+export type EnrollAck = Ack<{ hostname: string; relayUrl: string; fallbackRelayUrls?: string[]; sig: string; outcome?: 'pending' | 'confirmed' | 'refused'; outcomeSig?: string }>;
 
 const errAck = object({ ok: literal(false), code: str({ max: 64, pattern: /^QRA_ERR_[A-Z_]+$/ }), message: str({ max: 512 }) });
 function ackOf<T extends object>(okShape: Check<T>): Check<Ack<T>> {
@@ -124,11 +163,13 @@ function ackOf<T extends object>(okShape: Check<T>): Check<Ack<T>> {
 }
 export const contextAck: Check<ContextAck> = ackOf(object({ ok: literal(true), context: signedContext }));
 export const decisionAck: Check<DecisionAck> = ackOf(object({ ok: literal(true), result: oneOf(['approved', 'denied'] as const) }));
+export const leaseRevokeAck: Check<LeaseRevokeAck> = ackOf(object({ ok: literal(true), revoked: int({ min: 0, max: 10_000 }) }));
 export const enrollAck: Check<EnrollAck> = ackOf(
   object({
     ok: literal(true),
     hostname: str({ max: HOSTNAME_MAX }),
     relayUrl: str({ max: RELAY_URL_MAX, pattern: /^https?:\/\/[!-~]+$/ }),
+    fallbackRelayUrls: optional(arrayOf(str({ max: RELAY_URL_MAX, pattern: /^https?:\/\/[!-~]+$/ }), MAX_FALLBACK_RELAYS)),
     sig,
     outcome: optional(oneOf(['pending', 'confirmed', 'refused'] as const)),
     outcomeSig: optional(sig),
@@ -140,6 +181,7 @@ export interface HostServerToClient {
   context(req: { sid: string }, ack: (a: ContextAck) => void): void;
   decision(msg: DecisionMessage, ack: (a: DecisionAck) => void): void;
   enroll(msg: EnrollMessage, ack: (a: EnrollAck) => void): void;
+  revokeLeases(msg: LeaseRevokeMessage, ack: (a: LeaseRevokeAck) => void): void;
 }
 /** agent → relay: nothing; the agent only answers. */
 export type HostClientToServer = Record<string, never>;
@@ -149,5 +191,7 @@ export interface DeviceClientToServer {
   context(req: ContextRequest, ack: (a: ContextAck) => void): void;
   decision(msg: DecisionMessage, ack: (a: DecisionAck) => void): void;
   enroll(msg: EnrollMessage, ack: (a: EnrollAck) => void): void;
+  /** End this phone's own leases on a host (signed: leaseRevokeBytes); the agent checks the rest. */
+  revokeLeases(msg: LeaseRevokeMessage, ack: (a: LeaseRevokeAck) => void): void;
 }
 export type DeviceServerToClient = Record<string, never>;

@@ -16,6 +16,8 @@ const ENROLL_RE = /^QRE1:([A-Za-z0-9_-]{43}):([A-Za-z0-9_-]{22}):([A-Za-z0-9_-]{
 export const HOSTNAME_MAX = 253;
 /** Longest relay URL a phone stores (the enrollment QR allows 300 characters after the scheme). */
 export const RELAY_URL_MAX = 310;
+/** Relays a host may list after its preferred one (agent config relayUrl, the signed enrollment answer). */
+export const MAX_FALLBACK_RELAYS = 7;
 
 export interface LoginPayload {
   hostId: string;

@@ -7,10 +7,11 @@ import { enrollFingerprint, tokenIdOf } from './codes.js';
 import type { QrCrypto } from './crypto.js';
 import { fromB64url, toB64url } from './encoding.js';
 import { QrauthError } from './errors.js';
-import { enrollAck, type DecisionMessage, type EnrollAck, type EnrollMessage, type SignedContext } from './events.js';
+import { enrollAck, type DecisionMessage, type EnrollAck, type EnrollMessage, type LeaseRevokeMessage, type SignedContext } from './events.js';
 import { keyId } from './ids.js';
 import { normaliseRelayUrl, type EnrollPayload, type LoginPayload } from './payloads.js';
-import { contextBytes, decisionBytes, enrollAckBytes, enrollBytes, enrollOutcomeBytes, type Decision, type EnrollOutcome } from './signed.js';
+import type { PasskeyInfo } from './webauthn.js';
+import { contextBytes, decisionBytes, leaseRevokeBytes, enrollAckBytes, enrollBytes, enrollOutcomeBytes, type Decision, type EnrollOutcome } from './signed.js';
 
 /**
  * Accept a context only if it is the one asked for, signed by the host key the phone got at
@@ -46,25 +47,50 @@ export function signDecision(
   ctx: SignedContext,
   decision: Decision,
   time: number = Date.now(),
+  leaseSeconds?: number,
 ): DecisionMessage {
   const { hostId, sid, nonce } = login;
-  const sig = crypto.ed25519Sign(seed, decisionBytes({ hostId, sid, nonce, user: ctx.user, decision, time, deviceId }));
-  return { hostId, sid, deviceId, decision, time, sig: toB64url(sig) };
+  let lease: { seconds: number; keyFp: string } | undefined;
+  if (leaseSeconds !== undefined) {
+    // Only what the host offered in the context the phone verified, over the key shown.
+    if (decision !== 'approve' || ctx.keyFp === undefined || !(ctx.leaseSeconds ?? []).includes(leaseSeconds)) {
+      throw new QrauthError('QRA_ERR_LEASE', 'this host did not offer that approval period for this login');
+    }
+    lease = { seconds: leaseSeconds, keyFp: ctx.keyFp };
+  }
+  const sig = crypto.ed25519Sign(seed, decisionBytes({ hostId, sid, nonce, user: ctx.user, decision, time, deviceId, lease }));
+  return { hostId, sid, deviceId, decision, time, ...(lease ? { lease } : {}), sig: toB64url(sig) };
+}
+
+/** The signed request to end this phone's lease(s) on a host ('*': all of them). */
+export function signLeaseRevoke(
+  crypto: QrCrypto,
+  seed: Uint8Array,
+  deviceId: string,
+  hostId: string,
+  leaseId: string,
+  time: number = Date.now(),
+): LeaseRevokeMessage {
+  const sig = crypto.ed25519Sign(seed, leaseRevokeBytes({ hostId, deviceId, leaseId, time }));
+  return { hostId, deviceId, leaseId, time, sig: toB64url(sig) };
 }
 
 /** The signed enrollment request (bound to the token, which is not in it) and the fingerprint to show. */
 export function signEnrollment(
   crypto: QrCrypto,
   seed: Uint8Array,
-  device: { publicKey: string; name: string },
+  /** `passkey`: the WebAuthn credential the phone made for this enrollment, if it could make one. */
+  device: { publicKey: string; name: string; passkey?: PasskeyInfo | undefined },
   offer: EnrollPayload,
   time: number = Date.now(),
 ): { msg: EnrollMessage; hostId: string; fingerprint: string } {
   const hostId = keyId(crypto, offer.hostPub);
   const tokenId = tokenIdOf(crypto, offer.token);
-  const sig = crypto.ed25519Sign(seed, enrollBytes({ hostId, tokenId, token: offer.token, devicePub: device.publicKey, deviceName: device.name, time }));
-  const fingerprint = enrollFingerprint(crypto, offer.hostPub, fromB64url(device.publicKey, 32), offer.token);
-  return { msg: { hostId, tokenId, devicePub: device.publicKey, deviceName: device.name, time, sig: toB64url(sig) }, hostId, fingerprint };
+  const passkey = device.passkey;
+  const sig = crypto.ed25519Sign(seed, enrollBytes({ hostId, tokenId, token: offer.token, devicePub: device.publicKey, deviceName: device.name, time, passkey }));
+  const fingerprint = enrollFingerprint(crypto, offer.hostPub, fromB64url(device.publicKey, 32), offer.token, passkey);
+  const msg: EnrollMessage = { hostId, tokenId, devicePub: device.publicKey, deviceName: device.name, time, ...(passkey ? { passkey } : {}), sig: toB64url(sig) };
+  return { msg, hostId, fingerprint };
 }
 
 /** What the phone says when an acceptance does not carry the host's signature. */
@@ -103,15 +129,24 @@ export function verifyEnrollAck(
     throw changed;
   }
   const hostId = keyId(crypto, hostPub);
-  const signed = enrollAckBytes({ hostId, tokenId: sent.tokenId, devicePub: sent.devicePub, hostname: ack.hostname, relayUrl: ack.relayUrl });
+  const signed = enrollAckBytes({
+    hostId,
+    tokenId: sent.tokenId,
+    devicePub: sent.devicePub,
+    hostname: ack.hostname,
+    relayUrl: ack.relayUrl,
+    ...(ack.fallbackRelayUrls ? { fallbackRelayUrls: ack.fallbackRelayUrls } : {}),
+  });
   if (hostId !== sent.hostId || !crypto.ed25519Verify(hostPub, signed, sig)) throw changed;
   let relayUrl: string;
+  let fallbackRelayUrls: string[];
   try {
     relayUrl = normaliseRelayUrl(ack.relayUrl);
+    fallbackRelayUrls = (ack.fallbackRelayUrls ?? []).map(normaliseRelayUrl);
   } catch (cause) {
     throw new QrauthError('QRA_ERR_ENROLL', `${ack.hostname} answered with a relay URL that is not a URL; nothing was saved. Check relayUrl in /etc/qrauth/agent.json on that host`, { cause });
   }
-  return { ...ack, relayUrl };
+  return { ...ack, relayUrl, ...(fallbackRelayUrls.length > 0 ? { fallbackRelayUrls } : {}) };
 }
 
 /** What the phone says when a final enrollment outcome does not carry the host's signature. */

@@ -4,16 +4,23 @@
  * every field as u32be length + bytes, so no two field lists encode to the same bytes.
  */
 import { concatBytes, utf8 } from './encoding.js';
+import type { PasskeyInfo } from './webauthn.js';
 
 export const LABELS = {
   context: 'qrauth-context-v1',
+  contextLease: 'qrauth-context-v2',
   approve: 'qrauth-approve-v1',
+  approveLease: 'qrauth-approve-v2',
+  leaseRevoke: 'qrauth-lease-revoke-v1',
   hostAuth: 'qrauth-host-auth-v1',
   deviceAuth: 'qrauth-device-auth-v1',
   enroll: 'qrauth-enroll-v1',
+  enrollPasskey: 'qrauth-enroll-v2',
   enrollAck: 'qrauth-enroll-ack-v1',
+  enrollAckRelays: 'qrauth-enroll-ack-v2',
   enrollOutcome: 'qrauth-enroll-outcome-v1',
   enrollFingerprint: 'qrauth-enroll-fp-v2',
+  enrollFingerprintPasskey: 'qrauth-enroll-fp-v3',
   offlineKey: 'qrauth-offline-key-v1',
   offlineCode: 'offline-v1',
 } as const;
@@ -39,10 +46,21 @@ export interface LoginContext {
   service: string;
   iat: number;
   exp: number;
+  /**
+   * The client's public key as sshd verified it (SHA256:… as `ssh-keygen -lf` prints) and the
+   * lease durations in seconds this host allows for it, shortest first (docs/protocol.md §leases).
+   * Both absent: no lease is offered, and the bytes are v1's.
+   */
+  keyFp?: string;
+  leaseSeconds?: readonly number[];
 }
 
 export function contextBytes(c: LoginContext): Uint8Array {
-  return canonical(LABELS.context, [c.hostId, c.sid, c.user, c.hostname, c.rhost, c.service, String(c.iat), String(c.exp)]);
+  const v1 = [c.hostId, c.sid, c.user, c.hostname, c.rhost, c.service, String(c.iat), String(c.exp)];
+  if (c.keyFp === undefined && c.leaseSeconds === undefined) return canonical(LABELS.context, v1);
+  // A label of its own: a v1 signature can never be read as an offer, nor an offer cut back to v1.
+  const offered = c.leaseSeconds ?? [];
+  return canonical(LABELS.contextLease, [...v1, c.keyFp ?? '', String(offered.length), ...offered.map(String)]);
 }
 
 export type Decision = 'approve' | 'deny';
@@ -56,10 +74,29 @@ export interface DecisionFields {
   decision: Decision;
   time: number;
   deviceId: string;
+  /** Approve for this long from this key (one of the context's leaseSeconds, over its keyFp). */
+  lease?: { seconds: number; keyFp: string };
 }
 
 export function decisionBytes(d: DecisionFields): Uint8Array {
-  return canonical(LABELS.approve, [d.hostId, d.sid, d.nonce, d.user, d.decision, String(d.time), d.deviceId]);
+  const v1 = [d.hostId, d.sid, d.nonce, d.user, d.decision, String(d.time), d.deviceId];
+  if (d.lease === undefined) return canonical(LABELS.approve, v1);
+  return canonical(LABELS.approveLease, [...v1, String(d.lease.seconds), d.lease.keyFp]);
+}
+
+/**
+ * What a phone signs to end its own leases on a host: one (leaseId) or all of them ('*').
+ * The agent checks the device is the lease's device; the relay only routes it.
+ */
+export interface LeaseRevokeFields {
+  hostId: string;
+  deviceId: string;
+  leaseId: string;
+  time: number;
+}
+
+export function leaseRevokeBytes(r: LeaseRevokeFields): Uint8Array {
+  return canonical(LABELS.leaseRevoke, [r.hostId, r.deviceId, r.leaseId, String(r.time)]);
 }
 
 /** Socket.IO handshake proof for a host or a device: signs its id, a time (unix ms) and a fresh nonce. */
@@ -78,10 +115,19 @@ export interface EnrollFields {
   devicePub: string;
   deviceName: string;
   time: number;
+  /**
+   * The phone's passkey (webauthn.ts PasskeyInfo), made at enrollment next to the device key.
+   * Absent: signed as v1, the bytes phones without passkeys always sent.
+   */
+  passkey?: PasskeyInfo | undefined;
 }
 
 export function enrollBytes(e: EnrollFields): Uint8Array {
-  return canonical(LABELS.enroll, [e.hostId, e.tokenId, e.token, e.devicePub, e.deviceName, String(e.time)]);
+  const v1 = [e.hostId, e.tokenId, e.token, e.devicePub, e.deviceName, String(e.time)];
+  if (e.passkey === undefined) return canonical(LABELS.enroll, v1);
+  // A label of its own: a relay cannot strip the passkey and pass the signature off as v1's.
+  const p = e.passkey;
+  return canonical(LABELS.enrollPasskey, [...v1, p.credentialId, p.publicKey, p.origin, p.rpId]);
 }
 
 /**
@@ -96,10 +142,18 @@ export interface EnrollAckFields {
   devicePub: string;
   hostname: string;
   relayUrl: string;
+  /**
+   * Further relays of the host, in order of preference, that the phone tries when `relayUrl`
+   * cannot be reached. Absent or empty: signed as v1, the bytes hosts with one relay always sent.
+   */
+  fallbackRelayUrls?: readonly string[];
 }
 
 export function enrollAckBytes(a: EnrollAckFields): Uint8Array {
-  return canonical(LABELS.enrollAck, [a.hostId, a.tokenId, a.devicePub, a.hostname, a.relayUrl]);
+  const fallbacks = a.fallbackRelayUrls ?? [];
+  if (fallbacks.length === 0) return canonical(LABELS.enrollAck, [a.hostId, a.tokenId, a.devicePub, a.hostname, a.relayUrl]);
+  // A label of its own: a v1 signature can never be read as a list, nor a list cut back to v1.
+  return canonical(LABELS.enrollAckRelays, [a.hostId, a.tokenId, a.devicePub, a.hostname, a.relayUrl, String(fallbacks.length), ...fallbacks]);
 }
 
 /** The terminal's answer to an enrollment, as the phone learns it (see enrollOutcomeBytes). */

@@ -3,7 +3,7 @@
  * (event names, reject reasons, results), never from client input, so series cannot explode.
  */
 
-export type ForwardedEvent = 'context' | 'decision' | 'enroll';
+export type ForwardedEvent = 'context' | 'decision' | 'enroll' | 'revokeLeases';
 /** The budget that refused a phone's request (rate-limit.ts): the phone, its address's share of the host, or the host. */
 export type RateLimitBudget = 'device' | 'address' | 'host';
 export type RejectReason =
@@ -52,7 +52,7 @@ export interface RelayMetricsSnapshot {
 }
 
 export class RelayMetrics {
-  readonly forwarded: Record<ForwardedEvent, number> = { context: 0, decision: 0, enroll: 0 };
+  readonly forwarded: Record<ForwardedEvent, number> = { context: 0, decision: 0, enroll: 0, revokeLeases: 0 };
   readonly rejects = new Map<RejectReason, number>();
   readonly rateLimited: Record<RateLimitBudget, number> = { device: 0, address: 0, host: 0 };
   approvals = 0;
@@ -62,6 +62,7 @@ export class RelayMetrics {
     context: new LatencyHistogram(),
     decision: new LatencyHistogram(),
     enroll: new LatencyHistogram(),
+    revokeLeases: new LatencyHistogram(),
   };
 
   constructor(private readonly gauges: () => { hosts: number; devices: number }) {}

@@ -21,6 +21,8 @@ import {
   enrollAck,
   enrollMessage,
   hostRoom,
+  leaseRevokeAck,
+  leaseRevokeMessage,
   fromB64url,
   keyId,
 } from '../../protocol/src/index.js';
@@ -54,8 +56,9 @@ export class DeviceRouter {
     socket.on('context', (...args: unknown[]) => void this.#handle(socket, 'context', args));
     socket.on('decision', (...args: unknown[]) => void this.#handle(socket, 'decision', args));
     socket.on('enroll', (...args: unknown[]) => void this.#handle(socket, 'enroll', args));
+    socket.on('revokeLeases', (...args: unknown[]) => void this.#handle(socket, 'revokeLeases', args));
     socket.onAny((event: unknown) => {
-      if (event !== 'context' && event !== 'decision' && event !== 'enroll') this.o.metrics.reject('unknown_event');
+      if (event !== 'context' && event !== 'decision' && event !== 'enroll' && event !== 'revokeLeases') this.o.metrics.reject('unknown_event');
     });
   }
 
@@ -124,6 +127,20 @@ export class DeviceRouter {
             code: answer.ok ? undefined : answer.code,
           }),
         );
+        return answer;
+      }
+      if (event === 'revokeLeases') {
+        // Same budgets as every other phone request: device, its address's share of the host, the host.
+        const r = leaseRevokeMessage(payload, event);
+        if (r.deviceId !== deviceId) {
+          throw new QrauthError('QRA_ERR_INVALID_INPUT', 'revokeLeases.deviceId is not the id of the key this connection proved');
+        }
+        const go = await this.#admit(r.hostId, socket);
+        if (go) return go;
+        const answer = await this.#ask(leaseRevokeAck, (cb) => room(r.hostId).emit('revokeLeases', r, cb));
+        this.o.metrics.forwarded.revokeLeases++;
+        timed('revokeLeases');
+        this.o.log(kv({ event: 'revoke_leases', hostId: r.hostId, deviceId, result: answer.ok ? String(answer.revoked) : 'error', code: answer.ok ? undefined : answer.code }));
         return answer;
       }
       const m = enrollMessage(payload, event);

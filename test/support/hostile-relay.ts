@@ -34,6 +34,8 @@ export interface HostileRelayOptions {
    * that forwards faithfully and then rewrites what the host said. Ignored with `onDevice`.
    */
   rewriteAnswer?: (event: DeviceEvent, answer: unknown) => unknown;
+  /** With `rewriteAnswer`: pass each phone message through this before the host gets it (strip, swap, bend). */
+  rewriteRequest?: (event: DeviceEvent, msg: unknown) => unknown;
 }
 
 export type DeviceEvent = 'context' | 'decision' | 'enroll';
@@ -86,7 +88,7 @@ export async function startHostileRelay(opts: HostileRelayOptions = {}): Promise
         s.on(event, (msg: { hostId?: unknown; sid?: unknown }, ack: (a: unknown) => void) => {
           if (typeof ack !== 'function') return;
           // The host is asked for a context by sid alone, as the real relay does.
-          const forHost = event === 'context' ? { sid: msg?.sid } : msg;
+          const forHost = event === 'context' ? { sid: msg?.sid } : (opts.rewriteRequest?.(event, msg) ?? msg);
           void askHost(String(msg?.hostId), event, forHost).then((answer) => ack(rewrite(event, answer)));
         });
       }

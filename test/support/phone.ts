@@ -4,12 +4,16 @@
  * socket.io-client, with its keys in a state directory:
  *
  *   device.json  {"v":1,"seed":"<b64url 32>","name":"…"}                      (0600)
- *   hosts.json   {"<hostId>": {"hostPub":"<b64url>","hostname":"…","relayUrl":"http://…"}}
+ *   hosts.json   {"<hostId>": {"hostPub":"<b64url>","hostname":"…","relayUrl":"http://…","fallbackRelayUrls":["http://…"]}}
+ *
+ * A host may have further relays (signed in its enrollment answer): when its relay cannot be
+ * reached, or does not have the host, the phone asks the next one, the way the app does.
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Socket, io } from 'socket.io-client';
 import {
+  arrayOf,
   contextAck,
   type DecisionAck,
   decisionAck,
@@ -22,9 +26,14 @@ import {
   type ErrorCode,
   fromB64url,
   keyId,
+  type LeaseRevokeAck,
+  leaseRevokeAck,
+  type LeaseRevokeMessage,
   literal,
   makeAuthHandshake,
+  MAX_FALLBACK_RELAYS,
   object,
+  optional,
   offlineCode,
   offlineKey,
   parseEnrollPayload,
@@ -32,13 +41,17 @@ import {
   QrauthError,
   signDecision,
   type SignedContext,
+  signLeaseRevoke,
   signEnrollment,
   str,
   toB64url,
   verifyEnrollAck,
   verifyLoginContext,
+  webauthnChallenge,
 } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
+import { formatDeviceLine } from '../../agent/src/devices-file.js';
+import type { SoftAuthenticator } from './soft-authenticator.js';
 
 type DeviceSocket = Socket<DeviceServerToClient, DeviceClientToServer>;
 
@@ -48,6 +61,8 @@ export interface TrustedHost {
   hostname: string;
   /** http(s) URL of the relay the host is connected to */
   relayUrl: string;
+  /** The host's further relays, in its order of preference (from its signed enrollment answer). */
+  fallbackRelayUrls?: string[];
 }
 
 export interface PhoneOptions {
@@ -82,6 +97,7 @@ const trustedHost = object({
   hostPub: str({ min: 43, max: 43, pattern: /^[A-Za-z0-9_-]{43}$/ }),
   hostname: str({ max: 253 }),
   relayUrl: str({ max: 300, pattern: /^https?:\/\/\S+$/ }),
+  fallbackRelayUrls: optional(arrayOf(str({ max: 300, pattern: /^https?:\/\/\S+$/ }), MAX_FALLBACK_RELAYS)),
 });
 
 function asErrorCode(code: string): ErrorCode {
@@ -106,6 +122,14 @@ export class HeadlessPhone {
   readonly #timeoutMs: number;
   readonly #localAddress: string | undefined;
   readonly #sockets = new Map<string, DeviceSocket>();
+  readonly #lastRelay = new Map<string, string>();
+  /**
+   * The phone's passkey (issue #12): when set, every approval carries its assertion over the
+   * approval bytes, and devicesLine() lists it. Unset: a phone enrolled without a passkey.
+   */
+  authenticator: SoftAuthenticator | undefined;
+  /** Whether the person passes the phone's fingerprint/PIN prompt (the assertion's UV flag). */
+  userVerification = true;
 
   private constructor(stateDir: string, seed: Uint8Array, name: string, hosts: Map<string, TrustedHost>, opts: PhoneOptions) {
     this.stateDir = stateDir;
@@ -170,7 +194,8 @@ export class HeadlessPhone {
   async trustHost(host: TrustedHost): Promise<string> {
     const h = trustedHost(host, 'host');
     const hostId = keyId(nodeCrypto, fromB64url(h.hostPub, 32));
-    this.#hosts.set(hostId, { hostPub: h.hostPub, hostname: h.hostname, relayUrl: h.relayUrl.replace(/\/$/, '') });
+    const fallbacks = (h.fallbackRelayUrls ?? []).map((u) => u.replace(/\/$/, ''));
+    this.#hosts.set(hostId, { hostPub: h.hostPub, hostname: h.hostname, relayUrl: h.relayUrl.replace(/\/$/, ''), ...(fallbacks.length ? { fallbackRelayUrls: fallbacks } : {}) });
     await writePrivate(path.join(this.stateDir, HOSTS_FILE), `${JSON.stringify(Object.fromEntries(this.#hosts), null, 2)}\n`);
     return hostId;
   }
@@ -181,7 +206,9 @@ export class HeadlessPhone {
 
   /** This device as a line of a devices file (docs/protocol.md §4). */
   devicesLine(date: Date = new Date()): string {
-    return `ed25519 ${this.publicKey} ${date.toISOString().slice(0, 10)} ${this.name}`;
+    const enrolled = date.toISOString().slice(0, 10);
+    if (this.authenticator) return formatDeviceLine({ publicKey: fromB64url(this.publicKey), enrolled, name: this.name, passkey: this.authenticator.passkey() });
+    return `ed25519 ${this.publicKey} ${enrolled} ${this.name}`;
   }
 
   /**
@@ -189,27 +216,89 @@ export class HeadlessPhone {
    * host's signature with the key stored at enrollment. Sends nothing for an unknown host.
    */
   async fetchContext(qrText: string): Promise<SignedContext> {
+    return (await this.#contextVia(qrText)).context;
+  }
+
+  /** The relay the last request for a host went through (its first relay until one fails). */
+  relayUsedFor(hostId: string): string | undefined {
+    return this.#lastRelay.get(hostId);
+  }
+
+  /**
+   * The verified context, and the connection that reached the host. The host's relays are asked
+   * in order: the next one when a relay cannot be reached, or answers that the host is not on it.
+   */
+  async #contextVia(qrText: string): Promise<{ context: SignedContext; socket: DeviceSocket }> {
     const { hostId, sid } = parseLoginPayload(qrText);
     const host = this.#trusted(hostId);
-    const socket = await this.#connect(host.relayUrl);
-    const raw: unknown = await this.#ask(() => socket.timeout(this.#timeoutMs).emitWithAck('context', { hostId, sid }));
-    const ack = this.#check(contextAck, raw, 'context ack');
-    if (!ack.ok) throw new QrauthError(asErrorCode(ack.code), ack.message);
-    return verifyLoginContext(nodeCrypto, ack.context, { hostId, sid, hostPub: fromB64url(host.hostPub, 32), hostname: host.hostname });
+    const relays = [host.relayUrl, ...(host.fallbackRelayUrls ?? [])];
+    for (const [i, relayUrl] of relays.entries()) {
+      const last = i === relays.length - 1;
+      let socket: DeviceSocket;
+      try {
+        socket = await this.#connect(relayUrl, !last);
+      } catch (e) {
+        if (!last && (e as QrauthError).code === 'QRA_ERR_HOST_OFFLINE') continue;
+        throw e;
+      }
+      const raw: unknown = await this.#ask(() => socket.timeout(this.#timeoutMs).emitWithAck('context', { hostId, sid }));
+      const ack = this.#check(contextAck, raw, 'context ack');
+      if (!ack.ok && ack.code === 'QRA_ERR_HOST_OFFLINE' && !last) continue;
+      if (!ack.ok) throw new QrauthError(asErrorCode(ack.code), ack.message);
+      this.#lastRelay.set(hostId, relayUrl);
+      const context = verifyLoginContext(nodeCrypto, ack.context, { hostId, sid, hostPub: fromB64url(host.hostPub, 32), hostname: host.hostname });
+      return { context, socket };
+    }
+    throw new QrauthError('QRA_ERR_HOST_OFFLINE', 'this host has no relay; enroll again');
   }
 
   /**
    * Verifies the context, then signs and sends the decision. `onContext` sees the verified
    * context before anything is signed (what a person reads before tapping).
    */
-  async decide(qrText: string, decision: 'approve' | 'deny', onContext?: (ctx: SignedContext) => void): Promise<DecisionAck> {
+  async decide(
+    qrText: string,
+    decision: 'approve' | 'deny',
+    onContext?: (ctx: SignedContext) => void,
+    /** "Approve for … from this key": one of the durations the context offers (seconds). */
+    leaseSeconds?: number,
+  ): Promise<DecisionAck> {
     const login = parseLoginPayload(qrText);
-    const ctx = await this.fetchContext(qrText);
+    // The decision goes where the context came from: that relay reached the host.
+    const { context: ctx, socket } = await this.#contextVia(qrText);
     onContext?.(ctx);
-    const msg = signDecision(nodeCrypto, this.#seed, this.deviceId, login, ctx, decision);
-    const socket = await this.#connect(this.#trusted(login.hostId).relayUrl);
+    const signed = signDecision(nodeCrypto, this.#seed, this.deviceId, login, ctx, decision, Date.now(), leaseSeconds);
+    // The app asks its authenticator only to approve: anybody holding the phone may refuse a login.
+    const msg =
+      this.authenticator && decision === 'approve'
+        ? {
+            ...signed,
+            assertion: this.authenticator.assert({
+              challenge: webauthnChallenge(nodeCrypto, { hostId: login.hostId, sid: login.sid, nonce: login.nonce, user: ctx.user, decision, time: signed.time, deviceId: this.deviceId, lease: signed.lease }),
+              uv: this.userVerification,
+            }),
+          }
+        : signed;
     const raw: unknown = await this.#ask(() => socket.timeout(this.#timeoutMs).emitWithAck('decision', msg));
     return this.#check(decisionAck, raw, 'decision ack');
+  }
+
+  /** The signed request to end this phone's lease `leaseId` ('*': all of them) on a host; sends nothing. */
+  signLeaseRevoke(hostId: string, leaseId = '*', time: number = Date.now()): LeaseRevokeMessage {
+    return signLeaseRevoke(nodeCrypto, this.#seed, this.deviceId, hostId, leaseId, time);
+  }
+
+  /** Sends a lease revoke (made by signLeaseRevoke, or given as is) through the host's relay. */
+  async sendLeaseRevoke(msg: LeaseRevokeMessage): Promise<LeaseRevokeAck> {
+    const host = this.#trusted(msg.hostId);
+    const socket = await this.#connect(this.#lastRelay.get(msg.hostId) ?? host.relayUrl);
+    const raw: unknown = await this.#ask(() => socket.timeout(this.#timeoutMs).emitWithAck('revokeLeases', msg));
+    return this.#check(leaseRevokeAck, raw, 'revokeLeases ack');
+  }
+
+  /** Ends this phone's lease `leaseId` ('*': all of them) on a host: what the app's "End" button does. */
+  async revokeLeases(hostId: string, leaseId = '*'): Promise<LeaseRevokeAck> {
+    return this.sendLeaseRevoke(this.signLeaseRevoke(hostId, leaseId));
   }
 
   /** The 8-digit code to type when the phone is offline; uses no network. */
@@ -231,11 +320,16 @@ export class HeadlessPhone {
    */
   async enroll(qrText: string): Promise<EnrollResult> {
     const p = parseEnrollPayload(qrText);
-    const { msg, hostId, fingerprint } = signEnrollment(nodeCrypto, this.#seed, { publicKey: this.publicKey, name: this.name }, p);
+    // With an authenticator, its passkey goes along, signed (what the app does when the phone has one).
+    const device = { publicKey: this.publicKey, name: this.name, passkey: this.authenticator?.passkey() };
+    const { msg, hostId, fingerprint } = signEnrollment(nodeCrypto, this.#seed, device, p);
     const socket = await this.#connect(p.relayUrl);
     const raw: unknown = await this.#ask(() => socket.timeout(this.#timeoutMs).emitWithAck('enroll', msg));
     const ack = verifyEnrollAck(nodeCrypto, raw, msg, p.hostPub);
-    if (ack.ok) await this.trustHost({ hostPub: toB64url(p.hostPub), hostname: ack.hostname, relayUrl: ack.relayUrl });
+    if (ack.ok) {
+      const fallbacks = ack.fallbackRelayUrls ? { fallbackRelayUrls: ack.fallbackRelayUrls } : {};
+      await this.trustHost({ hostPub: toB64url(p.hostPub), hostname: ack.hostname, relayUrl: ack.relayUrl, ...fallbacks });
+    }
     return { hostId, fingerprint, ack };
   }
 
@@ -271,8 +365,11 @@ export class HeadlessPhone {
     }
   }
 
-  /** One connection per relay URL, reused; a fresh signed handshake on every (re)connect. */
-  async #connect(relayUrl: string): Promise<DeviceSocket> {
+  /**
+   * One connection per relay URL, reused; a fresh signed handshake on every (re)connect.
+   * `failFast`: a network error ends the wait at once (another relay is left to try).
+   */
+  async #connect(relayUrl: string, failFast = false): Promise<DeviceSocket> {
     let socket = this.#sockets.get(relayUrl);
     if (socket?.connected) return socket;
     if (!socket) {
@@ -306,6 +403,8 @@ export class HeadlessPhone {
           if (!s.active) {
             const code = typeof err.data?.code === 'string' ? asErrorCode(err.data.code) : 'QRA_ERR_UNAUTHENTICATED';
             done(new QrauthError(code, `the relay refused this phone: ${err.message}`));
+          } else if (failFast) {
+            done(new QrauthError('QRA_ERR_HOST_OFFLINE', `cannot reach the relay at ${relayUrl} (${err.message})`));
           }
         };
         const timer = setTimeout(
