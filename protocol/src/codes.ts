@@ -4,6 +4,7 @@
 import type { QrCrypto } from './crypto.js';
 import { concatBytes, fromB64url, toB64url, utf8 } from './encoding.js';
 import { LABELS, canonical } from './signed.js';
+import type { PasskeyInfo } from './webauthn.js';
 
 export const CODE_DIGITS = 8;
 export const MAX_CODE_TRIES = 3;
@@ -54,8 +55,18 @@ export const FINGERPRINT_PATTERN = /^[0-9A-HJKMNP-TV-Z]{4}(?:-[0-9A-HJKMNP-TV-Z]
  * the enrollment is open (40 bits is hours on rented GPUs; 80 bits is out of reach). Four
  * groups of four are read and compared a group at a time, like the shorter form before.
  */
-export function enrollFingerprint(crypto: QrCrypto, hostPub: Uint8Array, devicePub: Uint8Array, token: Uint8Array): string {
-  const h = crypto.sha256(canonical(LABELS.enrollFingerprint, [hostPub, devicePub, token]));
+export function enrollFingerprint(
+  crypto: QrCrypto,
+  hostPub: Uint8Array,
+  devicePub: Uint8Array,
+  token: Uint8Array,
+  /** The passkey the phone enrolls with (EnrollFields.passkey): a relay that swaps or strips it changes the fingerprint. */
+  passkey?: PasskeyInfo,
+): string {
+  const input = passkey
+    ? canonical(LABELS.enrollFingerprintPasskey, [hostPub, devicePub, token, passkey.credentialId, passkey.publicKey, passkey.origin, passkey.rpId])
+    : canonical(LABELS.enrollFingerprint, [hostPub, devicePub, token]);
+  const h = crypto.sha256(input);
   const bytes = (FINGERPRINT_CHARS * 5) / 8;
   let bits = 0n;
   for (let i = 0; i < bytes; i++) bits = (bits << 8n) | BigInt(h[i]!);

@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { payloadKind, toB64url, isQrauthError } from '../../protocol/src/index.js';
 import { readHostPublicKey } from '../../agent/src/host-key.js';
 import { HeadlessPhone } from './phone.js';
+import { SoftAuthenticator } from './soft-authenticator.js';
 import { freePort, startSshd, type Sshd } from './sshd.js';
 import { MODULE_PATH, ROOT, ensureUser, installPamService, isRoot, tempDir } from './system.js';
 
@@ -106,7 +107,7 @@ async function main() {
     const socket = join(dir.path, 'qrauth.sock');
     writeFileSync(
       cfgPath,
-      JSON.stringify({ socket, controlSocket: join(dir.path, 'control.sock'), stateDir: state, relayUrl, authfile: join(dir.path, 'devices', '%u'), hostname: 'qrauth-demo-host' }, null, 2),
+      JSON.stringify({ socket, controlSocket: join(dir.path, 'control.sock'), stateDir: state, relayUrl, authfile: join(dir.path, 'devices', '%u'), hostname: 'qrauth-demo-host', userVerification: 'required' }, null, 2),
     );
     const agent = spawn(node, [join(dist, 'agent/src/main.js'), '--config', cfgPath], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     children.push(agent);
@@ -119,6 +120,8 @@ async function main() {
 
     const host = readHostPublicKey(state);
     phone = await HeadlessPhone.create(join(dir.path, 'phone'), 'Demo phone');
+    // The passkey path (issue #12): the host requires UV, the phone answers with a software passkey.
+    phone.authenticator = new SoftAuthenticator({ origin: 'https://app.qrauth.invalid' });
     await phone.trustHost({ hostPub: toB64url(host.publicKey), hostname: 'qrauth-demo-host', relayUrl });
     writeFileSync(join(dir.path, 'devices', USER), `${phone.devicesLine()}\n`, { mode: 0o600 });
 
@@ -133,7 +136,8 @@ In another terminal, log in:
     ssh -p ${sshd.port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null ${USER}@127.0.0.1
 
 A QR code appears with a line starting QRA1:. This terminal is the demo user's phone:
-paste that line here and press Enter to approve, or type
+paste that line here and press Enter to approve (the host requires a passkey with the
+owner's fingerprint or PIN: this phone's software authenticator signs one), or type
     deny <QRA1 line>    to deny
     code <QRA1 line>    to see the 8-digit offline code to type into ssh instead
 Then press Enter in the ssh terminal. Ctrl-C stops everything the demo started.
@@ -148,7 +152,8 @@ Then press Enter in the ssh terminal. Ctrl-C stops everything the demo started.
         const ack = await phone!.decide(arg, verb === 'deny' ? 'deny' : 'approve', (ctx) =>
           console.log(`Phone: ${verb === 'deny' ? 'denying' : 'approving'} login as ${ctx.user} to ${ctx.hostname} from ${ctx.rhost || 'local'} (${ctx.service})`),
         );
-        console.log(ack.ok ? `Phone: ${ack.result}. Press Enter in the ssh terminal.` : `Phone: refused: ${ack.message}`);
+        const passkeyNote = verb === 'deny' ? '' : ' (with a passkey assertion: fingerprint/PIN verified, checked by the host)';
+        console.log(ack.ok ? `Phone: ${ack.result}${passkeyNote}. Press Enter in the ssh terminal.` : `Phone: refused: ${ack.message}`);
       } catch (e) {
         console.log(`Phone: ${isQrauthError(e) ? e.message : (e as Error).message}`);
       }

@@ -27,9 +27,11 @@ import {
   toB64url,
   verifyEnrollAck,
   verifyLoginContext,
+  webauthnChallenge,
 } from '../../../protocol/src/index.js';
 import type { TrustedHost } from '../models';
 import { withDeviceSeed } from './device-key';
+import { assertPasskey, createPasskey, platformPasskeyAvailable } from './passkey';
 import { asErrorCode, ask, checkAck, connectRelay, RELAY_TIMEOUT_MS } from './relay-client';
 import { findHost, saveHost } from './store';
 
@@ -93,8 +95,21 @@ const relayOfLogin = new Map<string, string>();
 
 /** Signs approve/deny over the nonce from the QR and the verified context, and sends it. */
 /** `leaseSeconds`: "approve for this long from this key", one of the durations the signed context offers. */
+/**
+ * With a passkey from enrollment, an approval also carries its assertion over SHA-256 of the exact
+ * approval bytes: the phone asks for the fingerprint, face or PIN first (PasskeyError when cancelled:
+ * nothing is sent). A denial needs none: anybody holding the phone may refuse a login.
+ */
 export async function sendDecision({ payload, host }: ScannedLogin, ctx: SignedContext, decision: 'approve' | 'deny', leaseSeconds?: number): Promise<DecisionAck> {
-  const msg = await withDeviceSeed((seed, device) => signDecision(webCrypto, seed, device.deviceId, payload, ctx, decision, Date.now(), leaseSeconds));
+  const { signed, deviceId } = await withDeviceSeed((seed, device) => ({
+    signed: signDecision(webCrypto, seed, device.deviceId, payload, ctx, decision, Date.now(), leaseSeconds),
+    deviceId: device.deviceId,
+  }));
+  let msg: typeof signed = signed;
+  if (host.passkey && decision === 'approve') {
+    const fields = { hostId: host.hostId, sid: payload.sid, nonce: payload.nonce, user: ctx.user, decision, time: signed.time, deviceId, lease: signed.lease };
+    msg = { ...signed, assertion: await assertPasskey(host.passkey, webauthnChallenge(webCrypto, fields)) };
+  }
   const socket = await connectRelay(relayOfLogin.get(payload.sid) ?? host.relayUrl);
   relayOfLogin.delete(payload.sid);
   const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('decision', msg));
@@ -108,6 +123,11 @@ export interface EnrollOffer {
   fingerprint: string;
   /** Already enrolled with this host (enrolling again updates its name and relay). */
   known: boolean;
+  /**
+   * Whether tapping Enroll makes a passkey first (this phone has a platform authenticator). Then
+   * `fingerprint` is known only once the passkey exists: it covers the passkey too.
+   */
+  passkeyPlanned: boolean;
 }
 
 /** Parses an enrollment QR and computes the fingerprint; sends nothing. */
@@ -117,7 +137,7 @@ export async function prepareEnroll(text: string): Promise<EnrollOffer> {
   const fingerprint = await withDeviceSeed((_seed, device) =>
     enrollFingerprint(webCrypto, payload.hostPub, fromB64url(device.publicKey, 32), payload.token),
   );
-  return { payload, hostId, fingerprint, known: (await findHost(hostId)) !== undefined };
+  return { payload, hostId, fingerprint, known: (await findHost(hostId)) !== undefined, passkeyPlanned: await platformPasskeyAvailable() };
 }
 
 /** How long the phone waits for the person to answer at the terminal, and how often it asks. */
@@ -130,11 +150,13 @@ export interface EnrollSent {
   /** the host's verified answer (a refusal, or an acceptance it signed) */
   ack: EnrollAck;
   msg: EnrollMessage;
+  /** What both screens show for this request (with its passkey, when one was made). */
+  fingerprint: string;
   /** undefined: a host from before outcomes were reported (the host was saved at once, as then) */
   outcome: 'pending' | 'confirmed' | 'refused' | undefined;
 }
 
-async function askEnroll(offer: EnrollOffer, msg: EnrollMessage): Promise<EnrollSent> {
+async function askEnroll(offer: EnrollOffer, msg: EnrollMessage, fingerprint: string): Promise<EnrollSent> {
   const { payload } = offer;
   const socket = await connectRelay(payload.relayUrl);
   const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('enroll', msg));
@@ -143,9 +165,11 @@ async function askEnroll(offer: EnrollOffer, msg: EnrollMessage): Promise<Enroll
   // Trust the host only once its terminal confirmed (signed by the host); an older host that
   // reports no outcome keeps the old rule (trusted on its signed acceptance).
   if (ack.ok && (outcome === undefined || outcome === 'confirmed')) {
-    await saveHost({ hostPub: toB64url(payload.hostPub), hostname: ack.hostname, relayUrl: ack.relayUrl, ...(ack.fallbackRelayUrls ? { fallbackRelayUrls: ack.fallbackRelayUrls } : {}) });
+    const fallbacks = ack.fallbackRelayUrls ? { fallbackRelayUrls: ack.fallbackRelayUrls } : {};
+    // The passkey is remembered with the host whose terminal accepted it: approvals there use it.
+    await saveHost({ hostPub: toB64url(payload.hostPub), hostname: ack.hostname, relayUrl: ack.relayUrl, ...fallbacks, ...(msg.passkey ? { passkey: msg.passkey } : {}) });
   }
-  return { ack, msg, outcome };
+  return { ack, msg, fingerprint, outcome };
 }
 
 /**
@@ -153,10 +177,12 @@ async function askEnroll(offer: EnrollOffer, msg: EnrollMessage): Promise<Enroll
  * (QRA_ERR_SIGNATURE when the relay made it up or changed it; nothing is saved). The terminal
  * then shows the fingerprint and asks; waitForEnrollAnswer learns what the person answered.
  */
-export async function sendEnroll(offer: EnrollOffer): Promise<EnrollSent> {
+export async function sendEnroll(offer: EnrollOffer, deviceName: string): Promise<EnrollSent> {
   const { payload } = offer;
-  const { msg } = await withDeviceSeed((seed, device) => signEnrollment(webCrypto, seed, { publicKey: device.publicKey, name: device.name }, payload));
-  return askEnroll(offer, msg);
+  // First, while the tap still counts as the person's gesture: the platform prompt makes the passkey.
+  const passkey = offer.passkeyPlanned ? await createPasskey(deviceName, payload.hostname) : undefined;
+  const { msg, fingerprint } = await withDeviceSeed((seed, device) => signEnrollment(webCrypto, seed, { publicKey: device.publicKey, name: device.name, passkey }, payload));
+  return askEnroll(offer, msg, fingerprint);
 }
 
 /**
@@ -171,7 +197,7 @@ export async function waitForEnrollAnswer(offer: EnrollOffer, msg: EnrollMessage
     if (cancelled()) break;
     let sent: EnrollSent;
     try {
-      sent = await askEnroll(offer, msg);
+      sent = await askEnroll(offer, msg, '');
     } catch (e) {
       // A changed answer is an attack, not a network hiccup: stop and say so.
       if (e instanceof QrauthError && e.code === 'QRA_ERR_SIGNATURE') throw e;

@@ -25,6 +25,7 @@ import {
   toB64url,
   tokenIdOf,
   verifyEnrollAck,
+  webauthnChallenge,
 } from '../../../protocol/src/index.js';
 
 export interface VectorCheck {
@@ -64,6 +65,12 @@ export interface ProtocolVectors {
   enroll: { hostId: string; tokenId: string; token: string; devicePub: string; deviceName: string; time: number };
   enrollBytes: string;
   tokenId: string;
+  /** An enrollment with a passkey (enroll-v2) and its fingerprint (v3); the challenge an approval's passkey signs. */
+  enrollPasskey: ProtocolVectors['enroll'] & { passkey: { credentialId: string; publicKey: string; origin: string; rpId: string } };
+  enrollPasskeyBytes: string;
+  enrollPasskeySig: string;
+  fingerprintPasskey: string;
+  webauthnChallenge: string;
   enrollAck: { hostId: string; tokenId: string; devicePub: string; hostname: string; relayUrl: string };
   enrollAckBytes: string;
   enrollAckSig: string;
@@ -146,6 +153,12 @@ export function runProtocolVectors(c: QrCrypto, v: ProtocolVectors): VectorCheck
   check('leaseRevokeSig', toB64url(c.ed25519Sign(deviceSeed, leaseRevokeBytes(v.leaseRevoke))), v.leaseRevokeSig);
 
   check('enrollBytes', hex(enrollBytes({ ...v.enroll, token: bytes(v.enroll.token) })), v.enrollBytes);
+  // With a passkey: its own label, so a relay cannot strip the passkey and keep a valid signature.
+  const enrollPasskey = { ...v.enrollPasskey, token: bytes(v.enrollPasskey.token) };
+  check('enrollPasskeyBytes', hex(enrollBytes(enrollPasskey)), v.enrollPasskeyBytes);
+  check('enrollPasskeySig', toB64url(c.ed25519Sign(deviceSeed, enrollBytes(enrollPasskey))), v.enrollPasskeySig);
+  check('enrollPasskeySig does not verify with the passkey stripped', c.ed25519Verify(devicePub, enrollBytes({ ...enrollPasskey, passkey: undefined }), fromB64url(v.enrollPasskeySig, 64)), false);
+  check('webauthnChallenge', hex(webauthnChallenge(c, decision)), v.webauthnChallenge);
   check('tokenId', tokenIdOf(c, bytes(v.token)), v.tokenId);
   check('enrollAckBytes', hex(enrollAckBytes(v.enrollAck)), v.enrollAckBytes);
   check('enrollAckSig', toB64url(c.ed25519Sign(hostSeed, enrollAckBytes(v.enrollAck))), v.enrollAckSig);
@@ -186,6 +199,7 @@ export function runProtocolVectors(c: QrCrypto, v: ProtocolVectors): VectorCheck
   safely('offlineKey (phone side)', () => hex(offlineKey(c, deviceSeed, hostPub, v.hostId, v.deviceId)), v.offlineKey);
   safely('offlineCode', () => offlineCode(c, offlineKey(c, deviceSeed, hostPub, v.hostId, v.deviceId), v.hostId, v.sid, bytes(v.nonce)), v.offlineCode);
   check('fingerprint', enrollFingerprint(c, hostPub, devicePub, bytes(v.token)), v.fingerprint);
+  check('fingerprintPasskey', enrollFingerprint(c, hostPub, devicePub, bytes(v.token), v.enrollPasskey.passkey), v.fingerprintPasskey);
 
   check('loginPayload', formatLoginPayload({ hostId: v.hostId, sid: v.sid, nonce: bytes(v.nonce) }), v.loginPayload);
   safely('loginPayload parses', () => hex(parseLoginPayload(v.loginPayload).nonce), v.nonce);

@@ -2,10 +2,13 @@
  * What the app remembers besides the device key: enrolled hosts, this phone's decisions, and
  * settings. Validated when read back, like anything from outside.
  */
-import { webCrypto } from '../../../protocol/src/crypto-web.js';
-import { fromB64url, keyId } from '../../../protocol/src/index.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { fromB64url, keyId, passkeyInfo } from '../../../protocol/src/index.js';
 import type { HistoryEntry, Settings, TrustedHost } from '../models';
 import { storeGet, storePut } from './platform';
+
+/** keyId needs SHA-256 only: not crypto-web's Ed25519/X25519, which stay off the app's start path. */
+const hashOnly = { sha256: (data: Uint8Array) => sha256(data) };
 
 const HOSTS = 'hosts';
 const HISTORY = 'history';
@@ -31,7 +34,12 @@ function isTrustedHost(h: unknown): h is TrustedHost {
   const fallbacks = r.fallbackRelayUrls;
   if (fallbacks !== undefined && !(Array.isArray(fallbacks) && fallbacks.length <= 7 && fallbacks.every((u) => typeof u === 'string' && /^https?:\/\/\S+$/.test(u)))) return false;
   try {
-    return keyId(webCrypto, fromB64url(r.hostPub, 32)) === r.hostId;
+    if (r.passkey !== undefined) passkeyInfo(r.passkey, 'host.passkey');
+  } catch {
+    return false;
+  }
+  try {
+    return keyId(hashOnly, fromB64url(r.hostPub, 32)) === r.hostId;
   } catch {
     return false;
   }
@@ -48,9 +56,10 @@ export async function findHost(hostId: string): Promise<TrustedHost | undefined>
 
 /** Adds the host, or updates its name and relay when it is enrolled again. */
 export async function saveHost(host: Omit<TrustedHost, 'hostId' | 'enrolledAt'>): Promise<TrustedHost> {
-  const hostId = keyId(webCrypto, fromB64url(host.hostPub, 32));
+  const hostId = keyId(hashOnly, fromB64url(host.hostPub, 32));
   const fallbacks = host.fallbackRelayUrls?.length ? { fallbackRelayUrls: host.fallbackRelayUrls.map((u) => u.replace(/\/$/, '')) } : {};
-  const entry: TrustedHost = { hostId, hostPub: host.hostPub, hostname: host.hostname, relayUrl: host.relayUrl.replace(/\/$/, ''), ...fallbacks, enrolledAt: Date.now() };
+  const passkey = host.passkey ? { passkey: host.passkey } : {};
+  const entry: TrustedHost = { hostId, hostPub: host.hostPub, hostname: host.hostname, relayUrl: host.relayUrl.replace(/\/$/, ''), ...fallbacks, ...passkey, enrolledAt: Date.now() };
   const hosts = (await listHosts()).filter((h) => h.hostId !== hostId);
   await storePut(HOSTS, [...hosts, entry]);
   changed();

@@ -1,4 +1,5 @@
 /** Plain data the app stores and shows; no behaviour here (see src/data/ for that). */
+import type { PasskeyInfo } from '../../../protocol/src/index.js';
 
 /** The phone's identity as the screens see it. The seed never appears in these objects. */
 export interface DeviceInfo {
@@ -22,6 +23,8 @@ export interface TrustedHost {
   relayUrl: string;
   /** The host's further relays, its order, from its signed enrollment answer: tried when relayUrl cannot be reached. */
   fallbackRelayUrls?: string[];
+  /** The passkey made when enrolling with this host (issue #12): approvals there carry its assertion. */
+  passkey?: PasskeyInfo;
   /** unix ms */
   enrolledAt: number;
 }

@@ -9,6 +9,7 @@ import { Page } from '../components/Page';
 import { ReplaceDeviceKey } from '../components/ReplaceDeviceKey';
 import { Warning } from '../components/Warning';
 import { DeviceKeyError } from '../data/device-key';
+import { PasskeyError } from '../data/passkey';
 import { type ScannedLogin, fetchLoginContext, loginOfflineCode, resolveLogin, sendDecision } from '../data/qrauth';
 import { addHistory } from '../data/store';
 
@@ -33,7 +34,12 @@ type Sent =
   | { state: 'sending'; decision: 'approve' | 'deny' }
   | { state: 'done'; decision: 'approve' | 'deny'; ack: DecisionAck }
   | { state: 'unsent'; decision: 'approve' | 'deny'; message: string }
-  | { state: 'no-key'; message: string; lost: boolean };
+  | { state: 'no-key'; message: string; lost: boolean }
+  /**
+   * The passkey check did not pass and the login is still open: cancelled on the phone (nothing
+   * sent), or the host refused the assertion (no fingerprint/face/PIN). Approve can be tapped again.
+   */
+  | { state: 'passkey'; title: string; message: string };
 
 /** Local wall-clock time of a unix-seconds instant, to the second. */
 function clock(unixSeconds: number): string {
@@ -157,11 +163,26 @@ export default function Approve() {
     try {
       const ack = await sendDecision(lookup.login, ctx, decision, leaseSeconds);
       if (gen !== generation.current) return;
+      if (!ack.ok && (ack.code === 'QRA_ERR_USER_VERIFICATION' || ack.code === 'QRA_ERR_PASSKEY')) {
+        // The host keeps the login open after these: say why, and let the person try again.
+        setSent({ state: 'passkey', title: 'Your fingerprint, face or PIN is needed', message: ack.message });
+        return;
+      }
       setSent({ state: 'done', decision, ack });
       await addHistory({ ...base, outcome: ack.ok ? ack.result : 'rejected', ...(ack.ok ? {} : { detail: ack.message }) });
     } catch (e) {
       const message = (e as Error).message;
       if (gen !== generation.current) return;
+      if (e instanceof PasskeyError) {
+        // The passkey signed nothing, so nothing was sent: Approve stays available.
+        const title = e.problem === 'cancelled' ? 'Not approved: the check was not passed' : "This phone's passkey cannot be used";
+        const why =
+          e.problem === 'cancelled'
+            ? `Your fingerprint, face or PIN check was cancelled, not passed or timed out; nothing was sent. Tap Approve to try again.`
+            : `${e.message}. Nothing was sent. Enroll this phone with the host again (qrauth enroll).`;
+        setSent({ state: 'passkey', title, message: why });
+        return;
+      }
       if (e instanceof DeviceKeyError) {
         setSent({ state: 'no-key', message, lost: e.lost }); // nothing was signed, so nothing was sent
         return;
@@ -338,8 +359,18 @@ export default function Approve() {
                     </section>
                   )
                 ) : (
-                  <Warning kind={sent.ack.code === 'QRA_ERR_EXPIRED' ? 'expired' : 'error'} title="The host did not accept this">
+                  <Warning
+                    kind={sent.ack.code === 'QRA_ERR_EXPIRED' ? 'expired' : 'error'}
+                    title={sent.ack.code === 'QRA_ERR_NO_PASSKEY' ? `${ctx.hostname} requires a passkey for this` : 'The host did not accept this'}
+                  >
                     {sent.ack.message}
+                    {sent.ack.code === 'QRA_ERR_NO_PASSKEY' ? (
+                      <span data-testid="needs-passkey">
+                        {' '}
+                        This phone was enrolled with {ctx.hostname} without a passkey. Run <code>qrauth enroll</code> there and scan its code
+                        again: this phone then makes a passkey (it asks for your fingerprint, face or PIN) and its approvals count.
+                      </span>
+                    ) : null}
                   </Warning>
                 )
               ) : sent.state === 'no-key' ? (
@@ -351,6 +382,11 @@ export default function Approve() {
                 </>
               ) : sent.state === 'unsent' ? null : (
                 <>
+                  {sent.state === 'passkey' ? (
+                    <Warning kind="error" title={sent.title}>
+                      <span data-testid="passkey-problem">{sent.message}</span>
+                    </Warning>
+                  ) : null}
                   <div className="decision-buttons">
                     <IonButton
                       color="success"

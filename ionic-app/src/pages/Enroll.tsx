@@ -6,12 +6,14 @@ import { Page } from '../components/Page';
 import { ReplaceDeviceKey } from '../components/ReplaceDeviceKey';
 import { Warning } from '../components/Warning';
 import { DeviceKeyError } from '../data/device-key';
+import { PasskeyError } from '../data/passkey';
 import { type EnrollAnswer, type EnrollOffer, ENROLL_ANSWER_WAIT_MS, prepareEnroll, sendEnroll, waitForEnrollAnswer } from '../data/qrauth';
 
 type Step =
   | { state: 'loading' }
   | { state: 'invalid'; message: string; title: string; keyProblem: boolean }
-  | { state: 'ready'; offer: EnrollOffer }
+  /** `passkeyCancelled`: the person cancelled making the passkey; nothing was sent, Enroll asks again. */
+  | { state: 'ready'; offer: EnrollOffer; passkeyCancelled?: boolean }
   | { state: 'sending'; offer: EnrollOffer }
   /** The host accepted the request; its terminal now shows the fingerprint and asks the person. */
   | { state: 'waiting'; offer: EnrollOffer; hostname: string }
@@ -60,8 +62,10 @@ export default function Enroll() {
     const current = () => gen === generation.current;
     setStep({ state: 'sending', offer });
     try {
-      const sent = await sendEnroll(offer);
+      const sent = await sendEnroll(offer, device?.name ?? 'phone');
       if (!current()) return;
+      // The fingerprint covers the passkey made just now: this is the one the terminal shows.
+      offer = { ...offer, fingerprint: sent.fingerprint };
       if (!sent.ack.ok) {
         setStep({ state: 'refused', offer, ack: sent.ack });
         return;
@@ -83,7 +87,10 @@ export default function Enroll() {
     } catch (e) {
       if (!current()) return;
       const err = e as Error & { code?: string };
-      if (e instanceof DeviceKeyError) setStep({ state: 'no-key', offer, message: err.message, lost: e.lost });
+      if (e instanceof PasskeyError && e.problem === 'cancelled') setStep({ state: 'ready', offer, passkeyCancelled: true });
+      // No passkey after all (the phone refused to make one): enroll as a phone without one, and say what that means.
+      else if (e instanceof PasskeyError) setStep({ state: 'ready', offer: { ...offer, passkeyPlanned: false } });
+      else if (e instanceof DeviceKeyError) setStep({ state: 'no-key', offer, message: err.message, lost: e.lost });
       else if (err.code === 'QRA_ERR_SIGNATURE') setStep({ state: 'changed', offer, message: err.message });
       else setStep({ state: 'failed', offer, message: err.message, offline: err.code === 'QRA_ERR_HOST_OFFLINE' });
     }
@@ -99,6 +106,8 @@ export default function Enroll() {
   }
 
   const offer = step.state === 'loading' || step.state === 'invalid' ? undefined : step.offer;
+  // With a passkey to make, the fingerprint exists only after the tap (it covers the passkey).
+  const fingerprintKnown = offer !== undefined && !(offer.passkeyPlanned && (step.state === 'ready' || step.state === 'sending'));
   return (
     <Page title="Enroll with a host" back="/scan" testId="page-enroll">
       {step.state === 'loading' ? <IonSpinner aria-label="Reading the code" /> : null}
@@ -114,7 +123,29 @@ export default function Enroll() {
             <dt>This phone</dt>
             <dd>{device?.name}</dd>
           </dl>
-          {step.state === 'ready' || step.state === 'sending' || step.state === 'waiting' ? (
+          {(step.state === 'ready' || step.state === 'sending') && offer.passkeyPlanned ? (
+            <section className="fingerprint-box" aria-labelledby="fp-title" data-testid="enroll-instructions">
+              <h2 id="fp-title">Tap Enroll: this phone asks for your fingerprint, face or PIN</h2>
+              <p data-testid="enroll-passkey-step">
+                It makes a passkey for approving logins on {offer.payload.hostname}, so that each approval there proves it was you. Then both
+                screens show a fingerprint to compare.
+              </p>
+            </section>
+          ) : null}
+          {step.state === 'ready' && step.passkeyCancelled ? (
+            <Warning kind="info" title="Passkey not made">
+              <span data-testid="enroll-passkey-cancelled">The fingerprint, face or PIN check was cancelled. Nothing was sent. Tap Enroll to try again.</span>
+            </Warning>
+          ) : null}
+          {step.state === 'ready' && !offer.passkeyPlanned ? (
+            <Warning kind="info" title="No passkey on this phone">
+              <span data-testid="enroll-no-passkey">
+                This phone (or browser) cannot make a passkey here, so it enrolls without one. Its approvals work where the host does not
+                require your fingerprint, face or PIN; a host or command that requires it (for example sudo with uv=required) will refuse them.
+              </span>
+            </Warning>
+          ) : null}
+          {fingerprintKnown && (step.state === 'ready' || step.state === 'sending' || step.state === 'waiting') ? (
             <section className="fingerprint-box" aria-labelledby="fp-title" data-testid="enroll-instructions">
               <h2 id="fp-title">
                 {step.state === 'waiting' ? 'Now answer on the terminal' : `Tap Enroll, then type y on the terminal only if it shows`}
