@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { constants as zlibConstants, brotliCompressSync, gzipSync } from 'node:zlib';
 import { type Plugin, defineConfig } from 'vite';
 import { isLoopbackHostname, relayUrlProblem } from '../protocol/src/relay-url.js';
 
@@ -14,20 +15,35 @@ function filesUnder(dir: string, base = dir): string[] {
   });
 }
 
+/** Chunks only a native build loads (the scanner and keystore plugins): the web app never needs them offline. */
+const NATIVE_ONLY = /node_modules\/(@capacitor\/barcode-scanner|@aparajita\/capacitor-secure-storage|html5-qrcode)\//;
+/** Text files worth precompressing (the rest, PNG icons, already are). */
+const COMPRESSIBLE = /\.(js|mjs|css|html|svg|json|webmanifest|txt)$/;
+
 /**
- * Writes dist/sw.js from sw/sw.js with the list of files to precache (the whole app shell)
- * and a version derived from their contents, so each build installs a fresh cache.
+ * Writes dist/sw.js from sw/sw.js with the list of files the app needs offline and a version
+ * derived from their contents, so each build installs a fresh cache; then writes a .gz and .br
+ * beside every text file so a static server sends them compressed without compressing per
+ * request (nginx gzip_static / brotli_static, relay/src/static.ts).
  */
 function serviceWorker(): Plugin {
   let outDir = '';
+  const nativeOnly = new Set<string>();
   return {
     name: 'qrauth-service-worker',
     apply: 'build',
     configResolved(cfg) {
       outDir = path.resolve(cfg.root, cfg.build.outDir);
     },
+    generateBundle(_options, bundle) {
+      for (const [file, out] of Object.entries(bundle)) {
+        if (out.type === 'chunk' && out.moduleIds.length > 0 && out.moduleIds.every((id) => NATIVE_ONLY.test(id) || id.startsWith('\0'))) nativeOnly.add(file);
+      }
+    },
     closeBundle() {
-      const files = filesUnder(outDir).filter((f) => f !== 'sw.js' && !f.endsWith('.map')).sort();
+      const files = filesUnder(outDir)
+        .filter((f) => f !== 'sw.js' && !/\.(map|gz|br)$/.test(f) && !nativeOnly.has(f))
+        .sort();
       const hash = createHash('sha256');
       for (const f of files) hash.update(f).update(readFileSync(path.join(outDir, f)));
       const version = hash.digest('hex').slice(0, 16);
@@ -37,6 +53,14 @@ function serviceWorker(): Plugin {
         path.join(outDir, 'sw.js'),
         template.replace("'__VERSION__'", JSON.stringify(version)).replace('__PRECACHE__', JSON.stringify(precache)),
       );
+      for (const f of filesUnder(outDir)) {
+        if (!COMPRESSIBLE.test(f)) continue;
+        const body = readFileSync(path.join(outDir, f));
+        const gz = gzipSync(body, { level: 9 });
+        const br = brotliCompressSync(body, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 11, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: body.length } });
+        if (gz.length < body.length) writeFileSync(path.join(outDir, `${f}.gz`), gz);
+        if (br.length < body.length) writeFileSync(path.join(outDir, `${f}.br`), br);
+      }
     },
   };
 }
@@ -85,11 +109,17 @@ export function contentSecurityPolicy(relays: string[] = relaySources()): string
   ].join('; ');
 }
 
+const sri = (body: Buffer | string): string => `sha384-${createHash('sha384').update(body).digest('base64')}`;
+
 /**
- * Puts the CSP first in <head> and Subresource Integrity (sha384) on every script and style
- * index.html loads, so a cache or CDN between the web server and the phone cannot swap them.
- * A few lines of our own: the SRI plugins on npm do the same for index.html and no more, and
- * chunks loaded later by import() are covered by script-src 'self' (see docs/app.md).
+ * Puts the CSP first in <head> and Subresource Integrity (sha384) on everything the app loads,
+ * so a cache or CDN between the web server and the phone cannot swap a file: an integrity
+ * attribute on each script and style index.html loads, and an import map whose "integrity"
+ * lists every JavaScript chunk, which covers the chunks loaded later by import() (lazy pages,
+ * the QR decoder) that no attribute can reach. The import map is inline, so the CSP allows it by
+ * its sha256 and nothing else inline. Browsers without import-map integrity (Chromium < 127,
+ * Safari < 18, Firefox < 138) still load those chunks under script-src 'self' (docs/app.md).
+ * All CSS is one file (cssCodeSplit off) so it too has its attribute.
  */
 function securityHeaders(): Plugin {
   let outDir = '';
@@ -108,14 +138,24 @@ function securityHeaders(): Plugin {
     // Synchronous, so it is done before serviceWorker() hashes index.html for its cache version.
     writeBundle() {
       const index = path.join(outDir, 'index.html');
-      const html = readFileSync(index, 'utf8').replace(
+      let html = readFileSync(index, 'utf8').replace(
         /<(script|link)\b([^>]*?)\s(src|href)="\/([^"]+)"([^>]*)>/g,
         (tag, name: string, before: string, attr: string, file: string, after: string) => {
           if (name === 'link' && !/rel="(stylesheet|modulepreload)"/.test(tag)) return tag;
-          const integrity = `sha384-${createHash('sha384').update(readFileSync(path.join(outDir, file))).digest('base64')}`;
-          return `<${name}${before} ${attr}="/${file}" integrity="${integrity}"${after}>`;
+          return `<${name}${before} ${attr}="/${file}" integrity="${sri(readFileSync(path.join(outDir, file)))}"${after}>`;
         },
       );
+      const integrity: Record<string, string> = {};
+      for (const f of filesUnder(path.join(outDir, 'assets')).filter((f) => f.endsWith('.js')).sort()) {
+        integrity[`/assets/${f}`] = sri(readFileSync(path.join(outDir, 'assets', f)));
+      }
+      const importMap = JSON.stringify({ imports: {}, integrity });
+      const importMapHash = `'sha256-${createHash('sha256').update(importMap).digest('base64')}'`;
+      const cspTag = /<meta http-equiv="Content-Security-Policy" content="[^"]*" \/>/;
+      const csp = cspTag.exec(html)?.[0];
+      if (!csp || !csp.includes("script-src 'self';")) throw new Error('index.html: the CSP meta is missing');
+      // Right after the CSP (which must precede what it governs), before any module script.
+      html = html.replace(cspTag, `${csp.replace("script-src 'self';", `script-src 'self' ${importMapHash};`)}\n    <script type="importmap">${importMap}</script>`);
       writeFileSync(index, html);
     },
   };
@@ -140,13 +180,15 @@ export default defineConfig({
     emptyOutDir: true,
     target: 'es2022',
     sourcemap: false,
-    chunkSizeWarningLimit: 900,
+    // One stylesheet, linked from index.html with its integrity (a lazy chunk's CSS would be
+    // inserted by Vite's loader without one). Ionic's component styles live in their JS.
+    cssCodeSplit: false,
     rollupOptions: {
-      output: {
-        manualChunks(id) {
-          if (id.includes('node_modules/@ionic') || id.includes('node_modules/ionicons') || id.includes('node_modules/@stencil')) return 'ionic';
-          return undefined;
-        },
+      treeshake: {
+        // Ionic's component modules (@ionic/core/components/ion-*.js) only define a class until
+        // their defineCustomElement() is called, but the package declares no "sideEffects", so
+        // without this every component (1.2 MB) is bundled although the app uses about twenty.
+        moduleSideEffects: (id) => !/\/@ionic\/core\/components\/ion-[a-z-]+\.js$/.test(id),
       },
     },
   },

@@ -6,7 +6,8 @@
  * Real Chromium, real relay, real agent, real `qrauth enroll`, real ssh with pam_qrauth.
  */
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -153,13 +154,21 @@ test.serial('the app never loads anything from the relay: every request it makes
 test.serial('CSP and SRI are in the built index.html: no inline script, script-src self, connect-src the relays, integrity on every script and style', (t) => {
   const html = readFileSync(join(APP_DIST, 'index.html'), 'utf8');
   const csp = /<meta http-equiv="Content-Security-Policy" content="([^"]+)"/.exec(html)?.[1] ?? '';
-  t.regex(csp, /(^|; )script-src 'self'(;|$)/, csp);
+  // The one inline script is the import map that holds every chunk's integrity, allowed by its hash.
+  const importMapTag = /<script type="importmap">([^<]*)<\/script>/.exec(html);
+  t.truthy(importMapTag, 'an import map');
+  const mapHash = createHash('sha256').update(importMapTag![1]!).digest('base64');
+  t.true(csp.includes(`script-src 'self' 'sha256-${mapHash}';`), csp);
+  const chunks = readdirSync(join(APP_DIST, 'assets')).filter((f) => f.endsWith('.js'));
+  const integrity = (JSON.parse(importMapTag![1]!) as { integrity: Record<string, string> }).integrity;
+  for (const f of chunks) t.is(integrity[`/assets/${f}`], `sha384-${createHash('sha384').update(readFileSync(join(APP_DIST, 'assets', f))).digest('base64')}`, f);
   t.regex(csp, /(^|; )default-src 'none'(;|$)/, csp);
   t.regex(csp, /(^|; )object-src 'none'(;|$)/, csp);
   t.regex(csp, /(^|; )connect-src [^;]*http:\/\/127\.0\.0\.1:\*/, 'the default build talks to loopback relays');
   t.notRegex(csp, /unsafe-eval|'unsafe-inline'[^;]*;?\s*$|script-src[^;]*unsafe/, csp);
-  t.notRegex(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'no inline script');
-  const tags = html.match(/<(script|link)\b[^>]*>/g) ?? [];
+  const withoutMap = html.replace(importMapTag![0], '');
+  t.notRegex(withoutMap, /<script(?![^>]*\bsrc=)[^>]*>/, 'no inline script');
+  const tags = withoutMap.match(/<(script|link)\b[^>]*>/g) ?? [];
   const loaded = tags.filter((tag) => /<script/.test(tag) || /rel="(stylesheet|modulepreload)"/.test(tag));
   t.true(loaded.length >= 3, html);
   for (const tag of loaded) t.regex(tag, /integrity="sha384-[A-Za-z0-9+/]{64}"/, tag);

@@ -1,15 +1,63 @@
 import { IonApp, IonIcon, IonLabel, IonRouterOutlet, IonSpinner, IonTabBar, IonTabButton, IonTabs, setupIonicReact } from '@ionic/react';
 import { IonReactRouter } from '@ionic/react-router';
 import { list, qrCode, server, settings } from 'ionicons/icons';
+import { type ComponentType, type LazyExoticComponent, Suspense, lazy, useEffect } from 'react';
 import { Navigate, Route } from 'react-router-dom';
 import { AppStateProvider, useAppState } from './AppState';
-import Approve from './pages/Approve';
-import Enroll from './pages/Enroll';
-import History from './pages/History';
-import Hosts from './pages/Hosts';
 import Scan from './pages/Scan';
-import Settings from './pages/Settings';
-import Welcome from './pages/Welcome';
+import { pagePreloadsDone } from './sw-register';
+
+/*
+ * Opening the app must reach a live scanner fast (it sits on every login's critical path), so
+ * only Scan is in the start bundle. The other pages, their Ionic components and the relay client
+ * (socket.io) are chunks of their own, fetched after the start screen is up (preloadPages) so a
+ * tap on them, or a scan that opens Approve, does not wait for the network.
+ */
+const pages = {
+  approve: () => import('./pages/Approve'),
+  enroll: () => import('./pages/Enroll'),
+  hosts: () => import('./pages/Hosts'),
+  history: () => import('./pages/History'),
+  settings: () => import('./pages/Settings'),
+};
+const Approve = lazy(pages.approve);
+const Enroll = lazy(pages.enroll);
+const Hosts = lazy(pages.hosts);
+const History = lazy(pages.history);
+const Settings = lazy(pages.settings);
+const Welcome = lazy(() => import('./pages/Welcome'));
+
+/**
+ * Fetches every page's chunk, the QR decoder and the signing code once the browser is idle after
+ * the start screen (all needed offline, for the offline code), then lets the service worker
+ * fetch whatever else it keeps.
+ */
+function preloadPages(): void {
+  const all = () => {
+    const loads = [...Object.values(pages), () => import('./data/qr-decoder'), () => import('../../protocol/src/crypto-web.js')];
+    // Offline a failed preload is fine: lazy() and the callers load again on use.
+    void Promise.allSettled(loads.map((load) => load())).then(pagePreloadsDone);
+  };
+  if ('requestIdleCallback' in window) window.requestIdleCallback(all, { timeout: 3000 });
+  else setTimeout(all, 1000);
+}
+
+function Loading() {
+  return (
+    <div className="app-loading" role="status">
+      <IonSpinner aria-label="Loading" />
+    </div>
+  );
+}
+
+/** A lazy page inside the router outlet: the spinner while its chunk arrives. */
+function lazyPage(Component: LazyExoticComponent<ComponentType>) {
+  return (
+    <Suspense fallback={<Loading />}>
+      <Component />
+    </Suspense>
+  );
+}
 
 import '@ionic/react/css/core.css';
 import '@ionic/react/css/normalize.css';
@@ -27,15 +75,16 @@ import './theme/app.css';
 setupIonicReact({ animated: !window.matchMedia?.('(prefers-reduced-motion: reduce)').matches });
 
 function Tabs() {
+  useEffect(preloadPages, []);
   return (
     <IonTabs>
       <IonRouterOutlet>
         <Route path="/scan" element={<Scan />} />
-        <Route path="/approve" element={<Approve />} />
-        <Route path="/enroll" element={<Enroll />} />
-        <Route path="/hosts" element={<Hosts />} />
-        <Route path="/history" element={<History />} />
-        <Route path="/settings" element={<Settings />} />
+        <Route path="/approve" element={lazyPage(Approve)} />
+        <Route path="/enroll" element={lazyPage(Enroll)} />
+        <Route path="/hosts" element={lazyPage(Hosts)} />
+        <Route path="/history" element={lazyPage(History)} />
+        <Route path="/settings" element={lazyPage(Settings)} />
         <Route path="*" element={<Navigate to="/scan" replace />} />
       </IonRouterOutlet>
       {/* A navigation landmark around the tabs, so every part of the screen is in a landmark. */}
@@ -65,14 +114,8 @@ function Tabs() {
 
 function Root() {
   const { device } = useAppState();
-  if (device === undefined) {
-    return (
-      <div className="app-loading" role="status">
-        <IonSpinner aria-label="Loading" />
-      </div>
-    );
-  }
-  if (device === null) return <Welcome />;
+  if (device === undefined) return <Loading />;
+  if (device === null) return lazyPage(Welcome);
   return (
     <IonReactRouter future={{ v7_startTransition: true, v7_relativeSplatPath: true }}>
       <Tabs />

@@ -1,64 +1,102 @@
-/* qrauth service worker: caches the app shell so the app opens offline (the offline code needs
- * only the keys on the device). Built into dist/sw.js by vite.config.ts, which fills in
- * VERSION and PRECACHE. Served with Cache-Control: no-cache so a new build is picked up. */
-/* global self, caches, fetch */
+/* qrauth service worker: keeps the app shell so the app opens at once, and offline (the offline
+ * code needs only the keys on the device). Built into dist/sw.js by vite.config.ts, which fills
+ * in VERSION (a hash of every file) and PRECACHE (the files the web app may load; native-only
+ * chunks left out). Served with Cache-Control: no-cache so a new build is picked up.
+ *
+ * - Opening the app: the cached index.html at once, never waiting for the network (on a network
+ *   that hangs, a network-first shell waited for its timeout exactly when the offline code is
+ *   needed). The browser checks sw.js in the background on every open; a new build installs
+ *   a new worker, which takes over for the next open.
+ * - Nothing is downloaded twice: the first install fetches nothing; the page tells the worker
+ *   which files it has already loaded (sw-register.ts) and the worker copies them from the
+ *   browser's HTTP cache (hashed files are immutable there), then fetches only what the page
+ *   never loaded. Files the page fetches through the worker are kept as they pass. An update
+ *   copies unchanged hashed files from the previous version's cache.
+ */
+/* global self, caches, fetch, Response, URL */
 const VERSION = '__VERSION__';
 const PRECACHE = __PRECACHE__;
 const CACHE = `qrauth-shell-${VERSION}`;
-const NAV_TIMEOUT_MS = 4000;
+const SHELL = '/index.html';
+const wanted = new Set(PRECACHE);
+/** url → the fetch now storing it, so two callers never download one file twice */
+const storing = new Map();
+
+const isHashedAsset = (path) => path.startsWith('/assets/');
+
+/** Fetches `path` (from the HTTP cache when it is there and fresh) and keeps it; once per file. */
+function store(cache, path, init) {
+  if (storing.has(path)) return storing.get(path);
+  const done = cache
+    .match(path)
+    .then((hit) => hit || fetch(path, init).then((r) => (r.ok && r.type === 'basic' ? cache.put(path, r.clone()).then(() => r) : r)))
+    .finally(() => storing.delete(path));
+  storing.set(path, done);
+  return done;
+}
+
+async function previousCaches() {
+  return (await caches.keys()).filter((k) => k.startsWith('qrauth-shell-') && k !== CACHE);
+}
 
 self.addEventListener('install', (event) => {
   event.waitUntil(
-    caches
-      .open(CACHE)
-      .then((cache) => cache.addAll(PRECACHE.map((p) => new Request(p, { cache: 'reload' }))))
-      .then(() => self.skipWaiting()),
+    (async () => {
+      const old = await previousCaches();
+      // First install: the page is loading these files right now; it hands them over instead.
+      if (old.length > 0) {
+        const cache = await caches.open(CACHE);
+        await Promise.all(
+          PRECACHE.map(async (path) => {
+            const unchanged = isHashedAsset(path) ? await caches.match(path) : undefined;
+            if (unchanged) await cache.put(path, unchanged);
+            else await store(cache, path, { cache: 'no-cache' });
+          }),
+        );
+      }
+      await self.skipWaiting();
+    })(),
   );
 });
 
 self.addEventListener('activate', (event) => {
   event.waitUntil(
-    caches
-      .keys()
-      .then((keys) => Promise.all(keys.filter((k) => k.startsWith('qrauth-shell-') && k !== CACHE).map((k) => caches.delete(k))))
+    previousCaches()
+      .then((old) => Promise.all(old.map((k) => caches.delete(k))))
       .then(() => self.clients.claim()),
   );
 });
 
-function networkWithTimeout(request) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('timeout')), NAV_TIMEOUT_MS);
-    fetch(request).then(
-      (r) => {
-        clearTimeout(timer);
-        resolve(r);
-      },
-      (e) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-}
+/**
+ * From the page: `{ type: 'loaded', paths }` (what it fetched before this worker controlled it)
+ * and `{ type: 'complete' }` once its own preloads are done, when the rest may be fetched.
+ */
+self.addEventListener('message', (event) => {
+  const msg = event.data;
+  if (!msg || typeof msg !== 'object') return;
+  const paths = msg.type === 'loaded' && Array.isArray(msg.paths) ? msg.paths.filter((p) => typeof p === 'string' && wanted.has(p)) : msg.type === 'complete' ? PRECACHE : null;
+  if (!paths) return;
+  event.waitUntil(
+    caches.open(CACHE).then((cache) =>
+      Promise.all(paths.map((p) => store(cache, p).catch(() => undefined))).then(() => {
+        if (msg.type === 'complete' && event.source) event.source.postMessage({ type: 'cached', version: VERSION });
+      }),
+    ),
+  );
+});
 
 self.addEventListener('fetch', (event) => {
   const request = event.request;
   if (request.method !== 'GET') return;
   const url = new URL(request.url);
-  // Only our own shell: never the relay's Socket.IO, health or metrics endpoints.
+  // Only our own shell: never a relay's Socket.IO, health or metrics endpoints.
   if (url.origin !== self.location.origin) return;
-  if (url.pathname.startsWith('/socket.io/') || url.pathname === '/healthz' || url.pathname === '/metrics') return;
-
   if (request.mode === 'navigate') {
-    // Network first so a new build shows at once; the cached shell when offline.
     event.respondWith(
-      networkWithTimeout(request).then(
-        (r) => (r.ok ? r : caches.match('/index.html').then((c) => c || r)),
-        () => caches.match('/index.html').then((c) => c || Response.error()),
-      ),
+      caches.open(CACHE).then(async (cache) => (await cache.match(SHELL)) || fetch(request)),
     );
     return;
   }
-  // Hashed assets and icons never change under one name: cache first.
-  event.respondWith(caches.match(request).then((cached) => cached || fetch(request)));
+  if (!wanted.has(url.pathname)) return;
+  event.respondWith(caches.open(CACHE).then((cache) => store(cache, url.pathname)));
 });

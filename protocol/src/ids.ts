@@ -9,6 +9,6 @@ export const PUBKEY_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 export const SIG_PATTERN = /^[A-Za-z0-9_-]{86}$/;
 
 /** hostId / deviceId: base64url of the first 16 bytes of SHA-256(Ed25519 public key). */
-export function keyId(crypto: QrCrypto, publicKey: Uint8Array): string {
+export function keyId(crypto: Pick<QrCrypto, 'sha256'>, publicKey: Uint8Array): string {
   return toB64url(crypto.sha256(publicKey).subarray(0, 16));
 }

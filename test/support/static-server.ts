@@ -4,7 +4,7 @@
  * path so tests can see what the app loaded.
  */
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { createStaticHandler } from '../../relay/src/static.js';
 
 export interface StaticServer {
@@ -12,6 +12,8 @@ export interface StaticServer {
   readonly origin: string;
   /** Every request path, in order. */
   readonly requests: readonly string[];
+  /** Bytes written to the network so far (headers and bodies as sent, compressed or not). */
+  bytesSent(): number;
   close(): Promise<void>;
 }
 
@@ -32,11 +34,21 @@ export async function startStaticServer(dir: string): Promise<StaticServer> {
       () => res.destroy(),
     );
   });
+  const open = new Set<Socket>();
+  let closedBytes = 0;
+  server.on('connection', (socket) => {
+    open.add(socket);
+    socket.on('close', () => {
+      open.delete(socket);
+      closedBytes += socket.bytesWritten;
+    });
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     origin: `http://127.0.0.1:${port}`,
     requests,
+    bytesSent: () => closedBytes + [...open].reduce((sum, socket) => sum + socket.bytesWritten, 0),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

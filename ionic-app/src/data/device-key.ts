@@ -17,11 +17,13 @@
  * Either way the seed is in memory only for one operation (withDeviceSeed) and wiped after it.
  * docs/app.md discusses this.
  */
-import { webCrypto } from '../../../protocol/src/crypto-web.js';
 import { DEVICE_NAME_PATTERN, type ErrorCode, QrauthError, keyId, toB64url, utf8 } from '../../../protocol/src/index.js';
 import type { DeviceInfo } from '../models';
 import { hasNativeSecureStorage, isNativePlatform, secretDelete, secretGet, secretKeys, secretPut, storeAdd, storeDelete, storeGet, storePut } from './platform';
 import { clearHosts } from './store';
+
+/** The signing code (noble Ed25519) loads when a key is made or used, not when the app opens. */
+const loadWebCrypto = () => import('../../../protocol/src/crypto-web.js').then((m) => m.webCrypto);
 
 const KEY = 'device';
 const AAD_LABEL = 'qrauth-device-seed-v1';
@@ -109,6 +111,7 @@ export async function createDevice(name: string): Promise<DeviceInfo> {
 }
 
 async function createWebDevice(deviceName: string): Promise<DeviceInfo> {
+  const webCrypto = await loadWebCrypto();
   const seed = webCrypto.randomBytes(32);
   try {
     const pub = webCrypto.ed25519FromSeed(seed).publicKey;
@@ -130,6 +133,7 @@ async function createWebDevice(deviceName: string): Promise<DeviceInfo> {
  * entry name is unique to this key, so undoing it can never touch another key's entry.
  */
 async function createNativeDevice(deviceName: string): Promise<DeviceInfo> {
+  const webCrypto = await loadWebCrypto();
   if ((await storeGet<StoredDevice>(KEY)) !== undefined) throw new QrauthError('QRA_ERR_CONFIG', 'this phone already has a device key');
   const seed = webCrypto.randomBytes(32);
   try {
@@ -214,6 +218,7 @@ async function readKeystoreSeed(d: NativeStoredDevice): Promise<Uint8Array> {
 export async function withDeviceSeed<T>(use: (seed: Uint8Array, device: DeviceInfo) => T | Promise<T>): Promise<T> {
   const d = await storeGet<StoredDevice>(KEY);
   if (!isKnownRecord(d)) throw new DeviceKeyError('QRA_ERR_CONFIG', 'this phone has no device key yet; open the app to make one');
+  const webCrypto = await loadWebCrypto();
   const seed = d.v === 2 ? await readKeystoreSeed(d) : await unsealWebSeed(d);
   try {
     if (seed.length !== 32 || toB64url(webCrypto.ed25519FromSeed(seed).publicKey) !== d.publicKey) {

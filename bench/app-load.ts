@@ -1,0 +1,289 @@
+/**
+ * The phone app's loading path, before and after, side by side in one run (issue 11 "the app is
+ * fast to open", issue 17 cold start / service worker / Lighthouse): `make bench-app`.
+ *
+ * "before" is ionic-app at a git commit (default HEAD) built in a worktree (/tmp/qra-before);
+ * "after" is ionic-app/dist of this tree (`make app`). Both are served by the same plain static
+ * server (test/support/static-server.ts over relay/src/static.ts, gzip/brotli), each on its own
+ * loopback origin, to real Chromium (/usr/bin/chromium, playwright-core, fake camera).
+ *
+ * Network: Lighthouse's mobile throttling (DevTools "Fast 3G", which Lighthouse 12 calls
+ * mobileSlow4G: node_modules/@paulirish/trace_engine/models/trace/lantern/simulation/Constants.js):
+ * 150 ms RTT × 3.75 = 562.5 ms request latency, 1.6 Mbit/s × 0.9 down, 750 kbit/s × 0.9 up, applied
+ * as Lighthouse's core/lib/emulation.js does with CDP Network.emulateNetworkConditions; CPU
+ * Emulation.setCPUThrottlingRate 4. Throttling applies to the page's requests (a service
+ * worker's own fetches are a separate CDP target).
+ *
+ *   bytes before the scanner is usable: every byte the static server wrote (headers + compressed
+ *       bodies) from navigation until the scanner's video is live with the decoder loaded
+ *   cold:  the device key exists (IndexedDB) but no HTTP cache, no service worker, no Cache
+ *          Storage; navigation → "Scan QR code" clicked as soon as it is enabled → video live
+ *   warm:  the same with the service worker installed and its cache filled
+ *   hanging: warm, but every network request stalls (never answered): navigation → Scan page shown
+ *   first visit: a fresh profile opens the app and makes its key; bytes until nothing has been
+ *       requested for 3 s (the service worker's own downloads included)
+ *
+ * Flags: --before <commit> (default HEAD), --runs N (default 5), --lighthouse (also run
+ * Lighthouse 12, mobile preset, on both; CHROME_PATH=/usr/bin/chromium).
+ */
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
+import { blankFrame, CHROMIUM_PATH, launchChromium, newAppContext, writeY4m } from '../test/support/browser.js';
+import { type StaticServer, startStaticServer } from '../test/support/static-server.js';
+import { ROOT, sleep, summarize } from './lib.js';
+
+const FAST_3G = {
+  offline: false,
+  latency: 150 * 3.75,
+  downloadThroughput: Math.floor((1.6 * 1024 * 0.9 * 1024) / 8),
+  uploadThroughput: Math.floor((750 * 0.9 * 1024) / 8),
+};
+const CPU_SLOWDOWN = 4;
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+const RUNS = Number(arg('--runs') ?? 5);
+const BEFORE_COMMIT = arg('--before') ?? 'HEAD';
+const WORKTREE = '/tmp/qra-before';
+
+function sh(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): string {
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env, maxBuffer: 64 * 1024 * 1024 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed in ${cwd}:\n${r.stderr}\n${r.stdout}`.slice(-4000));
+  return r.stdout;
+}
+
+/**
+ * ionic-app at `commit`, built once into the worktree. The worktree borrows this tree's
+ * node_modules, and this tree's protocol/src (the app imports it; HEAD's app may need protocol
+ * changes not yet committed): the bytes measured are the app's.
+ */
+function buildBefore(commit: string): string {
+  const sha = sh('git', ['rev-parse', commit], ROOT).trim();
+  if (!existsSync(WORKTREE)) {
+    sh('git', ['worktree', 'add', '--detach', WORKTREE, sha], ROOT);
+    symlinkSync(join(ROOT, 'node_modules'), join(WORKTREE, 'node_modules'));
+    symlinkSync(join(ROOT, 'ionic-app', 'node_modules'), join(WORKTREE, 'ionic-app', 'node_modules'));
+  }
+  const at = sh('git', ['rev-parse', 'HEAD'], WORKTREE).trim();
+  if (at !== sha) throw new Error(`${WORKTREE} is at ${at}, not ${sha}: remove it (git worktree remove --force ${WORKTREE}) and run again`);
+  const dist = join(WORKTREE, 'ionic-app', 'dist');
+  if (!existsSync(join(dist, 'index.html'))) {
+    rmSync(join(WORKTREE, 'protocol', 'src'), { recursive: true, force: true });
+    cpSync(join(ROOT, 'protocol', 'src'), join(WORKTREE, 'protocol', 'src'), { recursive: true });
+    sh('npx', ['vite', 'build'], join(WORKTREE, 'ionic-app'), { ...process.env, NODE_ENV: 'production' });
+  }
+  console.log(`before: ionic-app at ${sha.slice(0, 10)} (${WORKTREE})`);
+  return dist;
+}
+
+/** A visible element of the app (Ionic keeps hidden pages in the DOM). */
+const shown = (page: Page, testId: string) => page.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${testId}"]`);
+
+async function throttle(page: Page): Promise<CDPSession> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', FAST_3G);
+  await cdp.send('Emulation.setCPUThrottlingRate', { rate: CPU_SLOWDOWN });
+  return cdp;
+}
+
+/** Waits until the server has had no request for `quietMs` (the page and its worker are done). */
+async function quiet(server: StaticServer, quietMs: number, maxMs = 60_000): Promise<void> {
+  const end = Date.now() + maxMs;
+  let seen = server.requests.length;
+  let since = Date.now();
+  while (Date.now() < end) {
+    await sleep(250);
+    if (server.requests.length !== seen) {
+      seen = server.requests.length;
+      since = Date.now();
+    } else if (Date.now() - since >= quietMs) return;
+  }
+}
+
+async function serviceWorkerControls(page: Page): Promise<void> {
+  // A function, not a string: a string would be eval'd, which the app's CSP forbids.
+  type SwGlobal = { navigator: { serviceWorker: { controller: { state: string } | null } } };
+  await page.waitForFunction(() => (globalThis as unknown as SwGlobal).navigator.serviceWorker.controller?.state === 'activated', undefined, { timeout: 60_000 });
+}
+
+interface Visit {
+  ms: number;
+  bytes: number;
+}
+
+/** Navigation → scanner live (clicking "Scan QR code" as soon as it can be clicked). */
+async function toCameraReady(context: BrowserContext, server: StaticServer, cold: boolean): Promise<Visit> {
+  const page = await context.newPage();
+  const cdp = await throttle(page);
+  // Network.clearBrowserCache does not reach a Playwright (incognito) context's cache: bypass it.
+  if (cold) await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+  const bytes0 = server.bytesSent();
+  const t0 = Date.now();
+  await page.goto(`${server.origin}/`, { waitUntil: 'commit' });
+  const button = shown(page, 'scan-camera');
+  await button.waitFor({ timeout: 60_000 });
+  await button.click({ timeout: 60_000 });
+  await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor({ timeout: 60_000 });
+  const visit = { ms: Date.now() - t0, bytes: server.bytesSent() - bytes0 };
+  await page.close();
+  return visit;
+}
+
+/** Reopen with every request left unanswered: navigation → the Scan page on screen. */
+async function reopenOnHangingNetwork(context: BrowserContext, server: StaticServer): Promise<number> {
+  await context.route('**/*', () => {
+    /* never answered */
+  });
+  const page = await context.newPage();
+  await throttle(page);
+  const t0 = Date.now();
+  void page.goto(`${server.origin}/`).catch(() => {});
+  await shown(page, 'page-scan').waitFor({ timeout: 30_000 }).catch(() => {});
+  const ms = Date.now() - t0;
+  await page.close();
+  await context.unrouteAll({ behavior: 'ignoreErrors' });
+  return ms;
+}
+
+/** Forgets the app's code (service worker, Cache Storage; the HTTP cache is bypassed) but keeps its data (IndexedDB). */
+async function forgetCode(context: BrowserContext, server: StaticServer): Promise<void> {
+  const page = await context.newPage();
+  await page.goto(`${server.origin}/manifest.webmanifest`);
+  await page.evaluate(`(async () => {
+    for (const r of await navigator.serviceWorker.getRegistrations()) await r.unregister();
+    for (const k of await caches.keys()) await caches.delete(k);
+  })()`);
+  await page.close();
+}
+
+interface Figures {
+  firstVisitBytes: number;
+  firstVisitResponses: number;
+  assetsFetchedTwice: number;
+  cold: Visit[];
+  warm: Visit[];
+  hanging: number[];
+}
+
+async function firstVisit(browser: Browser, server: StaticServer): Promise<{ context: BrowserContext; bytes: number; responses: number; twice: number }> {
+  const context = await newAppContext(browser, server.origin);
+  const start = server.requests.length;
+  const bytes0 = server.bytesSent();
+  const page = await context.newPage();
+  await page.goto(`${server.origin}/`);
+  await page.getByTestId('device-name-input').locator('input').fill('Bench phone');
+  await page.getByTestId('create-device').click();
+  await shown(page, 'page-scan').waitFor({ timeout: 60_000 });
+  await serviceWorkerControls(page);
+  await quiet(server, 3000);
+  const paths = server.requests.slice(start);
+  const counts = new Map<string, number>();
+  for (const p of paths) counts.set(p, (counts.get(p) ?? 0) + 1);
+  const twice = [...counts].filter(([p, n]) => p.startsWith('/assets/') && n > 1).length;
+  await page.close();
+  return { context, bytes: server.bytesSent() - bytes0, responses: paths.length, twice };
+}
+
+async function measure(browser: Browser, server: StaticServer, figures: Figures): Promise<void> {
+  const first = await firstVisit(browser, server);
+  figures.firstVisitBytes = first.bytes;
+  figures.firstVisitResponses = first.responses;
+  figures.assetsFetchedTwice = first.twice;
+  const context = first.context;
+  await forgetCode(context, server);
+  figures.cold.push(await toCameraReady(context, server, true));
+  // Let the worker install and fill its cache (its downloads are not throttled).
+  const page = await context.newPage();
+  await page.goto(`${server.origin}/`);
+  await serviceWorkerControls(page);
+  await quiet(server, 3000);
+  await page.close();
+  figures.warm.push(await toCameraReady(context, server, false));
+  figures.hanging.push(await reopenOnHangingNetwork(context, server));
+  await context.close();
+}
+
+const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
+const median = (xs: number[]) => summarize(xs).p50;
+
+function lighthouse(url: string, label: string): { score: number; lcp: number; fcp: number; tbt: number; bytes: number } | string {
+  const out = join(mkdtempSync(join(tmpdir(), 'qra-lh-')), `${label}.json`);
+  const r = spawnSync(
+    'npx',
+    ['lighthouse', url, '--only-categories=performance', '--output=json', `--output-path=${out}`, '--quiet', '--chrome-flags=--headless=new --no-sandbox --disable-gpu'],
+    { cwd: ROOT, encoding: 'utf8', env: { ...process.env, CHROME_PATH: CHROMIUM_PATH }, timeout: 300_000 },
+  );
+  if (r.status !== 0 || !existsSync(out)) return `lighthouse failed (${r.status ?? r.signal}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`;
+  const lhr = JSON.parse(readFileSync(out, 'utf8')) as {
+    categories: { performance: { score: number } };
+    audits: Record<string, { numericValue?: number }>;
+  };
+  rmSync(out, { force: true });
+  return {
+    score: Math.round(lhr.categories.performance.score * 100),
+    lcp: lhr.audits['largest-contentful-paint']?.numericValue ?? NaN,
+    fcp: lhr.audits['first-contentful-paint']?.numericValue ?? NaN,
+    tbt: lhr.audits['total-blocking-time']?.numericValue ?? NaN,
+    bytes: lhr.audits['total-byte-weight']?.numericValue ?? NaN,
+  };
+}
+
+async function main(): Promise<void> {
+  const beforeDist = buildBefore(BEFORE_COMMIT);
+  const afterDist = join(ROOT, 'ionic-app', 'dist');
+  if (!existsSync(join(afterDist, 'index.html'))) throw new Error('no ionic-app/dist: run make app');
+  const camDir = mkdtempSync(join(tmpdir(), 'qra-bench-cam-'));
+  const camFile = join(camDir, 'camera.y4m');
+  writeY4m(camFile, blankFrame());
+  const servers = { before: await startStaticServer(beforeDist), after: await startStaticServer(afterDist) };
+  const browser = await launchChromium(camFile);
+  const figures: Record<'before' | 'after', Figures> = {
+    before: { firstVisitBytes: 0, firstVisitResponses: 0, assetsFetchedTwice: 0, cold: [], warm: [], hanging: [] },
+    after: { firstVisitBytes: 0, firstVisitResponses: 0, assetsFetchedTwice: 0, cold: [], warm: [], hanging: [] },
+  };
+  try {
+    // Interleaved, so a busy moment of the machine hits both alike.
+    for (let i = 0; i < RUNS; i++) {
+      for (const which of ['before', 'after'] as const) {
+        await measure(browser, servers[which], figures[which]);
+        const f = figures[which];
+        console.log(`run ${i + 1} ${which}: cold ${f.cold.at(-1)!.ms} ms / ${kb(f.cold.at(-1)!.bytes)}, warm ${f.warm.at(-1)!.ms} ms, hanging ${f.hanging.at(-1)} ms`);
+      }
+    }
+    const lh = process.argv.includes('--lighthouse')
+      ? { before: lighthouse(`${servers.before.origin}/`, 'before'), after: lighthouse(`${servers.after.origin}/`, 'after') }
+      : null;
+    const row = (name: string, f: (x: Figures) => string) => `| ${name} | ${f(figures.before)} | ${f(figures.after)} |`;
+    console.log(`\nChromium ${browser.version()}, Fast 3G (562.5 ms, ${FAST_3G.downloadThroughput} B/s down, ${FAST_3G.uploadThroughput} B/s up), CPU ×${CPU_SLOWDOWN}; median of ${RUNS}\n`);
+    console.log('| | before | after |\n|---|---|---|');
+    console.log(row('bytes before the scanner is usable (cold, compressed)', (x) => kb(median(x.cold.map((v) => v.bytes)))));
+    console.log(row('cold: open → camera ready', (x) => `${median(x.cold.map((v) => v.ms))} ms`));
+    console.log(row('warm (service worker): open → camera ready', (x) => `${median(x.warm.map((v) => v.ms))} ms`));
+    console.log(row('bytes on a warm open', (x) => kb(median(x.warm.map((v) => v.bytes)))));
+    console.log(row('reopen, every request stalled: open → Scan page', (x) => `${median(x.hanging)} ms`));
+    console.log(row('first visit: bytes (app + service worker)', (x) => kb(x.firstVisitBytes)));
+    console.log(row('first visit: responses / hashed assets fetched twice', (x) => `${x.firstVisitResponses} / ${x.assetsFetchedTwice}`));
+    if (lh) {
+      for (const [k, v] of Object.entries(lh)) {
+        console.log(
+          typeof v === 'string'
+            ? `Lighthouse ${k}: ${v}`
+            : `Lighthouse 12 mobile ${k}: performance ${v.score}, FCP ${(v.fcp / 1000).toFixed(1)} s, LCP ${(v.lcp / 1000).toFixed(1)} s, TBT ${Math.round(v.tbt)} ms, total ${kb(v.bytes)}`,
+        );
+      }
+    }
+  } finally {
+    await browser.close();
+    await servers.before.close();
+    await servers.after.close();
+    rmSync(camDir, { recursive: true, force: true });
+  }
+}
+
+await main();
