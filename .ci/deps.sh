@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_pkgs=(build-essential pkg-config libpam0g-dev openssh-server openssh-client)
-test_pkgs=(pamtester valgrind clang libclang-rt-14-dev redis-server chromium sudo debootstrap util-linux passwd ca-certificates fonts-dejavu-core podman runc systemd uidmap python3 debhelper lintian systemd-container iproute2)
+test_pkgs=(pamtester valgrind clang libclang-rt-14-dev redis-server chromium sudo debootstrap util-linux passwd ca-certificates fonts-dejavu-core podman runc systemd uidmap python3 debhelper lintian systemd-container iproute2 putty-tools dropbear-bin)
 pkgs=("${build_pkgs[@]}")
 [ "${1:-all}" = demo ] || pkgs+=("${test_pkgs[@]}")
 

@@ -76,6 +76,12 @@ cfg_init(pam_handle_t *pamh, int flags, int argc, const char **argv, struct qr_c
 			cfg->debug = 1;
 		} else if (strcmp(arg, "nouserok") == 0) {
 			cfg->nouserok = 1;
+		} else if (strcmp(arg, "lease") == 0) {
+			cfg->lease = 1;
+		} else if ((v = opt_value(arg, "uv")) != NULL) {
+			/* Only a step up: a line cannot weaken the agent's userVerification. */
+			ok = strcmp(v, "required") == 0;
+			cfg->uv_required = ok;
 		} else if ((v = opt_value(arg, "socket")) != NULL) {
 			/* Absolute, and it must fit sun_path with its NUL. */
 			ok = v[0] == '/' && strlen(v) < sizeof(((struct sockaddr_un *)0)->sun_path);
@@ -134,8 +140,9 @@ cfg_init(pam_handle_t *pamh, int flags, int argc, const char **argv, struct qr_c
 	}
 	if (rc == 0)
 		qr_log(pamh, cfg, LOG_DEBUG, "config socket=%s timeout=%u mode=%d qr=%d wait=%u "
-		    "authfile=%s agentuser=%s nouserok=%d failmode=%s", cfg->socket_path, cfg->timeout,
-		    cfg->mode, cfg->qr, cfg->wait, cfg->authfile ? cfg->authfile : "(agent default)",
-		    cfg->agentuser, cfg->nouserok, cfg->failmode_open ? "open" : "secure");
+		    "authfile=%s agentuser=%s nouserok=%d lease=%d uv_required=%d failmode=%s", cfg->socket_path,
+		    cfg->timeout, cfg->mode, cfg->qr, cfg->wait,
+		    cfg->authfile ? cfg->authfile : "(agent default)", cfg->agentuser, cfg->nouserok,
+		    cfg->lease, cfg->uv_required, cfg->failmode_open ? "open" : "secure");
 	return rc;
 }

@@ -20,6 +20,8 @@ struct qr_cfg {
 	const char *authfile;		/* NULL: the agent's default */
 	const char *agentuser;		/* points into argv or a constant */
 	int nouserok;
+	int lease;			/* this service may be approved by a lease (docs/pam_qrauth.8) */
+	int uv_required;		/* uv=required: approvals need the phone owner's fingerprint/PIN */
 	int failmode_open;
 	int debug;
 	int silent;			/* PAM_SILENT: no informational messages */

@@ -37,12 +37,18 @@ static const struct type_spec specs[] = {
 		[QR_BEGIN_AUTHFILE] = { K_STR, 0, 256 },
 		[QR_BEGIN_UID] = { K_U32, 0, 4 },
 		[QR_BEGIN_HOME] = { K_STR, 0, 1024 },
+		[QR_BEGIN_LEASE] = { K_U8, 0, 1 },
+		[QR_BEGIN_AUTH_INFO] = { K_STR, 0, QR_MAX_AUTH_INFO },
+		[QR_BEGIN_UV] = { K_U8, 0, 1 },
 	} },
 	{ QR_WAIT, {
 		[QR_WAIT_MAX_WAIT] = { K_U32, 0, 4 },
 	} },
 	{ QR_CODE, {
 		[QR_CODE_DIGITS] = { K_STR, 1, 16 },
+	} },
+	{ QR_RENDER, {
+		[QR_RENDER_QR] = { K_U8, 1, 1 },
 	} },
 	{ QR_CHALLENGE, {
 		[QR_CHALLENGE_QR_TEXT] = { K_STR, 1, 12288 },

@@ -13,12 +13,13 @@
 #include <stdint.h>
 
 #define QR_MAX_FRAME 16384u
-#define QR_MAX_TAG 10
+#define QR_MAX_TAG 13
 
 /* Message types. */
 #define QR_BEGIN 0x01
 #define QR_WAIT 0x02
 #define QR_CODE 0x03
+#define QR_RENDER 0x04	/* show the same session's QR in another style; answered by CHALLENGE */
 #define QR_CHALLENGE 0x81
 #define QR_VERDICT 0x82
 
@@ -33,8 +34,13 @@
 #define QR_BEGIN_AUTHFILE 8
 #define QR_BEGIN_UID 9
 #define QR_BEGIN_HOME 10
+#define QR_BEGIN_LEASE 11	/* u8: this PAM line allows leases (option `lease`) */
+#define QR_BEGIN_AUTH_INFO 12	/* sshd's SSH_AUTH_INFO_0: the methods it verified */
+#define QR_BEGIN_UV 13		/* u8: 1 = this PAM line requires user verification (option uv=required) */
+#define QR_MAX_AUTH_INFO 8192
 #define QR_WAIT_MAX_WAIT 1
 #define QR_CODE_DIGITS 1
+#define QR_RENDER_QR 1		/* u8: QR_QR_* */
 #define QR_CHALLENGE_QR_TEXT 1
 #define QR_CHALLENGE_PROMPT 2
 #define QR_CHALLENGE_EXPIRES 3
@@ -50,6 +56,7 @@
 #define QR_MODE_INFO 2
 #define QR_QR_UTF8 0
 #define QR_QR_ASCII 1
+#define QR_QR_TEXT 2		/* no picture: the payload as text, for the app's paste field */
 
 #define QR_APPROVED 0
 #define QR_DENIED 1

@@ -3,9 +3,11 @@
  *
  * The module is a thin client of the local agent (docs/protocol.md section 1): it sends
  * BEGIN, shows the CHALLENGE the agent rendered, then sends WAIT (the user pressed Enter,
- * or info mode) or CODE (the user typed the offline code) and maps the VERDICT to a PAM
- * code. No crypto, JSON or network here. Only a VERDICT APPROVED that answers a WAIT or
- * CODE returns PAM_SUCCESS; everything else fails closed.
+ * or info mode), CODE (the user typed the offline code) or RENDER (the user typed a or t
+ * for another drawing of the same QR, answered by a CHALLENGE) and maps the VERDICT to a
+ * PAM code. No crypto, JSON or network here. Only a VERDICT APPROVED that answers a WAIT,
+ * CODE or RENDER (a session approved before the user asked) returns PAM_SUCCESS;
+ * everything else fails closed.
  */
 #include <errno.h>
 #include <pwd.h>
@@ -42,10 +44,11 @@
 #define MSG_DENIED "Login denied on the phone."
 #define MSG_EXPIRED "The QR code expired. Try again."
 #define MSG_LOCKED "Too many wrong codes."
-#define MSG_NOT_DIGITS "That is not a code: type only the digits shown in the qrauth app, or press Enter."
+#define MSG_NOT_DIGITS "That is not a code: type the digits shown in the qrauth app, a (ASCII QR), " \
+	"t (text) or just Enter."
 #define PROMPT_SHORT "Type the code, or press Enter to wait for approval: "
 #define PROMPT_OFFLINE "Your phone cannot reach this host right now. Type the 8-digit code shown in the qrauth app: "
-#define PROMPT_INFO_OFFLINE "Type the code from the qrauth app (or press Enter to keep waiting): "
+#define PROMPT_INFO_OFFLINE "Type the app's code, a (ASCII QR) or t (text); Enter keeps waiting: "
 
 struct login {
 	pam_handle_t *pamh;
@@ -204,6 +207,30 @@ parse_digits(const char *in, char out[17])
 	}
 	out[n] = '\0';
 	return n > 0 ? 1 : 0;
+}
+
+/*
+ * The way out of a QR the terminal garbles: "a" asks for the plain ASCII QR, "t" for the
+ * payload as text only (any case, spaces around allowed). Returns QR_QR_ASCII, QR_QR_TEXT,
+ * or -1 for any other answer.
+ */
+static int
+rerender_style(const char *in)
+{
+	char c = 0;
+
+	for (; *in != '\0'; in++) {
+		if (*in == ' ')
+			continue;
+		if (c != 0)
+			return -1;
+		c = *in;
+	}
+	if (c == 'a' || c == 'A')
+		return QR_QR_ASCII;
+	if (c == 't' || c == 'T')
+		return QR_QR_TEXT;
+	return -1;
 }
 
 static int64_t
@@ -414,6 +441,35 @@ get_item_str(pam_handle_t *pamh, int type)
 	return pam_get_item(pamh, type, &item) == PAM_SUCCESS ? item : NULL;
 }
 
+/*
+ * sshd puts the methods it has verified so far, with their keys, in SSH_AUTH_INFO_0 just
+ * before pam_authenticate (OpenSSH auth-pam.c, expose_authinfo). The agent binds a lease to
+ * the public key in it. Sent only with `lease`; one that is too long or not UTF-8 is left
+ * out (no lease, never a failed login) and logged.
+ */
+static void
+add_auth_info(struct login *L, struct qr_frame *tx)
+{
+	const char *info = pam_getenv(L->pamh, "SSH_AUTH_INFO_0");
+	size_t n;
+
+	if (info == NULL || info[0] == '\0') {
+		LOGL(L, LOG_INFO, "lease=none cause=\"no SSH_AUTH_INFO_0 from sshd\"");
+		return;
+	}
+	n = strnlen(info, QR_MAX_AUTH_INFO + 1);
+	if (n > QR_MAX_AUTH_INFO) {
+		LOGL(L, LOG_WARNING, "lease=none cause=\"SSH_AUTH_INFO_0 longer than %u bytes\"",
+		    QR_MAX_AUTH_INFO);
+		return;
+	}
+	if (!frame_utf8_ok((const uint8_t *)info, n)) {
+		LOGL(L, LOG_WARNING, "lease=none cause=\"SSH_AUTH_INFO_0 is not UTF-8\"");
+		return;
+	}
+	frame_add_str(tx, QR_BEGIN_AUTH_INFO, info);
+}
+
 static int
 begin(struct login *L, struct qr_msg *reply)
 {
@@ -437,6 +493,12 @@ begin(struct login *L, struct qr_msg *reply)
 		frame_add_u32(tx, QR_BEGIN_UID, (uint32_t)L->uid);
 		frame_add_str(tx, QR_BEGIN_HOME, L->home);
 	}
+	if (L->cfg->uv_required)
+		frame_add_u8(tx, QR_BEGIN_UV, 1);
+	if (L->cfg->lease) {
+		frame_add_u8(tx, QR_BEGIN_LEASE, 1);
+		add_auth_info(L, tx);
+	}
 	if ((rc = frame_finish(tx)) != 0) {
 		/* user/rhost/service/tty/home too long or not UTF-8: refuse rather than truncate. */
 		LOGL(L, LOG_ERR, "result=error cause=\"cannot build BEGIN\" detail=\"%s\"",
@@ -455,8 +517,8 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	char *text = NULL, *resp = NULL, digits[17];
 	const char *ask = NULL, *how = "online";
 	char wrong[128];
-	int retval = PAM_AUTH_ERR, rc, err, mode = 0, action = 0;
-	enum { ASK, WAIT, CODE };
+	int retval = PAM_AUTH_ERR, rc, err, mode = 0, action = 0, style = QR_QR_UTF8;
+	enum { ASK, WAIT, CODE, RENDER };
 
 	memset(&L, 0, sizeof(L));
 	memset(digits, 0, sizeof(digits));
@@ -554,6 +616,17 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 			    L.user_s);
 		} else if (res->num == QR_ERROR) {
 			verdict_failed(&L, &reply, "begin");
+		} else if (res->num == QR_APPROVED && cfg.lease) {
+			/* A lease from an earlier approval of this key (docs/pam_qrauth.8). */
+			const struct qr_field *m = &reply.f[QR_VERDICT_MESSAGE];
+			char note[520];
+
+			LOGL(&L, LOG_NOTICE, "result=approved how=lease");
+			if (m->present) {
+				sanitize(note, sizeof(note), (const char *)m->val, m->len);
+				say(&L, PAM_TEXT_INFO, "%s", note);
+			}
+			retval = PAM_SUCCESS;
 		} else {
 			bad_reply(&L, "verdict before challenge");
 		}
@@ -605,16 +678,20 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 				retval = PAM_CONV_ERR;
 				goto done;
 			}
-			rc = parse_digits(resp, digits);
+			style = rerender_style(resp);
+			rc = style >= 0 ? 0 : parse_digits(resp, digits);
 			free_secret(resp);
 			resp = NULL;
-			if (rc < 0) {
+			if (style >= 0) {
+				action = RENDER;
+			} else if (rc < 0) {
 				say(&L, PAM_ERROR_MSG, "%s", MSG_NOT_DIGITS);
 				if (ask == text)
 					ask = PROMPT_SHORT;	/* never repeat the QR */
 				continue;
+			} else {
+				action = rc > 0 ? CODE : WAIT;
 			}
-			action = rc > 0 ? CODE : WAIT;
 		}
 		if (qr_now_ms() >= L.deadline_ms) {
 			LOGL(&L, LOG_NOTICE, "result=expired cause=\"login timed out\"");
@@ -627,6 +704,10 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 			frame_begin(tx, QR_CODE);
 			frame_add_str(tx, QR_CODE_DIGITS, digits);
 			explicit_bzero(digits, sizeof(digits));
+		} else if (action == RENDER) {
+			how = "online";	/* the session may already have its verdict */
+			frame_begin(tx, QR_RENDER);
+			frame_add_u8(tx, QR_RENDER_QR, (uint8_t)style);
 		} else {
 			how = "online";
 			frame_begin(tx, QR_WAIT);
@@ -637,9 +718,39 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 			LOGL(&L, LOG_ERR, "result=error cause=\"cannot build request\"");
 			goto done;
 		}
-		LOGL(&L, LOG_DEBUG, "request=%s", action == CODE ? "code" : "wait");
+		LOGL(&L, LOG_DEBUG, "request=%s", action == CODE ? "code" : action == RENDER ? "render" :
+		    "wait");
 		if (request(&L, &reply, action == WAIT) != QR_AGENT_OK)
 			goto done;
+		if (reply.type == QR_CHALLENGE && action == RENDER) {
+			/* The same session drawn again: show it as the first one was. */
+			if (reply.f[QR_CHALLENGE_MODE].num != (uint32_t)mode) {
+				bad_reply(&L, "challenge mode changed");
+				goto done;
+			}
+			L.deadline_ms = min64(L.deadline_ms,
+			    qr_now_ms() + (int64_t)reply.f[QR_CHALLENGE_EXPIRES].num * 1000);
+			free_secret(text);
+			ask = NULL;
+			if ((text = challenge_text(&reply, mode == QR_MODE_PROMPT)) == NULL) {
+				LOGL(&L, LOG_CRIT, "result=error cause=\"out of memory\"");
+				retval = PAM_BUF_ERR;
+				goto done;
+			}
+			LOGL(&L, LOG_INFO, "rerender style=%s", style == QR_QR_ASCII ? "ascii" : "text");
+			if (mode == QR_MODE_PROMPT) {
+				ask = text;
+				action = ASK;
+			} else if ((rc = show_info(pamh, text)) != PAM_SUCCESS) {
+				LOGL(&L, LOG_ERR, "result=error cause=\"conversation failed\" detail=\"%s\"",
+				    pam_strerror(pamh, rc));
+				retval = PAM_CONV_ERR;
+				goto done;
+			} else {
+				action = WAIT;
+			}
+			continue;
+		}
 		if (reply.type != QR_VERDICT) {
 			bad_reply(&L, "expected VERDICT");
 			goto done;

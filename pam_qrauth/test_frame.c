@@ -373,7 +373,11 @@ framing_cases(void)
 		{ "length 16385 is refused on the header", "\0\0\x40\x01", 4, QR_FRAME_E_LENGTH },
 		{ "length 0xffffffff", "\xff\xff\xff\xff", 4, QR_FRAME_E_LENGTH },
 		{ "type 0x00", "\0\0\0\1\0", 5, QR_FRAME_E_TYPE },
-		{ "type 0x04", "\0\0\0\1\4", 5, QR_FRAME_E_TYPE },
+		{ "RENDER without qr", "\0\0\0\1\4", 5, QR_FRAME_E_MISSING },
+		{ "RENDER qr=ascii", "\0\0\0\5\4\1\0\1\1", 9, QR_FRAME_DONE },
+		{ "RENDER qr of 2 bytes", "\0\0\0\6\4\1\0\2\0\1", 10, QR_FRAME_E_SIZE },
+		{ "tag 2 on RENDER", "\0\0\0\x09\4\1\0\1\1\2\0\1\1", 13, QR_FRAME_E_TAG },
+		{ "type 0x05", "\0\0\0\1\5", 5, QR_FRAME_E_TYPE },
 		{ "type 0x80", "\0\0\0\1\x80", 5, QR_FRAME_E_TYPE },
 		{ "type 0x83", "\0\0\0\1\x83", 5, QR_FRAME_E_TYPE },
 		{ "type 0xff", "\0\0\0\1\xff", 5, QR_FRAME_E_TYPE },
@@ -385,7 +389,8 @@ framing_cases(void)
 		{ "field length 0xffff past the end", "\0\0\0\4\x82\1\xff\xff", 8, QR_FRAME_E_TRUNC },
 		{ "tag 0", "\0\0\0\4\2\0\0\0", 8, QR_FRAME_E_TAG },
 		{ "tag 2 on WAIT", "\0\0\0\4\2\2\0\0", 8, QR_FRAME_E_TAG },
-		{ "tag 11 on BEGIN", "\0\0\0\4\1\x0b\0\0", 8, QR_FRAME_E_TAG },
+		{ "tag 14 on BEGIN (past the last)", "\0\0\0\4\1\x0e\0\0", 8, QR_FRAME_E_TAG },
+		{ "tag 13 (uv) on BEGIN with a 0-byte value", "\0\0\0\4\1\x0d\0\0", 8, QR_FRAME_E_SIZE },
 		{ "tag 9 (BEGIN's uid) on VERDICT", "\0\0\0\x0c\x82\1\0\1\0\x09\0\4\0\0\0\0", 16,
 		  QR_FRAME_E_TAG },
 		{ "tag 10 (BEGIN's home) on CODE", "\0\0\0\x09\3\1\0\1\x31\x0a\0\1/", 13,
@@ -537,6 +542,12 @@ encoder(void)
 	frame_add_u32(&fr, QR_WAIT_MAX_WAIT, 60000);
 	CHECK(frame_finish(&fr) == 0 && fr.len == 12 &&
 	    memcmp(fr.data, "\0\0\0\x08\x02\x01\x00\x04\x00\x00\xea\x60", 12) == 0, "WAIT bytes");
+	frame_begin(&fr, QR_RENDER);
+	frame_add_u8(&fr, QR_RENDER_QR, QR_QR_TEXT);
+	CHECK(frame_finish(&fr) == 0 && fr.len == 9 &&
+	    memcmp(fr.data, "\0\0\0\x05\x04\x01\x00\x01\x02", 9) == 0, "RENDER bytes");
+	frame_begin(&fr, QR_RENDER);
+	CHECK(frame_finish(&fr) == QR_FRAME_E_MISSING, "encode RENDER without qr");
 	frame_begin(&fr, QR_VERDICT);
 	frame_add_u8(&fr, QR_VERDICT_RESULT, QR_CODE_WRONG);
 	frame_add_str(&fr, QR_VERDICT_MESSAGE, "Wrong code");

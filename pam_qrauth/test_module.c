@@ -569,6 +569,104 @@ t_no_device(void)
 	done("no enrolled device with nouserok -> PAM_IGNORE");
 }
 
+#define AUTH_INFO "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHdLi4pmxFSTvV7Ki2oqHFKsgE2yXtlVuXEEKzUFEd+T\n"
+
+static void
+check_begin_lease(const struct qr_msg *m)
+{
+	CHECK(m->f[QR_BEGIN_LEASE].present && m->f[QR_BEGIN_LEASE].num == 1, "BEGIN lease=1");
+	CHECK(fstr(m, QR_BEGIN_AUTH_INFO, AUTH_INFO), "BEGIN carries SSH_AUTH_INFO_0 as sshd set it");
+}
+
+static void
+check_begin_no_lease(const struct qr_msg *m)
+{
+	CHECK(!m->f[QR_BEGIN_LEASE].present, "BEGIN without lease");
+	CHECK(!m->f[QR_BEGIN_AUTH_INFO].present, "BEGIN without the auth info when leases are off");
+}
+
+static void
+check_begin_lease_no_info(const struct qr_msg *m)
+{
+	CHECK(m->f[QR_BEGIN_LEASE].present, "BEGIN lease=1");
+	CHECK(!m->f[QR_BEGIN_AUTH_INFO].present, "an unusable SSH_AUTH_INFO_0 is not sent");
+}
+
+static void
+check_begin_uv(const struct qr_msg *m)
+{
+	CHECK(m->f[QR_BEGIN_UV].present && m->f[QR_BEGIN_UV].num == 1, "BEGIN uv=1");
+}
+
+static void
+check_begin_no_uv(const struct qr_msg *m)
+{
+	CHECK(!m->f[QR_BEGIN_UV].present, "BEGIN without uv");
+}
+
+static void
+t_uv_required(void)
+{
+	reset();
+	expect(QR_BEGIN, check_begin_uv);
+	send_verdict(QR_NO_DEVICE, NULL, -1);
+	CHECK(auth("uv=required") == PAM_AUTH_ERR, "uv=required is accepted");
+	done("uv=required: BEGIN carries uv=1");
+
+	reset();
+	expect(QR_BEGIN, check_begin_no_uv);
+	send_verdict(QR_NO_DEVICE, NULL, -1);
+	CHECK(auth("") == PAM_AUTH_ERR, "no uv option");
+	done("no uv option: BEGIN without uv");
+}
+
+static void
+t_lease(void)
+{
+	static char big[QR_MAX_AUTH_INFO + 2];
+
+	reset();
+	stub.auth_info = AUTH_INFO;
+	expect(QR_BEGIN, check_begin_lease);
+	send_verdict(QR_APPROVED, "approved by lease from Pixel until 14:05", -1);
+	CHECK(auth("lease") == PAM_SUCCESS, "a lease verdict right after BEGIN is success with `lease`");
+	CHECK(has(stub_transcript, "INFO: approved by lease from Pixel until 14:05"), "user told");
+	CHECK(stub_n_prompts == 0, "no prompt");
+	CHECK(has(stub_log, "how=lease"), "logged how=lease");
+	done("lease: APPROVED at BEGIN -> PAM_SUCCESS, message shown, no QR");
+
+	reset();
+	stub.auth_info = AUTH_INFO;
+	expect(QR_BEGIN, check_begin_no_lease);
+	send_verdict(QR_APPROVED, "approved by lease", -1);
+	CHECK(auth("") == PAM_AUTH_ERR, "without `lease` an APPROVED before a challenge is refused");
+	done("no lease option: APPROVED before CHALLENGE is a bad reply");
+
+	memset(big, 'a', sizeof(big) - 1);
+	reset();
+	stub.auth_info = big;
+	expect(QR_BEGIN, check_begin_lease_no_info);
+	send_verdict(QR_NO_DEVICE, NULL, -1);
+	CHECK(auth("lease") == PAM_AUTH_ERR, "oversized SSH_AUTH_INFO_0: login goes on without it");
+	CHECK(has(stub_log, "SSH_AUTH_INFO_0 longer than"), "oversized auth info logged");
+	done("lease: oversized SSH_AUTH_INFO_0 is left out and logged");
+
+	reset();
+	stub.auth_info = "publickey ssh-ed25519 \xff\xfe\n";
+	expect(QR_BEGIN, check_begin_lease_no_info);
+	send_verdict(QR_NO_DEVICE, NULL, -1);
+	CHECK(auth("lease") == PAM_AUTH_ERR, "non-UTF-8 SSH_AUTH_INFO_0: login goes on without it");
+	CHECK(has(stub_log, "not UTF-8"), "bad auth info logged");
+	done("lease: non-UTF-8 SSH_AUTH_INFO_0 is left out and logged");
+
+	reset();
+	expect(QR_BEGIN, check_begin_lease_no_info);
+	send_verdict(QR_NO_DEVICE, NULL, -1);
+	CHECK(auth("lease") == PAM_AUTH_ERR, "no SSH_AUTH_INFO_0 at all");
+	CHECK(has(stub_log, "lease=none"), "missing auth info logged");
+	done("lease: no SSH_AUTH_INFO_0 (sudo, keyboard-interactive only) is logged");
+}
+
 static void
 t_error_verdict(void)
 {
@@ -943,7 +1041,7 @@ t_options(void)
 		"timeout= 5", "wait=0", "wait=99999999999999999999", "mode=fast", "qr=png",
 		"failmode=maybe", "socket=relative.sock", "socket=", "authfile=", "debug=1",
 		"nouserok=yes", "agentuser=", "agentuser=a:b", "agentuser=-x", "agentuser=a/b",
-		"agentuser=a\"b", "agentuser=\xc3\xa9",
+		"agentuser=a\"b", "agentuser=\xc3\xa9", "uv=", "uv=preferred", "uv=off", "uv=REQUIRED",
 		"agentuser=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "socket=/" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	};
@@ -1002,8 +1100,8 @@ t_info_mode(void)
 	expect(QR_CODE, check_code);
 	send_verdict(QR_APPROVED, NULL, -1);
 	CHECK(auth("mode=info wait=5") == PAM_SUCCESS, "info mode offline code");
-	CHECK(has(stub_transcript, "PROMPT: Type the code from the qrauth app (or press Enter to keep "
-	    "waiting): \n"), "code prompt");
+	CHECK(has(stub_transcript, "PROMPT: Type the app's code, a (ASCII QR) or t (text); Enter keeps "
+	    "waiting: \n"), "code prompt");
 	done("info mode: OFFLINE -> code prompt -> right code -> PAM_SUCCESS");
 
 	reset();
@@ -1136,6 +1234,125 @@ t_user(void)
 	done("no PAM_SERVICE -> PAM_AUTH_ERR");
 }
 
+#define QR_TEXT_ASCII "##  ##\n  ##  \n"
+/* Stands for the payload as text (the real one holds the nonce, which the harness keeps off screen). */
+#define QR_TEXT_PLAIN "QRA1:hostid:sid:as-text\n"
+
+static void
+send_challenge_text(int mode, const char *qr_text)
+{
+	struct qr_frame *fr = new_frame(QR_CHALLENGE);
+
+	frame_add_str(fr, QR_CHALLENGE_QR_TEXT, qr_text);
+	frame_add_str(fr, QR_CHALLENGE_PROMPT, mode == QR_MODE_INFO ? INFO_PROMPT : PROMPT);
+	frame_add_u32(fr, QR_CHALLENGE_EXPIRES, 80);
+	frame_add_u8(fr, QR_CHALLENGE_MODE, (uint8_t)mode);
+	frame_add_str(fr, QR_CHALLENGE_PAYLOAD, PAYLOAD);
+	send_frame(fr, 0);
+}
+
+static void
+check_render_ascii(const struct qr_msg *m)
+{
+	CHECK(m->f[QR_RENDER_QR].present && m->f[QR_RENDER_QR].num == QR_QR_ASCII, "RENDER qr=ascii");
+}
+
+static void
+check_render_text(const struct qr_msg *m)
+{
+	CHECK(m->f[QR_RENDER_QR].present && m->f[QR_RENDER_QR].num == QR_QR_TEXT, "RENDER qr=text");
+}
+
+static void
+t_rerender(void)
+{
+	reset();
+	answers(2, "a", "");
+	expect(QR_BEGIN, NULL);
+	send_challenge(QR_MODE_PROMPT);
+	expect(QR_RENDER, check_render_ascii);
+	send_challenge_text(QR_MODE_PROMPT, QR_TEXT_ASCII);
+	expect(QR_WAIT, check_wait_forever);
+	send_verdict(QR_APPROVED, NULL, -1);
+	CHECK(auth("") == PAM_SUCCESS, "approve after an ASCII re-render");
+	CHECK(stub_n_prompts == 2 && stub_n_errors == 0, "two prompts, no error (%d, %d)", stub_n_prompts,
+	    stub_n_errors);
+	CHECK(has(stub_transcript, "PROMPT: " QR_TEXT_ASCII PROMPT " \n"), "the ASCII QR in one prompt");
+	CHECK(has(stub_log, "rerender style=ascii") && has(stub_log, "result=approved how=online"),
+	    "logged");
+	done("prompt mode: a -> RENDER ascii -> the new QR and the prompt -> Enter -> PAM_SUCCESS");
+
+	reset();
+	answers(3, " T ", "t", CODE_TYPED);
+	expect(QR_BEGIN, NULL);
+	send_challenge(QR_MODE_PROMPT);
+	expect(QR_RENDER, check_render_text);
+	send_challenge_text(QR_MODE_PROMPT, QR_TEXT_PLAIN);
+	expect(QR_RENDER, check_render_text);
+	send_challenge_text(QR_MODE_PROMPT, QR_TEXT_PLAIN);
+	expect(QR_CODE, check_code);
+	send_verdict(QR_APPROVED, NULL, -1);
+	CHECK(auth("") == PAM_SUCCESS, "code after text re-renders");
+	CHECK(stub_n_prompts == 3, "three prompts");
+	CHECK(has(stub_log, "result=approved how=code"), "logged how=code");
+	done("prompt mode: t (any case, spaces), t again, then the code -> PAM_SUCCESS");
+
+	reset();
+	answers(1, "t");
+	expect(QR_BEGIN, NULL);
+	send_challenge(QR_MODE_INFO);
+	expect(QR_WAIT, check_wait_5s);
+	send_verdict(QR_OFFLINE, NULL, -1);
+	expect(QR_RENDER, check_render_text);
+	send_challenge_text(QR_MODE_INFO, QR_TEXT_PLAIN);
+	expect(QR_WAIT, check_wait_5s);
+	send_verdict(QR_APPROVED, NULL, -1);
+	CHECK(auth("mode=info wait=5") == PAM_SUCCESS, "info mode text re-render");
+	CHECK(stub_n_infos == 2 && stub_n_prompts == 1, "two info messages, one prompt");
+	CHECK(has(stub_transcript, "INFO: " QR_TEXT_PLAIN INFO_PROMPT "\n"), "the text as info");
+	done("info mode: OFFLINE prompt, t -> the text as info -> WAIT again -> PAM_SUCCESS");
+
+	reset();
+	answers(1, "a");
+	expect(QR_BEGIN, NULL);
+	send_challenge(QR_MODE_PROMPT);
+	expect(QR_RENDER, check_render_ascii);
+	send_verdict(QR_DENIED, NULL, -1);
+	CHECK(auth("") == PAM_AUTH_ERR, "denied before the re-render");
+	CHECK(has(stub_transcript, "ERROR: Login denied on the phone."), "user told");
+	done("a RENDER answered by DENIED -> PAM_AUTH_ERR with the message");
+
+	reset();
+	answers(1, "a");
+	expect(QR_BEGIN, NULL);
+	send_challenge(QR_MODE_PROMPT);
+	expect(QR_RENDER, NULL);
+	send_challenge_text(QR_MODE_INFO, QR_TEXT_ASCII);
+	CHECK(auth("") == PAM_AUTH_ERR, "mode changed");
+	CHECK(has(stub_log, "challenge mode changed"), "logged");
+	done("a re-render CHALLENGE in another mode is a bad reply -> PAM_AUTH_ERR");
+
+	reset();
+	answers(1, "a");
+	expect(QR_BEGIN, NULL);
+	send_challenge(QR_MODE_PROMPT);
+	expect(QR_RENDER, NULL);
+	send_verdict(QR_OFFLINE, NULL, -1);
+	CHECK(auth("") == PAM_AUTH_ERR, "OFFLINE to RENDER");
+	done("OFFLINE in answer to RENDER is a bad reply -> PAM_AUTH_ERR");
+
+	reset();
+	answers(2, "at", "");
+	expect(QR_BEGIN, NULL);
+	send_challenge(QR_MODE_PROMPT);
+	expect(QR_WAIT, NULL);
+	send_verdict(QR_APPROVED, NULL, -1);
+	CHECK(auth("") == PAM_SUCCESS, "at is not a re-render");
+	CHECK(has(stub_transcript, "ERROR: That is not a code: type the digits shown in the qrauth app, "
+	    "a (ASCII QR), t (text) or just Enter."), "told what works");
+	done("only a lone a or t asks for a re-render");
+}
+
 static void
 t_setcred(void)
 {
@@ -1196,6 +1413,8 @@ main(int argc, char **argv)
 	t_code_wrong_three_times();
 	t_code_wrong_then_enter();
 	t_no_device();
+	t_lease();
+	t_uv_required();
 	t_error_verdict();
 	t_unreachable();
 	t_passwd();
@@ -1204,6 +1423,7 @@ main(int argc, char **argv)
 	t_options();
 	t_info_mode();
 	t_prompt_offline();
+	t_rerender();
 	t_conversation();
 	t_user();
 	t_setcred();

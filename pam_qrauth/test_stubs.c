@@ -127,6 +127,13 @@ pam_get_item(const pam_handle_t *pamh, int item_type, const void **item)
 	}
 }
 
+const char *
+pam_getenv(pam_handle_t *pamh, const char *name)
+{
+	(void)pamh;
+	return strcmp(name, "SSH_AUTH_INFO_0") == 0 ? stub.auth_info : NULL;
+}
+
 int
 pam_get_user(pam_handle_t *pamh, const char **user, const char *prompt)
 {

@@ -13,6 +13,7 @@ struct stub_pam {
 	const char *user;		/* what pam_get_user returns */
 	int get_user_rc;
 	const char *rhost, *service, *tty;	/* NULL: item not set */
+	const char *auth_info;		/* what pam_getenv("SSH_AUTH_INFO_0") returns */
 	int no_conv;			/* PAM_CONV item missing */
 	/* Answers for PAM_PROMPT_ECHO_*, in order; past the end the conversation fails. */
 	const char *answers[16];

@@ -255,10 +255,11 @@ test('frame lengths: 0 and past QR_MAX_FRAME close at once; QR_MAX_FRAME itself 
 test('malformed fields close the connection: widths, tags, types, repeats, NUL, bad UTF-8, missing fields', async (t) => {
   const f = await agentFor(t, 1500);
   const cases: Record<string, Buffer> = {
-    'unknown type': frame(0x04, str(1, 'alice')),
+    // Far from any type or tag the protocol will grow into (RENDER took 0x04, BEGIN tags 11-13).
+    'unknown type': frame(0x7f, str(1, 'alice')),
     'agent-to-module type': frame(MsgType.VERDICT, u8(1, Result.APPROVED)),
     'challenge sent to the agent': frame(MsgType.CHALLENGE, str(1, 'x'), str(2, 'y'), u32(3, 1), u8(4, 1), str(5, 'z')),
-    'unknown tag': aliceBegin(str(11, 'x')),
+    'unknown tag': aliceBegin(str(0xfe, 'x')),
     'tag 0': aliceBegin(str(0, 'x')),
     'repeated tag': aliceBegin(str(1, 'bob')),
     'u8 of 0 bytes': aliceBegin(field(5, Buffer.alloc(0))),

@@ -15,7 +15,7 @@ enum { S = 1, U8, U32 };
 static int
 kind(uint8_t type, int tag)
 {
-	static const int begin[QR_MAX_TAG + 1] = { 0, S, S, S, S, U8, U8, U32, S, U32, S };
+	static const int begin[QR_MAX_TAG + 1] = { 0, S, S, S, S, U8, U8, U32, S, U32, S, U8, S };
 	static const int challenge[QR_MAX_TAG + 1] = { 0, S, S, U32, U8, S };
 	static const int verdict[QR_MAX_TAG + 1] = { 0, U8, S, U8 };
 
@@ -23,6 +23,7 @@ kind(uint8_t type, int tag)
 	case QR_BEGIN: return begin[tag];
 	case QR_WAIT: return tag == 1 ? U32 : 0;
 	case QR_CODE: return tag == 1 ? S : 0;
+	case QR_RENDER: return tag == 1 ? U8 : 0;
 	case QR_CHALLENGE: return challenge[tag];
 	case QR_VERDICT: return verdict[tag];
 	default: return 0;

@@ -1,20 +1,24 @@
 /*
  * libFuzzer: the whole pam_sm_authenticate against a fuzzed agent.
  *
- * Input: [conv0][conv1][opts][alloc/peer] then the bytes the "agent" sends. conv0/conv1
- * hold 2 bits per prompt (Enter, a code, garbage, conversation failure); opts picks
+ * Input: [conv0][conv1][opts][alloc/peer][lease] then the bytes the "agent" sends. conv0/conv1
+ * hold 2 bits per prompt (Enter, a code, garbage or a/t by turns, conversation failure); opts picks
  * mode (bits 0-1), qr (2), debug (3), connect() failing (4), service sudo instead of sshd
  * (5), user root instead of alice (6), PAM_SILENT (7); alloc/peer bits 0-2, if not 0, make
  * the module's n-th malloc/calloc fail, bits 3-4 pick what SO_PEERCRED says (0 the real
  * peer: this process, 1 uid 0, 2 a uid that is neither root nor the agentuser, 3 an error),
- * bits 5-7 what getpwnam_r says about alice (see fuzz_getpwnam_r; root is looked up for real).
+ * bits 5-7 what getpwnam_r says about alice (see fuzz_getpwnam_r; root is looked up for real);
+ * lease bit 0 adds the option `lease`, bits 1-2 pick SSH_AUTH_INFO_0 (absent, a publickey
+ * line, one byte over QR_MAX_AUTH_INFO, not UTF-8).
  * The module's socket()/connect()/getsockopt()/getpwnam_r()/malloc()/calloc() are renamed
  * by objcopy (Makefile) to the functions below, so no real agent, thread or timeout is
  * involved: the agent's bytes are queued on a socketpair, followed by EOF. The fuzz build
  * starts the getpwnam_r buffer small, so the ERANGE retries run too.
  *
  * Properties: PAM_SUCCESS only if the stream held a well-formed CHALLENGE first and a
- * VERDICT APPROVED later; never with a failed allocation; never from an untrusted peer;
+ * VERDICT APPROVED later, or (only with `lease`) began with a VERDICT APPROVED; never with a
+ * failed allocation; the BEGIN sent carries the lease tag only with `lease` and sshd's
+ * SSH_AUTH_INFO_0 only then and only when it is within bounds and UTF-8; never from an untrusted peer;
  * an unreachable agent gives PAM_AUTH_ERR and, over sshd outside mode=info, the message in
  * one prompt; PAM_IGNORE never (no nouserok, no failmode=open); nothing but the expected
  * codes.
@@ -166,20 +170,26 @@ fuzz_calloc(size_t n, size_t m)
 static int
 answer(int style, const char *msg, char **out)
 {
-	static const char *const a[] = { "", "1234-5678", "abc" };
-	unsigned sel = (conv_bits >> (2 * (conv_i++ % 8))) & 3;
+	static const char *const a[] = { "", "1234-5678" };
+	/* Garbage, or a re-render request (RENDER ascii / text), by turns. */
+	static const char *const other[] = { "abc", "a", "t" };
+	unsigned i = conv_i++;
+	unsigned sel = (conv_bits >> (2 * (i % 8))) & 3;
 
 	(void)style;
 	(void)msg;
 	if (sel == 3)
 		return -1;
-	*out = strdup(a[sel]);
+	*out = strdup(sel == 2 ? other[i % 3] : a[sel]);
 	return *out == NULL ? -1 : 0;
 }
 
-/* Did the stream start with a valid CHALLENGE and hold a valid VERDICT APPROVED later? */
+/*
+ * Did the stream start with a valid CHALLENGE and hold a valid VERDICT APPROVED later? With
+ * `lease`, a VERDICT APPROVED straight after BEGIN (a lease) counts too.
+ */
 static int
-approval_in(const uint8_t *b, size_t n)
+approval_in(const uint8_t *b, size_t n, int lease)
 {
 	static struct qr_parser p;
 	struct qr_msg m;
@@ -192,6 +202,8 @@ approval_in(const uint8_t *b, size_t n)
 			return 0;
 		if (first && m.type == QR_CHALLENGE)
 			challenged = 1;
+		if (first && lease && m.type == QR_VERDICT && m.f[QR_VERDICT_RESULT].num == QR_APPROVED)
+			return 1;
 		if (!first && challenged && m.type == QR_VERDICT &&
 		    m.f[QR_VERDICT_RESULT].num == QR_APPROVED)
 			return 1;
@@ -201,17 +213,52 @@ approval_in(const uint8_t *b, size_t n)
 	return 0;
 }
 
+/*
+ * What the module sent the agent, if anything: its BEGIN has the lease tag exactly with
+ * `lease`, and sshd's SSH_AUTH_INFO_0 exactly with `lease` and a usable value.
+ */
+static void
+check_begin_sent(int fd, int lease, int info_usable)
+{
+	static uint8_t sent[4 + QR_MAX_FRAME];
+	static struct qr_parser p;
+	struct qr_msg m;
+	size_t got = 0, used;
+	ssize_t r;
+
+	while (got < sizeof(sent) && (r = recv(fd, sent + got, sizeof(sent) - got, MSG_DONTWAIT)) > 0)
+		got += (size_t)r;
+	if (got == 0)
+		return;	/* nothing reached the agent (no connection, untrusted peer, no memory) */
+	frame_parser_init(&p);
+	if (frame_parser_feed(&p, sent, got, &used, &m) != QR_FRAME_DONE || m.type != QR_BEGIN)
+		abort();	/* the module's first words are always a whole, valid BEGIN */
+	if (m.f[QR_BEGIN_LEASE].present != lease)
+		abort();
+	if (m.f[QR_BEGIN_AUTH_INFO].present != (lease && info_usable))
+		abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const modes[] = { "mode=auto", "mode=prompt", "mode=info", "mode=prompt" };
 	static char agentuser[96];
-	const char *argv[8];
-	int argc = 0, sv[2], rc, flags, sshd_prompt;
+	static char info_long[QR_MAX_AUTH_INFO + 2];
+	static const char info_key[] = "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n";
+	static const char info_bad[] = "publickey ssh-ed25519 \xff\xfe\n";
+	const char *argv[9];
+	int argc = 0, sv[2], rc, flags, sshd_prompt, lease;
+	unsigned info_mode;
 
-	if (size < 4 || size > 4 + 4 * (4 + QR_MAX_FRAME))
+	if (size < 5 || size > 5 + 4 * (4 + QR_MAX_FRAME))
 		return 0;
 	stub_reset();
+	if (info_long[0] == '\0')
+		memset(info_long, 'A', sizeof(info_long) - 1);
+	lease = data[4] & 1;
+	info_mode = (unsigned)(data[4] >> 1) & 3;
+	stub.auth_info = info_mode == 1 ? info_key : info_mode == 2 ? info_long : info_mode == 3 ? info_bad : NULL;
 	stub.answer_hook = answer;
 	conv_bits = (unsigned)data[0] | (unsigned)data[1] << 8;
 	conv_i = 0;
@@ -240,11 +287,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		argv[argc++] = "debug";
 	argv[argc++] = "wait=1";
 	argv[argc++] = agentuser;
+	if (lease)
+		argv[argc++] = "lease";
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
 		abort();
 	/* Queue the agent's bytes, then EOF: the module never waits on a timer. */
-	if (size > 4 && write(sv[1], data + 4, size - 4) != (ssize_t)(size - 4))
+	if (size > 5 && write(sv[1], data + 5, size - 5) != (ssize_t)(size - 5))
 		abort();
 	shutdown(sv[1], SHUT_WR);
 	agent_fd = sv[0];
@@ -253,10 +302,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (getenv("QR_FUZZ_VERBOSE") != NULL)	/* to see what a seed does */
 		fprintf(stderr, "rc=%d alloc_failed=%d\n%s%s", rc, alloc_failed, stub_transcript, stub_log);
+	check_begin_sent(sv[1], lease, info_mode == 1);
 	close(sv[0]);
 	close(sv[1]);
 	agent_fd = -1;
-	if (rc == PAM_SUCCESS && (alloc_failed || !approval_in(data + 4, size - 4)))
+	if (rc == PAM_SUCCESS && (alloc_failed || !approval_in(data + 5, size - 5, lease)))
 		abort();
 	if (rc == PAM_SUCCESS && (connect_fails || peer_mode >= PEER_OTHER))
 		abort();

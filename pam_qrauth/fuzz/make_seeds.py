@@ -21,9 +21,13 @@ u32 = lambda v: struct.pack('>I', v)
 BEGIN = frame(1, field(1, 'alice'), field(2, '203.0.113.7'), field(3, 'sshd'), field(4, 'ssh'),
               field(5, u8(0)), field(6, u8(0)), field(7, u32(90)), field(8, '/etc/qrauth/devices/%u'))
 BEGIN_PW = frame(1, field(1, 'alice'), field(3, 'sshd'), field(9, u32(1000)), field(10, '/home/alice'))
+BEGIN_LEASE = frame(1, field(1, 'alice'), field(3, 'sshd'), field(11, u8(1)),
+                    field(12, 'publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHdLi4pmxFSTvV7Ki2oqHFKsgE2yXtlVuXEEKzUFEd+T\n'
+                          'keyboard-interactive/pam\n'))
 WAIT = frame(2)
 WAIT_MAX = frame(2, field(1, u32(60000)))
 CODE = frame(3, field(1, '12345678'))
+RENDER = frame(4, field(1, u8(1)))
 
 
 def challenge(mode):
@@ -47,17 +51,19 @@ def write(dirname, name, data):
 
 
 frames = {
-    'begin': BEGIN, 'begin-uid-home': BEGIN_PW, 'wait': WAIT, 'wait-max': WAIT_MAX, 'code': CODE,
-    'challenge': challenge(1), 'verdict': verdict(3, 'Wrong code', 2),
+    'begin': BEGIN, 'begin-uid-home': BEGIN_PW, 'begin-lease': BEGIN_LEASE, 'wait': WAIT, 'wait-max': WAIT_MAX, 'code': CODE,
+    'render': RENDER, 'challenge': challenge(1), 'verdict': verdict(3, 'Wrong code', 2),
     'two-frames': challenge(2) + verdict(0),
 }
 for name, data in frames.items():
     write('fuzz/corpus-frame', name, b'\x07' + data)
 
-# [conv0][conv1][opts][alloc/peer] + agent bytes; conv answers: 0 Enter, 1 code, 2 garbage, 3 fail
+# [conv0][conv1][opts][alloc/peer][lease] + agent bytes; conv answers: 0 Enter, 1 code, 2 by turns
+# garbage / "a" / "t" (the n-th prompt gets the (n mod 3)-th), 3 fail
 # opts: mode (0-1), qr (2), debug (3), connect fails (4), sudo (5), user root (6), PAM_SILENT (7)
 # alloc/peer: n-th allocation fails (0-2), SO_PEERCRED (3-4): real, uid 0, other uid, error;
 # alice's passwd entry (5-7): found, none, ENOENT, EIO, ERANGE always, home 1025/1024 bytes, bad UTF-8
+# lease: option `lease` (0), SSH_AUTH_INFO_0 (1-2): absent, a publickey line, oversized, not UTF-8
 module = {
     'approve-enter': (0x00, 0x00, 0x01, 0, challenge(1) + verdict(0)),
     'code-right': (0x01, 0x00, 0x01, 0, challenge(1) + verdict(0)),
@@ -68,6 +74,9 @@ module = {
     'no-device': (0x00, 0x00, 0x00, 0, verdict(4)),
     'error': (0x00, 0x00, 0x08, 0, verdict(6, 'bad devices file')),
     'garbage-then-enter': (0x02, 0x00, 0x01, 0, challenge(1) + verdict(0)),
+    'rerender-ascii-enter': (0x0a, 0x00, 0x01, 0, challenge(1) + challenge(1) + verdict(0)),
+    'info-offline-rerender': (0x0a, 0x00, 0x02, 0, challenge(2) + verdict(5) + challenge(2) + verdict(0)),
+    'rerender-denied': (0x0a, 0x00, 0x01, 0, challenge(1) + verdict(1)),
     'alloc-fail': (0x00, 0x00, 0x01, 2, challenge(1) + verdict(0)),
     'root-approve': (0x00, 0x00, 0x49, 0, challenge(1) + verdict(0)),
     'root-alloc-fail': (0x00, 0x00, 0x49, 2, challenge(1) + verdict(0)),
@@ -85,5 +94,15 @@ module = {
     'pw-home-1024': (0x00, 0x00, 0x01, 0xc0, challenge(1) + verdict(0)),
     'pw-home-bad-utf8': (0x00, 0x00, 0x01, 0xe0, challenge(1) + verdict(0)),
 }
+module_lease = {
+    # Approved by lease at BEGIN: success only with the option.
+    'lease-approved': (0x00, 0x00, 0x01, 0, 0x03, verdict(0, 'qrauth: approved by lease from Pixel until 14:05')),
+    'lease-verdict-without-option': (0x00, 0x00, 0x01, 0, 0x02, verdict(0)),
+    'lease-no-auth-info': (0x00, 0x00, 0x01, 0, 0x01, challenge(1) + verdict(0)),
+    'lease-auth-info-oversized': (0x00, 0x00, 0x01, 0, 0x05, challenge(1) + verdict(0)),
+    'lease-auth-info-bad-utf8': (0x00, 0x00, 0x01, 0, 0x07, challenge(1) + verdict(0)),
+}
 for name, (c0, c1, opts, fail, data) in module.items():
-    write('fuzz/corpus-module', name, bytes([c0, c1, opts, fail]) + data)
+    write('fuzz/corpus-module', name, bytes([c0, c1, opts, fail, 0]) + data)
+for name, (c0, c1, opts, fail, lease, data) in module_lease.items():
+    write('fuzz/corpus-module', name, bytes([c0, c1, opts, fail, lease]) + data)

@@ -8,11 +8,15 @@
 import { QrauthError } from './errors.js';
 
 export const QR_MAX_FRAME = 16384;
+/** Longest SSH_AUTH_INFO_0 a BEGIN carries (a few keys; a longer one is not sent, so no lease). */
+export const MAX_AUTH_INFO = 8192;
 
 export const MsgType = {
   BEGIN: 0x01,
   WAIT: 0x02,
   CODE: 0x03,
+  /** The person asked for another rendering of the same session's QR (docs/protocol.md §1). */
+  RENDER: 0x04,
   CHALLENGE: 0x81,
   VERDICT: 0x82,
 } as const;
@@ -31,7 +35,8 @@ export const Result = {
 export type ResultValue = (typeof Result)[keyof typeof Result];
 
 export const Mode = { AUTO: 0, PROMPT: 1, INFO: 2 } as const;
-export const QrStyle = { UTF8: 0, ASCII: 1 } as const;
+/** TEXT: no picture, the payload as text (for the app's paste field); only in RENDER. */
+export const QrStyle = { UTF8: 0, ASCII: 1, TEXT: 2 } as const;
 
 type FieldKind = 'str' | 'u8' | 'u32';
 interface FieldSpec {
@@ -56,10 +61,14 @@ const SPECS: Record<number, { name: string; fields: FieldSpec[] }> = {
       { tag: 8, name: 'authfile', kind: 'str', max: 256 },
       { tag: 9, name: 'uid', kind: 'u32' },
       { tag: 10, name: 'home', kind: 'str', max: 1024 },
+      { tag: 11, name: 'lease', kind: 'u8' },
+      { tag: 12, name: 'authInfo', kind: 'str', max: MAX_AUTH_INFO },
+      { tag: 13, name: 'uv', kind: 'u8' },
     ],
   },
   [MsgType.WAIT]: { name: 'WAIT', fields: [{ tag: 1, name: 'maxWait', kind: 'u32' }] },
   [MsgType.CODE]: { name: 'CODE', fields: [{ tag: 1, name: 'digits', kind: 'str', max: 16, required: true }] },
+  [MsgType.RENDER]: { name: 'RENDER', fields: [{ tag: 1, name: 'qr', kind: 'u8', required: true }] },
   [MsgType.CHALLENGE]: {
     name: 'CHALLENGE',
     fields: [
@@ -93,6 +102,12 @@ export interface BeginMsg {
   /** From getpwnam(3) in the module, so NSS users (LDAP, sssd) need no lookup in the agent. */
   uid?: number;
   home?: string;
+  /** 1: the PAM line has the `lease` option (docs/pam_qrauth.8). */
+  lease?: number;
+  /** sshd's SSH_AUTH_INFO_0 from the PAM environment: the methods (and keys) it verified. */
+  authInfo?: string;
+  /** 1: the PAM line has `uv=required` (approvals need UV whatever the agent's userVerification). */
+  uv?: number;
 }
 export interface WaitMsg {
   type: typeof MsgType.WAIT;
@@ -101,6 +116,10 @@ export interface WaitMsg {
 export interface CodeMsg {
   type: typeof MsgType.CODE;
   digits: string;
+}
+export interface RenderMsg {
+  type: typeof MsgType.RENDER;
+  qr: number;
 }
 export interface ChallengeMsg {
   type: typeof MsgType.CHALLENGE;
@@ -116,7 +135,7 @@ export interface VerdictMsg {
   message?: string;
   triesLeft?: number;
 }
-export type FrameMsg = BeginMsg | WaitMsg | CodeMsg | ChallengeMsg | VerdictMsg;
+export type FrameMsg = BeginMsg | WaitMsg | CodeMsg | RenderMsg | ChallengeMsg | VerdictMsg;
 
 function frameError(msg: string): never {
   throw new QrauthError('QRA_ERR_FRAME', msg);
