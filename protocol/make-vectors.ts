@@ -26,6 +26,8 @@ const decision = { hostId, sid, nonce, user: 'alice', decision: 'approve' as con
 const keyFp = 'SHA256:' + Buffer.from(new Uint8Array(32).fill(6)).toString('base64').replace(/=+$/, '');
 const contextLease = { ...context, keyFp, leaseSeconds: [900, 3600, 28800] };
 const decisionLease = { ...decision, lease: { seconds: 3600, keyFp } };
+// What the host knows of the source (context v3): a forward-confirmed name, a first login from it.
+const contextSource = { ...context, rhostName: 'gw-7.example.net', firstFromAddress: true };
 const leaseRevoke = { hostId, deviceId, leaseId: '*', time: 1780000030000 };
 const tokenId = tokenIdOf(c, token);
 const enroll = { hostId, tokenId, token, devicePub: toB64url(device.publicKey), deviceName: "Alice's Pixel", time: 1780000020000 };
@@ -52,6 +54,7 @@ const vectors = {
   decision: { ...decision, nonce: hex(nonce) }, decisionBytes: hex(decisionBytes(decision)),
   decisionSig: toB64url(c.ed25519Sign(deviceSeed, decisionBytes(decision))),
   contextLease, contextLeaseBytes: hex(contextBytes(contextLease)), contextLeaseSig: toB64url(c.ed25519Sign(hostSeed, contextBytes(contextLease))),
+  contextSource, contextSourceBytes: hex(contextBytes(contextSource)), contextSourceSig: toB64url(c.ed25519Sign(hostSeed, contextBytes(contextSource))),
   decisionLease: { ...decisionLease, nonce: hex(nonce) }, decisionLeaseBytes: hex(decisionBytes(decisionLease)),
   decisionLeaseSig: toB64url(c.ed25519Sign(deviceSeed, decisionBytes(decisionLease))),
   leaseRevoke, leaseRevokeBytes: hex(leaseRevokeBytes(leaseRevoke)), leaseRevokeSig: toB64url(c.ed25519Sign(deviceSeed, leaseRevokeBytes(leaseRevoke))),

@@ -142,4 +142,23 @@ test.serial('the app shows the key, offers only the host’s durations; "1 h" le
   t.is(second.code, 0, second.out);
   t.notRegex(second.out, LOGIN_PAYLOAD_RE);
   t.true(agent.logs.some((l) => /event=login .*how=lease/.test(l)));
+
+  // "End my leases on test-host" in the app: signed by the phone, sent through the relay.
+  await page.getByTestId('tab-hosts').click();
+  await page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-hosts"]').waitFor();
+  const end = visibleIn(page, 'end-leases');
+  t.regex(await end.innerText(), /^End my leases on test-host$/i);
+  await end.click();
+  await page.getByText(/Ended 1 lease: the next login there needs this phone again/).waitFor();
+  t.true(agent.logs.some((l) => /event=leases_revoked by=phone .*count=1/.test(l)), agent.logs.join('\n'));
+  t.deepEqual(agent.agent.leases.list(USER), [], 'the agent holds no lease for the user any more');
+
+  // The same key again: the QR is back (the lease is gone), and the login waits for the phone.
+  const third = runInPty(['ssh', ...sshKeyArgs(), `${USER}@127.0.0.1`, 'true']);
+  t.teardown(() => third.kill());
+  await third.waitFor(LOGIN_PAYLOAD_RE);
+  third.kill();
+  // Ending them again finds none.
+  await end.click();
+  await page.getByText('This phone had no lease there.').waitFor();
 });

@@ -6,6 +6,7 @@
  * every screen in both themes, focus on each page's heading, one `main`, 44 px tap targets.
  */
 import test, { type ExecutionContext } from 'ava';
+import { promises as dns } from 'node:dns';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -288,6 +289,10 @@ test.serial('the offline code is absent before the decision; "Can\'t connect? Sh
   await visible('login-context').waitFor();
   t.is(await page.locator('[data-testid="offline-code"]').count(), 0, 'no code in the DOM before "Show the code"');
   t.regex((await visible('ctx-time').innerText()) ?? '', /\d{1,2}:\d{2}:\d{2}/, 'the time the login started');
+  // Signed by the host: alice's first login from this address in this file, and the address's confirmed name.
+  t.is(await visible('ctx-first-login').innerText(), `First login as ${ALICE} from this address`);
+  const names = await dns.reverse('127.0.0.1');
+  t.true(names.includes(await visible('ctx-rhost-name').innerText()), `one of ${names.join(', ')}`);
   await checkScreen(t, 'approve');
   await visible('show-code').click();
   const code = ((await visible('offline-code').textContent()) ?? '').replace(/\s/g, '');
@@ -314,6 +319,9 @@ test.serial('after Deny: no code anywhere, a screen that says what happened and 
   const { run, payload } = await startSsh();
   t.teardown(() => run.kill());
   await pasteCode(payload);
+  await visible('login-context').waitFor();
+  // The approval in the test before taught the host this address.
+  t.is(await visible('ctx-first-login').innerText(), `${ALICE} has logged in from this address before`);
   await visible('deny').click();
   await visible('after-deny').waitFor();
   const text = (await visible('after-deny').innerText()).replace(/\s+/g, ' ');

@@ -41,6 +41,30 @@ test('lease vectors: context v2, approve v2 and lease revoke have labels of thei
   t.throws(() => parse(leaseRevokeMessage, { ...v.leaseRevoke, leaseId: '**', sig: v.leaseRevokeSig }, 'revoke'));
 });
 
+test('source vectors: context v3 carries the reverse name and first login under a label of its own; v1 and v2 bytes unchanged', (t) => {
+  const host = c.ed25519FromSeed(bytes(v.hostSeed));
+  const label = (h: string) => Buffer.from(h, 'hex').toString('latin1').split('\0')[0];
+  t.is(hex(contextBytes(v.contextSource)), v.contextSourceBytes);
+  t.is(label(v.contextSourceBytes), 'qrauth-context-v3');
+  t.is(toB64url(c.ed25519Sign(bytes(v.hostSeed), contextBytes(v.contextSource))), v.contextSourceSig);
+  const sig = fromB64url(v.contextSourceSig, 64);
+  t.true(c.ed25519Verify(host.publicKey, contextBytes(v.contextSource), sig));
+  // Neither fact can be changed or cut off without the host's key.
+  t.false(c.ed25519Verify(host.publicKey, contextBytes({ ...v.contextSource, firstFromAddress: false }), sig), 'first login flipped');
+  t.false(c.ed25519Verify(host.publicKey, contextBytes({ ...v.contextSource, firstFromAddress: undefined }), sig), 'first login dropped');
+  t.false(c.ed25519Verify(host.publicKey, contextBytes({ ...v.contextSource, rhostName: 'trusted.example.net' }), sig), 'name changed');
+  t.false(c.ed25519Verify(host.publicKey, contextBytes(v.context), sig), 'cut back to v1');
+  // A context without them keeps its old label and bytes.
+  t.is(label(hex(contextBytes({ ...v.context, rhostName: undefined, firstFromAddress: undefined }))), 'qrauth-context-v1');
+  t.is(hex(contextBytes(v.context)), v.contextBytes);
+  t.is(hex(contextBytes(v.contextLease)), v.contextLeaseBytes);
+  t.notThrows(() => parse(signedContext, { v: 1, ...v.contextSource, sig: v.contextSourceSig }, 'ctx'));
+  // The name reaches the screen: nothing but a DNS name's characters passes the schema.
+  for (const rhostName of ['evil\u202eten.example', 'a b', 'x\n', '', 'a'.repeat(254), '-lead.example']) {
+    t.throws(() => parse(signedContext, { v: 1, ...v.contextSource, rhostName, sig: v.contextSourceSig }, 'ctx'), undefined, JSON.stringify(rhostName));
+  }
+});
+
 test('Node crypto reproduces every checked-in protocol vector', (t) => {
   const host = c.ed25519FromSeed(bytes(v.hostSeed));
   const device = c.ed25519FromSeed(bytes(v.deviceSeed));

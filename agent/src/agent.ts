@@ -11,6 +11,7 @@ import { CodeBudget } from './code-budget.js';
 import { ControlServer, passwdFinder } from './control-server.js';
 import { EnrollmentStore } from './enrollments.js';
 import { LastUsed } from './last-used.js';
+import { ReverseNames, SeenAddresses } from './login-source.js';
 import { LeaseStore, PhoneLeaseRevokes } from './leases.js';
 import { type Logger, stderrLogger } from './log.js';
 import { PamServer } from './pam-server.js';
@@ -77,11 +78,16 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
     log,
   );
   const passkeys = new PasskeyVerifier(config.stateDir, log);
-  const sessions = new SessionStore(host, config.hostname, config.expirySeconds, codeBudget, {
-    verifier: passkeys,
-    userVerification: config.userVerification,
-    offlineCodes: config.offlineCodes,
-  });
+  const seenAddresses = new SeenAddresses(config.stateDir);
+  const reverseNames = config.reverseDns ? new ReverseNames() : undefined;
+  const sessions = new SessionStore(
+    host,
+    config.hostname,
+    config.expirySeconds,
+    codeBudget,
+    { verifier: passkeys, userVerification: config.userVerification, offlineCodes: config.offlineCodes },
+    { seen: seenAddresses, ...(reverseNames ? { names: reverseNames } : {}) },
+  );
   const challenges = new ChallengePool(host.hostId);
   let sshdInfoAtOnce = config.sshdInfoMessages === 'yes';
   if (config.sshdInfoMessages === 'auto') sshdInfoAtOnce = showsInfoAtOnce(await detectSshdVersion(config.sshdPath));
@@ -238,6 +244,8 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
       sessions.closeAll();
       enrollments.closeAll();
       lastUsed.flush();
+      seenAddresses.flush();
+      reverseNames?.cancel();
       // The sign counters seen so far must be on disk, or a restart would let a replayed counter pass.
       await passkeys.counters.flush();
       await relay?.close();

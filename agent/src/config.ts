@@ -65,6 +65,11 @@ export interface AgentConfig {
    * needs the module option `lease` on the PAM line and a key sshd verified (docs/install.md). @default 0
    */
   maxLeaseSeconds: number;
+  /**
+   * Look up the reverse name of a login's source address for the phone (shown only when the name
+   * resolves back to the address; at most a second, while the QR is shown). @default true
+   */
+  reverseDns: boolean;
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/qrauth/agent.json';
@@ -93,6 +98,7 @@ export function defaultConfig(): AgentConfig {
     userVerification: 'preferred',
     offlineCodes: true,
     maxLeaseSeconds: 0,
+    reverseDns: true,
   };
 }
 
@@ -124,6 +130,7 @@ const configSchema = object({
   userVerification: optional(oneOf(['off', 'preferred', 'required'] as const)),
   offlineCodes: optional(bool()),
   maxLeaseSeconds: optional(int({ min: 0, max: MAX_LEASE_SECONDS })),
+  reverseDns: optional(bool()),
 });
 
 /** Merge validated overrides onto the defaults. */

@@ -121,7 +121,7 @@ export class RelayLink extends EventEmitter {
       timeout: 10_000,
       autoConnect: false,
     });
-    socket.on('context', (req, ack) => this.answer(ack, () => this.onContext(req)));
+    socket.on('context', (req, ack) => this.answerAsync(ack, () => this.onContext(req)));
     socket.on('decision', (msg, ack) => this.answer(ack, () => this.onDecision(msg)));
     socket.on('enroll', (msg, ack) => this.answerAsync(ack, () => this.onEnroll(msg)));
     socket.on('revokeLeases', (msg, ack) => this.answerAsync(ack, () => this.onRevokeLeases(msg)));
@@ -271,9 +271,9 @@ export class RelayLink extends EventEmitter {
       .catch(failed('ack'));
   }
 
-  private onContext(req: unknown): ContextAck {
+  private async onContext(req: unknown): Promise<ContextAck> {
     const { sid } = parse(contextRequestFromRelay, req, 'context');
-    return { ok: true, context: this.opts.sessions.contextFor(sid) };
+    return { ok: true, context: await this.opts.sessions.contextFor(sid) };
   }
 
   private async onDecision(raw: unknown): Promise<DecisionAck> {

@@ -22,6 +22,7 @@ import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { CodeBudget } from './code-budget.js';
 import type { Device } from './devices-file.js';
 import type { HostKey } from './host-key.js';
+import type { LoginSource } from './login-source.js';
 import type { PasskeyVerifier, UserVerificationPolicy } from './webauthn.js';
 
 export type SessionState = 'pending' | 'approved' | 'denied' | 'expired' | 'locked' | 'cancelled';
@@ -76,7 +77,6 @@ export class Session extends EventEmitter {
   readonly rhost: string;
   readonly service: string;
   readonly tty: string;
-  readonly context: SignedContext;
   readonly leaseOffer: { keyFp: string; seconds: number[] } | undefined;
   /** The PAM line asked for user verification (uv=required). */
   readonly uvRequired: boolean;
@@ -86,8 +86,15 @@ export class Session extends EventEmitter {
   codeTries = 0;
   readonly loadDevices: () => Device[];
   private timer: NodeJS.Timeout;
+  /** Signed once, on the first ask: the source's name may still be resolving at BEGIN. */
+  private context: Promise<SignedContext> | null = null;
+  private readonly sign: () => Promise<SignedContext>;
 
-  constructor(host: HostKey, hostname: string, init: SessionInit, expirySeconds: number, now = Date.now()) {
+  /**
+   * `source`: what the host knows of the source address (login-source.ts), signed into the
+   * context. The name lookup runs while the QR is shown, so BEGIN is never kept waiting for it.
+   */
+  constructor(host: HostKey, hostname: string, init: SessionInit, expirySeconds: number, now = Date.now(), source?: { name: Promise<string | undefined>; firstFromAddress?: boolean }) {
     super();
     this.sid = init.secrets?.sid ?? toB64url(nodeCrypto.randomBytes(16));
     this.nonce = init.secrets?.nonce ?? nodeCrypto.randomBytes(16);
@@ -111,9 +118,23 @@ export class Session extends EventEmitter {
     };
     this.leaseOffer = init.leaseOffer;
     this.uvRequired = init.userVerification === 'required';
-    this.context = { v: 1, ...fields, sig: toB64url(host.sign(contextBytes(fields))) };
+    this.sign = async () => {
+      const rhostName = await source?.name;
+      const signed = {
+        ...fields,
+        ...(rhostName !== undefined ? { rhostName } : {}),
+        ...(source?.firstFromAddress !== undefined ? { firstFromAddress: source.firstFromAddress } : {}),
+      };
+      return { v: 1 as const, ...signed, sig: toB64url(host.sign(contextBytes(signed))) };
+    };
     this.timer = setTimeout(() => this.finish({ state: 'expired', how: 'expiry' }), this.expiresAt - now);
     this.timer.unref();
+  }
+
+  /** The context the phone is shown: the same signed bytes however often it is asked for. */
+  signedContext(): Promise<SignedContext> {
+    this.context ??= this.sign();
+    return this.context;
   }
 
   get pending(): boolean {
@@ -149,6 +170,8 @@ export class SessionStore {
     private readonly codeBudget?: CodeBudget,
     /** Passkey and offline-code policy; none: signatures alone, codes accepted (tests of other parts). */
     private readonly approvalPolicy?: ApprovalPolicy,
+    /** Reverse names and seen addresses for the context; none: the context carries neither. */
+    private readonly source?: LoginSource,
   ) {}
 
   get size(): number {
@@ -156,9 +179,18 @@ export class SessionStore {
   }
 
   create(init: SessionInit): Session {
-    const s = new Session(this.host, this.hostname, init, this.expirySeconds);
+    const src = this.source;
+    // sudo, su and local logins have no source address: nothing to say about it.
+    const facts =
+      src && init.rhost !== ''
+        ? { name: src.names ? src.names.nameOf(init.rhost) : Promise.resolve(undefined), firstFromAddress: src.seen.isFirst(init.user, init.rhost) }
+        : undefined;
+    const s = new Session(this.host, this.hostname, init, this.expirySeconds, Date.now(), facts);
     this.sessions.set(s.sid, s);
-    s.once('verdict', () => this.sessions.delete(s.sid));
+    s.once('verdict', (v: Verdict) => {
+      this.sessions.delete(s.sid);
+      if (src && v.state === 'approved' && init.rhost !== '') src.seen.record(init.user, init.rhost);
+    });
     return s;
   }
 
@@ -286,10 +318,10 @@ export class SessionStore {
   }
 
   /** Context for a phone (public: no nonce in it). */
-  contextFor(sid: string): SignedContext {
+  async contextFor(sid: string): Promise<SignedContext> {
     const s = this.sessions.get(sid);
     if (!s || !s.pending) throw new QrauthError('QRA_ERR_UNKNOWN_SESSION', 'no such login is waiting (it ended or never existed)');
-    return s.context;
+    return s.signedContext();
   }
 
   closeAll(): void {

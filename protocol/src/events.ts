@@ -8,7 +8,7 @@
 import { ID_PATTERN, PUBKEY_PATTERN, SIG_PATTERN } from './ids.js';
 import type { ErrorCode } from './errors.js';
 import { HOSTNAME_MAX, MAX_FALLBACK_RELAYS, RELAY_URL_MAX } from './payloads.js';
-import { type Check, arrayOf, int, literal, object, oneOf, optional, str } from './validate.js';
+import { type Check, arrayOf, bool, int, literal, object, oneOf, optional, str } from './validate.js';
 import { type PasskeyInfo, type WebAuthnAssertion, passkeyInfo, webauthnAssertion } from './webauthn.js';
 
 export const HOST_NAMESPACE = '/host';
@@ -49,10 +49,18 @@ export interface SignedContext {
   /** Lease offer (signed.ts LoginContext): the verified client key and the allowed durations. */
   keyFp?: string;
   leaseSeconds?: number[];
+  /** The source address's forward-confirmed reverse name; first login of this user from it (signed.ts). */
+  rhostName?: string;
+  firstFromAddress?: boolean;
   sig: string;
 }
 /** SHA256:<43 base64 chars>, as ssh-keygen -lf prints a key's fingerprint. */
 export const KEY_FP_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}$/;
+/**
+ * A reverse name as the phone may show it: letters, digits, '-', '_' and dots, at most 253
+ * characters (a DNS name), so no control character or look-alike script reaches the screen.
+ */
+export const RHOST_NAME_PATTERN = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/;
 /** Longest lease any host may offer or grant (a week): a bound, not a recommendation. */
 export const MAX_LEASE_SECONDS = 7 * 24 * 3600;
 const keyFp = str({ max: 50, min: 50, pattern: KEY_FP_PATTERN });
@@ -69,6 +77,8 @@ export const signedContext: Check<SignedContext> = object({
   exp: int({ min: 0, max: 2 ** 40 }),
   keyFp: optional(keyFp),
   leaseSeconds: optional(arrayOf(leaseSeconds, 4)),
+  rhostName: optional(str({ max: 253, min: 1, pattern: RHOST_NAME_PATTERN })),
+  firstFromAddress: optional(bool()),
   sig,
 });
 

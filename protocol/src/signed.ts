@@ -9,6 +9,7 @@ import type { PasskeyInfo } from './webauthn.js';
 export const LABELS = {
   context: 'qrauth-context-v1',
   contextLease: 'qrauth-context-v2',
+  contextSource: 'qrauth-context-v3',
   approve: 'qrauth-approve-v1',
   approveLease: 'qrauth-approve-v2',
   leaseRevoke: 'qrauth-lease-revoke-v1',
@@ -53,14 +54,28 @@ export interface LoginContext {
    */
   keyFp?: string;
   leaseSeconds?: readonly number[];
+  /**
+   * What the host knows of the source address (docs/protocol.md §context): its reverse name,
+   * only when that name resolves back to the address (forward-confirmed), and whether this user
+   * has had no successful login from this address before. Both absent: v1's or v2's bytes.
+   */
+  rhostName?: string;
+  firstFromAddress?: boolean;
 }
 
 export function contextBytes(c: LoginContext): Uint8Array {
   const v1 = [c.hostId, c.sid, c.user, c.hostname, c.rhost, c.service, String(c.iat), String(c.exp)];
+  const offered = c.leaseSeconds ?? [];
+  const lease = [c.keyFp ?? '', String(offered.length), ...offered.map(String)];
+  if (c.rhostName !== undefined || c.firstFromAddress !== undefined) {
+    // A label of its own, so neither fact can be cut off to pass the rest as v1 or v2; '' is
+    // "not known", distinct from '0' (seen before) and '1' (first time).
+    const first = c.firstFromAddress === undefined ? '' : c.firstFromAddress ? '1' : '0';
+    return canonical(LABELS.contextSource, [...v1, ...lease, c.rhostName ?? '', first]);
+  }
   if (c.keyFp === undefined && c.leaseSeconds === undefined) return canonical(LABELS.context, v1);
   // A label of its own: a v1 signature can never be read as an offer, nor an offer cut back to v1.
-  const offered = c.leaseSeconds ?? [];
-  return canonical(LABELS.contextLease, [...v1, c.keyFp ?? '', String(offered.length), ...offered.map(String)]);
+  return canonical(LABELS.contextLease, [...v1, ...lease]);
 }
 
 export type Decision = 'approve' | 'deny';

@@ -15,6 +15,7 @@ import {
   type EnrollPayload,
   fromB64url,
   keyId,
+  leaseRevokeAck,
   type LoginPayload,
   offlineCode,
   offlineKey,
@@ -22,6 +23,7 @@ import {
   parseLoginPayload,
   QrauthError,
   signDecision,
+  signLeaseRevoke,
   type SignedContext,
   signEnrollment,
   toB64url,
@@ -114,6 +116,32 @@ export async function sendDecision({ payload, host }: ScannedLogin, ctx: SignedC
   relayOfLogin.delete(payload.sid);
   const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('decision', msg));
   return checkAck(decisionAck, raw, 'decision answer');
+}
+
+/**
+ * Ends every lease this phone granted on a host ("approve for 1 h from this key"): the request is
+ * signed with the device key and the host checks it, so the relay only routes it. Tries the host's
+ * relays in order like a login. Returns how many leases the host ended.
+ */
+export async function endMyLeases(host: TrustedHost): Promise<number> {
+  const msg = await withDeviceSeed((seed, device) => signLeaseRevoke(webCrypto, seed, device.deviceId, host.hostId, '*'));
+  const relays = [host.relayUrl, ...(host.fallbackRelayUrls ?? [])];
+  for (const [i, relayUrl] of relays.entries()) {
+    const last = i === relays.length - 1;
+    let socket: Awaited<ReturnType<typeof connectRelay>>;
+    try {
+      socket = await connectRelay(relayUrl);
+    } catch (e) {
+      if (!last && e instanceof QrauthError && e.code === 'QRA_ERR_HOST_OFFLINE') continue;
+      throw e;
+    }
+    const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('revokeLeases', msg));
+    const ack = checkAck(leaseRevokeAck, raw, 'lease answer');
+    if (!ack.ok && ack.code === 'QRA_ERR_HOST_OFFLINE' && !last) continue;
+    if (!ack.ok) throw new QrauthError(asErrorCode(ack.code), ack.message);
+    return ack.revoked;
+  }
+  throw new QrauthError('QRA_ERR_HOST_OFFLINE', 'this host has no relay; enroll again');
 }
 
 export interface EnrollOffer {

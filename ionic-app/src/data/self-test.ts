@@ -55,6 +55,10 @@ export interface ProtocolVectors {
   contextLease: ProtocolVectors['context'] & { keyFp: string; leaseSeconds: number[] };
   contextLeaseBytes: string;
   contextLeaseSig: string;
+  /** The source's forward-confirmed name and "first login from this address" (context v3). */
+  contextSource: ProtocolVectors['context'] & { rhostName: string; firstFromAddress: boolean };
+  contextSourceBytes: string;
+  contextSourceSig: string;
   decisionLease: ProtocolVectors['decision'] & { lease: { seconds: number; keyFp: string } };
   decisionLeaseBytes: string;
   decisionLeaseSig: string;
@@ -126,6 +130,13 @@ export function runProtocolVectors(c: QrCrypto, v: ProtocolVectors): VectorCheck
   check('contextLeaseBytes', hex(contextBytes(v.contextLease)), v.contextLeaseBytes);
   check('contextLeaseSig', toB64url(c.ed25519Sign(hostSeed, contextBytes(v.contextLease))), v.contextLeaseSig);
   check('contextLeaseSig does not verify with the offer dropped', c.ed25519Verify(hostPub, contextBytes(v.context), fromB64url(v.contextLeaseSig, 64)), false);
+  check('contextSourceBytes', hex(contextBytes(v.contextSource)), v.contextSourceBytes);
+  check('contextSourceSig', toB64url(c.ed25519Sign(hostSeed, contextBytes(v.contextSource))), v.contextSourceSig);
+  check(
+    'contextSourceSig does not verify with "first login" turned off',
+    c.ed25519Verify(hostPub, contextBytes({ ...v.contextSource, firstFromAddress: false }), fromB64url(v.contextSourceSig, 64)),
+    false,
+  );
   const decisionLease = { ...v.decisionLease, nonce: bytes(v.decisionLease.nonce) };
   check('decisionLeaseBytes', hex(decisionBytes(decisionLease)), v.decisionLeaseBytes);
   check('decisionLeaseSig', toB64url(c.ed25519Sign(deviceSeed, decisionBytes(decisionLease))), v.decisionLeaseSig);

@@ -303,6 +303,21 @@ export default function Approve() {
               <dl className="context-facts">
                 <dt>From</dt>
                 <dd data-testid="ctx-rhost">{ctx.rhost || 'unknown address'}</dd>
+                {/* Signed by the host, which shows a name only when it resolves back to the address. */}
+                {ctx.rhostName ? (
+                  <>
+                    <dt>Name</dt>
+                    <dd data-testid="ctx-rhost-name">{ctx.rhostName}</dd>
+                  </>
+                ) : null}
+                {ctx.firstFromAddress !== undefined ? (
+                  <>
+                    <dt>Seen</dt>
+                    <dd data-testid="ctx-first-login" className={ctx.firstFromAddress ? 'first-login' : undefined}>
+                      {ctx.firstFromAddress ? `First login as ${ctx.user} from this address` : `${ctx.user} has logged in from this address before`}
+                    </dd>
+                  </>
+                ) : null}
                 <dt>With</dt>
                 <dd>
                   <span data-testid="ctx-service">{ctx.service}</span>

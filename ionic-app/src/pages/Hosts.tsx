@@ -3,7 +3,11 @@ import { trash } from 'ionicons/icons';
 import { useEffect, useState } from 'react';
 import type { TrustedHost } from '../models';
 import { Page } from '../components/Page';
+import { endMyLeases } from '../data/qrauth';
 import { listHosts, onStoreChange, removeHost } from '../data/store';
+
+/** What the last "End my leases" did, per host id. */
+type LeaseEnd = { state: 'sending' } | { state: 'done'; revoked: number } | { state: 'failed'; message: string };
 
 function useHosts(): TrustedHost[] | undefined {
   const [hosts, setHosts] = useState<TrustedHost[]>();
@@ -15,10 +19,31 @@ function useHosts(): TrustedHost[] | undefined {
   return hosts;
 }
 
+function leaseStatus(end: LeaseEnd | undefined): string {
+  if (!end) return '';
+  if (end.state === 'sending') return 'Ending…';
+  if (end.state === 'failed') return `Could not end them: ${end.message}`;
+  if (end.revoked === 0) return 'This phone had no lease there.';
+  return `Ended ${end.revoked} ${end.revoked === 1 ? 'lease' : 'leases'}: the next login there needs this phone again.`;
+}
+
 /** The hosts this phone enrolled with; removing one makes its login QRs "unknown host". */
 export default function Hosts() {
   const hosts = useHosts();
   const [presentAlert] = useIonAlert();
+  const [leaseEnds, setLeaseEnds] = useState<Record<string, LeaseEnd>>({});
+
+  // Ends every "approve for … from this key" this phone granted there: the next login shows a QR again.
+  const endLeases = async (h: TrustedHost) => {
+    setLeaseEnds((m) => ({ ...m, [h.hostId]: { state: 'sending' } }));
+    let end: LeaseEnd;
+    try {
+      end = { state: 'done', revoked: await endMyLeases(h) };
+    } catch (e) {
+      end = { state: 'failed', message: e instanceof Error ? e.message : String(e) };
+    }
+    setLeaseEnds((m) => ({ ...m, [h.hostId]: end }));
+  };
 
   const confirmRemove = (h: TrustedHost) =>
     void presentAlert({
@@ -43,6 +68,19 @@ export default function Hosts() {
               <p>{h.relayUrl}</p>
               <p>
                 id {h.hostId} · enrolled {new Date(h.enrolledAt).toLocaleDateString()}
+              </p>
+              <IonButton
+                size="small"
+                fill="outline"
+                color="danger"
+                data-testid="end-leases"
+                disabled={leaseEnds[h.hostId]?.state === 'sending'}
+                onClick={() => void endLeases(h)}
+              >
+                End my leases on {h.hostname || 'this host'}
+              </IonButton>
+              <p role="status" data-testid="end-leases-result">
+                {leaseStatus(leaseEnds[h.hostId])}
               </p>
             </IonLabel>
             <IonButton slot="end" fill="clear" color="danger" aria-label={`Remove ${h.hostname}`} onClick={() => confirmRemove(h)}>

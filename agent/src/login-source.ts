@@ -1,0 +1,160 @@
+/**
+ * What the host can say about a login's source address, for the signed context the phone shows
+ * (docs/protocol.md §context): the address's reverse name, only when it is forward-confirmed
+ * (the name resolves back to the address: a PTR record alone is whatever the address's owner
+ * wrote there), and whether this user has logged in from the address before.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, lstatSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { promises as dns } from 'node:dns';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { RHOST_NAME_PATTERN } from '../../protocol/src/index.js';
+
+/** Per DNS query (c-ares) and for the whole name lookup: the phone asks for the context after a scan, seconds later. */
+const QUERY_TIMEOUT_MS = 300;
+const LOOKUP_BUDGET_MS = 1000;
+const NAME_CACHE_ENTRIES = 1000;
+const NAME_CACHE_MS = 10 * 60_000;
+/** PTR answers looked at; an address with more names is unusual and each costs a forward query. */
+const MAX_NAMES = 3;
+
+/** '::ffff:192.0.2.1' and '192.0.2.1' are one address; IPv6 in one spelling. */
+function canonicalAddress(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  if (isIP(address) === 6) {
+    try {
+      return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+    } catch {
+      return address.toLowerCase();
+    }
+  }
+  return address;
+}
+
+export class ReverseNames {
+  private readonly cache = new Map<string, { name: string | undefined; until: number }>();
+  private readonly resolver = new dns.Resolver({ timeout: QUERY_TIMEOUT_MS, tries: 1 });
+
+  /**
+   * The forward-confirmed name of an IP address, or undefined (not an IP, no PTR, no name that
+   * resolves back, a name the phone should not show, or no answer within the budget). Never throws.
+   */
+  async nameOf(rhost: string, now = Date.now()): Promise<string | undefined> {
+    if (isIP(rhost) === 0) return undefined; // sshd with UseDNS passes a name already (it checked it)
+    const address = canonicalAddress(rhost);
+    const hit = this.cache.get(address);
+    if (hit && hit.until > now) return hit.name;
+    let timer: NodeJS.Timeout | undefined;
+    const budget = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), LOOKUP_BUDGET_MS);
+      timer.unref();
+    });
+    const name = await Promise.race([this.confirmed(address), budget]).finally(() => clearTimeout(timer));
+    this.cache.delete(address);
+    this.cache.set(address, { name, until: now + NAME_CACHE_MS });
+    while (this.cache.size > NAME_CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
+    return name;
+  }
+
+  private async confirmed(address: string): Promise<string | undefined> {
+    let names: string[];
+    try {
+      names = await this.resolver.reverse(address);
+    } catch {
+      return undefined;
+    }
+    for (const raw of names.slice(0, MAX_NAMES)) {
+      const name = raw.replace(/\.$/, '');
+      if (!RHOST_NAME_PATTERN.test(name)) continue;
+      try {
+        // getaddrinfo, as sshd's own UseDNS check does (so /etc/hosts counts).
+        const back = await dns.lookup(name, { all: true });
+        if (back.some((a) => canonicalAddress(a.address) === address)) return name;
+      } catch {
+        /* the name does not resolve: try the next */
+      }
+    }
+    return undefined;
+  }
+
+  cancel(): void {
+    this.resolver.cancel();
+  }
+}
+
+const MAX_SEEN = 10_000;
+
+/**
+ * The addresses each user logged in from successfully, as salted hashes with the last time
+ * (unix seconds), in <stateDir>/seen-addresses.json, 0600 and bounded (the oldest go first):
+ * where people log in from is private, so the file holds no address and only the agent reads it.
+ */
+export class SeenAddresses {
+  private readonly path: string;
+  private readonly seen = new Map<string, number>();
+  private salt: Buffer;
+  private saveTimer: NodeJS.Timeout | null = null;
+
+  constructor(stateDir: string) {
+    this.path = join(stateDir, 'seen-addresses.json');
+    this.salt = randomBytes(16);
+    try {
+      const st = lstatSync(this.path);
+      if (st.isFile() && (st.mode & 0o077) !== 0) chmodSync(this.path, 0o600);
+      if (!st.isFile()) return; // a symlink or anything else: start empty, never follow it
+      const data = JSON.parse(readFileSync(this.path, 'utf8')) as unknown;
+      if (data && typeof data === 'object' && !Array.isArray(data)) {
+        const { salt, seen } = data as { salt?: unknown; seen?: unknown };
+        if (typeof salt === 'string' && /^[0-9a-f]{32}$/.test(salt) && seen && typeof seen === 'object') {
+          this.salt = Buffer.from(salt, 'hex');
+          for (const [k, v] of Object.entries(seen as Record<string, unknown>)) {
+            if (/^[A-Za-z0-9_-]{43}$/.test(k) && typeof v === 'number' && Number.isInteger(v) && this.seen.size < MAX_SEEN) this.seen.set(k, v);
+          }
+        }
+      }
+    } catch {
+      /* no file yet, or unreadable: every address is new, which is the cautious answer */
+    }
+  }
+
+  private key(user: string, rhost: string): string {
+    return createHash('sha256').update(this.salt).update(user).update('\0').update(canonicalAddress(rhost)).digest('base64url');
+  }
+
+  /** Whether this user has no successful login from this address on record. */
+  isFirst(user: string, rhost: string): boolean {
+    return !this.seen.has(this.key(user, rhost));
+  }
+
+  record(user: string, rhost: string, now = Date.now()): void {
+    const k = this.key(user, rhost);
+    this.seen.delete(k);
+    this.seen.set(k, Math.floor(now / 1000));
+    while (this.seen.size > MAX_SEEN) this.seen.delete(this.seen.keys().next().value!);
+    if (!this.saveTimer) {
+      this.saveTimer = setTimeout(() => this.flush(), 1000);
+      this.saveTimer.unref();
+    }
+  }
+
+  flush(): void {
+    if (this.saveTimer) clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    const tmp = `${this.path}.tmp`;
+    try {
+      rmSync(tmp, { force: true });
+      writeFileSync(tmp, JSON.stringify({ salt: this.salt.toString('hex'), seen: Object.fromEntries(this.seen) }), { mode: 0o600, flag: 'wx' });
+      renameSync(tmp, this.path);
+    } catch {
+      /* read-only state dir: remembered until the agent stops */
+    }
+  }
+}
+
+/** What SessionStore asks about a login's source (absent: the context carries neither fact). */
+export interface LoginSource {
+  names?: ReverseNames;
+  seen: SeenAddresses;
+}
