@@ -2,7 +2,7 @@
 PREFIX ?= /usr/local
 NPM ?= npm
 
-.PHONY: all build module ts app deps deps-demo test test-c test-js demo bench fuzz clean
+.PHONY: all build module ts app deps deps-demo test test-c test-js demo bench bench-app bench-scale bench-qr fuzz clean
 
 all: build
 
@@ -58,6 +58,21 @@ fuzz:
 
 bench: build
 	npx tsx bench/run.ts
+
+# The phone app's loading path, ionic-app at HEAD (a worktree in /tmp/qra-before) beside this tree, in Chromium
+# with Lighthouse's mobile throttling (Fast 3G, CPU x4): bytes and time to a live scanner, cold, warm, offline;
+# then Lighthouse 12 (mobile) on both. BEFORE=<commit> compares with another commit. About 10 minutes.
+bench-app: app
+	npx tsx bench/app-load.ts --before $(or $(BEFORE),HEAD) --runs 5 --lighthouse
+
+# The terminal QR read by jsQR and ZXing over 2,000 fixed-seed payloads (about half an hour on 2 cores).
+bench-qr: | node_modules/.package-lock.json
+	npx tsx bench/qr-corpus.ts
+
+# Three relay nodes + redis-server + HAProxy, ~57,000 simulated hosts, cross-node approvals and a
+# node killed under load (issue 16); about 5 minutes, loopback only. Needs haproxy and redis-server.
+bench-scale: build
+	npx tsx bench/scale.ts
 
 clean:
 	$(MAKE) -C pam_qrauth clean
