@@ -43,9 +43,12 @@ wait_fd(int fd, short events, int64_t deadline_ms)
 			return QR_AGENT_E_IO;
 		if (n == 0)
 			continue;	/* the loop re-checks the deadline */
-		if (pfd.revents & (POLLERR | POLLNVAL))
+		if (pfd.revents & POLLNVAL)
 			return QR_AGENT_E_IO;
-		return QR_AGENT_OK;	/* ready, or POLLHUP: the read will see EOF */
+		/* Ready, POLLHUP (the read sees EOF) or POLLERR: the next recv/send returns the
+		 * socket's pending error, so ECONNRESET (an agent that closed without reading our
+		 * request, as a stopping agent does) is told apart from other failures there. */
+		return QR_AGENT_OK;
 	}
 }
 
@@ -106,6 +109,7 @@ agent_init(struct qr_agent *a)
 	a->fd = -1;
 	a->sys_errno = 0;
 	a->frame_err = 0;
+	a->rx_seen = 0;
 	frame_parser_init(&a->rx);
 	a->tx.len = 0;
 	a->tx.err = QR_FRAME_E_STATE;
@@ -182,6 +186,7 @@ agent_request(struct qr_agent *a, struct qr_msg *reply, int64_t deadline_ms)
 	int rc;
 
 	memset(reply, 0, sizeof(*reply));
+	a->rx_seen = 0;
 	if (a->fd < 0 || a->tx.err != 0 || a->tx.len < 5)
 		return QR_AGENT_E_IO;
 	rc = write_full(a->fd, a->tx.data, a->tx.len, deadline_ms);
@@ -199,6 +204,7 @@ agent_request(struct qr_agent *a, struct qr_msg *reply, int64_t deadline_ms)
 			want = sizeof(chunk);
 		if ((rc = read_full(a->fd, chunk, want, deadline_ms)) != QR_AGENT_OK)
 			break;
+		a->rx_seen += want;
 		rc = frame_parser_feed(&a->rx, chunk, want, &used, reply);
 		if (rc == QR_FRAME_MORE)
 			continue;

@@ -21,6 +21,7 @@ struct qr_agent {
 	int fd;
 	int sys_errno;		/* errno of the last failure, for logs */
 	int frame_err;		/* QR_FRAME_E_* of the last QR_AGENT_E_FRAME */
+	size_t rx_seen;		/* reply bytes read by the last agent_request() */
 	struct qr_parser rx;
 	struct qr_frame tx;	/* build the request here, then agent_request() */
 };

@@ -63,6 +63,11 @@ struct login {
 	char user_s[96], rhost_s[96], service_s[72];
 	int64_t deadline_ms;		/* the whole login, CLOCK_MONOTONIC */
 	struct qr_agent *agent;
+	/* The first BEGIN may meet an agent that is stopping (systemctl restart): it accepted the
+	 * connection from the socket's backlog and closed it without a byte of reply. Then BEGIN is
+	 * sent once more on a new connection, which the next agent takes from the backlog. Nothing
+	 * was shown and no session exists (a session lives as long as its connection). */
+	int begin_retry;
 };
 
 /* One log line per decision, key=value, always naming the user. */
@@ -253,6 +258,10 @@ request(struct login *L, struct qr_msg *reply, int is_wait)
 	rc = agent_request(L->agent, reply, deadline);
 	if (rc == QR_AGENT_OK)
 		return rc;
+	if (rc == QR_AGENT_E_CLOSED && L->begin_retry && L->agent->rx_seen == 0) {
+		LOGL(L, LOG_NOTICE, "agent=closed-before-challenge action=retry");
+		return rc;
+	}
 	if (rc == QR_AGENT_E_FRAME)
 		snprintf(why, sizeof(why), "%s", frame_strerror(L->agent->frame_err));
 	else if (rc == QR_AGENT_E_IO)
@@ -584,26 +593,34 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 		goto done;
 	}
 	agent_init(L.agent);
-	rc = agent_connect(L.agent, cfg.socket_path, min64(L.deadline_ms, qr_now_ms() + QR_IO_TIMEOUT_MS));
-	if (rc != QR_AGENT_OK) {
-		LOGL(&L, LOG_ERR, "result=%s cause=\"agent unreachable\" socket=%s detail=\"%s\"",
-		    cfg.failmode_open ? "ignored" : "error", cfg.socket_path,
-		    strerror(L.agent->sys_errno));
-		if (cfg.failmode_open)
-			retval = PAM_IGNORE;
-		else
-			tell_unreachable(&L);
-		goto done;
-	}
-	/* Someone else listening is not "agent down", whatever failmode says. */
-	if ((rc = check_agent_peer(&L)) != PAM_SUCCESS) {
-		retval = rc;
-		goto done;
-	}
-	LOGL(&L, LOG_DEBUG, "connected socket=%s", cfg.socket_path);
+	for (L.begin_retry = 1;; L.begin_retry = 0) {
+		rc = agent_connect(L.agent, cfg.socket_path, min64(L.deadline_ms, qr_now_ms() + QR_IO_TIMEOUT_MS));
+		if (rc != QR_AGENT_OK) {
+			LOGL(&L, LOG_ERR, "result=%s cause=\"agent unreachable\" socket=%s detail=\"%s\"",
+			    cfg.failmode_open ? "ignored" : "error", cfg.socket_path,
+			    strerror(L.agent->sys_errno));
+			if (cfg.failmode_open)
+				retval = PAM_IGNORE;
+			else
+				tell_unreachable(&L);
+			goto done;
+		}
+		/* Someone else listening is not "agent down", whatever failmode says. */
+		if ((rc = check_agent_peer(&L)) != PAM_SUCCESS) {
+			retval = rc;
+			goto done;
+		}
+		LOGL(&L, LOG_DEBUG, "connected socket=%s", cfg.socket_path);
 
-	if (begin(&L, &reply) != QR_AGENT_OK)
-		goto done;
+		rc = begin(&L, &reply);
+		if (rc == QR_AGENT_OK)
+			break;
+		/* Only a close before any byte of a reply: a reply cut mid-frame is not a restart. */
+		if (rc != QR_AGENT_E_CLOSED || !L.begin_retry || L.agent->rx_seen != 0)
+			goto done;
+		agent_close(L.agent);
+	}
+	L.begin_retry = 0;
 	if (reply.type == QR_VERDICT) {
 		const struct qr_field *res = &reply.f[QR_VERDICT_RESULT];
 

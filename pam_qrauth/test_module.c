@@ -49,7 +49,7 @@ static int n_ok, n_fail;
 
 /* ---- the fake agent ---- */
 
-enum op { OP_END = 0, OP_EXPECT, OP_SEND, OP_SEND_BYTEWISE, OP_STALL, OP_CLOSE };
+enum op { OP_END = 0, OP_EXPECT, OP_SEND, OP_SEND_BYTEWISE, OP_STALL, OP_CLOSE, OP_ACCEPT };
 
 struct step {
 	enum op op;
@@ -145,6 +145,13 @@ hang_up(void)
 	step((struct step){ .op = OP_CLOSE });
 }
 
+/* Take the module's next connection (after a hang_up: an agent restarted by systemd). */
+static void
+accept_again(void)
+{
+	step((struct step){ .op = OP_ACCEPT });
+}
+
 static void *
 agent_main(void *arg)
 {
@@ -160,7 +167,7 @@ agent_main(void *arg)
 		CHECK(n_steps == 0, "fake agent: the module never connected");
 		return NULL;
 	}
-	for (int i = 0; i < n_steps && fd >= 0; i++) {
+	for (int i = 0; i < n_steps && (fd >= 0 || script[i].op == OP_ACCEPT); i++) {
 		struct step *s = &script[i];
 		int rc;
 
@@ -204,6 +211,13 @@ agent_main(void *arg)
 		case OP_CLOSE:
 			close(fd);
 			fd = -1;
+			break;
+		case OP_ACCEPT:
+			if (fd >= 0)
+				close(fd);
+			fd = -1;
+			if (poll(&pfd, 1, 5000) != 1 || (fd = accept(listen_fd, NULL, NULL)) < 0)
+				CHECK(0, "fake agent: the module did not connect again");
 			break;
 		case OP_END:
 			break;
@@ -971,8 +985,43 @@ t_bad_replies(void)
 	reset();
 	expect(QR_BEGIN, NULL);
 	hang_up();
-	CHECK(auth("") == PAM_AUTH_ERR, "closing without a reply");
-	done("agent closes without a reply -> PAM_AUTH_ERR");
+	accept_again();
+	expect(QR_BEGIN, NULL);
+	hang_up();
+	CHECK(auth("") == PAM_AUTH_ERR, "closing without a reply, twice");
+	CHECK(has(stub_transcript, "ERROR: qrauth: lost contact"), "user told once it gave up");
+	CHECK(has(stub_log, "action=retry"), "the retry is logged");
+	done("agent closes without a reply twice -> one retry, then PAM_AUTH_ERR");
+
+	/* The same when the stopping agent closes without even reading the BEGIN: the kernel
+	 * resets the connection (POLLERR, ECONNRESET), which is a close, not an i/o error. */
+	reset();
+	answers(1, "");
+	stall(500);	/* returns as soon as the BEGIN is readable; it is left unread */
+	hang_up();
+	accept_again();
+	expect(QR_BEGIN, NULL);
+	send_challenge(QR_MODE_PROMPT);
+	expect(QR_WAIT, NULL);
+	send_verdict(QR_APPROVED, NULL, -1);
+	CHECK(auth("") == PAM_SUCCESS, "approved after a reset and the retry");
+	CHECK(has(stub_log, "action=retry"), "the reset is taken as a close and retried");
+	done("agent resets the connection with the BEGIN unread -> BEGIN once more, approved");
+
+	/* systemctl restart with this login in the socket's backlog: the old agent accepted it and
+	 * closed it unanswered; the next agent answers the BEGIN sent again. */
+	reset();
+	answers(1, "");
+	expect(QR_BEGIN, NULL);
+	hang_up();
+	accept_again();
+	expect(QR_BEGIN, NULL);
+	send_challenge(QR_MODE_PROMPT);
+	expect(QR_WAIT, NULL);
+	send_verdict(QR_APPROVED, NULL, -1);
+	CHECK(auth("") == PAM_SUCCESS, "approved after the retry");
+	CHECK(!has(stub_transcript, "lost contact"), "nothing about the lost connection shown");
+	done("agent restarting closes the first connection unanswered -> BEGIN once more, approved");
 
 	reset();
 	answers(1, "");

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { nodeCrypto as c } from '../protocol/src/crypto-node.js';
 import { MsgType, QrStyle, Result, keyId, offlineCode, offlineKey, parseLoginPayload, toB64url, type ChallengeMsg, type FrameMsg } from '../protocol/src/index.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
+import { MAX_RENDERS } from '../agent/src/pam-connection.js';
+import { eventually } from './support/net.js';
 import { PamClient } from './support/pam-client.js';
 import { DECODERS, scanLikeACamera } from './support/qr-decode.js';
 import { tempDir } from './support/system.js';
@@ -76,4 +78,17 @@ test('a RENDER with a style out of range ends the login (fail closed), as does o
   early.send({ type: MsgType.RENDER, qr: QrStyle.ASCII });
   t.is(await early.next(), null);
   t.true(f2.logs.some((l) => /event=pam_protocol_error .*first message was not BEGIN/.test(l)));
+});
+
+test('a client asking for redraws in a loop is cut off after MAX_RENDERS and its session ends', async (t) => {
+  const { f, client, first } = await challenged(t);
+  for (let i = 0; i < MAX_RENDERS; i++) {
+    client.send({ type: MsgType.RENDER, qr: i % 2 ? QrStyle.ASCII : QrStyle.TEXT });
+    t.like(await client.next(), { type: MsgType.CHALLENGE, payload: first.payload }, `redraw ${i + 1}`);
+  }
+  client.send({ type: MsgType.RENDER, qr: QrStyle.TEXT });
+  t.is(await client.next(), null, 'one more closes the connection');
+  t.true(f.logs.some((l) => /event=pam_protocol_error .*RENDER/.test(l)), f.logs.join('\n'));
+  await eventually(() => f.agent.sessions.size === 0, 5000).catch(() => {});
+  t.is(f.agent.sessions.size, 0, 'no session left pending');
 });

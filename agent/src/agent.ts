@@ -240,6 +240,8 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
       return `${link}; ${n} pending login${n === 1 ? '' : 's'}`;
     },
     async close() {
+      // First: no new login is accepted by an agent that is going away (pam-server.ts).
+      pam.stopAccepting();
       challenges.close();
       sessions.closeAll();
       enrollments.closeAll();

@@ -28,6 +28,9 @@ import { type LeaseStore, leaseOffer } from './leases.js';
 import { parseAuthInfo } from './ssh-auth-info.js';
 
 /** A stalled peer mid-frame, or a connection that never says BEGIN, is cut off after this. */
+/** RENDERs one login may ask for (the module itself stops after 10 rounds). */
+export const MAX_RENDERS = 16;
+
 export const FRAME_TIMEOUT_MS = 10_000;
 
 /**
@@ -99,6 +102,8 @@ export class PamConnection {
   private session: Session | null = null;
   /** What the CHALLENGE showed, for a RENDER of the same session. */
   private shown: { payload: string; mode: typeof Mode.PROMPT | typeof Mode.INFO } | null = null;
+  /** RENDERs answered on this connection: a person asks once or twice; a loop is cut off. */
+  private renders = 0;
   private waitTimer: NodeJS.Timeout | null = null;
   private frameTimer: NodeJS.Timeout | null = null;
   private unsubscribeRelay: (() => void) | null = null;
@@ -172,13 +177,14 @@ export class PamConnection {
   }
 
   private logDecision(result: string, how: string, deviceId?: string, cause?: string, extra?: Record<string, string>): void {
+    // user first, as every login line (operators and tests grep "event=login user=…").
     this.deps.log('login', {
-      ...extra,
       user: this.begin?.user,
       rhost: this.begin?.rhost || undefined,
       service: this.begin?.service,
       sid: this.session ? this.session.sid.slice(0, 8) : undefined,
       device: deviceId,
+      ...extra,
       how,
       result,
       cause,
@@ -395,6 +401,7 @@ export class PamConnection {
   private onRender(style: number): void {
     const s = this.session!;
     if (!s.pending) return this.sendSessionVerdict(s);
+    if (++this.renders > MAX_RENDERS) return this.protocolError(`more than ${MAX_RENDERS} RENDER requests`);
     let picture: string;
     if (style === QrStyle.ASCII) picture = renderQr(this.shown!.payload, 'ascii').text;
     else if (style === QrStyle.UTF8) picture = renderQr(this.shown!.payload, 'utf8').text;

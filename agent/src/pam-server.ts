@@ -69,10 +69,23 @@ export class PamServer {
     }
   }
 
+  private closing: Promise<void> | null = null;
+
+  /**
+   * Stop accepting at once. Under socket activation the listening socket is systemd's too, so
+   * logins that arrive from now on wait in its backlog for the next agent instead of being
+   * accepted here and dropped by the shutdown (pam_qrauth sends its BEGIN once more when a
+   * connection closes unanswered).
+   */
+  stopAccepting(): void {
+    this.closing ??= new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
   async close(): Promise<void> {
+    this.stopAccepting();
     this.unsubscribeRelay();
     for (const c of this.connections) c.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.closing;
   }
 
   /** One login: its state and handlers live in a PamConnection (pam-connection.ts). */
