@@ -6,6 +6,9 @@
  *
  *   npx tsx bench/scale.ts                  full run (QRB_SCALE_HOSTS hosts, default 57,000)
  *   QRB_SCALE_HOSTS=3000 QRB_SCALE_SECONDS=3 npx tsx bench/scale.ts --dry   small run, writes nothing
+ *   npx tsx bench/scale.ts --routing-compare   cross-node routing modes side by side (QRB_COMPARE_MODES,
+ *     QRB_COMPARE_HOSTS, QRB_COMPARE_RATES, QRB_COMPARE_SECONDS, QRB_COMPARE_ROUNDS); writes its own
+ *     part of the section (add --dry to write nothing)
  *
  * Everything on loopback; every process it starts is stopped by PID at the end, also on failure.
  * Needs a build (dist/, `make bench-scale` does it), haproxy and redis-server.
@@ -69,11 +72,21 @@ function machine(): string {
 // ---------------------------------------------------------------- Redis
 
 let redisPort = 0;
-function redisInfo(section: string): Record<string, string> {
-  const out = execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(redisPort), 'info', section]).toString();
+function redisInfo(section: string, port = redisPort): Record<string, string> {
+  const out = execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), 'info', section]).toString();
   return Object.fromEntries(out.split(/\r?\n/).filter((l) => l.includes(':')).map((l) => l.split(':', 2) as [string, string]));
 }
-const redisCommands = (): number => Number(redisInfo('stats').total_commands_processed);
+const redisCommands = (port = redisPort): number => Number(redisInfo('stats', port).total_commands_processed);
+/**
+ * Calls of the commands that route requests between nodes (the adapter's PUBLISH and PUBSUB
+ * NUMSUB, cross-node.ts's EVALSHA and PUBLISH, also those run inside its script), as opposed to
+ * the rate-limit budgets' EVAL and the commands inside it.
+ */
+const ROUTING_COMMANDS = ['cmdstat_publish', 'cmdstat_pubsub|numsub', 'cmdstat_evalsha', 'cmdstat_spublish'];
+const routingCommands = (port = redisPort): number =>
+  Object.entries(redisInfo('commandstats', port))
+    .filter(([k]) => ROUTING_COMMANDS.includes(k))
+    .reduce((a, [, v]) => a + Number(/calls=(\d+)/.exec(v)?.[1] ?? 0), 0);
 
 // ---------------------------------------------------------------- phones, users, agents
 
@@ -138,7 +151,7 @@ interface ApproveGenResult {
  * bench/procs/approve-gen.ts (benchmark 5's generator), one process per phone URL: logins opened
  * and contexts fetched first, then approvals at `rate` for `seconds`. CPU of `watch` over the run.
  */
-async function approvals(agent: Agent, phoneUrls: string[], rate: number, seconds: number, watch: Record<string, number>) {
+async function approvals(agent: Agent, phoneUrls: string[], rate: number, seconds: number, watch: Record<string, number>, rport = redisPort) {
   const gens = phoneUrls.length;
   const sessions = Math.round(rate * seconds);
   const procs = phoneUrls.map((url, g) =>
@@ -149,7 +162,8 @@ async function approvals(agent: Agent, phoneUrls: string[], rate: number, second
   try {
     await Promise.all(procs.map((p) => p.waitFor(/READY (\d+)/, 300_000)));
     const cpu0 = Object.fromEntries(Object.entries(watch).map(([k, pid]) => [k, cpuSeconds(pid)]));
-    const cmd0 = redisCommands();
+    const cmd0 = rport ? redisCommands(rport) : 0;
+    const route0 = rport ? routingCommands(rport) : 0;
     const t0 = nowMs();
     for (const p of procs) p.child.stdin!.write('go\n');
     const results = await Promise.all(
@@ -172,7 +186,8 @@ async function approvals(agent: Agent, phoneUrls: string[], rate: number, second
       throughput: approved / Math.max(...results.map((r) => r.span)),
       lat: summarize(results.flatMap((r) => r.lat)),
       cpu,
-      redisCommands: redisCommands() - cmd0,
+      redisCommands: rport ? redisCommands(rport) - cmd0 : 0,
+      routingCommands: rport ? routingCommands(rport) - route0 : 0,
       load: load(),
     };
     log(
@@ -189,7 +204,165 @@ type ApprovalRun = Awaited<ReturnType<typeof approvals>>;
 
 // ---------------------------------------------------------------- the run
 
+// ---------------------------------------------------------------- cross-node routing, side by side
+
+/** The comparison's own part of the bench-scale section: a full run keeps it, bench/run.ts keeps the whole section. */
+const ROUTING_SECTION = /<!-- routing-compare:[\s\S]*?<!-- \/routing-compare -->/;
+
+/**
+ * `--routing-compare`: one 3-node cluster per `--routing` mode, each on its own redis-server,
+ * with the same hosts (spread over the nodes directly, no balancer) and the same agent and
+ * phones setup (agent on node 1, phones on nodes 2 and 3). Approvals alternate between the
+ * clusters at each rate, the order reversed every round, so both see the same machine load.
+ */
+async function routingCompare(): Promise<void> {
+  const modes = (process.env.QRB_COMPARE_MODES ?? 'broadcast,direct').split(',');
+  const hosts = env('QRB_COMPARE_HOSTS', 3000);
+  const rates = (process.env.QRB_COMPARE_RATES ?? '500,2000').split(',').map(Number);
+  const seconds = env('QRB_COMPARE_SECONDS', 3);
+  const rounds = env('QRB_COMPARE_ROUNDS', 3);
+  const limitArgs = ['--connections-per-ip', '100000', '--device-requests', '1000000', '--host-requests', '1000000', '--host-requests-per-address', '1000000'];
+  log(`qrauth bench-scale --routing-compare on ${machine()}; modes ${modes.join(', ')}; ${hosts} hosts a cluster; load average ${load()}`);
+  const clusters: Array<{ mode: string; rport: number; redis: Proc | undefined; nodes: Array<{ name: string; proc: Proc; url: string }>; agent: Agent }> = [];
+  for (const [k, mode] of modes.entries()) {
+    // `single`: the baseline, one relay without Redis holding the hosts, the agent and the phones.
+    const single = mode === 'single';
+    const rport = single ? 0 : await freePort();
+    const redis = single ? undefined : startProc(['redis-server', '--port', String(rport), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', work]);
+    await redis?.waitFor(/Ready to accept connections/);
+    const cluster = single ? [] : ['--redis', `redis://127.0.0.1:${rport}`, '--routing', mode];
+    const nodes = await Promise.all(
+      (single ? [1] : [1, 2, 3]).map(async (n) => {
+        // QRB_NODE_FLAGS: extra node flags for the relays, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+        const flags = process.env.QRB_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+        const proc = startProc([process.execPath, ...flags, dist('relay/src/main.ts'), '--port', '0', '--host', '127.0.0.1', ...cluster, ...limitArgs], {
+          logFile: join(work, `${mode}-node${n}.log`),
+        });
+        const [, url] = await proc.waitFor(/listening on (\S+)/);
+        return { name: `node${n}`, proc, url: url! };
+      }),
+    );
+    const addrs = Array.from({ length: Math.ceil(hosts / HOSTS_PER_ADDRESS) }, (_, i) => `127.0.${100 + k}.${1 + i}`);
+    const gen = nodeProc('bench/procs/scale-host-gen.ts', [JSON.stringify({ urls: nodes.map((n) => n.url), count: hosts, addrs, concurrency: 20 })], { stdin: 'pipe', logFile: join(work, `${mode}-hostgen.log`) });
+    const [, connected, failed] = await gen.waitFor(/DONE (\d+) (\d+)/, 300_000);
+    const agent = await startAgent(`agent-${mode}`, nodes[0]!.url);
+    log(`  ${mode}: ${single ? 'no Redis' : `redis :${rport}`}, ${connected} hosts connected (${failed} failed) over ${nodes.length} node(s); the agent on node1`);
+    clusters.push({ mode, rport, redis, nodes, agent });
+  }
+  const watchOf = (c: (typeof clusters)[number]): Record<string, number> => ({
+    agent: c.agent.proc.pid,
+    ...(c.redis ? { redis: c.redis.pid } : {}),
+    ...Object.fromEntries(c.nodes.map((n) => [n.name, n.proc.pid])),
+  });
+  const phonesOf = (c: (typeof clusters)[number]) => (c.nodes.length === 1 ? [c.nodes[0]!.url, c.nodes[0]!.url] : [c.nodes[1]!.url, c.nodes[2]!.url]);
+  for (const c of clusters) await approvals(c.agent, phonesOf(c), 500, 1, watchOf(c), c.rport); // warm-up
+  const loadsSeen: string[] = [load()];
+  const runs = new Map<string, ApprovalRun[]>();
+  for (let round = 1; round <= rounds; round++) {
+    for (const rate of rates) {
+      for (const c of round % 2 ? clusters : [...clusters].reverse()) {
+        log(`\n[round ${round}] ${c.mode} routing, ${rate}/s for ${seconds} s (load ${load()})`);
+        const r = await approvals(c.agent, phonesOf(c), rate, seconds, watchOf(c), c.rport);
+        runs.set(`${c.mode} ${rate}`, [...(runs.get(`${c.mode} ${rate}`) ?? []), r]);
+      }
+    }
+    loadsSeen.push(load());
+  }
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = Math.floor(s.length / 2);
+    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  };
+  const nodeCpu = (r: ApprovalRun) => ['node1', 'node2', 'node3'].reduce((a, n) => a + (r.cpu[n] ?? 0), 0);
+  const stats = (rs: ApprovalRun[]) => ({
+    throughput: median(rs.map((r) => r.throughput)),
+    p50: median(rs.map((r) => r.lat.p50)),
+    p99: median(rs.map((r) => r.lat.p99)),
+    failed: rs.reduce((a, r) => a + r.errors, 0),
+    wrong: rs.reduce((a, r) => a + r.wrong, 0),
+    nodeUs: median(rs.map((r) => (nodeCpu(r) / r.throughput) * 1e6)),
+    redisUs: median(rs.map((r) => ((r.cpu.redis ?? 0) / r.throughput) * 1e6)),
+    redisCmds: median(rs.map((r) => r.redisCommands / Math.max(1, r.approved))),
+    routeCmds: median(rs.map((r) => r.routingCommands / Math.max(1, r.approved))),
+    p99s: rs.map((r) => fmt(r.lat.p99)).join(' / '),
+  });
+  const rows: string[] = [];
+  const ratios: string[] = [];
+  const base = modes.find((m) => m !== 'single')!;
+  const target = modes.includes('direct') ? 'direct' : modes[modes.length - 1]!;
+  for (const rate of rates) {
+    for (const mode of modes) {
+      const s = stats(runs.get(`${mode} ${rate}`)!);
+      rows.push(
+        `| ${mode} | ${rate} | ${s.throughput.toFixed(0)} | ${s.failed} / ${s.wrong} | ${fmt(s.p50)} ms | ${fmt(s.p99)} ms (${s.p99s}) | ${s.nodeUs.toFixed(0)} µs | ${s.redisCmds.toFixed(1)} (routing ${s.routeCmds.toFixed(1)}) | ${s.redisUs.toFixed(0)} µs |`,
+      );
+    }
+    const b = stats(runs.get(`${base} ${rate}`)!);
+    const d = stats(runs.get(`${target} ${rate}`)!);
+    ratios.push(
+      `* ${rate}/s offered: ${base} ÷ ${target} = p50 ×${(b.p50 / d.p50).toFixed(1)}, p99 ×${(b.p99 / d.p99).toFixed(1)}, relay CPU per approval ×${(b.nodeUs / d.nodeUs).toFixed(1)}, routing commands per approval ×${(b.routeCmds / d.routeCmds).toFixed(1)}; ` +
+        (runs.has(`single ${rate}`) ? `${target} ÷ single relay: relay CPU per approval ×${(d.nodeUs / stats(runs.get(`single ${rate}`)!).nodeUs).toFixed(1)}; ` : '') +
+        `${target}: ${d.throughput.toFixed(0)}/s at p99 ${fmt(d.p99)} ms (goal ≥ 2,000/s at p99 ≤ 50 ms across nodes${rate >= 2000 ? `: ${d.throughput >= rate * 0.95 && d.p99 <= 50 && d.failed === 0 && d.wrong === 0 ? 'met' : '**missed**'}` : ''}).`,
+    );
+  }
+  const section = [
+    '<!-- routing-compare: written by `npx tsx bench/scale.ts --routing-compare` (after `make build`); make bench and make bench-scale keep it -->',
+    '### Cross-node routing side by side (bench/scale.ts --routing-compare)',
+    '',
+    `Written on ${new Date().toISOString().slice(0, 10)}: ${machine()}; ${((Date.now() - started) / 1000).toFixed(0)} s. One cluster per routing mode, started together:`,
+    `three \`qrauth-relay --redis --routing <mode>\` nodes on a redis-server of their own, ${hosts} simulated hosts spread over the`,
+    'three nodes (bench/procs/scale-host-gen.ts, connected to the nodes directly), a real agent on node 1 and the phones',
+    '(bench/procs/approve-gen.ts, two processes) on nodes 2 and 3: every approval crosses nodes. Each run opens its logins',
+    `and fetches their contexts first, then times approve → verdict for ${seconds} s; the modes alternate at each rate and the`,
+    `order flips every round (${rounds} rounds; medians over rounds, each round's p99 in brackets). The machine is shared with other`,
+    `work: 1-minute load average ${loadsSeen.join(' → ')} (2 cores). \`broadcast\` is the Socket.IO Redis adapter (every node gets`,
+    "every request and the asking node waits for all of them); `direct` is relay/src/cross-node.ts (the node holding the host,",
+    'found in Redis, gets the request on its own channel); `broadcast-specific` is the adapter with `publishOnSpecificResponseChannel`.',
+    '`single` is the baseline: one relay without Redis holding the hosts, the agent and the phones. Relay CPU is summed over the nodes. Redis commands include the three shared rate-limit budgets a request',
+    '(an EVAL and the commands inside it, the same in every mode); "routing" counts PUBLISH, PUBSUB NUMSUB and EVALSHA only.',
+    '',
+    '| routing | offered /s | approved /s | failed / wrong | approve → verdict p50 | p99 (each round) | relay CPU per approval | Redis commands per approval | Redis CPU per approval |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    ...ratios,
+    '<!-- /routing-compare -->',
+  ].join('\n');
+  // A clean stop lets the nodes leave Redis tidy (and write their profiles under QRB_NODE_FLAGS=--cpu-prof).
+  await Promise.all(clusters.flatMap((c) => c.nodes.map((n) => n.proc.stop('SIGTERM'))));
+  mkdirSync(join(ROOT, 'test-artifacts'), { recursive: true });
+  writeFileSync(join(ROOT, 'test-artifacts/bench-routing-compare.json'), JSON.stringify(Object.fromEntries(runs), null, 2));
+  if (dry) return void log(`\n--dry: nothing written; the section would be:\n\n${section}`);
+  const path = join(ROOT, 'docs/BENCHMARKS.md');
+  const old = readFileSync(path, 'utf8');
+  const next = ROUTING_SECTION.test(old)
+    ? old.replace(ROUTING_SECTION, () => section)
+    : old.includes('<!-- /bench-scale -->')
+      ? old.replace('<!-- /bench-scale -->', () => `\n${section}\n<!-- /bench-scale -->`)
+      : `${old.trimEnd()}\n\n<!-- bench-scale: written by \`make bench-scale\` (bench/scale.ts); make bench keeps this section as it is -->\n${section}\n<!-- /bench-scale -->\n`;
+  writeFileSync(path, next);
+  log(`\n${section}\n\nwrote docs/BENCHMARKS.md (section "Cross-node routing side by side")`);
+}
+
 const started = Date.now();
+if (process.argv.includes('--routing-compare')) {
+  // Bounded like the full run; every process it started is stopped by PID.
+  const guard = setTimeout(() => {
+    log('bench-scale --routing-compare: over the time bound, giving up');
+    stopAll();
+    rmSync(work, { recursive: true, force: true });
+    process.exit(1);
+  }, env('QRB_SCALE_MAX_S', 720) * 1000);
+  guard.unref();
+  try {
+    await routingCompare();
+  } finally {
+    stopAll();
+    rmSync(work, { recursive: true, force: true });
+    log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  }
+  process.exit(0);
+}
 const hostGens: Proc[] = [];
 // Bounded whatever happens: past this the run gives up, its processes stopped by PID.
 const watchdog = setTimeout(() => {
@@ -469,7 +642,10 @@ try {
     const path = join(ROOT, 'docs/BENCHMARKS.md');
     const old = readFileSync(path, 'utf8');
     const re = /<!-- bench-scale:[\s\S]*?<!-- \/bench-scale -->/;
-    writeFileSync(path, re.test(old) ? old.replace(re, () => report) : `${old.trimEnd()}\n\n${report}\n`);
+    // The routing comparison (--routing-compare) lives inside this section and outlives this rewrite.
+    const kept = ROUTING_SECTION.exec(old)?.[0];
+    const section = kept ? report.replace('<!-- /bench-scale -->', () => `\n${kept}\n<!-- /bench-scale -->`) : report;
+    writeFileSync(path, re.test(old) ? old.replace(re, () => section) : `${old.trimEnd()}\n\n${section}\n`);
     writeFileSync(join(ROOT, 'docs/bench-scale.svg'), svg);
     log(`\nwrote docs/BENCHMARKS.md (section "Three relay nodes behind HAProxy") and docs/bench-scale.svg`);
   } else {

@@ -4,7 +4,8 @@
  * qrauth-agent does (first retry after 500 ms, doubling to 5 s, with jitter), so a node's
  * death shows how long its hosts take to come back through the balancer.
  *
- * argv[2] = JSON {url, count, addrs: [local source addresses], concurrency}. Prints
+ * argv[2] = JSON {url, count, addrs: [local source addresses], concurrency}; `urls` instead of
+ * `url` spreads the hosts over several relays directly, round robin (no balancer). Prints
  * "DONE <connected> <failed> <seconds>" once all have tried. Then each stdin line "report"
  * prints "REPORT <json>": hosts up now, and for every link that dropped, when it dropped and
  * when it was back (CLOCK_MONOTONIC ms, comparable with the parent's clock); stdin closing
@@ -16,7 +17,8 @@ import { HOST_NAMESPACE, makeAuthHandshake } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import { nowMs } from '../lib.js';
 
-const o = JSON.parse(process.argv[2]!) as { url: string; count: number; addrs: string[]; concurrency: number };
+const o = JSON.parse(process.argv[2]!) as { url?: string; urls?: string[]; count: number; addrs: string[]; concurrency: number };
+const urls = o.urls ?? [o.url!];
 const sockets: Socket[] = [];
 let connected = 0;
 let failed = 0;
@@ -28,7 +30,7 @@ let stopping = false;
 
 function one(i: number): Promise<void> {
   const seed = nodeCrypto.randomBytes(32);
-  const s = io(`${o.url}${HOST_NAMESPACE}`, {
+  const s = io(`${urls[i % urls.length]}${HOST_NAMESPACE}`, {
     auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'host', seed) as unknown as Record<string, unknown>),
     transports: ['websocket'],
     // The first attempt is counted as failed rather than retried; reconnection covers drops later.

@@ -5,7 +5,7 @@ import { QrauthError, isQrauthError } from '../../protocol/src/index.js';
 import { readAllowHosts } from './allow-hosts.js';
 import { parseAppOrigin } from './app-origins.js';
 import { kv, stdoutLog } from './log.js';
-import { connectRedisAdapter, type RedisAdapterHandle } from './redis.js';
+import { CROSS_NODE_ROUTINGS, type CrossNodeRouting, connectRedisAdapter, type RedisAdapterHandle } from './redis.js';
 import { redisLimiters } from './rate-limit.js';
 import { DEFAULT_LIMITS, type RelayLimits, startRelay } from './server.js';
 
@@ -55,6 +55,12 @@ const program = new Command()
     new Option('--redis <url>', 'share rooms with other relay nodes through this Redis (redis://host:6379)').env('REDIS_URL'),
   )
   .addOption(
+    new Option('--routing <how>', 'with --redis, how a phone reaches a host on another node: direct (to the node holding it) or broadcast (every node, the Socket.IO Redis adapter)')
+      .env('QRAUTH_RELAY_ROUTING')
+      .choices(CROSS_NODE_ROUTINGS)
+      .default('direct'),
+  )
+  .addOption(
     new Option('--connections-per-ip <n>', 'new connections one IP may open per minute')
       .env('QRAUTH_RELAY_CONNECTIONS_PER_IP')
       .default(DEFAULT_LIMITS.connectionsPerIpPerMinute)
@@ -91,6 +97,7 @@ interface CliOptions {
   ackTimeout?: number;
   trustProxy?: boolean;
   redis?: string;
+  routing: CrossNodeRouting;
   connectionsPerIp: number;
   deviceRequests: number;
   hostRequests: number;
@@ -112,11 +119,11 @@ async function main(): Promise<void> {
     hostEventsPer10s: o.hostRequests,
     hostEventsPerAddressPer10s: o.hostRequestsPerAddress,
   };
-  const redis: RedisAdapterHandle | undefined = o.redis ? await connectRedisAdapter(o.redis, stdoutLog) : undefined;
+  const redis: RedisAdapterHandle | undefined = o.redis ? await connectRedisAdapter(o.redis, stdoutLog, undefined, o.routing) : undefined;
   const relay = await startRelay({
     limits,
     // With several nodes, budgets are shared through the same Redis: spreading a flood over nodes buys nothing.
-    ...(redis ? { adapter: redis.adapter, limiters: redisLimiters(redis.client) } : {}),
+    ...(redis ? { adapter: redis.adapter, crossNode: redis.crossNode, limiters: redisLimiters(redis.client) } : {}),
     ...(o.metricsPort !== undefined ? { metrics: { port: o.metricsPort, ...(o.metricsHost ? { host: o.metricsHost } : {}) } } : {}),
     host: o.host,
     port: o.port,
@@ -132,7 +139,7 @@ async function main(): Promise<void> {
     // Said at every start: whoever runs or breaks into this relay can take web users' keys.
     stdoutLog(kv({ event: 'warning', serveApp: o.serveAppTrustingRelay, message: "serving the web app from the relay: web-app users now trust this relay with their keys (one-box demo only)" }));
   }
-  stdoutLog(kv({ event: 'config', appOrigins: o.appOrigin?.join(',') ?? 'none', allowHosts: allowHosts?.size, redis: redis ? 'on' : 'off', ...limits }));
+  stdoutLog(kv({ event: 'config', appOrigins: o.appOrigin?.join(',') ?? 'none', allowHosts: allowHosts?.size, redis: redis ? 'on' : 'off', routing: redis ? o.routing : undefined, node: redis?.crossNode?.nodeId, ...limits }));
 
   let stopping = false;
   const stop = (signal: string) => {

@@ -1,18 +1,33 @@
 /**
- * Several relay nodes behind one load balancer: the Socket.IO Redis adapter carries room
- * broadcasts and their acks between nodes, so a phone on node B reaches a host on node A.
- * Redis holds only pub/sub traffic and rate-limit counters that expire within a minute, so
- * restarting it loses nothing that matters: the clients reconnect and resubscribe; meanwhile
- * cross-node requests time out like an offline host and each node counts budgets in its memory.
+ * Several relay nodes behind one load balancer, sharing one Redis. How a phone on node B reaches
+ * a host on node A depends on `routing`:
+ * - `direct` (default, cross-node.ts): each node keeps a routing map of its connected hosts in
+ *   Redis (hostId → node) and forwards a request to the one node holding the host, over that
+ *   node's own channel: two Redis commands a request, whatever the number of nodes.
+ * - `broadcast`, `broadcast-specific`: the Socket.IO Redis adapter carries room broadcasts and
+ *   their acks between nodes: every request goes to every node and waits for all of them
+ *   (`broadcast-specific` sends the answers only to the asking node). Kept for comparison
+ *   (bench/scale.ts --routing-compare) and as a way back.
+ * Redis holds only pub/sub traffic, the routing map and rate-limit counters that expire within
+ * a minute, so restarting it loses nothing that matters: the clients reconnect and resubscribe
+ * and the nodes write their hosts again; meanwhile cross-node requests fail like an offline host
+ * and each node counts budgets in its memory.
  */
 import { createAdapter } from '@socket.io/redis-adapter';
 import { createClient } from 'redis';
 import type { ServerOptions } from 'socket.io';
 import { QrauthError } from '../../protocol/src/index.js';
+import { CrossNodeRouter } from './cross-node.js';
 import { type LogFn, kv } from './log.js';
 
+export const CROSS_NODE_ROUTINGS = ['direct', 'broadcast', 'broadcast-specific'] as const;
+export type CrossNodeRouting = (typeof CROSS_NODE_ROUTINGS)[number];
+
 export interface RedisAdapterHandle {
-  adapter: NonNullable<ServerOptions['adapter']>;
+  /** The Socket.IO adapter (`broadcast` routings), or undefined with `direct`. */
+  adapter: ServerOptions['adapter'] | undefined;
+  /** The per-node router (`direct` routing), or undefined with the broadcast routings. */
+  crossNode: CrossNodeRouter | undefined;
   /** The publishing client, also usable for commands (rate-limit budgets); the subscriber is not. */
   client: object;
   /** Both clients connected (publish and subscribe). */
@@ -41,7 +56,7 @@ function redactUrl(url: string): string {
  * Fails (QRA_ERR_CONFIG) when Redis cannot be reached within `connectTimeoutMs` at start:
  * a node that cannot reach its peers should not join the load balancer silently.
  */
-export async function connectRedisAdapter(url: string, log: LogFn, connectTimeoutMs = 10_000): Promise<RedisAdapterHandle> {
+export async function connectRedisAdapter(url: string, log: LogFn, connectTimeoutMs = 10_000, routing: CrossNodeRouting = 'direct'): Promise<RedisAdapterHandle> {
   if (!/^rediss?:\/\//.test(url)) throw new QrauthError('QRA_ERR_CONFIG', `--redis/REDIS_URL must start with redis:// or rediss:// (got ${redactUrl(url)})`);
   // No offline queue: while Redis is away a command fails at once (budgets fall back to memory,
   // cross-node requests time out like an offline host) instead of piling up and expiring later.
@@ -103,7 +118,22 @@ export async function connectRedisAdapter(url: string, log: LogFn, connectTimeou
   } finally {
     clearTimeout(timer);
   }
-  const redisAdapter = createAdapter(pub, sub);
+  if (routing === 'direct') {
+    const crossNode = new CrossNodeRouter({ pub, sub, log });
+    return {
+      adapter: undefined,
+      crossNode,
+      client: pub,
+      get up() {
+        return state.pub && state.sub;
+      },
+      async close() {
+        await crossNode.close();
+        await Promise.allSettled([pub.close(), sub.close()]);
+      },
+    };
+  }
+  const redisAdapter = createAdapter(pub, sub, { publishOnSpecificResponseChannel: routing === 'broadcast-specific' });
   // socket.io asks the adapter how many nodes to wait for on every broadcast with acks, and does
   // not catch a failure (an unhandled rejection: the node dies). Without Redis only this node counts.
   // A plain function: socket.io calls it with `new` (an object returned from a constructor is the result).
@@ -115,6 +145,7 @@ export async function connectRedisAdapter(url: string, log: LogFn, connectTimeou
   };
   return {
     adapter,
+    crossNode: undefined,
     client: pub,
     get up() {
       return state.pub && state.sub;

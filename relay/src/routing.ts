@@ -28,6 +28,7 @@ import {
 } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { PeerData } from './auth.js';
+import type { CrossNodeRouter } from './cross-node.js';
 import { type LogFn, kv, shortId } from './log.js';
 import type { ForwardedEvent, RateLimitBudget, RelayMetrics } from './metrics.js';
 import { type RelayBudgets, addressKey } from './rate-limit.js';
@@ -38,6 +39,9 @@ export type DeviceNamespace = Namespace<DeviceClientToServer, DeviceServerToClie
 export type DeviceSocket = Socket<DeviceClientToServer, DeviceServerToClient, EmptyEvents, PeerData>;
 
 type ErrAck = { ok: false; code: ErrorCode; message: string };
+type HostCallback<A> = (err: Error | null, responses: A[]) => void;
+/** The node holding the host waits `ackTimeoutMs` for it; the asking node waits this much longer for that node. */
+const CROSS_NODE_MARGIN_MS = 1000;
 const errAck = (code: ErrorCode, message: string): ErrAck => ({ ok: false, code, message });
 
 export interface RouterOptions {
@@ -46,6 +50,8 @@ export interface RouterOptions {
   log: LogFn;
   ackTimeoutMs: number;
   budgets: RelayBudgets;
+  /** Several nodes with direct routing: reaches hosts on other nodes (cross-node.ts). */
+  crossNode?: CrossNodeRouter;
 }
 
 export class DeviceRouter {
@@ -97,7 +103,7 @@ export class DeviceRouter {
         const req = contextRequest(payload, event);
         const go = await this.#admit(req.hostId, socket);
         if (go) return go;
-        const answer = await this.#ask(contextAck, (cb) => room(req.hostId).emit('context', { sid: req.sid }, cb), (a) =>
+        const answer = await this.#ask(contextAck, this.#toHost(req.hostId, 'context', req, (cb) => room(req.hostId).emit('context', { sid: req.sid }, cb)), (a) =>
           a.ok ? a.context.hostId === req.hostId && a.context.sid === req.sid : true,
         );
         this.o.metrics.forwarded.context++;
@@ -111,7 +117,7 @@ export class DeviceRouter {
         }
         const go = await this.#admit(d.hostId, socket);
         if (go) return go;
-        const answer = await this.#ask(decisionAck, (cb) => room(d.hostId).emit('decision', d, cb));
+        const answer = await this.#ask(decisionAck, this.#toHost(d.hostId, 'decision', d, (cb) => room(d.hostId).emit('decision', d, cb)));
         this.o.metrics.forwarded.decision++;
         timed('decision');
         if (answer.ok && answer.result === 'approved') this.o.metrics.approvals++;
@@ -137,7 +143,7 @@ export class DeviceRouter {
         }
         const go = await this.#admit(r.hostId, socket);
         if (go) return go;
-        const answer = await this.#ask(leaseRevokeAck, (cb) => room(r.hostId).emit('revokeLeases', r, cb));
+        const answer = await this.#ask(leaseRevokeAck, this.#toHost(r.hostId, 'revokeLeases', r, (cb) => room(r.hostId).emit('revokeLeases', r, cb)));
         this.o.metrics.forwarded.revokeLeases++;
         timed('revokeLeases');
         this.o.log(kv({ event: 'revoke_leases', hostId: r.hostId, deviceId, result: answer.ok ? String(answer.revoked) : 'error', code: answer.ok ? undefined : answer.code }));
@@ -149,7 +155,7 @@ export class DeviceRouter {
       }
       const go = await this.#admit(m.hostId, socket);
       if (go) return go;
-      const answer = await this.#ask(enrollAck, (cb) => room(m.hostId).emit('enroll', m, cb));
+      const answer = await this.#ask(enrollAck, this.#toHost(m.hostId, 'enroll', m, (cb) => room(m.hostId).emit('enroll', m, cb)));
       this.o.metrics.forwarded.enroll++;
       timed('enroll');
       this.o.log(kv({ event: 'enroll', hostId: m.hostId, deviceId, result: answer.ok ? 'ok' : 'error', code: answer.ok ? undefined : answer.code }));
@@ -174,12 +180,32 @@ export class DeviceRouter {
   }
 
   /**
-   * Broadcasts to the host's room and waits for every connected agent of that host (usually one).
+   * The host's sockets on this node (`local`, also every node's through the Socket.IO adapter
+   * when one is installed), or, with direct routing, the node holding the host (cross-node.ts).
+   * `forwarded` is the validated message that node validates again and hands to the host.
+   */
+  #toHost<A>(hostId: string, event: ForwardedEvent, forwarded: object, local: (cb: HostCallback<A>) => void): (cb: HostCallback<A>) => void {
+    const crossNode = this.o.crossNode;
+    if (!crossNode || crossNode.isLocal(hostId)) return local;
+    return (cb) => {
+      crossNode.ask(hostId, event, forwarded, this.o.ackTimeoutMs + CROSS_NODE_MARGIN_MS).then(
+        (a) => {
+          if (!a) return cb(null, []); // not connected anywhere we can reach: "host offline"
+          // Raw acks from the host, validated one by one in #ask like local ones.
+          cb(a.timedOut ? new Error('operation has timed out') : null, a.responses as A[]);
+        },
+        () => cb(null, []), // fail closed: "host offline"
+      );
+    };
+  }
+
+  /**
+   * Sends to the host's room and waits for every connected agent of that host (usually one).
    * The first valid success wins, else the first valid error; anything invalid is counted and dropped.
    */
   #ask<A extends Ack<object>>(
     check: Check<A>,
-    emit: (cb: (err: Error | null, responses: A[]) => void) => void,
+    emit: (cb: HostCallback<A>) => void,
     matches: (a: A) => boolean = () => true,
   ): Promise<A | ErrAck> {
     return new Promise((resolve) => {

@@ -6,9 +6,19 @@
 import { type Server as HttpServer, createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server, type ServerOptions, type Socket } from 'socket.io';
-import { DEVICE_NAMESPACE, HOST_NAMESPACE, MAX_MESSAGE_BYTES, hostRoom } from '../../protocol/src/index.js';
+import {
+  DEVICE_NAMESPACE,
+  HOST_NAMESPACE,
+  MAX_MESSAGE_BYTES,
+  contextRequest,
+  decisionMessage,
+  enrollMessage,
+  hostRoom,
+  leaseRevokeMessage,
+} from '../../protocol/src/index.js';
 import { AppOrigins, refuseBrowsers } from './app-origins.js';
 import { HandshakeError, handshakeMiddleware } from './auth.js';
+import type { CrossNodeRouter, HostAnswers, LocalDelivery } from './cross-node.js';
 import { createHttpHandler, createMetricsHandler } from './http.js';
 import { type LogFn, kv, shortId, stdoutLog } from './log.js';
 import { RelayMetrics, type RelayMetricsSnapshot } from './metrics.js';
@@ -76,6 +86,12 @@ export interface RelayOptions {
   metrics?: { host?: string; port: number };
   /** Socket.IO adapter for several relay nodes (e.g. `createAdapter(pub, sub)` of @socket.io/redis-adapter). */
   adapter?: ServerOptions['adapter'];
+  /**
+   * Several relay nodes with direct routing (cross-node.ts, made by `connectRedisAdapter`): this
+   * node records its hosts in Redis and reaches other nodes' hosts through their own channels.
+   * Use it instead of `adapter`.
+   */
+  crossNode?: CrossNodeRouter;
 }
 
 export interface Relay {
@@ -171,10 +187,46 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     void socket.join(hostRoom(id));
     log(kv({ event: 'connect', role: 'host', hostId: id, ip }));
     socket.onAny(() => metrics.reject('unknown_event')); // agents only answer acks
-    socket.on('disconnect', (reason) => log(kv({ event: 'disconnect', role: 'host', hostId: id, reason })));
+    opts.crossNode?.hostConnected(id);
+    socket.on('disconnect', (reason) => {
+      opts.crossNode?.hostDisconnected(id);
+      log(kv({ event: 'disconnect', role: 'host', hostId: id, reason }));
+    });
   });
 
-  const router = new DeviceRouter({ hostNs, metrics, log, ackTimeoutMs, budgets });
+  if (opts.crossNode) {
+    // Requests other nodes forward here: validated again (they come through Redis), then to the
+    // host's sockets on this node; the raw acks go back for the asking node to validate.
+    const ns = hostNs;
+    const deliver: LocalDelivery = (hostId, event, payload) =>
+      new Promise<HostAnswers>((resolve) => {
+        const room = ns.to(hostRoom(hostId)).timeout(ackTimeoutMs);
+        const done = (err: Error | null, responses: unknown[]) => resolve({ timedOut: err !== null, responses: Array.isArray(responses) ? responses : [] });
+        const same = (m: { hostId: string }) => {
+          if (m.hostId !== hostId) throw new Error(`${event}: hostId differs from the routed one`);
+        };
+        if (event === 'context') {
+          const req = contextRequest(payload, 'crossNode.context');
+          same(req);
+          room.emit('context', { sid: req.sid }, done);
+        } else if (event === 'decision') {
+          const d = decisionMessage(payload, 'crossNode.decision');
+          same(d);
+          room.emit('decision', d, done);
+        } else if (event === 'enroll') {
+          const m = enrollMessage(payload, 'crossNode.enroll');
+          same(m);
+          room.emit('enroll', m, done);
+        } else {
+          const r = leaseRevokeMessage(payload, 'crossNode.revokeLeases');
+          same(r);
+          room.emit('revokeLeases', r, done);
+        }
+      });
+    await opts.crossNode.start(deliver);
+  }
+
+  const router = new DeviceRouter({ hostNs, metrics, log, ackTimeoutMs, budgets, ...(opts.crossNode ? { crossNode: opts.crossNode } : {}) });
   deviceNs.on('connection', (socket) => {
     const { id, ip } = socket.data;
     log(kv({ event: 'connect', role: 'device', deviceId: shortId(id), ip }));
