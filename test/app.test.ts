@@ -121,6 +121,9 @@ async function startSsh(marker: string) {
 
 // Page-side expressions as strings: this file is type-checked without the DOM library.
 const IS_DARK = "document.documentElement.classList.contains('ion-palette-dark')";
+/** The same as a function, for waitForFunction: a string predicate is eval'd in the page, which the app's CSP forbids. */
+type PageGlobals = { document: { documentElement: { classList: { contains(c: string): boolean } } }; navigator: { serviceWorker: { controller: { state: string } | null } } };
+const isDark = () => (globalThis as unknown as PageGlobals).document.documentElement.classList.contains('ion-palette-dark');
 
 const marker = () => `APP_IN_${Math.random().toString(36).slice(2, 8)}`;
 
@@ -455,10 +458,10 @@ test.serial('light and dark themes, desktop width: the toggle switches the palet
   await p.screenshot({ path: artifactPath('scan-desktop-dark.png') });
   await p.getByTestId('tab-settings').click();
   await p.locator('ion-segment-button', { hasText: 'Light' }).click();
-  await p.waitForFunction(`!(${IS_DARK})`);
+  await p.waitForFunction(() => !(globalThis as unknown as PageGlobals).document.documentElement.classList.contains('ion-palette-dark'));
   await p.screenshot({ path: artifactPath('settings-desktop-light.png') });
   await p.locator('ion-segment-button', { hasText: 'Dark' }).click();
-  await p.waitForFunction(IS_DARK);
+  await p.waitForFunction(isDark);
   await p.waitForTimeout(300); // let the segment settle
   await p.screenshot({ path: artifactPath('settings-desktop-dark.png') });
 
@@ -481,7 +484,7 @@ test.serial('relay and app server down: the app (reopened offline from its servi
   if (!needsEnrolledApp(t)) return;
   // The service worker has taken over the page and cached the shell.
   const swState = "navigator.serviceWorker.getRegistration().then((r) => JSON.stringify({ active: r?.active?.state, installing: r?.installing?.state, waiting: r?.waiting?.state, controlled: !!navigator.serviceWorker.controller }))";
-  await page.waitForFunction("navigator.serviceWorker.controller?.state === 'activated'", undefined, { timeout: 15_000 }).catch(async (e: Error) => {
+  await page.waitForFunction(() => (globalThis as unknown as PageGlobals).navigator.serviceWorker.controller?.state === 'activated', undefined, { timeout: 15_000 }).catch(async (e: Error) => {
     throw new Error(`${e.message}; service worker: ${String(await page.evaluate(swState))}`);
   });
   t.truthy(await page.evaluate('navigator.serviceWorker.controller?.scriptURL'), 'a service worker controls the app');

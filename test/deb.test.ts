@@ -236,6 +236,9 @@ test.serial('systemctl restart qrauth-agent while a login waits in the socket ba
     throw new Error(`${e.message}\njournal:\n${await box.sh('journalctl --since=-2min -o short-monotonic --no-pager | grep -E "qrauth|sshd" | tail -60')}`);
   });
   await ssh.waitFor(/press Enter/);
+  // The new agent answers the queued BEGIN at once; its relay link comes up a moment later, and
+  // until then a phone is told the host is offline (and would offer the code). Wait for the link.
+  await until(async () => /^relay up;/.test((await show('qrauth-agent.service', 'StatusText')).StatusText ?? ''), 20_000, 'the new agent linked to the relay (STATUS)');
   t.like(await phone.decide(payload, 'approve'), { ok: true });
   ssh.type('\r');
   await ssh.waitFor(new RegExp(marker));

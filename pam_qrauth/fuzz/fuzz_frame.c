@@ -15,7 +15,7 @@ enum { S = 1, U8, U32 };
 static int
 kind(uint8_t type, int tag)
 {
-	static const int begin[QR_MAX_TAG + 1] = { 0, S, S, S, S, U8, U8, U32, S, U32, S, U8, S };
+	static const int begin[QR_MAX_TAG + 1] = { 0, S, S, S, S, U8, U8, U32, S, U32, S, U8, S, U8 };
 	static const int challenge[QR_MAX_TAG + 1] = { 0, S, S, U32, U8, S };
 	static const int verdict[QR_MAX_TAG + 1] = { 0, U8, S, U8 };
 

@@ -21,6 +21,7 @@ u32 = lambda v: struct.pack('>I', v)
 BEGIN = frame(1, field(1, 'alice'), field(2, '203.0.113.7'), field(3, 'sshd'), field(4, 'ssh'),
               field(5, u8(0)), field(6, u8(0)), field(7, u32(90)), field(8, '/etc/qrauth/devices/%u'))
 BEGIN_PW = frame(1, field(1, 'alice'), field(3, 'sshd'), field(9, u32(1000)), field(10, '/home/alice'))
+BEGIN_UV = frame(1, field(1, 'alice'), field(3, 'sudo'), field(13, u8(1)))
 BEGIN_LEASE = frame(1, field(1, 'alice'), field(3, 'sshd'), field(11, u8(1)),
                     field(12, 'publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHdLi4pmxFSTvV7Ki2oqHFKsgE2yXtlVuXEEKzUFEd+T\n'
                           'keyboard-interactive/pam\n'))
@@ -51,7 +52,7 @@ def write(dirname, name, data):
 
 
 frames = {
-    'begin': BEGIN, 'begin-uid-home': BEGIN_PW, 'begin-lease': BEGIN_LEASE, 'wait': WAIT, 'wait-max': WAIT_MAX, 'code': CODE,
+    'begin': BEGIN, 'begin-uid-home': BEGIN_PW, 'begin-lease': BEGIN_LEASE, 'begin-uv': BEGIN_UV, 'wait': WAIT, 'wait-max': WAIT_MAX, 'code': CODE,
     'render': RENDER, 'challenge': challenge(1), 'verdict': verdict(3, 'Wrong code', 2),
     'two-frames': challenge(2) + verdict(0),
 }
