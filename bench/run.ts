@@ -95,7 +95,9 @@ for (const u of [...USERS, 'qrtest-alice']) writeFileSync(join(devicesDir, u), d
 const BENCH_LIMITS = { connectionsPerIpPerMinute: 100_000, deviceEventsPer10s: 1_000_000, hostEventsPer10s: 1_000_000, hostEventsPerAddressPer10s: 1_000_000 };
 
 async function startBenchRelay(): Promise<{ proc: Proc; url: string }> {
-  const proc = nodeProc('bench/procs/relay.ts', [JSON.stringify(BENCH_LIMITS)], { logFile: join(work, 'relay.log') });
+  // QRB_RELAY_PROF=<dir>: a V8 CPU profile of the relay, as QRB_AGENT_PROF does for the agent.
+  const prof = process.env.QRB_RELAY_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.QRB_RELAY_PROF}`] : [];
+  const proc = startProc([process.execPath, ...prof, dist('bench/procs/relay.ts'), JSON.stringify(BENCH_LIMITS)], { logFile: join(work, 'relay.log') });
   const [, url] = await proc.waitFor(/URL (\S+)/);
   cleanups.push(() => void proc.stop());
   return { proc, url: url! };

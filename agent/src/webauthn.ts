@@ -4,9 +4,13 @@
  * The device's Ed25519 signature says which enrolled phone approved; the assertion says the
  * phone's authenticator saw the person (UP) and, where the policy asks for it, checked their
  * fingerprint, face or PIN (UV), for exactly this approval (the challenge is SHA-256 of the
- * approval bytes). @simplewebauthn/server verifies the assertion (challenge, origin, RP ID hash,
- * flags, signature); before it, this file checks each of those itself so that every refusal is
- * logged with its own reason, and after it, the sign counter against <stateDir>/passkey-counters.json.
+ * approval bytes). This file makes every check of @simplewebauthn/server's verifyAuthenticationResponse
+ * (client data type, challenge, origin, frames, token binding, RP ID hash, flags, signature), each
+ * refused with its own reason, then the sign counter against <stateDir>/passkey-counters.json. The
+ * signature is verified synchronously with node:crypto and a key object made once per passkey: the
+ * library's WebCrypto path (a JWK import at every check, two digests and the verify, each a round
+ * trip through libuv's thread pool) made a passkey approval +1.9 ms slower than a plain one at p50,
+ * now +0.5 ms (docs/BENCHMARKS.md, row 9). test/webauthn-parity.test.ts holds this to the library.
  *
  * Policy (`userVerification` in agent.json):
  * - off: passkeys are not used; an assertion, if one comes, is ignored.
@@ -17,10 +21,10 @@
  * A deny never needs an assertion: anybody holding the phone may refuse a login.
  */
 import sodium from 'sodium-native';
+import { type KeyObject, createPublicKey, verify as verifySignature } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { verifyAuthenticationResponse } from '@simplewebauthn/server';
 import { parseAuthenticatorData } from '@simplewebauthn/server/helpers';
 import {
   type DecisionFields,
@@ -148,6 +152,42 @@ export function isStrictSignature(alg: PasskeyAlg, sig: Uint8Array): boolean {
     at += 2 + len;
   }
   return at === sig.length;
+}
+
+// SubjectPublicKeyInfo DER heads for the two key kinds coseKeyAlg accepts: EC P-256 (id-ecPublicKey,
+// prime256v1) before the uncompressed point 04‖x‖y, and Ed25519 (RFC 8410) before its 32 bytes.
+const SPKI_P256_HEAD = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
+const SPKI_ED25519_HEAD = Buffer.from('302a300506032b6570032100', 'hex');
+
+// One key object per parsed passkey (devices-file.ts caches and freezes them while the file is
+// unchanged): an import costs ~0.1-0.25 ms, the verify itself less. Weak: a passkey dropped from
+// the parse cache takes its key with it.
+const passkeyKeys = new WeakMap<DevicePasskey, KeyObject>();
+
+function passkeyKeyObject(passkey: DevicePasskey): KeyObject {
+  let key = passkeyKeys.get(passkey);
+  if (!key) {
+    const cose = passkey.publicKeyBytes;
+    // Offsets as checked by coseKeyAlg: x at 10..42 (and y at 45..77 for ES256).
+    const der =
+      passkey.alg === 'ES256'
+        ? Buffer.concat([SPKI_P256_HEAD, Uint8Array.of(0x04), cose.subarray(10, 42), cose.subarray(45, 77)])
+        : Buffer.concat([SPKI_ED25519_HEAD, cose.subarray(10, 42)]);
+    key = createPublicKey({ key: der, format: 'der', type: 'spki' });
+    passkeyKeys.set(passkey, key);
+  }
+  return key;
+}
+
+/**
+ * Whether `signature` (already checked by isStrictSignature) is the passkey's signature over
+ * authenticatorData ‖ SHA-256(clientDataJSON) (WebAuthn §7.2 step 21): ES256 is ECDSA P-256 with
+ * SHA-256, EdDSA is Ed25519. Synchronous (node:crypto on this thread): no thread-pool round trip.
+ */
+function passkeySignatureVerifies(passkey: DevicePasskey, authData: Uint8Array, clientDataHash: Uint8Array, signature: Uint8Array): boolean {
+  const signed = Buffer.concat([authData, clientDataHash]);
+  const key = passkeyKeyObject(passkey);
+  return passkey.alg === 'ES256' ? verifySignature('sha256', signed, { key, dsaEncoding: 'der' }, signature) : verifySignature(null, signed, key, signature);
 }
 
 /** Why an assertion was refused: stable words for the log (`passkey_refused reason=…`). */
@@ -283,10 +323,14 @@ export class PasskeyCounters {
 
   private scheduleSave(): void {
     if (this.writing) return; // the running loop takes the change
-    this.writing = this.writeLoop().finally(() => {
-      this.writing = null;
-      if (this.dirty) this.scheduleSave();
-    });
+    // Started on the next turn of the event loop: the snapshot and the first file call then come
+    // after the verdict this approval sends, not before it. flush() sees the write at once.
+    this.writing = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(async () => this.writeLoop())
+      .finally(() => {
+        this.writing = null;
+        if (this.dirty) this.scheduleSave();
+      });
   }
 
   private async writeLoop(): Promise<void> {
@@ -373,6 +417,15 @@ interface ClientData {
   origin: string;
   crossOrigin?: unknown;
   topOrigin?: unknown;
+  tokenBinding?: unknown;
+}
+
+/** As verifyAuthenticationResponse checks it: absent, or an object with one of the three statuses. */
+function tokenBindingAcceptable(tokenBinding: unknown): boolean {
+  if (!tokenBinding) return true;
+  if (typeof tokenBinding !== 'object') return false;
+  const status = (tokenBinding as { status?: unknown }).status;
+  return status === 'present' || status === 'supported' || status === 'notSupported';
 }
 
 function decodeClientData(text: string): ClientData | null {
@@ -402,10 +455,11 @@ export class PasskeyVerifier {
   /**
    * Whether `approval` satisfies `policy`. Resolves, never rejects: every refusal comes back with
    * its reason (also logged as `passkey_refused`), its QRA_ERR code and a message for the person.
-   * Asynchronous (WebCrypto): a caller must check again after it that its session is still open.
+   * The work is synchronous now (node:crypto), but the verdict comes as a promise: a caller must
+   * still check after the await that its session is open, so a verifier that yields stays safe.
    */
   async check(policy: UserVerificationPolicy, approval: ApprovalToCheck): Promise<PasskeyVerdict> {
-    const verdict = await this.evaluate(policy, approval);
+    const verdict = this.evaluate(policy, approval);
     if (!verdict.ok) {
       const f = approval.fields;
       this.log('passkey_refused', { user: f.user, sid: f.sid.slice(0, 8), device: approval.device.deviceId, policy, reason: verdict.reason });
@@ -413,7 +467,7 @@ export class PasskeyVerifier {
     return verdict;
   }
 
-  private async evaluate(policy: UserVerificationPolicy, approval: ApprovalToCheck): Promise<PasskeyVerdict> {
+  private evaluate(policy: UserVerificationPolicy, approval: ApprovalToCheck): PasskeyVerdict {
     const { fields, device } = approval;
     if (policy === 'off' || fields.decision !== 'approve') return { ok: true, checked: false, userVerified: false };
     const passkey = device.passkey;
@@ -437,10 +491,13 @@ export class PasskeyVerifier {
     if (clientData.challenge !== webauthnChallengeText(this.crypto, fields)) return refusal('wrong_challenge', 'the assertion was made for another approval');
     if (clientData.origin !== passkey.origin) return refusal('wrong_origin', 'the assertion was made on another web origin than the enrolled app');
     if (clientData.crossOrigin === true || clientData.topOrigin !== undefined) return refusal('cross_origin', 'the assertion was made inside a frame of another site');
+    if (!tokenBindingAcceptable(clientData.tokenBinding)) return refusal('verifier_refused', "clientDataJSON's tokenBinding is not one a browser writes");
 
+    let authDataBytes: Uint8Array;
     let authData: ReturnType<typeof parseAuthenticatorData>;
     try {
-      authData = parseAuthenticatorData(new Uint8Array(fromB64url(assertion.authenticatorData)));
+      authDataBytes = fromB64url(assertion.authenticatorData);
+      authData = parseAuthenticatorData(new Uint8Array(authDataBytes));
     } catch {
       return refusal('malformed', 'authenticatorData does not parse');
     }
@@ -451,28 +508,14 @@ export class PasskeyVerifier {
     }
     if (!authData.flags.up) return refusal('user_not_present', 'the authenticator did not see the person');
     if (policy === 'required' && !authData.flags.uv) return refusal('user_not_verified');
-    if (!isStrictSignature(passkey.alg, fromB64url(assertion.signature))) return refusal('malformed', `the signature is not one strict ${passkey.alg} encoding`);
+    const signature = fromB64url(assertion.signature);
+    if (!isStrictSignature(passkey.alg, signature)) return refusal('malformed', `the signature is not one strict ${passkey.alg} encoding`);
 
+    // The counter is checked below, against the stored one, only once the signature is known good:
+    // a forged assertion with a low counter is a bad signature, not evidence of a clone.
     let verified: boolean;
     try {
-      // The counter is checked below, against the stored one, only once the signature is known good:
-      // a forged assertion with a low counter is a bad signature, not evidence of a clone.
-      const result = await verifyAuthenticationResponse({
-        response: {
-          id: assertion.credentialId,
-          rawId: assertion.credentialId,
-          type: 'public-key',
-          clientExtensionResults: {},
-          response: { authenticatorData: assertion.authenticatorData, clientDataJSON: assertion.clientDataJSON, signature: assertion.signature },
-        },
-        expectedChallenge: clientData.challenge,
-        expectedOrigin: passkey.origin,
-        expectedRPID: passkey.rpId,
-        expectedType: 'webauthn.get',
-        credential: { id: passkey.credentialId, publicKey: new Uint8Array(passkey.publicKeyBytes), counter: 0 },
-        requireUserVerification: policy === 'required',
-      });
-      verified = result.verified;
+      verified = passkeySignatureVerifies(passkey, authDataBytes, this.crypto.sha256(fromB64url(assertion.clientDataJSON)), signature);
     } catch {
       return refusal('verifier_refused', 'the assertion did not verify');
     }
