@@ -5,9 +5,12 @@
  * `qrauth enroll`, on a host whose policy is userVerification "required". Enrolling makes the
  * passkey and writes it into the devices line; an ssh login approved with the fingerprint/PIN
  * check opens a shell; with the check not passed, or from a phone enrolled without a passkey,
- * the phone says why and no shell opens.
+ * the phone says why and no shell opens. The rest of the policy matrix runs beside it: the same
+ * two phones enroll with an "off" and a "preferred" host (own agents on the same relay, logins by
+ * pamtester) and approve there; the agent logs uv=yes only for a verified passkey on "preferred".
  */
 import test, { type ExecutionContext } from 'ava';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,11 +18,13 @@ import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core'
 import { parseDevicesText } from '../agent/src/devices-file.js';
 import { APP_DIST, artifactPath, blankFrame, ensureAppBuilt, launchChromium, newAppContext, visibleIn, writeY4m } from './support/browser.js';
 import { ENROLL_RE, FINGERPRINT_LINE_RE, qrauthCli } from './support/enroll.js';
+import { type AgentFixture, startTestAgent } from './support/fixtures.js';
+import { type PamtesterRun, runPamtester } from './support/pamtester.js';
 import { runInPty, type PtyRun } from './support/pty.js';
 import { sshArgs } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE, type Stack, startStack } from './support/stack.js';
 import { type StaticServer, startStaticServer } from './support/static-server.js';
-import { isRoot } from './support/system.js';
+import { MODULE_PATH, installPamService, isRoot, randomName } from './support/system.js';
 
 let stack: Stack;
 let app: StaticServer;
@@ -30,6 +35,13 @@ let camDir: string;
 let withPasskey: { context: BrowserContext; page: Page; cdp: CDPSession; authenticatorId: string };
 let plain: { context: BrowserContext; page: Page };
 const pageErrors: string[] = [];
+/**
+ * Hosts beside the stack's "required" one, on the same relay, for the rest of the policy matrix:
+ * each its own agent (host key, devices dir, config) and a pamtester PAM service (mode=info).
+ */
+type OtherPolicy = 'off' | 'preferred';
+const policyHosts: Partial<Record<OtherPolicy, { agent: AgentFixture; service: string }>> = {};
+const pamServices: Array<{ remove(): void }> = [];
 
 test.before(async () => {
   if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
@@ -38,6 +50,13 @@ test.before(async () => {
   // The same server by name: WebAuthn needs a domain for the RP ID, and localhost is a secure context.
   appOrigin = app.origin.replace('127.0.0.1', 'localhost');
   stack = await startStack({ agent: { expirySeconds: 60, userVerification: 'required' }, relayOptions: { appOrigins: [appOrigin] } });
+  for (const policy of ['off', 'preferred'] as const) {
+    const agent = await startTestAgent({ relayUrl: stack.relay!.url, expirySeconds: 60, userVerification: policy, hostname: `test-host-${policy}` });
+    const service = randomName('qrauth-pt-appwa-');
+    pamServices.push(installPamService(service, [`auth required ${MODULE_PATH} socket=${agent.socket} mode=info`]));
+    policyHosts[policy] = { agent, service };
+    if (!agent.agent.relay!.up) await once(agent.agent.relay!, 'change');
+  }
   camDir = mkdtempSync(join(tmpdir(), 'qrwaapp-'));
   const camFile = join(camDir, 'camera.y4m');
   writeY4m(camFile, blankFrame());
@@ -77,6 +96,8 @@ test.afterEach.always(async (t) => {
 
 test.after.always(async () => {
   await browser?.close();
+  for (const s of pamServices) s.remove();
+  for (const h of Object.values(policyHosts)) await h.agent.close();
   await stack?.close();
   await app?.close();
   if (camDir) rmSync(camDir, { recursive: true, force: true });
@@ -91,9 +112,9 @@ async function scanText(page: Page, text: string): Promise<void> {
 }
 
 /** `qrauth enroll` for alice on a pty, the app scans and taps Enroll, both fingerprints compared, "y". */
-async function enrollApp(t: ExecutionContext, page: Page, expectPasskey: boolean): Promise<void> {
+async function enrollApp(t: ExecutionContext, page: Page, expectPasskey: boolean, agent: AgentFixture = stack.agent): Promise<void> {
   const shown = (id: string) => visibleIn(page, id);
-  const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
+  const cli = qrauthCli(agent.configPath, ['enroll', '--user', ALICE]);
   t.teardown(() => cli.kill());
   const [payload] = await cli.waitFor(ENROLL_RE);
   await scanText(page, payload!);
@@ -119,8 +140,8 @@ async function enrollApp(t: ExecutionContext, page: Page, expectPasskey: boolean
   t.is(await shown('enroll-result').getAttribute('data-outcome'), 'confirmed');
 }
 
-function alicesDevices() {
-  return parseDevicesText(readFileSync(join(stack.agent.dir, 'devices', ALICE), 'utf8'), 'devices');
+function alicesDevices(agent: AgentFixture = stack.agent) {
+  return parseDevicesText(readFileSync(join(agent.dir, 'devices', ALICE), 'utf8'), 'devices');
 }
 
 /** An ssh login as alice waiting at its prompt, its QR handed to `page`, the context shown. */
@@ -135,8 +156,18 @@ async function sshLoginOn(t: ExecutionContext, page: Page): Promise<{ run: PtyRu
   return { run, marker, sid8: payload!.split(':')[2]!.slice(0, 8), payload: payload! };
 }
 
-function loginLine(sid8: string): string {
-  return stack.agent.logs.find((l) => l.startsWith('event=login ') && l.includes(` sid=${sid8} `)) ?? '';
+/** A pamtester login as alice on another policy's host, its QR handed to `page`, the context shown. */
+async function pamLoginOn(t: ExecutionContext, policy: OtherPolicy, page: Page): Promise<{ run: PamtesterRun; sid8: string; payload: string }> {
+  const run = runPamtester(policyHosts[policy]!.service, ALICE);
+  t.teardown(() => run.kill());
+  const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
+  await scanText(page, payload!);
+  await visibleIn(page, 'login-context').waitFor();
+  return { run, sid8: payload!.split(':')[2]!.slice(0, 8), payload: payload! };
+}
+
+function loginLine(sid8: string, agent: AgentFixture = stack.agent): string {
+  return agent.logs.find((l) => l.startsWith('event=login ') && l.includes(` sid=${sid8} `)) ?? '';
 }
 
 test.serial('enrolling in the app with a platform authenticator makes a passkey: both screens compare a fingerprint that covers it, and the devices line holds it', async (t) => {
@@ -200,6 +231,63 @@ test.serial('ssh on a "required" host from the phone enrolled without a passkey:
   t.not(await run.exited, 0);
   t.false(run.output.includes(marker), 'no shell');
   t.regex(loginLine(sid8), /result=denied/);
+});
+
+test.serial('the same two phones enroll with an "off" host and a "preferred" host: one devices line with a passkey, one without, on each', async (t) => {
+  for (const policy of ['off', 'preferred'] as const) {
+    const agent = policyHosts[policy]!.agent;
+    await enrollApp(t, withPasskey.page, true, agent);
+    await enrollApp(t, plain.page, false, agent);
+    const devices = alicesDevices(agent);
+    t.deepEqual(devices.problems, [], policy);
+    t.deepEqual(devices.devices.map((d) => Boolean(d.passkey)).sort(), [false, true], policy);
+  }
+});
+
+// The app asserts with its passkey whatever the host's policy; "off" ignores it, so uv=no there.
+const otherPolicyRows: Array<{ policy: OtherPolicy; device: 'passkey' | 'plain'; uv: 'yes' | 'no' }> = [
+  { policy: 'off', device: 'passkey', uv: 'no' },
+  { policy: 'off', device: 'plain', uv: 'no' },
+  { policy: 'preferred', device: 'passkey', uv: 'yes' },
+  { policy: 'preferred', device: 'plain', uv: 'no' },
+];
+for (const row of otherPolicyRows) {
+  test.serial(`pamtester on ${row.policy === 'off' ? 'an' : 'a'} "${row.policy}" host from the phone ${row.device === 'passkey' ? 'with' : 'without'} a passkey: Approve logs in (uv=${row.uv})`, async (t) => {
+    const page = row.device === 'passkey' ? withPasskey.page : plain.page;
+    const agent = policyHosts[row.policy]!.agent;
+    const { run, sid8 } = await pamLoginOn(t, row.policy, page);
+    await visibleIn(page, 'approve').click();
+    await visibleIn(page, 'decision-result').waitFor();
+    t.regex((await visibleIn(page, 'decision-result').textContent()) ?? '', /Approved/);
+    t.is(await run.exited, 0, run.output);
+    t.regex(run.output, /successfully authenticated/);
+    const line = loginLine(sid8, agent);
+    t.regex(line, /\bhow=phone\b/);
+    t.regex(line, /\bresult=approved\b/);
+    t.is(/\buv=(yes|no)\b/.exec(line)?.[1], row.uv, line);
+  });
+}
+
+test.serial('pamtester on a "preferred" host: the authenticator does not verify the person, so the phone makes no assertion and sends nothing; the login stays open; Deny ends it', async (t) => {
+  await withPasskey.cdp.send('WebAuthn.setUserVerified', { authenticatorId: withPasskey.authenticatorId, isUserVerified: false });
+  t.teardown(() => withPasskey.cdp.send('WebAuthn.setUserVerified', { authenticatorId: withPasskey.authenticatorId, isUserVerified: true }));
+  const agent = policyHosts.preferred!.agent;
+  const { run, sid8 } = await pamLoginOn(t, 'preferred', withPasskey.page);
+  let ended = false;
+  void run.exited.then(() => (ended = true));
+  await visibleIn(withPasskey.page, 'approve').click();
+  const problem = visibleIn(withPasskey.page, 'passkey-problem');
+  await problem.waitFor();
+  // The app asks for UV whatever the host's policy, and the authenticator cannot give it: no
+  // assertion, so the app sends no approval at all (a "preferred" host would accept one without UV).
+  t.regex((await problem.textContent()) ?? '', /check was cancelled, not passed or timed out; nothing was sent\. Tap Approve to try again/);
+  t.is(loginLine(sid8, agent), '', 'the login is still open: nothing approved it');
+  t.false(ended, 'pamtester still waits');
+  await visibleIn(withPasskey.page, 'deny').click();
+  await visibleIn(withPasskey.page, 'decision-result').waitFor();
+  t.not(await run.exited, 0);
+  t.notRegex(run.output, /successfully authenticated/);
+  t.regex(loginLine(sid8, agent), /result=denied/);
 });
 
 test.serial('no page errors in either app', (t) => {
