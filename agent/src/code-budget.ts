@@ -24,10 +24,10 @@
  * `qrauth unlock-codes --all`; phones keep working and the agent keeps running. A missing file is a
  * fresh start.
  */
-import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { arrayOf, int, literal, object, parse, str } from '../../protocol/src/index.js';
 import type { Logger } from './log.js';
+import { StateFileDamaged, readStateJson, writeStateFileAtomic } from './state-file.js';
 
 export interface CodeBudgetSettings {
   /** Wrong codes within the window that lock a user's codes. */
@@ -204,47 +204,17 @@ export class CodeBudget {
   }
 
   private load(now: number): void {
-    let fd: number;
+    let state: ReturnType<typeof stateSchema> | null;
     try {
-      fd = openSync(this.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      state = readStateJson(this.path, { maxBytes: MAX_FILE_BYTES }, (json) => parse(stateSchema, json, 'code-budget'));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      return this.markDamaged(`cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      return this.markDamaged(e instanceof StateFileDamaged ? e.reason : (e as Error).message);
     }
-    try {
-      const st = fstatSync(fd);
-      const euid = process.geteuid?.() ?? 0;
-      if (!st.isFile()) return this.markDamaged('not a regular file');
-      if (st.uid !== euid) return this.markDamaged(`owned by uid ${st.uid}, not the agent's (${euid})`);
-      if ((st.mode & 0o022) !== 0) return this.markDamaged('group- or world-writable');
-      if (st.size > MAX_FILE_BYTES) return this.markDamaged('larger than 8 MiB');
-      if ((st.mode & 0o777) !== 0o600) fchmodSync(fd, 0o600);
-      const buf = Buffer.alloc(st.size);
-      let off = 0;
-      while (off < buf.length) {
-        const n = readSync(fd, buf, off, buf.length - off, off);
-        if (n === 0) break;
-        off += n;
-      }
-      let json: unknown;
-      try {
-        json = JSON.parse(buf.subarray(0, off).toString('utf8'));
-      } catch {
-        return this.markDamaged('not JSON');
-      }
-      let state: ReturnType<typeof stateSchema>;
-      try {
-        state = parse(stateSchema, json, 'code-budget');
-      } catch (e) {
-        return this.markDamaged((e as Error).message);
-      }
-      for (const u of state.users) {
-        this.entries.set(u.user, { fails: u.fails.filter((t) => t > now - DAY_MS).slice(-this.settings.dailyLimit), level: u.level, lockedUntil: u.lockedUntil });
-      }
-      this.prune(now);
-    } finally {
-      closeSync(fd);
+    if (!state) return;
+    for (const u of state.users) {
+      this.entries.set(u.user, { fails: u.fails.filter((t) => t > now - DAY_MS).slice(-this.settings.dailyLimit), level: u.level, lockedUntil: u.lockedUntil });
     }
+    this.prune(now);
   }
 
   private markDamaged(why: string): void {
@@ -252,25 +222,12 @@ export class CodeBudget {
     this.log('code_budget_damaged', { file: this.path, cause: why, effect: 'offline codes refused for every user until: qrauth unlock-codes --all' });
   }
 
-  /** Temp file (0600, O_EXCL), fsync, rename: a crash leaves the old state or the new, never half. */
+  /** Atomic (state-file.ts): a crash leaves the old state or the new, never half. */
   private save(): void {
     const users = [...this.entries].map(([user, e]) => ({ user, fails: e.fails, level: e.level, lockedUntil: e.lockedUntil }));
     const text = JSON.stringify({ v: 1, users });
-    const tmp = `${this.path}.${process.pid}.tmp`;
     try {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        /* none left over */
-      }
-      const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-      try {
-        writeSync(fd, text);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, this.path);
+      writeStateFileAtomic(this.path, text);
     } catch (e) {
       // The lock still holds in memory; only a restart before the next save would forget it.
       this.log('code_budget_save_failed', { file: this.path, cause: (e as Error).message });

@@ -3,12 +3,13 @@
  * decision; later logins of the same user on the same PAM service whose sshd-verified key has
  * the same fingerprint are approved without a QR until it expires (docs/protocol.md §Leases).
  *
- * Kept in <stateDir>/leases.json, 0600, written atomically (temp file + rename) before the
- * approving verdict goes out, so a restart keeps every lease it granted. The file is validated
- * on load; one that does not validate is set aside and no lease from it is honoured (fail
- * closed: the users scan again).
+ * Kept in <stateDir>/leases.json, 0600, written atomically (state-file.ts) before the
+ * approving verdict goes out, so a restart keeps every lease it granted. The file is checked
+ * (state-file.ts: no symlink, ours, not group/world-writable, bounded) and validated on load; one
+ * that fails is set aside as leases.json.invalid and no lease from it is honoured (fail closed:
+ * the users scan again).
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { renameSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   ID_PATTERN,
@@ -28,6 +29,7 @@ import {
 } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { Logger } from './log.js';
+import { readStateFile, writeStateFileAtomic } from './state-file.js';
 
 export interface Lease {
   /** Random, public: names the lease for `qrauth leases revoke` and the phone. */
@@ -61,6 +63,8 @@ const leaseSchema = object({
   expires: int({ min: 0, max: 2 ** 40 }),
 });
 const fileSchema = object({ v: literal(1), leases: arrayOf(leaseSchema, MAX_LEASES) });
+/** Above the largest file MAX_LEASES leases can make (every string at its longest, escaped): a bigger one is not ours. */
+const MAX_LEASE_FILE_BYTES = 64 << 20;
 
 /** The durations to offer under a host's maximum: the standard ones that fit, and the maximum itself. */
 export function leaseOffer(maxLeaseSeconds: number): number[] {
@@ -82,16 +86,13 @@ export class LeaseStore {
   }
 
   private load(): void {
-    let text: string;
     try {
-      text = readFileSync(this.path, 'utf8');
-    } catch {
-      return; // no file yet
-    }
-    try {
-      this.leases = parse(fileSchema, JSON.parse(text), 'leases').leases;
+      const file = readStateFile(this.path, { maxBytes: MAX_LEASE_FILE_BYTES });
+      if (!file) return; // no file yet
+      this.leases = parse(fileSchema, JSON.parse(file.text), 'leases').leases;
     } catch (e) {
-      // Set it aside for the operator; honour nothing from it.
+      // Unsafe (symlink, not ours, group/world-writable, too big) or invalid: set it aside for the
+      // operator; honour nothing from it.
       this.log('lease_file_invalid', { path: this.path, cause: e instanceof Error ? e.message : 'unreadable' });
       try {
         renameSync(this.path, `${this.path}.invalid`);
@@ -102,18 +103,9 @@ export class LeaseStore {
     }
   }
 
+  /** Atomic (state-file.ts); throws when it cannot save. */
   private save(): void {
-    const tmp = `${this.path}.tmp`;
-    // A leftover temp file would keep its old mode: start from none, create it 0600 ourselves.
-    rmSync(tmp, { force: true });
-    const fd = openSync(tmp, 'wx', 0o600);
-    try {
-      writeSync(fd, JSON.stringify({ v: 1, leases: this.leases }));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.path);
+    writeStateFileAtomic(this.path, JSON.stringify({ v: 1, leases: this.leases }));
   }
 
   private prune(now: number): void {

@@ -5,11 +5,11 @@
  * wrote there), and whether this user has logged in from the address before.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, lstatSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { promises as dns } from 'node:dns';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { RHOST_NAME_PATTERN } from '../../protocol/src/index.js';
+import { readStateFile, writeStateFileAtomic } from './state-file.js';
 
 /** Per DNS query (c-ares) and for the whole name lookup: the phone asks for the context after a scan, seconds later. */
 const QUERY_TIMEOUT_MS = 300;
@@ -85,6 +85,8 @@ export class ReverseNames {
 }
 
 const MAX_SEEN = 10_000;
+/** Well above MAX_SEEN hashes and times (~60 bytes each). */
+const MAX_SEEN_FILE_BYTES = 4 << 20;
 
 /**
  * The addresses each user logged in from successfully, as salted hashes with the last time
@@ -101,10 +103,10 @@ export class SeenAddresses {
     this.path = join(stateDir, 'seen-addresses.json');
     this.salt = randomBytes(16);
     try {
-      const st = lstatSync(this.path);
-      if (st.isFile() && (st.mode & 0o077) !== 0) chmodSync(this.path, 0o600);
-      if (!st.isFile()) return; // a symlink or anything else: start empty, never follow it
-      const data = JSON.parse(readFileSync(this.path, 'utf8')) as unknown;
+      // Made 0600 if others could read it; a symlink or anything unsafe: start empty, never follow it.
+      const file = readStateFile(this.path, { maxBytes: MAX_SEEN_FILE_BYTES });
+      if (!file) return;
+      const data = JSON.parse(file.text) as unknown;
       if (data && typeof data === 'object' && !Array.isArray(data)) {
         const { salt, seen } = data as { salt?: unknown; seen?: unknown };
         if (typeof salt === 'string' && /^[0-9a-f]{32}$/.test(salt) && seen && typeof seen === 'object') {
@@ -115,7 +117,7 @@ export class SeenAddresses {
         }
       }
     } catch {
-      /* no file yet, or unreadable: every address is new, which is the cautious answer */
+      /* unsafe or unreadable: every address is new, which is the cautious answer */
     }
   }
 
@@ -142,11 +144,8 @@ export class SeenAddresses {
   flush(): void {
     if (this.saveTimer) clearTimeout(this.saveTimer);
     this.saveTimer = null;
-    const tmp = `${this.path}.tmp`;
     try {
-      rmSync(tmp, { force: true });
-      writeFileSync(tmp, JSON.stringify({ salt: this.salt.toString('hex'), seen: Object.fromEntries(this.seen) }), { mode: 0o600, flag: 'wx' });
-      renameSync(tmp, this.path);
+      writeStateFileAtomic(this.path, JSON.stringify({ salt: this.salt.toString('hex'), seen: Object.fromEntries(this.seen) }));
     } catch {
       /* read-only state dir: remembered until the agent stops */
     }

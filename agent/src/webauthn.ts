@@ -22,8 +22,6 @@
  */
 import sodium from 'sodium-native';
 import { type KeyObject, createPublicKey, verify as verifySignature } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fstatSync, openSync, readSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAuthenticatorData } from '@simplewebauthn/server/helpers';
 import {
@@ -50,6 +48,7 @@ import {
 import type { QrCrypto } from '../../protocol/src/crypto.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { Logger } from './log.js';
+import { StateFileDamaged, readStateJson, writeStateFileAtomicAsync } from './state-file.js';
 
 export type UserVerificationPolicy = 'off' | 'preferred' | 'required';
 export const USER_VERIFICATION_POLICIES = ['off', 'preferred', 'required'] as const;
@@ -341,45 +340,15 @@ export class PasskeyCounters {
   }
 
   private load(): void {
-    let fd: number;
+    let state: ReturnType<typeof countersSchema> | null;
     try {
-      fd = openSync(this.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      state = readStateJson(this.path, { maxBytes: COUNTERS_FILE_MAX_BYTES }, (json) => parse(countersSchema, json, 'passkey-counters'));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      return this.markDamaged(`cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      return this.markDamaged(e instanceof StateFileDamaged ? e.reason : (e as Error).message);
     }
-    try {
-      const st = fstatSync(fd);
-      const euid = process.geteuid?.() ?? 0;
-      if (!st.isFile()) return this.markDamaged('not a regular file');
-      if (st.uid !== euid) return this.markDamaged(`owned by uid ${st.uid}, not the agent's (${euid})`);
-      if ((st.mode & 0o022) !== 0) return this.markDamaged('group- or world-writable');
-      if (st.size > COUNTERS_FILE_MAX_BYTES) return this.markDamaged('larger than 1 MiB');
-      if ((st.mode & 0o777) !== 0o600) fchmodSync(fd, 0o600);
-      const buf = Buffer.alloc(st.size);
-      let off = 0;
-      while (off < buf.length) {
-        const n = readSync(fd, buf, off, buf.length - off, off);
-        if (n === 0) break;
-        off += n;
-      }
-      let json: unknown;
-      try {
-        json = JSON.parse(buf.subarray(0, off).toString('utf8'));
-      } catch {
-        return this.markDamaged('not JSON');
-      }
-      let state: ReturnType<typeof countersSchema>;
-      try {
-        state = parse(countersSchema, json, 'passkey-counters');
-      } catch (e) {
-        return this.markDamaged((e as Error).message);
-      }
-      const sorted = [...state.credentials].sort((a, b) => a.used - b.used);
-      for (const c of sorted) this.entries.set(c.key, { counter: c.counter, used: c.used });
-    } finally {
-      closeSync(fd);
-    }
+    if (!state) return;
+    const sorted = [...state.credentials].sort((a, b) => a.used - b.used);
+    for (const c of sorted) this.entries.set(c.key, { counter: c.counter, used: c.used });
   }
 
   private markDamaged(why: string): void {
@@ -387,23 +356,12 @@ export class PasskeyCounters {
     this.log('passkey_counters_damaged', { file: this.path, cause: why, effect: 'passkey approvals refused until an admin moves the file away and restarts the agent' });
   }
 
-  /** Temp file (0600, O_EXCL), fsync, rename: a crash leaves the old state or the new, never half. */
+  /** Atomic (state-file.ts): a crash leaves the old state or the new, never half. */
   private async save(): Promise<void> {
     // The snapshot is taken at once, so changes made while the write runs go into the next one.
     const text = JSON.stringify({ v: 1, credentials: [...this.entries].map(([key, e]) => ({ key, counter: e.counter, used: e.used })) });
-    const tmp = `${this.path}.${process.pid}.tmp`;
     try {
-      await unlink(tmp).catch(() => {
-        /* none left over */
-      });
-      const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-      try {
-        await fh.writeFile(text);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, this.path);
+      await writeStateFileAtomicAsync(this.path, text);
     } catch (e) {
       // The counter still holds in memory; only a restart before the next save would forget it.
       this.log('passkey_counters_save_failed', { file: this.path, cause: (e as Error).message });
