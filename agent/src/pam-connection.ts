@@ -27,10 +27,10 @@ import type { Device } from './devices-file.js';
 import { type LeaseStore, leaseOffer } from './leases.js';
 import { parseAuthInfo } from './ssh-auth-info.js';
 
-/** A stalled peer mid-frame, or a connection that never says BEGIN, is cut off after this. */
 /** RENDERs one login may ask for (the module itself stops after 10 rounds). */
 export const MAX_RENDERS = 16;
 
+/** A stalled peer mid-frame, or a connection that never says BEGIN, is cut off after this. */
 export const FRAME_TIMEOUT_MS = 10_000;
 
 /**
