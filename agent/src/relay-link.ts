@@ -122,7 +122,7 @@ export class RelayLink extends EventEmitter {
       autoConnect: false,
     });
     socket.on('context', (req, ack) => this.answerAsync(ack, () => this.onContext(req)));
-    socket.on('decision', (msg, ack) => this.answer(ack, () => this.onDecision(msg)));
+    socket.on('decision', (msg, ack) => this.answerAsync(ack, () => this.onDecision(msg)));
     socket.on('enroll', (msg, ack) => this.answerAsync(ack, () => this.onEnroll(msg)));
     socket.on('revokeLeases', (msg, ack) => this.answerAsync(ack, () => this.onRevokeLeases(msg)));
     return socket;
@@ -242,11 +242,6 @@ export class RelayLink extends EventEmitter {
         this.opts.log('internal_error', { where: 'relay', handler: 'change', cause: e instanceof Error ? e.message : 'non-error thrown' });
       }
     }
-  }
-
-  /** Answer through the ack; a thrown error becomes an error ack (its code, or INTERNAL). */
-  private answer(ack: unknown, fn: () => unknown): void {
-    this.answerAsync(ack, async () => fn());
   }
 
   /**
