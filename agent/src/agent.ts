@@ -18,7 +18,7 @@ import { PamServer } from './pam-server.js';
 import { RelayLink } from './relay-link.js';
 import { SessionStore } from './sessions.js';
 import { detectSshdVersion, showsInfoAtOnce } from './sshd-version.js';
-import { lookupUserInPasswd } from './users.js';
+import { type UserInfo, lookupUserInPasswd } from './users.js';
 import { PasskeyVerifier } from './webauthn.js';
 
 export const VERSION = '0.1.0';
@@ -96,15 +96,16 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
   const lastUsed = new LastUsed(config.stateDir);
   const leases = new LeaseStore(config.stateDir, log);
   const findUser = passwdFinder(opts.passwdPath);
+  /** A user's devices by the agent's own devices-file rules (config.authfile), as `qrauth devices` reads them. */
+  const enrolledDevices = (user: UserInfo): Device[] => readDevicesFile(devicesPath(config.authfile, user), user).devices;
   const phoneRevokes = new PhoneLeaseRevokes({
     leases,
     hostId: host.hostId,
-    // The agent's own devices-file rules (config.authfile), as `qrauth devices` reads them.
     devicePub: async (name, deviceId) => {
       const user = await findUser(name);
       if (!user) return undefined;
       try {
-        return readDevicesFile(devicesPath(config.authfile, user), user).devices.find((d) => d.deviceId === deviceId)?.publicKey;
+        return enrolledDevices(user).find((d) => d.deviceId === deviceId)?.publicKey;
       } catch {
         return undefined; // unreadable or unsafe file: no key to check the request with, nothing ends
       }
@@ -202,8 +203,7 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
           return relay?.url ?? config.relayUrl;
         },
         lastUsed: (id) => lastUsed.get(id),
-        // The agent's own devices-file rules (config.authfile), as for a login.
-        deviceIdsOf: (user) => readDevicesFile(devicesPath(config.authfile, user), user).devices.map((d) => d.deviceId),
+        deviceIdsOf: (user) => enrolledDevices(user).map((d) => d.deviceId),
         codeLocks: () => codeBudget.locked(),
         codeStateDamaged: () => codeBudget.damaged,
         unlockCodes: (user) => codeBudget.unlock(user),
