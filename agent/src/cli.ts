@@ -6,7 +6,6 @@
  * confirmed (answered no, expired, or cancelled); 78 configuration error.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError } from 'commander';
@@ -65,8 +64,7 @@ function lookupUser(name: string): (UserInfo & { gid: number }) | null {
     return { name, uid, gid, home: f[5] };
   } catch {
     const u = lookupUserInPasswd(name);
-    const gid = Number(readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[0] === name)?.split(':')[3]);
-    return u && Number.isSafeInteger(gid) && gid >= 0 ? { ...u, gid } : null;
+    return u && u.gid !== null ? { ...u, gid: u.gid } : null;
   }
 }
 

@@ -14,7 +14,12 @@ export interface UserInfo {
 
 export const USER_NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,255}$/;
 
-export function lookupUserInPasswd(name: string, passwdPath = '/etc/passwd'): UserInfo | null {
+/** A passwd entry; `gid` is null when the line's group id is not a non-negative integer. */
+export interface PasswdUser extends UserInfo {
+  gid: number | null;
+}
+
+export function lookupUserInPasswd(name: string, passwdPath = '/etc/passwd'): PasswdUser | null {
   if (!USER_NAME_PATTERN.test(name)) return null;
   let text: string;
   try {
@@ -27,7 +32,8 @@ export function lookupUserInPasswd(name: string, passwdPath = '/etc/passwd'): Us
     if (f.length >= 7 && f[0] === name) {
       const uid = Number(f[2]);
       if (!Number.isSafeInteger(uid) || uid < 0) return null;
-      return { name, uid, home: f[5]! };
+      const gid = Number(f[3]);
+      return { name, uid, gid: Number.isSafeInteger(gid) && gid >= 0 ? gid : null, home: f[5]! };
     }
   }
   return null;
