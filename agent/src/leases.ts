@@ -29,7 +29,7 @@ import {
 } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { Logger } from './log.js';
-import { readStateFile, writeStateFileAtomic } from './state-file.js';
+import { readStateJson, writeStateFileAtomic } from './state-file.js';
 
 export interface Lease {
   /** Random, public: names the lease for `qrauth leases revoke` and the phone. */
@@ -87,9 +87,9 @@ export class LeaseStore {
 
   private load(): void {
     try {
-      const file = readStateFile(this.path, { maxBytes: MAX_LEASE_FILE_BYTES });
+      const file = readStateJson(this.path, { maxBytes: MAX_LEASE_FILE_BYTES }, (json) => parse(fileSchema, json, 'leases'));
       if (!file) return; // no file yet
-      this.leases = parse(fileSchema, JSON.parse(file.text), 'leases').leases;
+      this.leases = file.leases;
     } catch (e) {
       // Unsafe (symlink, not ours, group/world-writable, too big) or invalid: set it aside for the
       // operator; honour nothing from it.
