@@ -35,6 +35,8 @@ function canonicalAddress(address: string): string {
 
 export class ReverseNames {
   private readonly cache = new Map<string, { name: string | undefined; until: number }>();
+  /** Lookups under way: logins from one address at once share one (bounded by the PAM connections). */
+  private readonly inFlight = new Map<string, Promise<string | undefined>>();
   private readonly resolver = new dns.Resolver({ timeout: QUERY_TIMEOUT_MS, tries: 1 });
 
   /**
@@ -46,6 +48,16 @@ export class ReverseNames {
     const address = canonicalAddress(rhost);
     const hit = this.cache.get(address);
     if (hit && hit.until > now) return hit.name;
+    let lookup = this.inFlight.get(address);
+    if (!lookup) {
+      lookup = this.lookUp(address, now).finally(() => this.inFlight.delete(address));
+      this.inFlight.set(address, lookup);
+    }
+    return lookup;
+  }
+
+  /** One budgeted lookup, its answer cached. */
+  private async lookUp(address: string, now: number): Promise<string | undefined> {
     let timer: NodeJS.Timeout | undefined;
     const budget = new Promise<undefined>((resolve) => {
       timer = setTimeout(() => resolve(undefined), LOOKUP_BUDGET_MS);
