@@ -244,6 +244,14 @@ min64(int64_t a, int64_t b)
 	return a < b ? a : b;
 }
 
+/* The first BEGIN met a stopping agent (struct login, begin_retry). Only a close before any
+ * byte of a reply: a reply cut mid-frame is not a restart. */
+static int
+begin_may_retry(const struct login *L, int rc)
+{
+	return rc == QR_AGENT_E_CLOSED && L->begin_retry && L->agent->rx_seen == 0;
+}
+
 /* Send L->agent->tx and read the reply. WAIT is bounded by the login deadline (the agent
  * answers at the verdict or at expiry); other requests also by QR_IO_TIMEOUT_MS. */
 static int
@@ -258,7 +266,7 @@ request(struct login *L, struct qr_msg *reply, int is_wait)
 	rc = agent_request(L->agent, reply, deadline);
 	if (rc == QR_AGENT_OK)
 		return rc;
-	if (rc == QR_AGENT_E_CLOSED && L->begin_retry && L->agent->rx_seen == 0) {
+	if (begin_may_retry(L, rc)) {
 		LOGL(L, LOG_NOTICE, "agent=closed-before-challenge action=retry");
 		return rc;
 	}
@@ -479,6 +487,35 @@ add_auth_info(struct login *L, struct qr_frame *tx)
 	frame_add_str(tx, QR_BEGIN_AUTH_INFO, info);
 }
 
+/*
+ * Show a CHALLENGE: the first one, or the same session redrawn after RENDER. The agent's
+ * expiry is authoritative if it is earlier than ours. In prompt mode the QR goes into the
+ * next prompt (*text, which the caller frees); in info mode it is shown here. PAM_SUCCESS
+ * or the PAM error to return.
+ */
+static int
+show_challenge(struct login *L, const struct qr_msg *c, int mode, char **text)
+{
+	int rc;
+
+	L->deadline_ms = min64(L->deadline_ms,
+	    qr_now_ms() + (int64_t)c->f[QR_CHALLENGE_EXPIRES].num * 1000);
+	free_secret(*text);
+	if ((*text = challenge_text(c, mode == QR_MODE_PROMPT)) == NULL) {
+		LOGL(L, LOG_CRIT, "result=error cause=\"out of memory\"");
+		return PAM_BUF_ERR;
+	}
+	if (mode == QR_MODE_PROMPT)
+		return PAM_SUCCESS;	/* OpenSSH < 10.3 shows text only with a prompt: one message */
+	/* The QR is essential, so it is shown even under PAM_SILENT. */
+	if ((rc = show_info(L->pamh, *text)) != PAM_SUCCESS) {
+		LOGL(L, LOG_ERR, "result=error cause=\"conversation failed\" detail=\"%s\"",
+		    pam_strerror(L->pamh, rc));
+		return PAM_CONV_ERR;
+	}
+	return PAM_SUCCESS;
+}
+
 static int
 begin(struct login *L, struct qr_msg *reply)
 {
@@ -615,8 +652,7 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 		rc = begin(&L, &reply);
 		if (rc == QR_AGENT_OK)
 			break;
-		/* Only a close before any byte of a reply: a reply cut mid-frame is not a restart. */
-		if (rc != QR_AGENT_E_CLOSED || !L.begin_retry || L.agent->rx_seen != 0)
+		if (!begin_may_retry(&L, rc))
 			goto done;
 		agent_close(L.agent);
 	}
@@ -658,30 +694,14 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 		bad_reply(&L, "challenge mode");
 		goto done;
 	}
-	/* The agent's expiry is authoritative if it is earlier than ours. */
-	L.deadline_ms = min64(L.deadline_ms,
-	    qr_now_ms() + (int64_t)reply.f[QR_CHALLENGE_EXPIRES].num * 1000);
-	if ((text = challenge_text(&reply, mode == QR_MODE_PROMPT)) == NULL) {
-		LOGL(&L, LOG_CRIT, "result=error cause=\"out of memory\"");
-		retval = PAM_BUF_ERR;
-		goto done;
-	}
 	LOGL(&L, LOG_DEBUG, "challenge mode=%s expires=%u", mode == QR_MODE_PROMPT ? "prompt" : "info",
 	    reply.f[QR_CHALLENGE_EXPIRES].num);
-	if (mode == QR_MODE_PROMPT) {
-		/* OpenSSH < 10.3 shows text only with a prompt: QR and prompt in ONE message. */
-		action = ASK;
-		ask = text;
-	} else {
-		/* The QR is essential, so it is shown even under PAM_SILENT. */
-		if ((rc = show_info(pamh, text)) != PAM_SUCCESS) {
-			LOGL(&L, LOG_ERR, "result=error cause=\"conversation failed\" detail=\"%s\"",
-			    pam_strerror(pamh, rc));
-			retval = PAM_CONV_ERR;
-			goto done;
-		}
-		action = WAIT;
+	if ((rc = show_challenge(&L, &reply, mode, &text)) != PAM_SUCCESS) {
+		retval = rc;
+		goto done;
 	}
+	action = mode == QR_MODE_PROMPT ? ASK : WAIT;
+	ask = mode == QR_MODE_PROMPT ? text : NULL;
 
 	for (int round = 0; round < QR_MAX_ROUNDS; round++) {
 		struct qr_frame *tx = &L.agent->tx;
@@ -745,27 +765,13 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 				bad_reply(&L, "challenge mode changed");
 				goto done;
 			}
-			L.deadline_ms = min64(L.deadline_ms,
-			    qr_now_ms() + (int64_t)reply.f[QR_CHALLENGE_EXPIRES].num * 1000);
-			free_secret(text);
-			ask = NULL;
-			if ((text = challenge_text(&reply, mode == QR_MODE_PROMPT)) == NULL) {
-				LOGL(&L, LOG_CRIT, "result=error cause=\"out of memory\"");
-				retval = PAM_BUF_ERR;
-				goto done;
-			}
 			LOGL(&L, LOG_INFO, "rerender style=%s", style == QR_QR_ASCII ? "ascii" : "text");
-			if (mode == QR_MODE_PROMPT) {
-				ask = text;
-				action = ASK;
-			} else if ((rc = show_info(pamh, text)) != PAM_SUCCESS) {
-				LOGL(&L, LOG_ERR, "result=error cause=\"conversation failed\" detail=\"%s\"",
-				    pam_strerror(pamh, rc));
-				retval = PAM_CONV_ERR;
+			if ((rc = show_challenge(&L, &reply, mode, &text)) != PAM_SUCCESS) {
+				retval = rc;
 				goto done;
-			} else {
-				action = WAIT;
 			}
+			action = mode == QR_MODE_PROMPT ? ASK : WAIT;
+			ask = mode == QR_MODE_PROMPT ? text : NULL;
 			continue;
 		}
 		if (reply.type != QR_VERDICT) {
