@@ -5,6 +5,7 @@
  */
 import { webCrypto } from '../../../protocol/src/crypto-web.js';
 import {
+  type Ack,
   contextAck,
   type DecisionAck,
   decisionAck,
@@ -70,7 +71,28 @@ export async function loginOfflineCode({ payload, host }: ScannedLogin): Promise
  * QRA_ERR_EXPIRED when the login is over, QRA_ERR_HOST_OFFLINE when the relay cannot be reached.
  */
 export async function fetchLoginContext({ payload, host }: ScannedLogin, now: number = Date.now()): Promise<SignedContext> {
-  // The host's relays in its order: the next one when a relay cannot be reached or does not have the host.
+  const { ack, relayUrl } = await askHostRelays(
+    host,
+    (socket) => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('context', { hostId: host.hostId, sid: payload.sid }),
+    contextAck,
+    'context answer',
+  );
+  const ctx = verifyLoginContext(webCrypto, ack.context, { hostId: host.hostId, sid: payload.sid, hostPub: fromB64url(host.hostPub, 32), hostname: host.hostname }, now);
+  relayOfLogin.set(payload.sid, relayUrl);
+  return ctx;
+}
+
+/**
+ * Sends one request to a host through its relays in the host's order: the next one when a relay
+ * cannot be reached or does not have the host (QRA_ERR_HOST_OFFLINE). Returns the accepted answer
+ * and the relay that gave it; any other refusal, or the last relay's, is thrown.
+ */
+async function askHostRelays<T>(
+  host: TrustedHost,
+  send: (socket: Awaited<ReturnType<typeof connectRelay>>) => Promise<unknown>,
+  check: (v: unknown, path: string) => Ack<T>,
+  what: string,
+): Promise<{ ack: { ok: true } & T; relayUrl: string }> {
   const relays = [host.relayUrl, ...(host.fallbackRelayUrls ?? [])];
   for (const [i, relayUrl] of relays.entries()) {
     const last = i === relays.length - 1;
@@ -81,13 +103,11 @@ export async function fetchLoginContext({ payload, host }: ScannedLogin, now: nu
       if (!last && e instanceof QrauthError && e.code === 'QRA_ERR_HOST_OFFLINE') continue;
       throw e;
     }
-    const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('context', { hostId: host.hostId, sid: payload.sid }));
-    const ack = checkAck(contextAck, raw, 'context answer');
+    const raw: unknown = await ask(() => send(socket));
+    const ack = checkAck(check, raw, what);
     if (!ack.ok && ack.code === 'QRA_ERR_HOST_OFFLINE' && !last) continue;
     if (!ack.ok) throw new QrauthError(asErrorCode(ack.code), ack.message);
-    const ctx = verifyLoginContext(webCrypto, ack.context, { hostId: host.hostId, sid: payload.sid, hostPub: fromB64url(host.hostPub, 32), hostname: host.hostname }, now);
-    relayOfLogin.set(payload.sid, relayUrl);
-    return ctx;
+    return { ack, relayUrl };
   }
   throw new QrauthError('QRA_ERR_HOST_OFFLINE', 'this host has no relay; enroll again');
 }
@@ -125,23 +145,8 @@ export async function sendDecision({ payload, host }: ScannedLogin, ctx: SignedC
  */
 export async function endMyLeases(host: TrustedHost): Promise<number> {
   const msg = await withDeviceSeed((seed, device) => signLeaseRevoke(webCrypto, seed, device.deviceId, host.hostId, '*'));
-  const relays = [host.relayUrl, ...(host.fallbackRelayUrls ?? [])];
-  for (const [i, relayUrl] of relays.entries()) {
-    const last = i === relays.length - 1;
-    let socket: Awaited<ReturnType<typeof connectRelay>>;
-    try {
-      socket = await connectRelay(relayUrl);
-    } catch (e) {
-      if (!last && e instanceof QrauthError && e.code === 'QRA_ERR_HOST_OFFLINE') continue;
-      throw e;
-    }
-    const raw: unknown = await ask(() => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('revokeLeases', msg));
-    const ack = checkAck(leaseRevokeAck, raw, 'lease answer');
-    if (!ack.ok && ack.code === 'QRA_ERR_HOST_OFFLINE' && !last) continue;
-    if (!ack.ok) throw new QrauthError(asErrorCode(ack.code), ack.message);
-    return ack.revoked;
-  }
-  throw new QrauthError('QRA_ERR_HOST_OFFLINE', 'this host has no relay; enroll again');
+  const { ack } = await askHostRelays(host, (socket) => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('revokeLeases', msg), leaseRevokeAck, 'lease answer');
+  return ack.revoked;
 }
 
 export interface EnrollOffer {
