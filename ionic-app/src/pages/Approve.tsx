@@ -192,17 +192,6 @@ export default function Approve() {
     }
   };
 
-  if (!scanned) {
-    return (
-      <Page title="Approve login" back="/scan" testId="page-approve">
-        <p>Nothing scanned yet.</p>
-        <IonButton expand="block" onClick={() => router.push('/scan', 'back')}>
-          Scan a QR code
-        </IonButton>
-      </Page>
-    );
-  }
-
   const relayDown = context.state === 'offline' || sent.state === 'unsent';
   // Nothing verified says who is logging in: the code only after the person's own confirmation.
   const unverified = context.state === 'offline' || context.state === 'error';
@@ -230,6 +219,17 @@ export default function Approve() {
       detail: ctx ? undefined : 'login details could not be checked',
     });
   }, [codeShown, code, shownFor, ctx]);
+  // After every hook: a hook after an early return breaks React's hook order when `scanned` changes.
+  if (!scanned) {
+    return (
+      <Page title="Approve login" back="/scan" testId="page-approve">
+        <p>Nothing scanned yet.</p>
+        <IonButton expand="block" onClick={() => router.push('/scan', 'back')}>
+          Scan a QR code
+        </IonButton>
+      </Page>
+    );
+  }
   return (
     <Page title="Approve login" back="/scan" testId="page-approve">
       {lookup.state === 'loading' ? <IonSpinner aria-label="Reading the code" /> : null}
