@@ -15,7 +15,8 @@ import { type Daemon, startDaemon, until } from './support/daemon.js';
 import { startTestAgent } from './support/fixtures.js';
 import { PamClient } from './support/pam-client.js';
 import { HeadlessPhone } from './support/phone.js';
-import { addressKey, clientAddress, RelayBudgets, DEFAULT_LIMITS } from '../relay/src/rate-limit.js';
+import { createClient } from 'redis';
+import { addressKey, clientAddress, RelayBudgets, DEFAULT_LIMITS, redisLimiters } from '../relay/src/rate-limit.js';
 import { prng, testSeed } from './support/seeded.js';
 import { freePort } from './support/sshd.js';
 import { tempDir } from './support/system.js';
@@ -256,4 +257,33 @@ test.serial('relay nodes sharing a Redis share the budgets: spreading requests o
   const codes: Array<string | undefined> = [];
   for (const s of [ra.socket, rb.socket, ra.socket, rb.socket, ra.socket, rb.socket]) codes.push((await ask(s)).code);
   t.deepEqual(codes, [...Array<string>(4).fill('QRA_ERR_HOST_OFFLINE'), 'QRA_ERR_RATE_LIMITED', 'QRA_ERR_RATE_LIMITED'], 'one budget of 4 across both nodes');
+});
+
+test.serial('in Redis a request is charged its three budgets in order in one round trip, shared by every node', async (t) => {
+  const redisPort = await freePort();
+  const redis = startDaemon(['redis-server', '--port', String(redisPort), '--bind', '127.0.0.1', '--dir', tmp.path, '--save', '', '--appendonly', 'no', '--daemonize', 'no']);
+  relays.push(redis);
+  await redis.waitFor(/Ready to accept connections/, 15_000);
+  const client = createClient({ url: `redis://127.0.0.1:${redisPort}` });
+  await client.connect();
+  t.teardown(() => client.close());
+  let evals = 0; // round trips of the budgets: rate-limiter-flexible's own consume is an EVAL too
+  const counted = new Proxy(client, {
+    get(target, key) {
+      if (key === 'eval') return (...args: Parameters<typeof client.eval>) => (evals++, target.eval(...args));
+      const v: unknown = Reflect.get(target, key, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const limits = { ...DEFAULT_LIMITS, deviceEventsPer10s: 4, hostEventsPerAddressPer10s: 3, hostEventsPer10s: 5 };
+  const budgets = new RelayBudgets(limits, redisLimiters(counted));
+  const host = 'H'.repeat(22);
+  const phone = [];
+  for (let i = 0; i < 5; i++) phone.push(await budgets.request('d1', host, '192.0.2.1'));
+  t.deepEqual(phone, [undefined, undefined, undefined, 'address', 'device'], 'its address share (3) first, then its device (4)');
+  t.is(evals, 5, 'one Redis round trip a request');
+  const otherNode = new RelayBudgets(limits, redisLimiters(client));
+  t.is(await otherNode.request('d1', 'X'.repeat(22), '192.0.2.9'), 'device', 'the device budget is in Redis, not in one node');
+  // The refused requests left the host's ceiling alone: 5 - 3 = 2 left for other addresses.
+  t.deepEqual([await otherNode.request('d2', host, '192.0.2.2'), await budgets.request('d3', host, '192.0.2.3'), await otherNode.request('d4', host, '192.0.2.4')], [undefined, undefined, 'host']);
 });

@@ -3,13 +3,15 @@
  * charged in order, and each budget only when the ones before it let the request through, so
  * that what one sender wastes never comes out of a budget others share:
  *
- *   1. its device key           (device keys cost nothing: this alone stops nothing)
+ *   1. its device key           (device keys cost nothing: this alone stops nothing; a message
+ *                                that is no valid request is charged here only)
  *   2. its address's share of the target host   (hostId + address)
  *   3. the target host's ceiling, from all addresses together
  *
  * One address, with as many keys as it likes, gets at most its share of a host; the ceiling
  * only runs out when several addresses flood the same host. Connections are charged per
  * address. An address is an IPv4 address or an IPv6 /64 (one customer's usual allocation).
+ * In Redis the three are one script, so a request costs one round trip, not three.
  */
 import { isIP } from 'node:net';
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
@@ -41,11 +43,44 @@ export interface RelayLimits {
 
 export const DEFAULT_LIMITS: RelayLimits = { connectionsPerIpPerMinute: 120, deviceEventsPer10s: 30, hostEventsPerAddressPer10s: 100, hostEventsPer10s: 300 };
 
+/** One budget to charge: its key as the store holds it (`RateLimiterAbstract.getKey`), `points` per `duration` seconds. */
+export interface ChainedBudget {
+  key: string;
+  points: number;
+  duration: number;
+}
+
 /**
  * Makes the limiter of one budget: `points` per `duration` seconds per key. `name` keeps the
- * keys of different budgets apart in a shared store.
+ * keys of different budgets apart in a shared store. `chain`, when the store has one, charges
+ * several budgets in order in one round trip (see RelayBudgets.request).
  */
-export type LimiterFactory = (name: string, points: number, duration: number) => RateLimiterAbstract;
+export type LimiterFactory = ((name: string, points: number, duration: number) => RateLimiterAbstract) & {
+  /**
+   * Charges `budgets` in order, each only while the ones before it let the request through:
+   * resolves with the 1-based position of the first one over its points, or 0. Rejects when the
+   * store cannot answer (the caller falls back to the limiters one by one).
+   */
+  chain?: (budgets: readonly ChainedBudget[]) => Promise<number>;
+};
+
+/** What `redisLimiters` uses of a connected node-redis client besides what rate-limiter-flexible does. */
+export interface RedisEval {
+  eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
+}
+
+/**
+ * rate-limiter-flexible's fixed window (its incr-TTL script) for several keys in one script;
+ * ARGV holds points and seconds of each key in turn.
+ */
+const CHAIN_SCRIPT = `for i = 1, #KEYS do
+  local seconds = ARGV[2 * i]
+  redis.call('SET', KEYS[i], 0, 'EX', seconds, 'NX')
+  local consumed = redis.call('INCR', KEYS[i])
+  if redis.call('PTTL', KEYS[i]) == -1 then redis.call('EXPIRE', KEYS[i], seconds) end
+  if consumed > tonumber(ARGV[2 * i - 1]) then return i end
+end
+return 0`;
 
 /** Budgets in this process's memory: each relay node counts for itself. */
 export const memoryLimiters: LimiterFactory = (name, points, duration) => new RateLimiterMemory({ keyPrefix: name, points, duration });
@@ -55,8 +90,8 @@ export const memoryLimiters: LimiterFactory = (name, points, duration) => new Ra
  * client (not one in subscribe mode). While Redis cannot answer, each node falls back to its own
  * memory budgets: limits then hold per node instead of failing every request or none.
  */
-export function redisLimiters(client: object, prefix = 'qrauth:rl'): LimiterFactory {
-  return (name, points, duration) =>
+export function redisLimiters(client: RedisEval, prefix = 'qrauth:rl'): LimiterFactory {
+  const make = (name: string, points: number, duration: number) =>
     new RateLimiterRedis({
       storeClient: client,
       useRedisPackage: true,
@@ -66,6 +101,13 @@ export function redisLimiters(client: object, prefix = 'qrauth:rl'): LimiterFact
       duration,
       insuranceLimiter: memoryLimiters(name, points, duration),
     });
+  const chain = async (budgets: readonly ChainedBudget[]): Promise<number> => {
+    const over = await client.eval(CHAIN_SCRIPT, { keys: budgets.map((b) => b.key), arguments: budgets.flatMap((b) => [String(b.points), String(b.duration)]) });
+    // Fail closed: anything but a position is no "let through" (the caller then asks the limiters one by one).
+    if (!(Number.isInteger(over) && (over as number) >= 0 && (over as number) <= budgets.length)) throw new Error('the budget script gave no position');
+    return over as number;
+  };
+  return Object.assign(make, { chain });
 }
 
 export class RelayBudgets {
@@ -73,6 +115,7 @@ export class RelayBudgets {
   readonly #device: RateLimiterAbstract;
   readonly #addressOfHost: RateLimiterAbstract;
   readonly #host: RateLimiterAbstract;
+  readonly #chain: LimiterFactory['chain'];
 
   constructor(limits: RelayLimits, make: LimiterFactory = memoryLimiters) {
     for (const [k, v] of Object.entries(limits)) if (!(Number.isInteger(v) && v > 0)) throw new RangeError(`limits.${k} must be a positive whole number`);
@@ -80,6 +123,7 @@ export class RelayBudgets {
     this.#device = make('dev', limits.deviceEventsPer10s, 10);
     this.#addressOfHost = make('hostaddr', limits.hostEventsPerAddressPer10s, 10);
     this.#host = make('host', limits.hostEventsPer10s, 10);
+    this.#chain = make.chain;
   }
 
   /** A new connection from `address` (an `addressKey`); false when over its limit. */
@@ -87,18 +131,41 @@ export class RelayBudgets {
     return take(this.#connections, address);
   }
 
-  /** Charged as soon as a phone's message arrives, before it is validated: garbage costs like requests. */
+  /** A phone's message that is not a valid request: it costs its device all the same (garbage costs like requests). */
   device(deviceId: string): Promise<boolean> {
     return take(this.#device, deviceId);
   }
 
   /** A valid request for `hostId` from `address` (an `addressKey`): its share of the host, then the host's ceiling. */
-  async host(hostId: string, address: string): Promise<RateLimitBudget | undefined> {
-    if (!(await take(this.#addressOfHost, `${hostId}/${address}`))) return 'address';
-    if (!(await take(this.#host, hostId))) return 'host';
+  host(hostId: string, address: string): Promise<RateLimitBudget | undefined> {
+    return this.#charge([this.#hostShare(hostId, address), [this.#host, hostId, 'host']]);
+  }
+
+  /** A valid request from `deviceId` for `hostId` from `address`: its device, then as `host`. One store round trip where the store allows. */
+  request(deviceId: string, hostId: string, address: string): Promise<RateLimitBudget | undefined> {
+    return this.#charge([[this.#device, deviceId, 'device'], this.#hostShare(hostId, address), [this.#host, hostId, 'host']]);
+  }
+
+  #hostShare(hostId: string, address: string): Step {
+    return [this.#addressOfHost, `${hostId}/${address}`, 'address'];
+  }
+
+  /** Charges `steps` in order until one refuses; the budget that refused, or undefined. */
+  async #charge(steps: readonly Step[]): Promise<RateLimitBudget | undefined> {
+    if (this.#chain) {
+      try {
+        const over = await this.#chain(steps.map(([limiter, key]) => ({ key: limiter.getKey(key), points: limiter.points, duration: limiter.duration })));
+        return over > 0 ? steps[over - 1]![2] : undefined;
+      } catch {
+        // The store cannot answer: each limiter's own fallback (memory budgets) below.
+      }
+    }
+    for (const [limiter, key, budget] of steps) if (!(await take(limiter, key))) return budget;
     return undefined;
   }
 }
+
+type Step = readonly [RateLimiterAbstract, string, RateLimitBudget];
 
 /** Spends one point of `key`: false when over budget. A store error (no insurance left) throws: the caller fails closed. */
 async function take(limiter: RateLimiterAbstract, key: string): Promise<boolean> {

@@ -19,6 +19,7 @@ import type { ServerOptions } from 'socket.io';
 import { QrauthError } from '../../protocol/src/index.js';
 import { CrossNodeRouter } from './cross-node.js';
 import { type LogFn, kv } from './log.js';
+import type { RedisEval } from './rate-limit.js';
 
 export const CROSS_NODE_ROUTINGS = ['direct', 'broadcast', 'broadcast-specific'] as const;
 export type CrossNodeRouting = (typeof CROSS_NODE_ROUTINGS)[number];
@@ -29,7 +30,7 @@ export interface RedisAdapterHandle {
   /** The per-node router (`direct` routing), or undefined with the broadcast routings. */
   crossNode: CrossNodeRouter | undefined;
   /** The publishing client, also usable for commands (rate-limit budgets); the subscriber is not. */
-  client: object;
+  client: RedisEval;
   /** Both clients connected (publish and subscribe). */
   readonly up: boolean;
   close(): Promise<void>;

@@ -95,13 +95,18 @@ export class DeviceRouter {
     const started = process.hrtime.bigint();
     const timed = (e: ForwardedEvent) => this.o.metrics.latency[e].observe(Number(process.hrtime.bigint() - started) / 1e9);
     const room = (hostId: string) => this.o.hostNs.to(hostRoom(hostId)).timeout(this.o.ackTimeoutMs);
-    // Counted before validation: a phone sending garbage is throttled like one sending requests.
-    if (!(await this.o.budgets.device(deviceId))) return this.#limited('device');
+    // A valid request is charged all its budgets at once (#admit); anything else still costs its
+    // device below: a phone sending garbage is throttled like one sending requests.
+    let charged = false;
+    const admit = (hostId: string): Promise<ErrAck | undefined> => {
+      charged = true;
+      return this.#admit(deviceId, hostId, socket);
+    };
     try {
       if (!oneArg) throw new QrauthError('QRA_ERR_INVALID_INPUT', `${event}: expected exactly one message and an ack`);
       if (event === 'context') {
         const req = contextRequest(payload, event);
-        const go = await this.#admit(req.hostId, socket);
+        const go = await admit(req.hostId);
         if (go) return go;
         const answer = await this.#ask(contextAck, this.#toHost(req.hostId, 'context', req, (cb) => room(req.hostId).emit('context', { sid: req.sid }, cb)), (a) =>
           a.ok ? a.context.hostId === req.hostId && a.context.sid === req.sid : true,
@@ -115,7 +120,7 @@ export class DeviceRouter {
         if (d.deviceId !== deviceId) {
           throw new QrauthError('QRA_ERR_INVALID_INPUT', 'decision.deviceId is not the id of the key this connection proved');
         }
-        const go = await this.#admit(d.hostId, socket);
+        const go = await admit(d.hostId);
         if (go) return go;
         const answer = await this.#ask(decisionAck, this.#toHost(d.hostId, 'decision', d, (cb) => room(d.hostId).emit('decision', d, cb)));
         this.o.metrics.forwarded.decision++;
@@ -141,7 +146,7 @@ export class DeviceRouter {
         if (r.deviceId !== deviceId) {
           throw new QrauthError('QRA_ERR_INVALID_INPUT', 'revokeLeases.deviceId is not the id of the key this connection proved');
         }
-        const go = await this.#admit(r.hostId, socket);
+        const go = await admit(r.hostId);
         if (go) return go;
         const answer = await this.#ask(leaseRevokeAck, this.#toHost(r.hostId, 'revokeLeases', r, (cb) => room(r.hostId).emit('revokeLeases', r, cb)));
         this.o.metrics.forwarded.revokeLeases++;
@@ -153,7 +158,7 @@ export class DeviceRouter {
       if (keyId(nodeCrypto, fromB64url(m.devicePub, 32)) !== deviceId) {
         throw new QrauthError('QRA_ERR_INVALID_INPUT', 'enroll.devicePub is not the key this connection proved');
       }
-      const go = await this.#admit(m.hostId, socket);
+      const go = await admit(m.hostId);
       if (go) return go;
       const answer = await this.#ask(enrollAck, this.#toHost(m.hostId, 'enroll', m, (cb) => room(m.hostId).emit('enroll', m, cb)));
       this.o.metrics.forwarded.enroll++;
@@ -161,15 +166,16 @@ export class DeviceRouter {
       this.o.log(kv({ event: 'enroll', hostId: m.hostId, deviceId, result: answer.ok ? 'ok' : 'error', code: answer.ok ? undefined : answer.code }));
       return answer;
     } catch (e) {
+      if (!charged && !(await this.o.budgets.device(deviceId))) return this.#limited('device');
       if (!(e instanceof QrauthError) || e.code !== 'QRA_ERR_INVALID_INPUT') throw e;
       this.o.metrics.reject('invalid_input');
       return errAck('QRA_ERR_INVALID_INPUT', e.message);
     }
   }
 
-  /** This address's share of the target host, then the host's ceiling; an error ack when over, else undefined. */
-  async #admit(hostId: string, socket: DeviceSocket): Promise<ErrAck | undefined> {
-    const refused = await this.o.budgets.host(hostId, addressKey(socket.data.ip));
+  /** The phone's budget, its address's share of the target host, then the host's ceiling; an error ack when over, else undefined. */
+  async #admit(deviceId: string, hostId: string, socket: DeviceSocket): Promise<ErrAck | undefined> {
+    const refused = await this.o.budgets.request(deviceId, hostId, addressKey(socket.data.ip));
     return refused ? this.#limited(refused) : undefined;
   }
 
