@@ -66,14 +66,14 @@ export async function createStaticHandler(dir: string): Promise<StaticHandler> {
     throw new QrauthError('QRA_ERR_CONFIG', `cannot serve the app from ${dir}: ${(cause as Error).message}`, { cause });
   }
 
-  async function regularFileInside(rel: string): Promise<{ file: string; size: number } | null> {
+  async function regularFileInside(rel: string): Promise<{ file: string; size: number; mtimeMs: number } | null> {
     const candidate = path.resolve(root, `.${path.posix.sep}${rel}`);
     try {
       const real = await realpath(candidate);
       if (real !== root && !real.startsWith(root + path.sep)) return null;
       const st = await stat(real);
       if (st.isDirectory()) return regularFileInside(path.posix.join(rel, 'index.html'));
-      return st.isFile() ? { file: real, size: st.size } : null;
+      return st.isFile() ? { file: real, size: st.size, mtimeMs: st.mtimeMs } : null;
     } catch {
       return null;
     }
@@ -125,7 +125,7 @@ export async function createStaticHandler(dir: string): Promise<StaticHandler> {
       isHtml || relFile === 'sw.js' ? 'no-cache' : relFile.startsWith('assets/') ? 'public, max-age=31536000, immutable' : 'public, max-age=3600';
     const contentType = contentTypeOf(found.file);
     const compressible = COMPRESSIBLE.test(contentType);
-    const sent = compressible ? await representation(found.file, found.size, (await stat(found.file)).mtimeMs, acceptedEncodings(req.headers['accept-encoding'])) : { file: found.file, size: found.size };
+    const sent = compressible ? await representation(found.file, found.size, found.mtimeMs, acceptedEncodings(req.headers['accept-encoding'])) : { file: found.file, size: found.size };
     res.writeHead(200, {
       'content-type': contentType,
       'content-length': String(sent.size),
