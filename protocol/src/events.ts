@@ -174,12 +174,14 @@ function ackOf<T extends object>(okShape: Check<T>): Check<Ack<T>> {
 export const contextAck: Check<ContextAck> = ackOf(object({ ok: literal(true), context: signedContext }));
 export const decisionAck: Check<DecisionAck> = ackOf(object({ ok: literal(true), result: oneOf(['approved', 'denied'] as const) }));
 export const leaseRevokeAck: Check<LeaseRevokeAck> = ackOf(object({ ok: literal(true), revoked: int({ min: 0, max: 10_000 }) }));
+/** A relay URL as a host signs it: printable ASCII; verifyEnrollAck holds it to relayUrlProblem after the signature. */
+const relayUrlText = str({ max: RELAY_URL_MAX, pattern: /^https?:\/\/[!-~]+$/ });
 export const enrollAck: Check<EnrollAck> = ackOf(
   object({
     ok: literal(true),
     hostname: str({ max: HOSTNAME_MAX }),
-    relayUrl: str({ max: RELAY_URL_MAX, pattern: /^https?:\/\/[!-~]+$/ }),
-    fallbackRelayUrls: optional(arrayOf(str({ max: RELAY_URL_MAX, pattern: /^https?:\/\/[!-~]+$/ }), MAX_FALLBACK_RELAYS)),
+    relayUrl: relayUrlText,
+    fallbackRelayUrls: optional(arrayOf(relayUrlText, MAX_FALLBACK_RELAYS)),
     sig,
     outcome: optional(oneOf(['pending', 'confirmed', 'refused'] as const)),
     outcomeSig: optional(sig),

@@ -165,10 +165,11 @@ export interface EnrollAckFields {
 }
 
 export function enrollAckBytes(a: EnrollAckFields): Uint8Array {
+  const v1 = [a.hostId, a.tokenId, a.devicePub, a.hostname, a.relayUrl];
   const fallbacks = a.fallbackRelayUrls ?? [];
-  if (fallbacks.length === 0) return canonical(LABELS.enrollAck, [a.hostId, a.tokenId, a.devicePub, a.hostname, a.relayUrl]);
+  if (fallbacks.length === 0) return canonical(LABELS.enrollAck, v1);
   // A label of its own: a v1 signature can never be read as a list, nor a list cut back to v1.
-  return canonical(LABELS.enrollAckRelays, [a.hostId, a.tokenId, a.devicePub, a.hostname, a.relayUrl, String(fallbacks.length), ...fallbacks]);
+  return canonical(LABELS.enrollAckRelays, [...v1, String(fallbacks.length), ...fallbacks]);
 }
 
 /** The terminal's answer to an enrollment, as the phone learns it (see enrollOutcomeBytes). */
