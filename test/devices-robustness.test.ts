@@ -220,6 +220,25 @@ test.serial('a devices line with an invalid Ed25519 point and a typed code does 
   second.client.close();
 });
 
+test.serial('a code typed while the devices file cannot be checked ends the login with an error; it is not counted as a wrong guess', async (t) => {
+  writeDevices(agent, 'unreadable', `${PHONE.line}\n`);
+  const login = await begin(agent, 'unreadable');
+  t.is(login.reply?.type, MsgType.CHALLENGE);
+  const payload = (login.reply as { payload: string }).payload;
+  // Between the QR and the typed code the file became unsafe (group- and world-writable).
+  chmodSync(join(agent.devicesDir, 'unreadable'), 0o666);
+  login.client.send({ type: MsgType.CODE, digits: codeFor(agent.host, PHONE, payload) });
+  const answer = await login.client.next();
+  login.client.close();
+  // Before: the code was compared with no device and answered CODE_WRONG, a failure charged to
+  // the user's wrong-code budget (enough of them lock the user's offline codes).
+  t.like(answer, { type: MsgType.VERDICT, result: Result.ERROR }, JSON.stringify(answer));
+  t.notRegex((answer as { message?: string }).message ?? '', /\//, 'no path to the client');
+  t.regex(agent.daemon.output, /event=login user=unreadable .*how=code result=denied cause=".*writable by group or others/);
+  t.notRegex(agent.daemon.output, /event=login user=unreadable .*result=code_wrong/);
+  t.true(alive(agent));
+});
+
 test.serial('small-order, mixed-order and non-canonical keys are skipped as problems, each with its line number', async (t) => {
   const rand = new Rand(SEED ^ 0x1234);
   const keys = [

@@ -13,6 +13,13 @@ import type { UserInfo } from './users.js';
 import { type DevicePasskey, parsePasskey } from './webauthn.js';
 
 export const DEVICES_FILE_MAX_BYTES = 64 * 1024;
+
+/**
+ * What the PAM client is told when the user's devices file cannot be used. The client may be an
+ * unauthenticated ssh peer: paths and home directories go to the log, not to it. The module
+ * shows it after "qrauth: ".
+ */
+export const DEVICES_FILE_ERROR_TEXT = 'cannot check your devices file; ask the administrator (see the system log)';
 export const DEVICES_MAX = 100;
 
 export interface Device {

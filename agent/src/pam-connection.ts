@@ -23,7 +23,7 @@ import type { Logger } from './log.js';
 import type { ChallengePool } from './challenge-pool.js';
 import { renderQr } from './qr-render.js';
 import type { Session, SessionStore } from './sessions.js';
-import type { Device } from './devices-file.js';
+import { DEVICES_FILE_ERROR_TEXT, type Device } from './devices-file.js';
 import { type LeaseStore, leaseOffer } from './leases.js';
 import { parseAuthInfo } from './ssh-auth-info.js';
 
@@ -40,12 +40,7 @@ export const FRAME_TIMEOUT_MS = 10_000;
  */
 export const PROMPT_TEXT = 'Scan with qrauth, approve, press Enter, or type the code; a=ASCII QR, t=text: ';
 export const INFO_TEXT = 'Scan with qrauth and approve on your phone. Waiting for approval...';
-/**
- * What the PAM client is told when the user's devices file cannot be used. The client may be an
- * unauthenticated ssh peer: paths and home directories go to the log, not to it. The module
- * shows it after "qrauth: ".
- */
-export const DEVICES_FILE_ERROR_TEXT = 'cannot check your devices file; ask the administrator (see the system log)';
+/** What the PAM client is told when a handler failed (the detail is in the log; see DEVICES_FILE_ERROR_TEXT). */
 export const INTERNAL_ERROR_TEXT = 'the login approval service failed; ask the administrator (see the system log)';
 
 /** What one login needs from the agent. */

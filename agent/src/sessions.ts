@@ -20,7 +20,7 @@ import {
 } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { CodeBudget } from './code-budget.js';
-import type { Device } from './devices-file.js';
+import { DEVICES_FILE_ERROR_TEXT, type Device } from './devices-file.js';
 import type { HostKey } from './host-key.js';
 import type { LoginSource } from './login-source.js';
 import type { PasskeyVerifier, UserVerificationPolicy } from './webauthn.js';
@@ -285,11 +285,14 @@ export class SessionStore {
       s.finish({ state: 'locked', how: 'code', message: admitted.message });
       return { ok: false, triesLeft: 0, locked: true };
     }
-    let devices: Device[] = [];
+    let devices: Device[];
     try {
       devices = s.loadDevices();
-    } catch {
-      devices = [];
+    } catch (e) {
+      // Nothing was compared: not a wrong guess (counting it would use up, and could lock, the
+      // user's offline codes), but no login either.
+      s.finish({ state: 'denied', how: 'code', message: DEVICES_FILE_ERROR_TEXT, cause: (e as Error).message });
+      return { ok: false, triesLeft: 0, locked: true };
     }
     const typed = utf8(digits);
     let match: string | undefined;
