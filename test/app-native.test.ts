@@ -27,29 +27,34 @@
  * path as a scan once the text is read).
  */
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
 import { fromB64url, keyId, toB64url } from '../protocol/src/index.js';
 import {
-  APP_DIST,
+  type AppInChromium,
   approveAndFinishSsh,
   artifactPath,
-  blankFrame,
-  ensureAppBuilt,
-  launchChromium,
+  createDevice,
   newAppContext,
+  pasteIntoApp,
+  putAppRecordScript,
+  reportFailedPage,
+  startAppInChromium,
   visibleIn,
-  writeY4m,
 } from './support/browser.js';
 import { ENROLL_RE, enrollAppWithCli, qrauthCli } from './support/enroll.js';
-import { runInPty } from './support/pty.js';
+import { nextMarker, runInPty } from './support/pty.js';
 import { sshArgs } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE, type Stack, startStack } from './support/stack.js';
-import { type StaticServer, startStaticServer } from './support/static-server.js';
+import { prng, testSeed } from './support/seeded.js';
+import type { StaticServer } from './support/static-server.js';
 import { ROOT, isRoot } from './support/system.js';
+
+/** Made-up seeds, keys and login ids come from this seed (printed when a test fails). */
+const SEED = testSeed(0x0a7e_5eed);
+const seededBytes = prng(SEED);
 
 // ---- the simulated native side of a Capacitor 8 Android shell ----
 
@@ -257,58 +262,41 @@ async function dumpStorage(p: Page): Promise<StorageDump> {
   return JSON.parse((await p.evaluate(DUMP_STORAGE)) as string) as StorageDump;
 }
 
-function putIndexedDb(key: string, value: unknown): string {
-  return `new Promise((resolve, reject) => {
-    const open = indexedDB.open('qrauth', 1);
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-      const tx = open.result.transaction('kv', 'readwrite');
-      tx.objectStore('kv').put(${JSON.stringify(value)}, ${JSON.stringify(key)});
-      tx.oncomplete = () => { open.result.close(); resolve(true); };
-      tx.onerror = () => reject(tx.error);
-    };
-  })`;
-}
+const putIndexedDb = putAppRecordScript;
 
 // ---- the stack and the phone the serial tests share ----
 
+let chromiumApp: AppInChromium;
 let stack: Stack;
 let app: StaticServer;
 let browser: Browser;
 let phone: Awaited<ReturnType<typeof newNativePhone>>;
 let page: Page;
-let camDir: string;
 /** Filled by the first-start test. */
 let device: { deviceId: string; publicKey: string; seedB64: string } | null = null;
 let enrolled = false;
 
 test.before(async () => {
   if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
-  ensureAppBuilt();
   // The web build on an origin of its own, allow-listed by the relay (a real shell has https://localhost, always allowed).
-  app = await startStaticServer(APP_DIST);
+  // Chromium's camera stays blank: these tests paste codes instead.
+  chromiumApp = await startAppInChromium();
+  ({ app, browser } = chromiumApp);
   stack = await startStack({ agent: { expirySeconds: 60 }, relayOptions: { appOrigins: [app.origin] } });
-  camDir = mkdtempSync(join(tmpdir(), 'qrcam-'));
-  const camFile = join(camDir, 'camera.y4m');
-  writeY4m(camFile, blankFrame()); // launchChromium wants a camera; these tests paste instead
-  browser = await launchChromium(camFile);
   phone = await newNativePhone(browser, app.origin);
   page = phone.page;
 });
 
 test.afterEach.always(async (t) => {
   if (t.passed || !page) return;
-  const name = t.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
-  await page.screenshot({ path: artifactPath(`failed-native-${name}.png`) }).catch(() => {});
-  t.log(`visible page text: ${(await page.locator('.ion-page:not(.ion-page-hidden)').last().innerText().catch(() => '?')).slice(0, 800)}`);
+  await reportFailedPage(t, page, 'failed-native-');
+  t.log(`seed ${SEED} (QRAUTH_TEST_SEED replays it)`);
   t.log(`native calls: ${phone.native.calls.map((c) => c.methodName).join(', ')}`);
 });
 
 test.after.always(async () => {
-  await browser?.close();
+  await chromiumApp?.close();
   await stack?.close();
-  await app?.close();
-  if (camDir) rmSync(camDir, { recursive: true, force: true });
 });
 
 function visible(testId: string, p: Page = page) {
@@ -321,12 +309,7 @@ function onPage(pageId: string, testId: string) {
 }
 
 /** Types a QRA1/QRE1 code into the Scan page's paste field, as the scanner would hand it over. */
-async function pasteCode(text: string, p: Page = page): Promise<void> {
-  await p.getByTestId('tab-scan').click();
-  await p.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-scan"]').waitFor();
-  await visible('payload-input', p).locator('textarea').fill(text);
-  await visible('payload-submit', p).click();
-}
+const pasteCode = (text: string, p: Page = page): Promise<void> => pasteIntoApp(p, text);
 
 async function startSsh(marker: string) {
   const run = runInPty(sshArgs(stack.sshd.port, ALICE, `echo ${marker}`));
@@ -335,7 +318,7 @@ async function startSsh(marker: string) {
   return { run, payload: payload! };
 }
 
-const marker = () => `NATIVE_IN_${Math.random().toString(36).slice(2, 8)}`;
+const marker = () => nextMarker('NATIVE_IN');
 const nativeCallsOf = (name: string) => phone.native.calls.filter((c) => c.methodName === name);
 
 /** Starts a real ssh login (killed at the end of the test) and pastes its code into the app. */
@@ -360,15 +343,13 @@ async function loginShowingKeyWarning(t: ExecutionContext) {
 test.serial('first start as a native app: the seed goes to the keystore plugin, IndexedDB and localStorage hold none of it', async (t) => {
   // A leftover of an earlier install (iOS keeps Keychain items when an app is deleted), and an
   // entry of some other plugin that the app must not touch.
-  phone.native.keystore.set(`qrauth_device-seed-${toB64url(nodeCrypto.randomBytes(16))}`, JSON.stringify(toB64url(nodeCrypto.randomBytes(32))));
+  phone.native.keystore.set(`qrauth_device-seed-${toB64url(seededBytes(16))}`, JSON.stringify(toB64url(seededBytes(32))));
   phone.native.keystore.set('capacitor-storage_other', '"someone else\'s"');
 
   await page.goto(`${app.origin}/`);
   t.is(await page.evaluate('window.Capacitor.getPlatform()'), 'android', "the app's @capacitor/core sees an Android shell");
   await page.getByTestId('page-welcome').waitFor();
-  await page.getByTestId('device-name-input').locator('input').fill('Alice native');
-  await page.getByTestId('create-device').click();
-  await page.getByTestId('page-scan').waitFor();
+  await createDevice(page, 'Alice native');
 
   await page.getByTestId('tab-settings').click();
   const deviceId = ((await visible('device-id').textContent()) ?? '').trim();
@@ -519,7 +500,7 @@ async function appRecords(p: Page = page): Promise<Record<string, unknown>> {
 
 /** A login code of the enrolled test host for a session that does not exist: enough to open Approve. */
 function loginCodeOfTestHost(): string {
-  return `QRA1:${stack.agent.agent.host.hostId}:${toB64url(nodeCrypto.randomBytes(16))}:${toB64url(nodeCrypto.randomBytes(16))}`;
+  return `QRA1:${stack.agent.agent.host.hostId}:${toB64url(seededBytes(16))}:${toB64url(seededBytes(16))}`;
 }
 
 /** Filled by the reset test: the key first start made after the old one was deleted. */
@@ -563,7 +544,7 @@ test.serial('"Make a new device key", confirmed: the old record, keystore entry 
   // The mismatched case: an entry under this device's name that is not its key (so there is an
   // entry for the reset to remove; the missing case is the test before).
   const oldEntry = `qrauth_device-seed-${device.deviceId}`;
-  phone.native.keystore.set(oldEntry, JSON.stringify(toB64url(nodeCrypto.randomBytes(32))));
+  phone.native.keystore.set(oldEntry, JSON.stringify(toB64url(seededBytes(32))));
   await page.goto(`${app.origin}/`);
   await page.getByTestId('page-scan').waitFor();
   const storeBefore = await appRecords();
@@ -589,9 +570,7 @@ test.serial('"Make a new device key", confirmed: the old record, keystore entry 
   await page.screenshot({ path: artifactPath('native-after-reset-360.png') });
 
   // First start again: name the phone, make the new key.
-  await page.getByTestId('device-name-input').locator('input').fill('Alice native 2');
-  await page.getByTestId('create-device').click();
-  await page.getByTestId('page-scan').waitFor();
+  await createDevice(page, 'Alice native 2');
   t.is(new URL(page.url()).pathname, '/scan');
   const seeds = phone.native.seedEntries();
   t.is(seeds.length, 1, `keystore entries: ${[...phone.native.keystore.keys()].join(', ')}`);
@@ -641,6 +620,27 @@ test.serial('the new key enrolls with `qrauth enroll` and approves a real ssh lo
   t.is(((await visible('device-id').textContent()) ?? '').trim(), newDevice.deviceId);
   t.deepEqual(phone.errors, []);
   t.deepEqual(phone.native.unanswered, []);
+});
+
+test.serial('attack: the code was shown, the person tapped Deny and the key failed while signing it: the code does not come back', async (t) => {
+  if (!newDevice) return t.fail('needs the reset test');
+  const seedBackup = phone.native.seedEntries().map((e) => [e.name, e.data] as const);
+  t.teardown(() => {
+    for (const [name, data] of seedBackup) phone.native.keystore.set(name, data);
+  });
+  await pasteSshLogin(t);
+  await visible('login-context').waitFor();
+  await visible('show-code').click();
+  await visible('offline-code-box').waitFor();
+  // The key goes between showing the code and signing the Deny (the signature reads the seed again).
+  for (const [name] of seedBackup) phone.native.keystore.delete(name);
+  await visible('deny').click();
+  const warning = onPage('page-approve', 'warning-error');
+  await warning.waitFor();
+  t.regex((await warning.textContent()) ?? '', /This phone's device key cannot be used/);
+  await page.waitForTimeout(300); // let the page settle into its final state
+  t.is(await visible('offline-code-box').count(), 0, 'the person said no: no code to finish the login with');
+  t.deepEqual(phone.errors, []);
 });
 
 test.serial('the key is lost between the offline code and the relay handshake: the screen names the key problem, not the relay, and no handshake is sent', async (t) => {
@@ -704,7 +704,7 @@ test.serial('another start made the key while the seed was being stored: the see
   await p.page.getByTestId('create-device').click();
   await t.notThrowsAsync(waitUntil(() => nativeCallsOfPhone(p.native, 'internalSetItem') === 1));
   // Meanwhile (another window of the app, say) a device record appears in IndexedDB.
-  const winner = nodeCrypto.ed25519FromSeed(nodeCrypto.randomBytes(32)).publicKey;
+  const winner = nodeCrypto.ed25519FromSeed(seededBytes(32)).publicKey;
   const winnerRecord = { v: 2, store: 'keystore', publicKey: toB64url(winner), deviceId: keyId(nodeCrypto, winner), name: 'Other start', createdAt: Date.now() };
   p.native.keystore.set(`qrauth_device-seed-${winnerRecord.deviceId}`, JSON.stringify('winner-seed-stand-in'));
   await p.page.evaluate(putIndexedDb('device', winnerRecord));

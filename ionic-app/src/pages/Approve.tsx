@@ -34,7 +34,7 @@ type Sent =
   | { state: 'sending'; decision: 'approve' | 'deny' }
   | { state: 'done'; decision: 'approve' | 'deny'; ack: DecisionAck }
   | { state: 'unsent'; decision: 'approve' | 'deny'; message: string }
-  | { state: 'no-key'; message: string; lost: boolean }
+  | { state: 'no-key'; decision: 'approve' | 'deny'; message: string; lost: boolean }
   /**
    * The passkey check did not pass and the login is still open: cancelled on the phone (nothing
    * sent), or the host refused the assertion (no fingerprint/face/PIN). Approve can be tapped again.
@@ -184,7 +184,7 @@ export default function Approve() {
         return;
       }
       if (e instanceof DeviceKeyError) {
-        setSent({ state: 'no-key', message, lost: e.lost }); // nothing was signed, so nothing was sent
+        setSent({ state: 'no-key', decision, message, lost: e.lost }); // nothing was signed, so nothing was sent
         return;
       }
       setSent({ state: 'unsent', decision, message });
@@ -197,7 +197,8 @@ export default function Approve() {
   const unverified = context.state === 'offline' || context.state === 'error';
   // Over: the host accepted a decision, the person denied, or the login expired. A code then
   // could only finish a login the person did not want (or one that no longer exists).
-  const over = expired || context.state === 'expired' || sent.state === 'done' || ((sent.state === 'sending' || sent.state === 'unsent') && sent.decision === 'deny');
+  // Every state that carries a decision carries the person's intent: a Deny, sent or not, is over.
+  const over = expired || context.state === 'expired' || sent.state === 'done' || ('decision' in sent && sent.decision === 'deny');
   // A context not signed by the enrolled host key means someone is tampering with this login.
   const codeShown =
     !over &&
