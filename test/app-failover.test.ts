@@ -5,75 +5,47 @@
  * where the agent moved its link.
  */
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { MsgType, Result, type FrameMsg } from '../protocol/src/index.js';
 import { startRelay, type Relay } from '../relay/src/server.js';
-import { APP_DIST, artifactPath, blankFrame, ensureAppBuilt, launchChromium, newAppContext, visibleIn, writeY4m } from './support/browser.js';
+import { type AppInChromium, READ_DEVICE_PUBLIC_KEY, createDevice, newAppContext, pasteIntoApp, reportFailedPage, startAppInChromium, visibleIn } from './support/browser.js';
 import { enrollAppWithCli } from './support/enroll.js';
 import { type AgentFixture, startTestAgent } from './support/fixtures.js';
 import { eventually } from './support/net.js';
 import { PamClient } from './support/pam-client.js';
-import { type StaticServer, startStaticServer } from './support/static-server.js';
 import { ensureUser, isRoot } from './support/system.js';
 
 const USER = 'qrtest-fo-app';
 let user: { uid: number; home: string };
-let app: StaticServer;
+let chromiumApp: AppInChromium;
 let relayA: Relay | undefined;
 let relayB: Relay;
 let agent: AgentFixture;
-let browser: Browser;
 let page: Page;
-let camDir: string;
-
-const READ_DEVICE_PUBLIC_KEY = `new Promise((resolve, reject) => {
-  const open = indexedDB.open('qrauth', 1);
-  open.onerror = () => reject(open.error);
-  open.onsuccess = () => {
-    const req = open.result.transaction('kv', 'readonly').objectStore('kv').get('device');
-    req.onsuccess = () => { open.result.close(); resolve(req.result ? req.result.publicKey : null); };
-    req.onerror = () => reject(req.error);
-  };
-})`;
 
 test.before(async () => {
   if (!isRoot()) throw new Error('end-to-end tests run as root (they create users)');
   const u = ensureUser(USER);
   user = { uid: u.uid, home: u.home };
-  ensureAppBuilt();
-  app = await startStaticServer(APP_DIST);
+  chromiumApp = await startAppInChromium('qrfo-cam-'); // this test pastes codes instead of scanning
+  const { app } = chromiumApp;
   relayA = await startRelay({ log: () => {}, appOrigins: [app.origin] });
   relayB = await startRelay({ log: () => {}, appOrigins: [app.origin] });
   agent = await startTestAgent({ relayUrl: relayA.url, relayUrls: [relayA.url, relayB.url], hostname: 'test-host', expirySeconds: 60 }, { relayProbeMs: 300 });
   await eventually(() => agent.agent.relay!.up && agent.agent.relay!.url === relayA!.url, 15_000);
-  camDir = mkdtempSync(join(tmpdir(), 'qrfo-cam-'));
-  const camFile = join(camDir, 'camera.y4m');
-  writeY4m(camFile, blankFrame()); // this test pastes codes instead of scanning
-  browser = await launchChromium(camFile);
-  const context = await newAppContext(browser, app.origin);
+  const context = await newAppContext(chromiumApp.browser, app.origin);
   page = await context.newPage();
   await page.goto(`${app.origin}/`);
-  await page.getByTestId('device-name-input').locator('input').fill('Failover web');
-  await page.getByTestId('create-device').click();
-  await page.getByTestId('page-scan').waitFor();
+  await createDevice(page, 'Failover web');
 });
 
-test.afterEach.always(async (t) => {
-  if (t.passed || !page) return;
-  await page.screenshot({ path: artifactPath('failed-app-failover.png') }).catch(() => {});
-  t.log(`visible page text: ${(await page.locator('.ion-page:not(.ion-page-hidden)').last().innerText().catch(() => '?')).slice(0, 800)}`);
-});
+test.afterEach.always((t) => reportFailedPage(t, page, 'failed-app-failover-'));
 
 test.after.always(async () => {
-  await browser?.close();
+  await chromiumApp?.close();
   await agent?.close();
   await relayA?.close();
   await relayB?.close();
-  await app?.close();
-  if (camDir) rmSync(camDir, { recursive: true, force: true });
 });
 
 test.serial("the host's first relay is gone: the app reaches the host through its second relay and the approval lets the login in", async (t) => {
@@ -102,10 +74,7 @@ test.serial("the host's first relay is gone: the app reaches the host through it
   const challenge = (await client.next()) as { type: number; payload: string };
   t.is(challenge.type, MsgType.CHALLENGE);
 
-  await page.getByTestId('tab-scan').click();
-  await page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-scan"]').waitFor();
-  await visibleIn(page, 'payload-input').locator('textarea').fill(challenge.payload);
-  await visibleIn(page, 'payload-submit').click();
+  await pasteIntoApp(page, challenge.payload);
   // The app tried A, could not reach it, and asked B: the host's signed context is on screen.
   await visibleIn(page, 'login-context').waitFor({ timeout: 20_000 });
   t.is(await visibleIn(page, 'ctx-user').innerText(), USER);

@@ -5,63 +5,45 @@
  * durations the host signed; "1 h" there lets the next login with the same key in with no QR.
  */
 import test from 'ava';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { startRelay, type Relay } from '../relay/src/server.js';
-import { APP_DIST, artifactPath, blankFrame, ensureAppBuilt, launchChromium, newAppContext, visibleIn, writeY4m } from './support/browser.js';
+import {
+  type AppInChromium,
+  READ_DEVICE_PUBLIC_KEY,
+  artifactPath,
+  createDevice,
+  newAppContext,
+  pasteIntoApp,
+  reportFailedPage,
+  startAppInChromium,
+  visibleIn,
+} from './support/browser.js';
 import { enrollAppWithCli } from './support/enroll.js';
 import { type AgentFixture, startTestAgent } from './support/fixtures.js';
-import { runInPty } from './support/pty.js';
-import { startSshd, type Sshd } from './support/sshd.js';
+import { nextMarker, runInPty } from './support/pty.js';
+import { sshKeyArgs, sshNoTty, startSshd, type Sshd } from './support/sshd.js';
 import { LOGIN_PAYLOAD_RE } from './support/stack.js';
-import { type StaticServer, startStaticServer } from './support/static-server.js';
 import { MODULE_PATH, ensureUser, installPamService, isRoot, randomName, tempDir } from './support/system.js';
 
 const USER = 'qrtest-lease-app';
 const tmp = tempDir('qrlapp-');
 const key = join(tmp.path, 'key');
-let app: StaticServer;
+let chromiumApp: AppInChromium;
 let relay: Relay;
 let agent: AgentFixture;
 let sshd: Sshd;
-let browser: Browser;
 let page: Page;
-let camDir: string;
 let removePam: (() => void) | undefined;
-
-const READ_DEVICE_PUBLIC_KEY = `new Promise((resolve, reject) => {
-  const open = indexedDB.open('qrauth', 1);
-  open.onerror = () => reject(open.error);
-  open.onsuccess = () => {
-    const req = open.result.transaction('kv', 'readonly').objectStore('kv').get('device');
-    req.onsuccess = () => { open.result.close(); resolve(req.result ? req.result.publicKey : null); };
-    req.onerror = () => reject(req.error);
-  };
-})`;
-
-function sshKeyArgs(): string[] {
-  return [
-    '-F', '/dev/null',
-    '-p', String(sshd.port),
-    '-i', key,
-    '-o', 'IdentitiesOnly=yes',
-    '-o', 'StrictHostKeyChecking=no',
-    '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', 'PreferredAuthentications=publickey,keyboard-interactive',
-    '-o', 'NumberOfPasswordPrompts=1',
-    '-o', 'ConnectTimeout=10',
-  ];
-}
 
 test.before(async () => {
   if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
   ensureUser(USER);
-  ensureAppBuilt();
-  app = await startStaticServer(APP_DIST);
+  chromiumApp = await startAppInChromium(); // this test pastes codes instead of scanning
+  const { app } = chromiumApp;
   relay = await startRelay({ log: () => {}, appOrigins: [app.origin] });
   agent = await startTestAgent({ relayUrl: relay.url, maxLeaseSeconds: 3600 });
   if (!agent.agent.relay!.up) await once(agent.agent.relay!, 'change');
@@ -75,47 +57,32 @@ test.before(async () => {
     service,
     extraConfig: ['Match all', 'PubkeyAuthentication yes', 'AuthenticationMethods publickey,keyboard-interactive', `AuthorizedKeysFile ${join(tmp.path, 'authkeys', '%u')}`],
   });
-  camDir = mkdtempSync(join(tmpdir(), 'qrcam-'));
-  const camFile = join(camDir, 'camera.y4m');
-  writeY4m(camFile, blankFrame()); // this test pastes codes instead of scanning
-  browser = await launchChromium(camFile);
-  const context = await newAppContext(browser, app.origin);
+  const context = await newAppContext(chromiumApp.browser, app.origin);
   page = await context.newPage();
   await page.goto(`${app.origin}/`);
-  await page.getByTestId('device-name-input').locator('input').fill('Alice web');
-  await page.getByTestId('create-device').click();
-  await page.getByTestId('page-scan').waitFor();
+  await createDevice(page, 'Alice web');
 });
 
-test.afterEach.always(async (t) => {
-  if (t.passed || !page) return;
-  await page.screenshot({ path: artifactPath('failed-lease.png') }).catch(() => {});
-  t.log(`visible page text: ${(await page.locator('.ion-page:not(.ion-page-hidden)').last().innerText().catch(() => '?')).slice(0, 800)}`);
-});
+test.afterEach.always((t) => reportFailedPage(t, page, 'failed-lease-'));
 
 test.after.always(async () => {
-  await browser?.close();
+  await chromiumApp?.close();
   await sshd?.stop();
   removePam?.();
   await agent?.close();
   await relay?.close();
-  await app?.close();
-  if (camDir) rmSync(camDir, { recursive: true, force: true });
   tmp.remove();
 });
 
 test.serial('the app shows the key, offers only the host’s durations; "1 h" lets the next ssh with that key in with no QR', async (t) => {
   const publicKey = (await page.evaluate(READ_DEVICE_PUBLIC_KEY)) as string;
   await enrollAppWithCli(t, page, agent, USER, publicKey, 'Alice web');
-  const marker = `LEASE_APP_${Math.random().toString(36).slice(2, 8)}`;
-  const run = runInPty(['ssh', ...sshKeyArgs(), `${USER}@127.0.0.1`, `echo ${marker}`]);
+  const marker = nextMarker('LEASE_APP');
+  const run = runInPty(['ssh', ...sshKeyArgs(sshd.port, key), `${USER}@127.0.0.1`, `echo ${marker}`]);
   t.teardown(() => run.kill());
   const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
   await run.waitFor(/press Enter/);
-  await page.getByTestId('tab-scan').click();
-  await page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-scan"]').waitFor();
-  await visibleIn(page, 'payload-input').locator('textarea').fill(payload!);
-  await visibleIn(page, 'payload-submit').click();
+  await pasteIntoApp(page, payload!);
   await visibleIn(page, 'login-context').waitFor();
 
   const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${key}.pub`]).toString().split(' ')[1]!;
@@ -133,12 +100,7 @@ test.serial('the app shows the key, offers only the host’s durations; "1 h" le
   t.true(agent.logs.some((l) => /event=lease_granted .*seconds=3600/.test(l)), agent.logs.join('\n'));
 
   // The next login with the same key: no terminal, no QR, no phone.
-  const second = await new Promise<{ code: number; out: string }>((resolve) => {
-    const child = execFile('ssh', [...sshKeyArgs(), '-T', `${USER}@127.0.0.1`, 'true'], { timeout: 20_000 }, (err, so, se) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, out: `${so}${se}` }),
-    );
-    child.stdin?.end();
-  });
+  const second = await sshNoTty(sshd.port, key, USER, 'true');
   t.is(second.code, 0, second.out);
   t.notRegex(second.out, LOGIN_PAYLOAD_RE);
   t.true(agent.logs.some((l) => /event=login .*how=lease/.test(l)));
@@ -154,7 +116,7 @@ test.serial('the app shows the key, offers only the host’s durations; "1 h" le
   t.deepEqual(agent.agent.leases.list(USER), [], 'the agent holds no lease for the user any more');
 
   // The same key again: the QR is back (the lease is gone), and the login waits for the phone.
-  const third = runInPty(['ssh', ...sshKeyArgs(), `${USER}@127.0.0.1`, 'true']);
+  const third = runInPty(['ssh', ...sshKeyArgs(sshd.port, key), `${USER}@127.0.0.1`, 'true']);
   t.teardown(() => third.kill());
   await third.waitFor(LOGIN_PAYLOAD_RE);
   third.kill();

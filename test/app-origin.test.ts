@@ -15,23 +15,41 @@ import type { Socket } from 'socket.io';
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
 import { type SignedContext, contextBytes, keyId, toB64url } from '../protocol/src/index.js';
 import { startRelay } from '../relay/src/server.js';
-import { APP_DIST, approveAndFinishSsh, artifactPath, blankFrame, ensureAppBuilt, launchChromium, newAppContext, visibleIn, writeY4m } from './support/browser.js';
+import {
+  APP_DIST,
+  type AppInChromium,
+  READ_DEVICE_PUBLIC_KEY,
+  approveAndFinishSsh,
+  artifactPath,
+  createDevice,
+  newAppContext,
+  pasteIntoApp,
+  reportFailedPage,
+  startAppInChromium,
+  storeHostsScript,
+  visibleIn,
+} from './support/browser.js';
 import { enrollAppWithCli } from './support/enroll.js';
 import { startHostileRelay } from './support/hostile-relay.js';
-import { runInPty } from './support/pty.js';
+import { nextMarker, runInPty } from './support/pty.js';
 import { sshArgs } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE, type Stack, startStack } from './support/stack.js';
-import { type StaticServer, startStaticServer } from './support/static-server.js';
+import type { StaticServer } from './support/static-server.js';
+import { prng, testSeed } from './support/seeded.js';
 import { isRoot } from './support/system.js';
+
+/** Host keys, login ids and enrollment tokens made up by these tests come from this seed (printed by each test that uses it). */
+const SEED = testSeed(0x0a11_0e1d);
+const seededBytes = prng(SEED);
 
 // ---------------------------------------------------------------- in Chromium
 
+let chromiumApp: AppInChromium;
 let app: StaticServer;
 let stack: Stack;
 let browser: Browser;
 let context: BrowserContext;
 let page: Page;
-let camDir: string;
 let enrolled = false;
 /** Every HTTP request and WebSocket the app's pages opened, by URL. */
 const requested: Array<{ url: string; type: string }> = [];
@@ -55,45 +73,13 @@ async function newDevice(p: Page, name: string): Promise<void> {
   p.on('pageerror', (e) => pageErrors.push(e.message));
   p.on('websocket', (ws) => sockets.push(ws.url()));
   await p.goto(`${app.origin}/`);
-  await p.getByTestId('device-name-input').locator('input').fill(name);
-  await p.getByTestId('create-device').click();
-  await p.getByTestId('page-scan').waitFor();
+  await createDevice(p, name);
 }
 
 const cspViolations = (p: Page) => p.evaluate('window.__cspViolations') as Promise<string[]>;
 
-const READ_DEVICE_PUBLIC_KEY = `new Promise((resolve, reject) => {
-  const open = indexedDB.open('qrauth', 1);
-  open.onerror = () => reject(open.error);
-  open.onsuccess = () => {
-    const req = open.result.transaction('kv', 'readonly').objectStore('kv').get('device');
-    req.onsuccess = () => { open.result.close(); resolve(req.result ? req.result.publicKey : null); };
-    req.onerror = () => reject(req.error);
-  };
-})`;
-
-function putHosts(hosts: unknown[]): string {
-  return `new Promise((resolve, reject) => {
-    const open = indexedDB.open('qrauth', 1);
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-      const tx = open.result.transaction('kv', 'readwrite');
-      tx.objectStore('kv').put(${JSON.stringify(hosts)}, 'hosts');
-      tx.oncomplete = () => { open.result.close(); resolve(true); };
-      tx.onerror = () => reject(tx.error);
-    };
-  })`;
-}
-
-async function paste(p: Page, text: string): Promise<void> {
-  await p.getByTestId('tab-scan').click();
-  await p.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-scan"]').waitFor();
-  await visibleIn(p, 'payload-input').locator('textarea').fill(text);
-  await visibleIn(p, 'payload-submit').click();
-}
-
 async function startSsh(t: ExecutionContext) {
-  const m = `ORIGIN_${Math.random().toString(36).slice(2, 8)}`;
+  const m = nextMarker('ORIGIN');
   const run = runInPty(sshArgs(stack.sshd.port, ALICE, `echo ${m}`));
   t.teardown(() => run.kill());
   const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
@@ -103,30 +89,19 @@ async function startSsh(t: ExecutionContext) {
 
 test.before(async () => {
   if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
-  ensureAppBuilt();
-  app = await startStaticServer(APP_DIST);
+  chromiumApp = await startAppInChromium(); // these tests paste codes instead of scanning
+  ({ app, browser } = chromiumApp);
   stack = await startStack({ agent: { expirySeconds: 60 }, relayOptions: { appOrigins: [app.origin] } });
-  camDir = mkdtempSync(join(tmpdir(), 'qrcam-'));
-  const camFile = join(camDir, 'camera.y4m');
-  writeY4m(camFile, blankFrame()); // these tests paste codes instead of scanning
-  browser = await launchChromium(camFile);
   context = await appContext(browser);
   page = await context.newPage();
   await newDevice(page, 'Alice web');
 });
 
-test.afterEach.always(async (t) => {
-  if (t.passed || !page) return;
-  const name = t.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
-  await page.screenshot({ path: artifactPath(`failed-origin-${name}.png`) }).catch(() => {});
-  t.log(`visible page text: ${(await page.locator('.ion-page:not(.ion-page-hidden)').last().innerText().catch(() => '?')).slice(0, 800)}`);
-});
+test.afterEach.always((t) => reportFailedPage(t, page, 'failed-origin-'));
 
 test.after.always(async () => {
-  await browser?.close();
+  await chromiumApp?.close();
   await stack?.close();
-  await app?.close();
-  if (camDir) rmSync(camDir, { recursive: true, force: true });
 });
 
 test.serial('cross-origin: enroll with the real `qrauth enroll` and approve a real ssh login, the app on its own origin, the relay on another', async (t) => {
@@ -135,7 +110,7 @@ test.serial('cross-origin: enroll with the real `qrauth enroll` and approve a re
   await enrollAppWithCli(t, page, stack.agent, ALICE, publicKey, 'Alice web');
   enrolled = true;
   const { m, run, payload } = await startSsh(t);
-  await paste(page, payload);
+  await pasteIntoApp(page, payload);
   await visibleIn(page, 'login-context').waitFor();
   t.is(await visibleIn(page, 'ctx-user').textContent(), ALICE);
   await approveAndFinishSsh(t, page, run, m);
@@ -177,8 +152,9 @@ test.serial('CSP and SRI are in the built index.html: no inline script, script-s
 });
 
 test.serial('markup in the host name, user and service is shown as text: no script runs and no CSP violation is needed or reported', async (t) => {
+  t.log(`seed ${SEED}`);
   // A host of our own (we hold its key) whose signed context carries markup in every field.
-  const hostKey = nodeCrypto.ed25519FromSeed(nodeCrypto.randomBytes(32));
+  const hostKey = nodeCrypto.ed25519FromSeed(seededBytes(32));
   const hostId = keyId(nodeCrypto, hostKey.publicKey);
   const markup = {
     hostname: '<script>window.__pwned="hostname"</script><b>web</b>',
@@ -202,8 +178,8 @@ test.serial('markup in the host name, user and service is shown as text: no scri
   });
   const p = await ctx.newPage();
   await newDevice(p, 'Markup phone');
-  await p.evaluate(putHosts([{ hostId, hostPub: toB64url(hostKey.publicKey), hostname: markup.hostname, relayUrl: relay.url, enrolledAt: Date.now() }]));
-  await paste(p, `QRA1:${hostId}:${toB64url(nodeCrypto.randomBytes(16))}:${toB64url(nodeCrypto.randomBytes(16))}`);
+  await p.evaluate(storeHostsScript([{ hostId, hostPub: toB64url(hostKey.publicKey), hostname: markup.hostname, relayUrl: relay.url, enrolledAt: Date.now() }]));
+  await pasteIntoApp(p, `QRA1:${hostId}:${toB64url(seededBytes(16))}:${toB64url(seededBytes(16))}`);
   await visibleIn(p, 'login-context').waitFor();
   t.is(await visibleIn(p, 'ctx-host').textContent(), markup.hostname);
   t.is(await visibleIn(p, 'ctx-user').textContent(), markup.user);
@@ -245,10 +221,14 @@ test.serial('a hostile relay serving its own page at its own origin reads nothin
       };
       open.onerror = () => resolve('error');
     });
+    // The window starts as about:blank (same origin as the opener) until the app's page commits:
+    // read its storage until that happens, for up to 10 s.
     let appStorage;
     const w = window.open(${JSON.stringify(`${app.origin}/`)});
-    await new Promise((r) => setTimeout(r, 1500));
-    try { appStorage = typeof w.indexedDB; } catch (e) { appStorage = e.name; }
+    for (let i = 0; i < 100; i++) {
+      try { appStorage = typeof w.indexedDB; } catch (e) { appStorage = e.name; break; }
+      await new Promise((r) => setTimeout(r, 100));
+    }
     w.close();
     return JSON.stringify({ dbs, found, appStorage, local: localStorage.length });
   })()`)) as string;
@@ -276,9 +256,10 @@ test.serial('a relay started without the app\'s origin in its allow-list refuses
 });
 
 test.serial('the app refuses to enroll with a plain-http relay that is not on loopback; nothing is sent', async (t) => {
-  const text = `QRE1:${toB64url(nodeCrypto.randomBytes(32))}:${toB64url(nodeCrypto.randomBytes(16))}:${toB64url(Buffer.from('web-01'))}:http://relay.example.com`;
+  t.log(`seed ${SEED}`);
+  const text = `QRE1:${toB64url(seededBytes(32))}:${toB64url(seededBytes(16))}:${toB64url(Buffer.from('web-01'))}:http://relay.example.com`;
   const before = requested.length;
-  await paste(page, text);
+  await pasteIntoApp(page, text);
   await visibleIn(page, 'page-enroll').waitFor();
   const warning = page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-enroll"] [data-testid="warning-error"]');
   await warning.waitFor();
@@ -292,7 +273,7 @@ test.serial('relay unreachable: the app says the login could not be checked, and
   if (!enrolled) return t.fail('needs the enrollment test');
   const { m, run, payload } = await startSsh(t);
   await stack.relay!.close();
-  await paste(page, payload);
+  await pasteIntoApp(page, payload);
   const unverified = visibleIn(page, 'warning-unverified');
   await unverified.waitFor({ timeout: 20_000 });
   t.regex((await unverified.textContent()) ?? '', /could not be checked/i);

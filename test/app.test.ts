@@ -6,83 +6,75 @@
  * down → the offline code typed into ssh → shell. Screenshots go to test-artifacts/app/.
  */
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { Socket } from 'socket.io';
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
 import { FINGERPRINT_PATTERN, type SignedContext, contextBytes, toB64url } from '../protocol/src/index.js';
 import {
-  APP_DIST,
+  type AppInChromium,
   approveAndFinishSsh,
   artifactPath,
   blankFrame,
-  ensureAppBuilt,
-  launchChromium,
+  createDevice,
   newAppContext,
   qrFramesFromTerminal,
+  reportFailedPage,
+  startAppInChromium,
+  storeHostsScript,
   visibleIn,
   writeY4m,
 } from './support/browser.js';
 import { ENROLL_RE, FINGERPRINT_LINE_RE, enrollAppWithCli, qrauthCli } from './support/enroll.js';
 import { startTestAgent } from './support/fixtures.js';
-import { startHostileRelay } from './support/hostile-relay.js';
-import { runInPty } from './support/pty.js';
+import { rewriteEnrollAcceptance, startHostileRelay } from './support/hostile-relay.js';
+import { nextMarker, runInPty } from './support/pty.js';
 import { sshArgs } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE, type Stack, startStack } from './support/stack.js';
-import { type StaticServer, startStaticServer } from './support/static-server.js';
+import { prng, testSeed } from './support/seeded.js';
+import type { StaticServer } from './support/static-server.js';
 import { isRoot } from './support/system.js';
 
+/** Login ids and keys made up by these tests come from this seed (printed by each test that uses it). */
+const SEED = testSeed(0x0a99_5eed);
+const seededBytes = prng(SEED);
+
+let chromiumApp: AppInChromium;
 let stack: Stack;
 let app: StaticServer;
 let browser: Browser;
 let context: BrowserContext;
 let page: Page;
-let camDir: string;
-let camFile: string;
 let appDeviceLine: string | null = null;
 const pageErrors: string[] = [];
 
 test.before(async () => {
   if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
-  ensureAppBuilt();
   // The app on its own origin (a plain static server), the relay on another, as deployed.
-  app = await startStaticServer(APP_DIST);
+  chromiumApp = await startAppInChromium();
+  ({ app, browser } = chromiumApp);
   stack = await startStack({ agent: { expirySeconds: 60 }, relayOptions: { appOrigins: [app.origin] } });
-  camDir = mkdtempSync(join(tmpdir(), 'qrcam-'));
-  camFile = join(camDir, 'camera.y4m');
-  writeY4m(camFile, blankFrame());
-  browser = await launchChromium(camFile);
   context = await newAppContext(browser, app.origin);
   page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(e.message));
   await page.goto(`${app.origin}/`);
   // First start: name the phone and make its key.
   await page.getByTestId('page-welcome').waitFor();
-  await page.getByTestId('device-name-input').locator('input').fill('Alice browser');
-  await page.getByTestId('create-device').click();
-  await page.getByTestId('page-scan').waitFor();
+  await createDevice(page, 'Alice browser');
 });
 
 // A failed test leaves a screenshot and the page's text behind, for the next engineer.
-test.afterEach.always(async (t) => {
-  if (t.passed || !page) return;
-  const name = t.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
-  await page.screenshot({ path: artifactPath(`failed-${name}.png`) }).catch(() => {});
-  t.log(`visible page text: ${(await page.locator('.ion-page:not(.ion-page-hidden)').last().innerText().catch(() => '?')).slice(0, 800)}`);
-});
+test.afterEach.always((t) => reportFailedPage(t, page, 'failed-'));
 
 test.after.always(async () => {
-  await browser?.close();
+  await chromiumApp?.close();
   await stack?.close();
-  await app?.close();
-  if (camDir) rmSync(camDir, { recursive: true, force: true });
 });
 
 /** Shows `text`, rendered as the terminal would, to the fake camera. */
 function showToCamera(terminalText: string, payload: string): void {
-  writeY4m(camFile, qrFramesFromTerminal(terminalText, payload));
+  writeY4m(chromiumApp.camFile, qrFramesFromTerminal(terminalText, payload));
 }
 
 /** Starts a real ssh login (killed at the end of the test), shows its QR to the camera, scans it: the login's details are on screen. */
@@ -125,7 +117,7 @@ const IS_DARK = "document.documentElement.classList.contains('ion-palette-dark')
 type PageGlobals = { document: { documentElement: { classList: { contains(c: string): boolean } } }; navigator: { serviceWorker: { controller: { state: string } | null } } };
 const isDark = () => (globalThis as unknown as PageGlobals).document.documentElement.classList.contains('ion-palette-dark');
 
-const marker = () => `APP_IN_${Math.random().toString(36).slice(2, 8)}`;
+const marker = () => nextMarker('APP_IN');
 
 function needsEnrolledApp(t: ExecutionContext): boolean {
   if (appDeviceLine) return true;
@@ -222,7 +214,8 @@ test.serial('deny in the app: the login is refused', async (t) => {
 
 test.serial('a login QR from a host this phone never enrolled with: "unknown host", and nothing is sent', async (t) => {
   const before = stack.relay!.metrics;
-  const stranger = `QRA1:${toB64url(nodeCrypto.randomBytes(16))}:${toB64url(nodeCrypto.randomBytes(16))}:${toB64url(nodeCrypto.randomBytes(16))}`;
+  t.log(`seed ${SEED}`);
+  const stranger = `QRA1:${toB64url(seededBytes(16))}:${toB64url(seededBytes(16))}:${toB64url(seededBytes(16))}`;
   await page.getByTestId('tab-scan').click();
   await visible('payload-input').locator('textarea').fill(stranger);
   await visible('payload-submit').click();
@@ -234,8 +227,9 @@ test.serial('a login QR from a host this phone never enrolled with: "unknown hos
 });
 
 test.serial('a hostile relay hands over login details not signed by the host: "Signature check failed", no Approve, no offline code, no decision sent', async (t) => {
+  t.log(`seed ${SEED}`);
   const host = stack.agent.agent.host;
-  const forger = nodeCrypto.ed25519FromSeed(nodeCrypto.randomBytes(32)); // a key that is not the host's
+  const forger = nodeCrypto.ed25519FromSeed(seededBytes(32)); // a key that is not the host's
   const contextRequests: Array<{ hostId: string; sid: string }> = [];
   const decisions: unknown[] = [];
   const hostile = await startHostileRelay({
@@ -265,28 +259,17 @@ test.serial('a hostile relay hands over login details not signed by the host: "S
   const errors: string[] = [];
   p.on('pageerror', (e) => errors.push(e.message));
   await p.goto(`${app.origin}/`);
-  await p.getByTestId('device-name-input').locator('input').fill('Alice browser 2');
-  await p.getByTestId('create-device').click();
-  await p.getByTestId('page-scan').waitFor();
+  await createDevice(p, 'Alice browser 2');
   const trusted = [{ hostId: host.hostId, hostPub: toB64url(host.publicKey), hostname: 'test-host', relayUrl: hostile.url, enrolledAt: Date.now() }];
-  await p.evaluate(`new Promise((resolve, reject) => {
-    const open = indexedDB.open('qrauth', 1);
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-      const tx = open.result.transaction('kv', 'readwrite');
-      tx.objectStore('kv').put(${JSON.stringify(trusted)}, 'hosts');
-      tx.oncomplete = () => { open.result.close(); resolve(true); };
-      tx.onerror = () => reject(tx.error);
-    };
-  })`);
+  await p.evaluate(storeHostsScript(trusted));
   const shown = (id: string) => visibleIn(p, id);
   await p.getByTestId('tab-hosts').click();
   await shown('host-item').waitFor();
   t.regex((await shown('host-item').textContent()) ?? '', new RegExp(hostile.url.replace(/[.]/g, '\\.')), 'the phone trusts the host, through the hostile relay');
 
-  const sid = toB64url(nodeCrypto.randomBytes(16));
+  const sid = toB64url(seededBytes(16));
   await p.getByTestId('tab-scan').click();
-  await shown('payload-input').locator('textarea').fill(`QRA1:${host.hostId}:${sid}:${toB64url(nodeCrypto.randomBytes(16))}`);
+  await shown('payload-input').locator('textarea').fill(`QRA1:${host.hostId}:${sid}:${toB64url(seededBytes(16))}`);
   await shown('payload-submit').click();
   const warning = shown('warning-signature');
   await warning.waitFor({ timeout: 10_000 });
@@ -315,13 +298,12 @@ test.serial('a hostile relay hands over login details not signed by the host: "S
 test.serial("a hostile relay rewrites the host's enrollment answer (host name, relay URL): the app saves nothing and says so", async (t) => {
   const genuine: unknown[] = [];
   const hostile = await startHostileRelay({
-    rewriteAnswer: (event, answer) => {
-      if (event !== 'enroll' || typeof answer !== 'object' || answer === null || (answer as { ok?: unknown }).ok !== true) return answer;
+    rewriteAnswer: rewriteEnrollAcceptance((answer) => {
       genuine.push(answer);
-      const changed: Record<string, unknown> = { ...(answer as Record<string, unknown>), hostname: 'trusted-bank-host' };
+      const changed: Record<string, unknown> = { ...answer, hostname: 'trusted-bank-host' };
       if ('relayUrl' in changed) changed.relayUrl = 'https://relay.attacker.example';
       return changed;
-    },
+    }),
   });
   // A real agent behind the hostile relay, and a phone of its own (its own storage) served by the real relay.
   const agent = await startTestAgent({ relayUrl: hostile.url, hostname: 'rewritten-host' });
@@ -336,9 +318,7 @@ test.serial("a hostile relay rewrites the host's enrollment answer (host name, r
   const errors: string[] = [];
   p.on('pageerror', (e) => errors.push(e.message));
   await p.goto(`${app.origin}/`);
-  await p.getByTestId('device-name-input').locator('input').fill('Alice browser 3');
-  await p.getByTestId('create-device').click();
-  await p.getByTestId('page-scan').waitFor();
+  await createDevice(p, 'Alice browser 3');
   const shown = (id: string) => visibleIn(p, id);
   const cli = qrauthCli(agent.configPath, ['enroll', '--user', ALICE]);
   t.teardown(() => cli.kill());
@@ -348,9 +328,10 @@ test.serial("a hostile relay rewrites the host's enrollment answer (host name, r
   await shown('page-enroll').waitFor();
   await shown('enroll-send').click();
   await cli.waitFor(/Type y to enroll/);
-  t.is(genuine.length, 1, 'the host itself accepted the request');
+  // The host's answer reaches the phone after the terminal shows the request: wait for the app's verdict first.
   const warning = shown('warning-signature');
   await warning.waitFor({ timeout: 10_000 }).catch(() => {});
+  t.is(genuine.length, 1, 'the host itself accepted the request');
   t.is(await shown('enroll-result').count(), 0, 'no "this phone now trusts" message');
   t.regex((await warning.textContent().catch(() => '')) ?? '', /the relay changed the host's answer; nothing was saved/);
   await p.screenshot({ path: artifactPath('enroll-rewritten-360.png') });
@@ -402,9 +383,7 @@ test.serial('Settings → "Replace this phone\'s key…": cancel keeps the key; 
     );
 
   await p.goto(`${app.origin}/`);
-  await p.getByTestId('device-name-input').locator('input').fill('Reset web');
-  await p.getByTestId('create-device').click();
-  await p.getByTestId('page-scan').waitFor();
+  await createDevice(p, 'Reset web');
   const old = (await stored('device')) as StoredWebDevice;
   t.like(old, { v: 1, name: 'Reset web', wrapKey: { cryptoKey: 'AES-GCM', extractable: false } });
   t.regex(old.sealed.hex, /^[0-9a-f]{96}$/, 'the sealed seed (32 bytes + tag)');
@@ -431,9 +410,7 @@ test.serial('Settings → "Replace this phone\'s key…": cancel keeps the key; 
   t.is(await stored('device'), null, 'the old device record, with its sealed seed and wrapping key, is gone');
   t.deepEqual(await stored('hosts'), []);
 
-  await p.getByTestId('device-name-input').locator('input').fill('Reset web 2');
-  await p.getByTestId('create-device').click();
-  await p.getByTestId('page-scan').waitFor();
+  await createDevice(p, 'Reset web 2');
   const fresh = (await stored('device')) as StoredWebDevice;
   t.like(fresh, { v: 1, name: 'Reset web 2' });
   t.not(fresh.deviceId, old.deviceId);
@@ -494,9 +471,14 @@ test.serial('relay and app server down: the app (reopened offline from its servi
   t.teardown(() => run.kill());
   await stack.relay!.close();
   await app.close();
+  // Reopened with an enrolled host, the app opens its scanner at once: it sees a blank camera (not
+  // an earlier test's QR), and the login's QR is shown only once it is open, for scanWithCamera to
+  // close it and scan again with the camera restarted on that QR.
+  writeY4m(chromiumApp.camFile, blankFrame());
   // The relay and the app's web server are gone: the app still opens, from the cache.
   await page.goto(`${app.origin}/scan`);
   await page.getByTestId('page-scan').waitFor();
+  await page.getByTestId('scanner').waitFor();
   t.is(await page.evaluate(`fetch(${JSON.stringify(`${stack.relay!.url}/healthz`)}).then(() => 'up', () => 'down')`), 'down', 'the relay is really down');
   showToCamera(run.output, payload);
   await scanWithCamera();

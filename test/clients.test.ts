@@ -13,7 +13,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Client as Ssh2Client } from 'ssh2';
-import { runInPty, type PtyRun } from './support/pty.js';
+import { nextMarker, runInPty, type PtyRun } from './support/pty.js';
 import { DECODERS, decodeTerminalQr, scanLikeACamera } from './support/qr-decode.js';
 import { sshArgs } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE, startStack, type Stack } from './support/stack.js';
@@ -32,7 +32,7 @@ test.after.always(async () => {
 });
 
 const DENIED_MESSAGE = /Login denied on the phone\./;
-const marker = () => `LOGGED_IN_${Math.random().toString(36).slice(2, 8)}`;
+const marker = () => nextMarker('LOGGED_IN');
 const CLOCALE = { LANG: 'C', LC_ALL: 'C' };
 
 interface PtyClient {

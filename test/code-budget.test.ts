@@ -14,30 +14,23 @@ import { readHostPublicKey } from '../agent/src/host-key.js';
 import { startRelay, type Relay } from '../relay/src/server.js';
 import { type Daemon, startDaemon } from './support/daemon.js';
 import { qrauthCli } from './support/enroll.js';
+import { testAgentConfig } from './support/fixtures.js';
 import { HeadlessPhone } from './support/phone.js';
-import { runPamtester } from './support/pamtester.js';
-import { runInPty } from './support/pty.js';
+import { type PamtesterRun, runPamtester } from './support/pamtester.js';
+import { prng, testSeed } from './support/seeded.js';
+import { type PtyRun, runInPty } from './support/pty.js';
 import { sshArgs, startSshd } from './support/sshd.js';
 import { ALICE, BOB, LOGIN_PAYLOAD_RE } from './support/stack.js';
 import { MODULE_PATH, ROOT, ensureUser, installPamService, randomName, tempDir } from './support/system.js';
 
-const SEED = 0x5eed_c0de;
+/** The wrong codes come from a fixed seed, printed by each test. */
+const SEED = testSeed(0x5eed_c0de);
 const LOCKED_RE = /offline codes for \S+ are locked/i;
 
-/** mulberry32: the wrong codes come from a fixed seed, printed on failure. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = prng(SEED);
+const seededBytes = prng(SEED);
 function wrongCode(right: string): string {
   for (;;) {
-    const c = String(Math.floor(random() * 1e8)).padStart(8, '0');
+    const c = String(seededBytes(4).readUInt32BE(0) % 1e8).padStart(8, '0');
     if (c !== right) return c;
   }
 }
@@ -57,12 +50,7 @@ async function realAgent(name: string, extra: Record<string, unknown>): Promise<
   const dir = tempDir(`qrcb-${name}-`).path;
   mkdirSync(join(dir, 'devices'), { mode: 0o755 });
   const config = {
-    socket: join(dir, 'agent.sock'),
-    controlSocket: join(dir, 'control.sock'),
-    stateDir: join(dir, 'state'),
-    authfile: join(dir, 'devices', '%u'),
-    sshdInfoMessages: 'no',
-    hostname: 'test-host',
+    ...testAgentConfig(dir),
     expirySeconds: 60,
     ...extra,
   };
@@ -110,9 +98,8 @@ async function phoneFor(agent: RealAgent, user: string, name: string): Promise<H
   return phone;
 }
 
-/** One pamtester login; `act` gets the QR payload and the run. */
-async function pamLogin(service: string, user: string, act: (payload: string, run: ReturnType<typeof runPamtester>) => Promise<void>) {
-  const run = runPamtester(service, user);
+/** One login that shows a QR (pamtester or ssh): `act` gets the QR payload and the run, which is killed afterwards. */
+async function qrLogin<R extends PamtesterRun>(run: R, act: (payload: string, run: R) => Promise<void>) {
   try {
     const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
     await run.waitFor(/press Enter/);
@@ -122,6 +109,8 @@ async function pamLogin(service: string, user: string, act: (payload: string, ru
     run.kill();
   }
 }
+
+const pamLogin = (service: string, user: string, act: (payload: string, run: PamtesterRun) => Promise<void>) => qrLogin(runPamtester(service, user), act);
 
 test.serial('a brute force across many pamtester sessions is locked out; phone approvals still work; the lock survives a restart; unlock-codes lifts it', async (t) => {
   t.log(`seed 0x${SEED.toString(16)}`);
@@ -197,17 +186,7 @@ test.serial('through real sshd: after the budget (3 in this config) the right co
   const sshd = await startSshd({ dir: sshdDir.path, service });
   cleanups.push(() => sshd.stop());
 
-  const ssh = async (act: (payload: string, run: ReturnType<typeof runInPty>) => Promise<void>) => {
-    const run = runInPty(sshArgs(sshd.port, BOB, 'echo LOGGED_IN_CB'));
-    try {
-      const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
-      await run.waitFor(/press Enter/);
-      await act(payload, run);
-      return { code: await run.exited, output: run.output };
-    } finally {
-      run.kill();
-    }
-  };
+  const ssh = (act: (payload: string, run: PtyRun) => Promise<void>) => qrLogin(runInPty(sshArgs(sshd.port, BOB, 'echo LOGGED_IN_CB')), act);
   const first = await ssh(async (payload, run) => {
     const right = phone.offlineCode(payload);
     run.type(`${wrongCode(right)}\r`);

@@ -11,7 +11,7 @@ import { nodeCrypto as c } from '../protocol/src/crypto-node.js';
 import { MsgType, QrauthError, Result, enrollBytes, enrollFingerprint, keyId, parseEnrollPayload, toB64url, tokenIdOf, type FrameMsg } from '../protocol/src/index.js';
 import { startRelay, type Relay } from '../relay/src/server.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
-import { startHostileRelay } from './support/hostile-relay.js';
+import { rewriteEnrollAcceptance, startHostileRelay } from './support/hostile-relay.js';
 import { PamClient } from './support/pam-client.js';
 import { HeadlessPhone } from './support/phone.js';
 import { runInPty } from './support/pty.js';
@@ -321,14 +321,13 @@ async function enrollOutcome(phone: HeadlessPhone, payload: string): Promise<{ a
 test.serial("a relay that rewrites the host's enrollment answer (host name, relay URL) is caught: the phone saves nothing and says so", async (t) => {
   const genuine: unknown[] = [];
   const hostile = await startHostileRelay({
-    rewriteAnswer: (event, answer) => {
-      if (event !== 'enroll' || typeof answer !== 'object' || answer === null || (answer as { ok?: unknown }).ok !== true) return answer;
+    rewriteAnswer: rewriteEnrollAcceptance((answer) => {
       genuine.push(answer);
       // Steer the phone to a relay of its choosing under a name of its choosing.
-      const changed: Record<string, unknown> = { ...(answer as Record<string, unknown>), hostname: 'trusted-bank-host' };
+      const changed: Record<string, unknown> = { ...answer, hostname: 'trusted-bank-host' };
       if ('relayUrl' in changed) changed.relayUrl = 'https://relay.attacker.example';
       return changed;
-    },
+    }),
   });
   const g = await startTestAgent({ relayUrl: hostile.url });
   t.teardown(async () => {

@@ -18,9 +18,9 @@ import { makeConfig, type AgentConfig } from '../agent/src/config.js';
 import { formatLog, type Logger } from '../agent/src/log.js';
 import { parseAuthInfo } from '../agent/src/ssh-auth-info.js';
 import { HeadlessPhone } from './support/phone.js';
-import { runInPty } from './support/pty.js';
+import { nextMarker, runInPty } from './support/pty.js';
 import { runPamtester } from './support/pamtester.js';
-import { startSshd, type Sshd } from './support/sshd.js';
+import { sshKeyArgs, sshNoTty, startSshd, type Sshd } from './support/sshd.js';
 import { LOGIN_PAYLOAD_RE } from './support/stack.js';
 import { qrauthCli } from './support/enroll.js';
 import { MODULE_PATH, ROOT, ensureUser, installPamService, randomName, tempDir } from './support/system.js';
@@ -46,35 +46,13 @@ function fingerprintOf(pubPath: string): string {
   return execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', pubPath]).toString().split(' ')[1]!;
 }
 
-function sshKeyArgs(key: string, user: string, extra: string[] = []): string[] {
-  return [
-    '-F', '/dev/null',
-    '-p', String(sshd.port),
-    '-i', key,
-    '-o', 'IdentitiesOnly=yes',
-    '-o', 'StrictHostKeyChecking=no',
-    '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', 'LogLevel=INFO',
-    '-o', 'PreferredAuthentications=publickey,keyboard-interactive',
-    '-o', 'NumberOfPasswordPrompts=1',
-    '-o', 'ConnectTimeout=10',
-    ...extra,
-  ];
-}
-
+const keyArgs = (key: string) => sshKeyArgs(sshd.port, key);
 /** ssh with no terminal: under a lease it must finish with no prompt at all. */
-function sshNoTty(key: string, user: string, command: string): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const child = execFile('ssh', [...sshKeyArgs(key, user), '-T', `${user}@127.0.0.1`, command], { timeout: 20_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, out: `${stdout}${stderr}` });
-    });
-    child.stdin?.end();
-  });
-}
+const sshNoTtyAs = (key: string, user: string, command: string) => sshNoTty(sshd.port, key, user, command);
 
 /** ssh on a terminal that must show a QR (then it is killed: no approval). */
 async function expectQr(key: string, user: string): Promise<void> {
-  const run = runInPty(['ssh', ...sshKeyArgs(key, user), `${user}@127.0.0.1`, 'true']);
+  const run = runInPty(['ssh', ...keyArgs(key), `${user}@127.0.0.1`, 'true']);
   try {
     await run.waitFor(LOGIN_PAYLOAD_RE);
   } finally {
@@ -91,7 +69,7 @@ async function startOurAgent(over: Partial<AgentConfig> = {}): Promise<void> {
 
 /** A login on a terminal, approved on the phone "for `seconds` from this key". */
 async function loginWithLease(key: string, user: string, seconds: number): Promise<void> {
-  const run = runInPty(['ssh', ...sshKeyArgs(key, user), `${user}@127.0.0.1`, 'true']);
+  const run = runInPty(['ssh', ...keyArgs(key), `${user}@127.0.0.1`, 'true']);
   try {
     const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
     await run.waitFor(/press Enter/);
@@ -158,8 +136,8 @@ test.after.always(async () => {
 });
 
 test.serial('first login shows the QR with the key; approved for 1 h, 30 ssh and an scp follow with no QR', async (t) => {
-  const marker = `LEASED_${Math.random().toString(36).slice(2, 8)}`;
-  const run = runInPty(['ssh', ...sshKeyArgs(keys.a, USER), `${USER}@127.0.0.1`, `echo ${marker}`]);
+  const marker = nextMarker('LEASED');
+  const run = runInPty(['ssh', ...keyArgs(keys.a), `${USER}@127.0.0.1`, `echo ${marker}`]);
   t.teardown(() => run.kill());
   const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
   await run.waitFor(/press Enter/);
@@ -177,7 +155,7 @@ test.serial('first login shows the QR with the key; approved for 1 h, 30 ssh and
   t.is(st.mode & 0o777, 0o600, 'leases.json is 0600');
 
   for (let i = 0; i < 30; i++) {
-    const r = await sshNoTty(keys.a, USER, 'true');
+    const r = await sshNoTtyAs(keys.a, USER, 'true');
     t.is(r.code, 0, `ssh #${i} under the lease: ${r.out}`);
     t.notRegex(r.out, LOGIN_PAYLOAD_RE, `ssh #${i} showed no QR`);
   }
@@ -195,7 +173,7 @@ test.serial('first login shows the QR with the key; approved for 1 h, 30 ssh and
   });
   const scp = await new Promise<{ code: number; out: string }>((resolve) => {
     // -O: the scp protocol (this sshd has no sftp subsystem).
-    execFile('scp', ['-O', ...sshKeyArgs(keys.a, USER).map((a) => (a === '-p' ? '-P' : a)), src, `${USER}@127.0.0.1:${dest}`], { timeout: 20_000 }, (err, so, se) =>
+    execFile('scp', ['-O', ...keyArgs(keys.a).map((a) => (a === '-p' ? '-P' : a)), src, `${USER}@127.0.0.1:${dest}`], { timeout: 20_000 }, (err, so, se) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, out: `${so}${se}` }),
     );
   });
@@ -212,7 +190,7 @@ test.serial('another key of the same user, and another user with the leased key,
 test.serial('the lease survives an agent restart', async (t) => {
   await agent.close();
   await startOurAgent();
-  const r = await sshNoTty(keys.a, USER, 'true');
+  const r = await sshNoTtyAs(keys.a, USER, 'true');
   t.is(r.code, 0, r.out);
 });
 
@@ -221,7 +199,7 @@ test.serial('qrauth leases lists the lease; qrauth leases revoke --all ends it: 
   t.teardown(() => list.kill());
   t.is(await list.exited, 0, list.output);
   t.regex(list.output, new RegExp(fingerprintOf(`${keys.a}.pub`).replace(/[+/]/g, '\\$&')));
-  const before = await sshNoTty(keys.a, USER, 'true');
+  const before = await sshNoTtyAs(keys.a, USER, 'true');
   t.is(before.code, 0, `still leased before the revoke: ${before.out}`);
   const revoke = qrauthCli(configPath, ['leases', 'revoke', '--all', '--user', USER]);
   t.teardown(() => revoke.kill());
@@ -265,7 +243,7 @@ test.serial('the phone ends its own leases through the relay; forged, stale, for
     else t.like(ack, { ok: true, revoked: 0 }, name);
     t.is(agent.leases.list(USER).length, 1, `${name}: the lease is still there`);
   }
-  const still = await sshNoTty(keys.a, USER, 'true');
+  const still = await sshNoTtyAs(keys.a, USER, 'true');
   t.is(still.code, 0, `the lease still lets the key in: ${still.out}`);
 
   // Back on the real relay: it refuses a request in another key's name before the host sees it.
@@ -282,7 +260,7 @@ test.serial('the phone ends its own leases through the relay; forged, stale, for
   await loginWithLease(keys.a, USER, 3600);
   t.like(await phone.sendLeaseRevoke(genuine), { ok: true, revoked: 0 }, 'a replay ends nothing');
   t.is(agent.leases.list(USER).length, 1);
-  const after = await sshNoTty(keys.a, USER, 'true');
+  const after = await sshNoTtyAs(keys.a, USER, 'true');
   t.is(after.code, 0, `the new lease survives the replay: ${after.out}`);
 });
 
@@ -308,7 +286,7 @@ test.serial('a phone removed from the devices file by hand loses its leases at t
   writeFileSync(file, '# removed by hand\n', { mode: 0o600 });
   t.teardown(() => writeFileSync(file, line, { mode: 0o600 }));
   const before = logs.length;
-  const run = runInPty(['ssh', ...sshKeyArgs(keys.a, USER), `${USER}@127.0.0.1`, 'true']);
+  const run = runInPty(['ssh', ...keyArgs(keys.a), `${USER}@127.0.0.1`, 'true']);
   t.teardown(() => run.kill());
   // No device: no QR either, but certainly no lease.
   await run.waitFor(/no phone is enrolled|Permission denied/);
@@ -369,7 +347,7 @@ test.serial('a malformed, oversized or key-less SSH_AUTH_INFO_0 is offered no le
 test.serial('a short lease expires: the next login shows the QR', async (t) => {
   await agent.close();
   await startOurAgent({ maxLeaseSeconds: 2 });
-  const run = runInPty(['ssh', ...sshKeyArgs(keys.b, USER), `${USER}@127.0.0.1`, 'true']);
+  const run = runInPty(['ssh', ...keyArgs(keys.b), `${USER}@127.0.0.1`, 'true']);
   t.teardown(() => run.kill());
   const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
   await run.waitFor(/press Enter/);

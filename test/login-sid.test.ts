@@ -5,17 +5,17 @@
  */
 import test from 'ava';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { toB64url } from '../protocol/src/index.js';
 import { startRelay, type Relay } from '../relay/src/server.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { HeadlessPhone } from './support/phone.js';
-import { runInPty } from './support/pty.js';
+import { nextMarker, runInPty } from './support/pty.js';
 import { decodeTerminalQr } from './support/qr-decode.js';
 import { ensureSidRoot, sidSshdVersion } from './support/sid-chroot.js';
-import { sshArgs, startSshd, type Sshd } from './support/sshd.js';
+import { sshArgs, sshKeyArgs, sshNoTty, startSshd, type Sshd } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE } from './support/stack.js';
 import { MODULE_PATH, ensureUser, randomName, tempDir } from './support/system.js';
 import { parseOpenSshVersion, showsInfoAtOnce } from '../agent/src/sshd-version.js';
@@ -82,7 +82,7 @@ test('the agent detects the chroot sshd as OpenSSH >= 10.3', (t) => {
 
 test.serial('OpenSSH >= 10.3 with mode=info: the QR shows before approval and the login completes on approval with no key pressed', async (t) => {
   setModuleArgs('mode=info');
-  const marker = `SID_LOGIN_${Math.random().toString(36).slice(2, 8)}`;
+  const marker = nextMarker('SID_LOGIN');
   const run = runInPty(sshArgs(sshd.port, ALICE, `echo ${marker}`));
   t.teardown(() => run.kill());
   const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
@@ -96,7 +96,7 @@ test.serial('OpenSSH >= 10.3 with mode=info: the QR shows before approval and th
 
 test.serial('OpenSSH >= 10.3 in auto mode keeps the compact UTF-8 QR in the prompt (it fits 80x24); Enter after approval', async (t) => {
   setModuleArgs('');
-  const marker = `SID_LOGIN_${Math.random().toString(36).slice(2, 8)}`;
+  const marker = nextMarker('SID_LOGIN');
   const run = runInPty(sshArgs(sshd.port, ALICE, `echo ${marker}`));
   t.teardown(() => run.kill());
   const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
@@ -127,23 +127,8 @@ test.serial('OpenSSH 10.6, publickey then keyboard-interactive with `lease`: app
   t.teardown(() => leaseSshd.stop());
   setModuleArgs('mode=info lease');
   t.teardown(() => setModuleArgs(''));
-  const args = (command: string, tty: boolean) => [
-    '-F', '/dev/null',
-    '-p', String(leaseSshd.port),
-    '-i', key,
-    '-o', 'IdentitiesOnly=yes',
-    '-o', 'StrictHostKeyChecking=no',
-    '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', 'LogLevel=INFO',
-    '-o', 'PreferredAuthentications=publickey,keyboard-interactive',
-    '-o', 'NumberOfPasswordPrompts=1',
-    '-o', 'ConnectTimeout=10',
-    ...(tty ? [] : ['-T']),
-    `${ALICE}@127.0.0.1`,
-    command,
-  ];
-  const marker = `SID_LEASE_${Math.random().toString(36).slice(2, 8)}`;
-  const run = runInPty(['ssh', ...args(`echo ${marker}`, true)]);
+  const marker = nextMarker('SID_LEASE');
+  const run = runInPty(['ssh', ...sshKeyArgs(leaseSshd.port, key), `${ALICE}@127.0.0.1`, `echo ${marker}`]);
   t.teardown(() => run.kill());
   const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
   await run.waitFor(/approve on your phone/);
@@ -153,12 +138,7 @@ test.serial('OpenSSH 10.6, publickey then keyboard-interactive with `lease`: app
   await run.waitFor(new RegExp(marker));
   t.is(await run.exited, 0);
 
-  const second = await new Promise<{ code: number; out: string }>((resolve) => {
-    const child = execFile('ssh', args('true', false), { timeout: 20_000 }, (err, so, se) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, out: `${so}${se}` }),
-    );
-    child.stdin?.end();
-  });
+  const second = await sshNoTty(leaseSshd.port, key, ALICE, 'true');
   t.is(second.code, 0, second.out);
   t.notRegex(second.out, LOGIN_PAYLOAD_RE, 'no QR under the lease');
   t.regex(second.out, /approved by lease from Alice phone until \d\d:\d\d/, 'the info message shows at once on OpenSSH >= 10.3');

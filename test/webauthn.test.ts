@@ -69,6 +69,15 @@ function approval(device: Device, over: Partial<DecisionFields> = {}): DecisionF
   return { hostId: HOST_ID, sid: toB64url(c.randomBytes(16)), nonce: c.randomBytes(16), user: 'alice', decision: 'approve', time: Date.now(), deviceId: device.deviceId, ...over };
 }
 
+/** The usual case: a rig (removed after the test), a passkey on ORIGIN enrolled as a device, and an approval by it to sign. */
+function passkeyCase(t: ExecutionContext): { r: Rig; auth: SoftAuthenticator; device: Device; fields: DecisionFields } {
+  const r = rig();
+  t.teardown(r.remove);
+  const auth = new SoftAuthenticator({ origin: ORIGIN });
+  const device = enrolled(t, auth);
+  return { r, auth, device, fields: approval(device) };
+}
+
 async function check(r: Rig, policy: UserVerificationPolicy, device: Device, fields: DecisionFields, assertion: unknown): Promise<PasskeyVerdict> {
   return r.verifier.check(policy, { fields, device, assertion });
 }
@@ -109,48 +118,28 @@ test('the challenge is SHA-256 of the exact approval bytes, lease fields include
 });
 
 test('an assertion made for an approval without a lease does not approve one with a lease', async (t) => {
-  const r = rig();
-  t.teardown(r.remove);
-  const auth = new SoftAuthenticator({ origin: ORIGIN });
-  const device = enrolled(t, auth);
-  const fields = approval(device);
+  const { r, auth, device, fields } = passkeyCase(t);
   const a = auth.assert({ challenge: webauthnChallenge(c, fields) });
   refused(t, r, await check(r, 'required', device, { ...fields, lease: { seconds: 3600, keyFp: `SHA256:${'A'.repeat(43)}` } }, a), 'wrong_challenge', 'QRA_ERR_PASSKEY');
 });
 
 test('an assertion made on another web origin is refused', async (t) => {
-  const r = rig();
-  t.teardown(r.remove);
-  const auth = new SoftAuthenticator({ origin: ORIGIN });
-  const device = enrolled(t, auth);
-  const fields = approval(device);
+  const { r, auth, device, fields } = passkeyCase(t);
   refused(t, r, await check(r, 'required', device, fields, auth.assert({ challenge: webauthnChallenge(c, fields), origin: 'https://evil.example' })), 'wrong_origin', 'QRA_ERR_PASSKEY');
 });
 
 test('an assertion made in a frame of another site is refused', async (t) => {
-  const r = rig();
-  t.teardown(r.remove);
-  const auth = new SoftAuthenticator({ origin: ORIGIN });
-  const device = enrolled(t, auth);
-  const fields = approval(device);
+  const { r, auth, device, fields } = passkeyCase(t);
   refused(t, r, await check(r, 'required', device, fields, auth.assert({ challenge: webauthnChallenge(c, fields), crossOrigin: true, topOrigin: 'https://evil.example' })), 'cross_origin');
 });
 
 test('an assertion for another RP ID is refused', async (t) => {
-  const r = rig();
-  t.teardown(r.remove);
-  const auth = new SoftAuthenticator({ origin: ORIGIN });
-  const device = enrolled(t, auth);
-  const fields = approval(device);
+  const { r, auth, device, fields } = passkeyCase(t);
   refused(t, r, await check(r, 'required', device, fields, auth.assert({ challenge: webauthnChallenge(c, fields), rpId: 'evil.example' })), 'wrong_rp_id', 'QRA_ERR_PASSKEY');
 });
 
 test('an assertion whose challenge is for another login (sid) is refused', async (t) => {
-  const r = rig();
-  t.teardown(r.remove);
-  const auth = new SoftAuthenticator({ origin: ORIGIN });
-  const device = enrolled(t, auth);
-  const fields = approval(device);
+  const { r, auth, device, fields } = passkeyCase(t);
   const other = { ...fields, sid: toB64url(c.randomBytes(16)) };
   refused(t, r, await check(r, 'required', device, fields, auth.assert({ challenge: webauthnChallenge(c, other) })), 'wrong_challenge');
   // and for another user, and for a deny turned into an approve
@@ -159,11 +148,7 @@ test('an assertion whose challenge is for another login (sid) is refused', async
 });
 
 test('a registration (webauthn.create) client data is not an assertion', async (t) => {
-  const r = rig();
-  t.teardown(r.remove);
-  const auth = new SoftAuthenticator({ origin: ORIGIN });
-  const device = enrolled(t, auth);
-  const fields = approval(device);
+  const { r, auth, device, fields } = passkeyCase(t);
   refused(t, r, await check(r, 'required', device, fields, auth.assert({ challenge: webauthnChallenge(c, fields), type: 'webauthn.create' })), 'wrong_type');
 });
 
@@ -181,10 +166,7 @@ test('UV cleared: refused under "required" with the fingerprint/PIN message, acc
 });
 
 test('UP cleared is refused under every policy that checks', async (t) => {
-  const r = rig();
-  t.teardown(r.remove);
-  const auth = new SoftAuthenticator({ origin: ORIGIN });
-  const device = enrolled(t, auth);
+  const { r, auth, device } = passkeyCase(t);
   for (const policy of ['preferred', 'required'] as const) {
     const fields = approval(device);
     refused(t, r, await check(r, policy, device, fields, auth.assert({ challenge: webauthnChallenge(c, fields), up: false, uv: false })), 'user_not_present');
@@ -266,11 +248,7 @@ test("a user who lists someone else's credential id with a key of their own cann
 });
 
 test('malformed assertions (base64url, JSON, CBOR, structure) are refused as malformed', async (t) => {
-  const r = rig();
-  t.teardown(r.remove);
-  const auth = new SoftAuthenticator({ origin: ORIGIN });
-  const device = enrolled(t, auth);
-  const fields = approval(device);
+  const { r, auth, device, fields } = passkeyCase(t);
   const good = auth.assert({ challenge: webauthnChallenge(c, fields) });
   const cases: Array<[string, unknown]> = [
     ['not an object', 'assertion'],

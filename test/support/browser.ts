@@ -4,13 +4,15 @@
  * rasterized from the terminal's half blocks.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import jsQRModule from 'jsqr';
 import type { PtyRun } from './pty.js';
 import { extractQrLines, rasterize, type Theme } from './qr-decode.js';
+import { type StaticServer, startStaticServer } from './static-server.js';
 import { ROOT } from './system.js';
 
 const jsQR = ((jsQRModule as unknown as { default?: typeof jsQRModule }).default ?? jsQRModule) as unknown as (
@@ -131,6 +133,96 @@ export async function launchChromium(fakeVideoFile: string): Promise<Browser> {
       '--no-first-run',
     ],
   });
+}
+
+/** The app as deployed, for its Chromium tests: see startAppInChromium. */
+export interface AppInChromium {
+  /** The app's build on a loopback origin of its own; the test's relay must allow-list `app.origin`. */
+  app: StaticServer;
+  browser: Browser;
+  /** What Chromium's fake camera plays: a blank frame until a test writes a QR to it (writeY4m). */
+  camFile: string;
+  /** Closes Chromium and the static server and removes the camera file. */
+  close(): Promise<void>;
+}
+
+/** Serves ionic-app/dist on its own origin (a plain static server) and launches Chromium with a blank fake camera. */
+export async function startAppInChromium(camDirPrefix = 'qrcam-'): Promise<AppInChromium> {
+  ensureAppBuilt();
+  const app = await startStaticServer(APP_DIST);
+  const camDir = mkdtempSync(join(tmpdir(), camDirPrefix));
+  const removeCamDir = () => rmSync(camDir, { recursive: true, force: true });
+  const camFile = join(camDir, 'camera.y4m');
+  writeY4m(camFile, blankFrame());
+  let browser: Browser;
+  try {
+    browser = await launchChromium(camFile);
+  } catch (e) {
+    await app.close();
+    removeCamDir();
+    throw e;
+  }
+  return {
+    app,
+    browser,
+    camFile,
+    async close() {
+      await browser.close();
+      await app.close();
+      removeCamDir();
+    },
+  };
+}
+
+/** On the app's first start: names the phone, makes its device key and waits for the scan page. */
+export async function createDevice(page: Page, name: string): Promise<void> {
+  await page.getByTestId('device-name-input').locator('input').fill(name);
+  await page.getByTestId('create-device').click();
+  await page.getByTestId('page-scan').waitFor();
+}
+
+/** Evaluated in the app's page: the device's public key from the app's IndexedDB store (null before first start). */
+export const READ_DEVICE_PUBLIC_KEY = `new Promise((resolve, reject) => {
+  const open = indexedDB.open('qrauth', 1);
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const req = open.result.transaction('kv', 'readonly').objectStore('kv').get('device');
+    req.onsuccess = () => { open.result.close(); resolve(req.result ? req.result.publicKey : null); };
+    req.onerror = () => reject(req.error);
+  };
+})`;
+
+/** Evaluated in the app's page: puts `value` under `key` in the app's IndexedDB store. */
+export function putAppRecordScript(key: string, value: unknown): string {
+  return `new Promise((resolve, reject) => {
+    const open = indexedDB.open('qrauth', 1);
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const tx = open.result.transaction('kv', 'readwrite');
+      tx.objectStore('kv').put(${JSON.stringify(value)}, ${JSON.stringify(key)});
+      tx.oncomplete = () => { open.result.close(); resolve(true); };
+      tx.onerror = () => reject(tx.error);
+    };
+  })`;
+}
+
+/** Evaluated in the app's page: replaces the hosts the app trusts (as an enrollment leaves them). */
+export const storeHostsScript = (hosts: unknown[]): string => putAppRecordScript('hosts', hosts);
+
+/** Pastes a QR's text into the app's Scan page, as a person without a camera would, and submits it. */
+export async function pasteIntoApp(page: Page, text: string): Promise<void> {
+  await page.getByTestId('tab-scan').click();
+  await page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-scan"]').waitFor();
+  await visibleIn(page, 'payload-input').locator('textarea').fill(text);
+  await visibleIn(page, 'payload-submit').click();
+}
+
+/** For test.afterEach.always: a failed test leaves a screenshot and the visible page's text behind. */
+export async function reportFailedPage(t: ExecutionContext, page: Page | undefined, artifactPrefix: string): Promise<void> {
+  if (t.passed || !page) return;
+  const name = t.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+  await page.screenshot({ path: artifactPath(`${artifactPrefix}${name}.png`) }).catch(() => {});
+  t.log(`visible page text: ${(await page.locator('.ion-page:not(.ion-page-hidden)').last().innerText().catch(() => '?')).slice(0, 800)}`);
 }
 
 /**

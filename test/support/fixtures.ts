@@ -21,6 +21,18 @@ export interface AgentFixture {
   close(): Promise<void>;
 }
 
+/** A test agent's files under `dir` (devices files in `dir/devices/`), with the quiet defaults every test agent shares. */
+export function testAgentConfig(dir: string) {
+  return {
+    socket: join(dir, 'agent.sock'),
+    controlSocket: join(dir, 'control.sock'),
+    stateDir: join(dir, 'state'),
+    authfile: join(dir, 'devices', '%u'),
+    sshdInfoMessages: 'no' as const,
+    hostname: 'test-host',
+  };
+}
+
 export async function startTestAgent(overrides: Partial<AgentConfig> = {}, opts: { passwdPath?: string; frameTimeoutMs?: number; noControl?: boolean; relayProbeMs?: number } = {}): Promise<AgentFixture> {
   const tmp = tempDir('qra-');
   const dir = tmp.path;
@@ -28,12 +40,7 @@ export async function startTestAgent(overrides: Partial<AgentConfig> = {}, opts:
   const logs: string[] = [];
   const log: Logger = (event, fields) => logs.push(formatLog(event, fields));
   const config = makeConfig({
-    socket: join(dir, 'agent.sock'),
-    controlSocket: join(dir, 'control.sock'),
-    stateDir: join(dir, 'state'),
-    authfile: join(dir, 'devices', '%u'),
-    sshdInfoMessages: 'no',
-    hostname: 'test-host',
+    ...testAgentConfig(dir),
     relayUrl: null,
     ...overrides,
   });

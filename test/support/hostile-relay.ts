@@ -40,6 +40,14 @@ export interface HostileRelayOptions {
 
 export type DeviceEvent = 'context' | 'decision' | 'enroll';
 
+/** A `rewriteAnswer` that changes only the host's accepting enrollment answers (ok: true); every other answer passes as the host gave it. */
+export function rewriteEnrollAcceptance(change: (answer: Record<string, unknown>) => unknown): (event: DeviceEvent, answer: unknown) => unknown {
+  return (event, answer) => {
+    if (event !== 'enroll' || typeof answer !== 'object' || answer === null || (answer as { ok?: unknown }).ok !== true) return answer;
+    return change(answer as Record<string, unknown>);
+  };
+}
+
 export async function startHostileRelay(opts: HostileRelayOptions = {}): Promise<HostileRelay> {
   const http = createServer();
   const io = new Server(http, { transports: ['websocket'] });

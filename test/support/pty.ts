@@ -32,3 +32,13 @@ export function runInPty(argv: string[], env: NodeJS.ProcessEnv = {}): PtyRun {
     },
   });
 }
+
+let markersMade = 0;
+/**
+ * A word for a remote `echo`: seeing it in the output shows the command ran. From a counter, not
+ * randomness, so a failed run shows the same words when replayed.
+ */
+export function nextMarker(prefix: string): string {
+  markersMade += 1;
+  return `${prefix}_${markersMade}`;
+}

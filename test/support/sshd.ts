@@ -3,7 +3,7 @@
  * service of ours: sshd takes its PAM service name from the name it is started under, so it is
  * started through a symlink named for the service.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -129,4 +129,33 @@ export function sshArgs(port: number, user: string, command: string): string[] {
     `${user}@127.0.0.1`,
     command,
   ];
+}
+
+/**
+ * ssh options (no user or command) for a login that offers the key in `keyFile` first, then
+ * keyboard-interactive for pam_qrauth: what a lease is granted to and recognised by.
+ */
+export function sshKeyArgs(port: number, keyFile: string): string[] {
+  return [
+    '-F', '/dev/null',
+    '-p', String(port),
+    '-i', keyFile,
+    '-o', 'IdentitiesOnly=yes',
+    '-o', 'StrictHostKeyChecking=no',
+    '-o', 'UserKnownHostsFile=/dev/null',
+    '-o', 'LogLevel=INFO',
+    '-o', 'PreferredAuthentications=publickey,keyboard-interactive',
+    '-o', 'NumberOfPasswordPrompts=1',
+    '-o', 'ConnectTimeout=10',
+  ];
+}
+
+/** `ssh -T` with the key in `keyFile` and stdin closed (under a lease it must finish with no prompt): exit code and all it printed. */
+export function sshNoTty(port: number, keyFile: string, user: string, command: string): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const child = execFile('ssh', [...sshKeyArgs(port, keyFile), '-T', `${user}@127.0.0.1`, command], { timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, out: `${stdout}${stderr}` });
+    });
+    child.stdin?.end();
+  });
 }
