@@ -7,55 +7,52 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { promises as dns } from 'node:dns';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { FINGERPRINT_PATTERN } from '../protocol/src/index.js';
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
 import { toB64url } from '../protocol/src/index.js';
 import {
-  APP_DIST,
+  type AppInChromium,
   artifactPath,
-  blankFrame,
-  ensureAppBuilt,
-  launchChromium,
+  createDevice,
   newAppContext,
   qrFramesInTheme,
+  reportFailedPage,
+  startAppInChromium,
   visibleIn,
   writeY4m,
 } from './support/browser.js';
 import { ENROLL_RE, FINGERPRINT_LINE_RE, qrauthCli } from './support/enroll.js';
 import { startTestAgent } from './support/fixtures.js';
-import { startHostileRelay } from './support/hostile-relay.js';
-import { runInPty } from './support/pty.js';
+import { rewriteEnrollAcceptance, startHostileRelay } from './support/hostile-relay.js';
+import { nextMarker, runInPty } from './support/pty.js';
 import { sshArgs } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE, type Stack, startStack } from './support/stack.js';
-import { type StaticServer, startStaticServer } from './support/static-server.js';
+import { prng, testSeed } from './support/seeded.js';
+import type { StaticServer } from './support/static-server.js';
 import { isRoot } from './support/system.js';
+
+/** The forged host key below comes from this seed (printed by the test that uses it). */
+const SEED = testSeed(0x0a55_ee0d);
 
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
+let chromiumApp: AppInChromium;
 let stack: Stack;
 let app: StaticServer;
 let browser: Browser;
 let context: BrowserContext;
 let page: Page;
-let camDir: string;
-let camFile: string;
 let enrolled = false;
 const pageErrors: string[] = [];
 
 test.before(async () => {
   if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
-  ensureAppBuilt();
-  app = await startStaticServer(APP_DIST);
+  chromiumApp = await startAppInChromium('qrux-');
+  ({ app, browser } = chromiumApp);
   stack = await startStack({ agent: { expirySeconds: 60 }, relayOptions: { appOrigins: [app.origin] } });
-  camDir = mkdtempSync(join(tmpdir(), 'qrux-'));
-  camFile = join(camDir, 'camera.y4m');
-  writeY4m(camFile, blankFrame());
-  browser = await launchChromium(camFile);
   context = await newAppContext(browser, app.origin);
   page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -63,18 +60,11 @@ test.before(async () => {
   await page.getByTestId('page-welcome').waitFor();
 });
 
-test.afterEach.always(async (t) => {
-  if (t.passed || !page) return;
-  const name = t.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
-  await page.screenshot({ path: artifactPath(`ux-failed-${name}.png`) }).catch(() => {});
-  t.log(`visible page text: ${(await page.locator('.ion-page:not(.ion-page-hidden)').last().innerText().catch(() => '?')).slice(0, 800)}`);
-});
+test.afterEach.always((t) => reportFailedPage(t, page, 'ux-failed-'));
 
 test.after.always(async () => {
-  await browser?.close();
+  await chromiumApp?.close();
   await stack?.close();
-  await app?.close();
-  if (camDir) rmSync(camDir, { recursive: true, force: true });
 });
 
 const visible = (testId: string, p: Page = page) => visibleIn(p, testId);
@@ -90,10 +80,23 @@ async function axeFindings(p: Page): Promise<string[]> {
 }
 
 /** The checks every screen passes, in both themes: axe, one main, focus on the heading, 44 px targets. */
+/**
+ * Waits until the palette class follows the media query and every animation and transition on
+ * the screen (shadow roots included) has finished: axe reading a colour mid-transition reported a
+ * contrast that the settled screen does not have (seen once under load with a fixed 150 ms wait).
+ */
+async function settledInScheme(p: Page, scheme: 'light' | 'dark'): Promise<void> {
+  await p.waitForFunction((dark) => document.documentElement.classList.contains('ion-palette-dark') === dark, scheme === 'dark');
+  await p.evaluate(async () => {
+    for (let i = 0; i < 2; i++) await new Promise((r) => requestAnimationFrame(r));
+    await Promise.all(document.getAnimations().map((a) => a.finished.catch(() => undefined)));
+  });
+}
+
 async function checkScreen(t: ExecutionContext, name: string, p: Page = page, opts: { focus?: boolean } = {}): Promise<void> {
   for (const scheme of ['light', 'dark'] as const) {
     await p.emulateMedia({ colorScheme: scheme });
-    await p.waitForTimeout(150); // the palette class follows the media query
+    await settledInScheme(p, scheme);
     t.deepEqual(await axeFindings(p), [], `axe on ${name} (${scheme})`);
   }
   await p.emulateMedia({ colorScheme: 'light' });
@@ -112,11 +115,11 @@ async function checkScreen(t: ExecutionContext, name: string, p: Page = page, op
 }
 
 function showTerminalToCamera(terminalText: string, theme: 'light' | 'dark'): void {
-  writeY4m(camFile, qrFramesInTheme(terminalText, theme));
+  writeY4m(chromiumApp.camFile, qrFramesInTheme(terminalText, theme));
 }
 
 async function startSsh() {
-  const marker = `UX_${toB64url(nodeCrypto.randomBytes(4)).replace(/[^A-Za-z0-9]/g, 'x')}`;
+  const marker = nextMarker('UX');
   const run = runInPty(sshArgs(stack.sshd.port, ALICE, `echo ${marker}`));
   const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
   await run.waitFor(/press Enter/);
@@ -134,6 +137,12 @@ async function pasteCode(text: string, p: Page = page): Promise<void> {
   await visible('payload-submit', p).click();
 }
 
+/** Waits until `pageId` has entered and focused its heading (checkScreen then asserts the focus: a timeout here is left to it). */
+async function headingFocused(pageId: string): Promise<void> {
+  await page.locator(`.ion-page:not(.ion-page-hidden)[data-testid="${pageId}"]`).waitFor();
+  await page.locator(`.ion-page:not(.ion-page-hidden)[data-testid="${pageId}"] [data-testid="page-heading"]:focus`).waitFor({ timeout: 10_000 }).catch(() => {});
+}
+
 function needsEnrolled(t: ExecutionContext): boolean {
   if (enrolled) return true;
   t.fail('the app was not enrolled (see the enrollment test)');
@@ -142,9 +151,7 @@ function needsEnrolled(t: ExecutionContext): boolean {
 
 test.serial('first start: the welcome screen passes axe in both themes and its heading has focus', async (t) => {
   await checkScreen(t, 'welcome');
-  await page.getByTestId('device-name-input').locator('input').fill('Alice UX');
-  await page.getByTestId('create-device').click();
-  await page.getByTestId('page-scan').waitFor();
+  await createDevice(page, 'Alice UX');
   t.is(await page.getByTestId('scanner').count(), 0, 'no scanner opened by itself before any host is enrolled');
   await checkScreen(t, 'scan (no hosts)');
 });
@@ -190,9 +197,7 @@ test.serial('enrollment refused at the terminal ("n"): the phone says so and sav
   t.teardown(() => ctx.close());
   const p = await ctx.newPage();
   await p.goto(`${app.origin}/`);
-  await p.getByTestId('device-name-input').locator('input').fill('Alice second');
-  await p.getByTestId('create-device').click();
-  await p.getByTestId('page-scan').waitFor();
+  await createDevice(p, 'Alice second');
   const cli = qrauthCli(stack.agent.configPath, ['enroll', '--user', ALICE]);
   t.teardown(() => cli.kill());
   const [payload] = await cli.waitFor(ENROLL_RE);
@@ -209,13 +214,11 @@ test.serial('enrollment refused at the terminal ("n"): the phone says so and sav
 });
 
 test.serial('attack: a relay that answers "confirmed" for the terminal (no host signature) is caught; the phone trusts nothing while the terminal said no', async (t) => {
-  const forger = nodeCrypto.ed25519FromSeed(nodeCrypto.randomBytes(32));
+  t.log(`seed ${SEED}`);
+  const forger = nodeCrypto.ed25519FromSeed(prng(SEED)(32));
   const hostile = await startHostileRelay({
-    rewriteAnswer: (event, answer) => {
-      if (event !== 'enroll' || typeof answer !== 'object' || answer === null || (answer as { ok?: unknown }).ok !== true) return answer;
-      // Every answer turned into "the terminal confirmed", signed by a key that is not the host's.
-      return { ...(answer as object), outcome: 'confirmed', outcomeSig: toB64url(nodeCrypto.ed25519Sign(forger.seed, new Uint8Array([1, 2, 3]))) };
-    },
+    // Every answer turned into "the terminal confirmed", signed by a key that is not the host's.
+    rewriteAnswer: rewriteEnrollAcceptance((answer) => ({ ...answer, outcome: 'confirmed', outcomeSig: toB64url(nodeCrypto.ed25519Sign(forger.seed, new Uint8Array([1, 2, 3]))) })),
   });
   const agent = await startTestAgent({ relayUrl: hostile.url, hostname: 'forged-outcome-host' });
   const ctx = await newAppContext(browser, app.origin);
@@ -227,9 +230,7 @@ test.serial('attack: a relay that answers "confirmed" for the terminal (no host 
   await hostile.agent();
   const p = await ctx.newPage();
   await p.goto(`${app.origin}/`);
-  await p.getByTestId('device-name-input').locator('input').fill('Alice third');
-  await p.getByTestId('create-device').click();
-  await p.getByTestId('page-scan').waitFor();
+  await createDevice(p, 'Alice third');
   const cli = qrauthCli(agent.configPath, ['enroll', '--user', ALICE]);
   t.teardown(() => cli.kill());
   const [payload] = await cli.waitFor(ENROLL_RE);
@@ -337,12 +338,10 @@ test.serial('after Deny: no code anywhere, a screen that says what happened and 
 test.serial('Hosts and Settings pass axe in both themes, with focus on their heading', async (t) => {
   if (!needsEnrolled(t)) return;
   await page.getByTestId('tab-hosts').click();
-  await page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-hosts"]').waitFor();
-  await page.waitForTimeout(300);
+  await headingFocused('page-hosts');
   await checkScreen(t, 'hosts');
   await page.getByTestId('tab-settings').click();
-  await page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-settings"]').waitFor();
-  await page.waitForTimeout(300);
+  await headingFocused('page-settings');
   await checkScreen(t, 'settings');
   t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
 });
