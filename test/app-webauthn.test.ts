@@ -11,26 +11,31 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
 import { parseDevicesText } from '../agent/src/devices-file.js';
-import { APP_DIST, artifactPath, blankFrame, ensureAppBuilt, launchChromium, newAppContext, visibleIn, writeY4m } from './support/browser.js';
+import {
+  type AppInChromium,
+  artifactPath,
+  createDevice,
+  newAppContext,
+  pasteIntoApp,
+  startAppInChromium,
+  visibleIn,
+} from './support/browser.js';
 import { ENROLL_RE, FINGERPRINT_LINE_RE, qrauthCli } from './support/enroll.js';
 import { type AgentFixture, startTestAgent } from './support/fixtures.js';
 import { type PamtesterRun, runPamtester } from './support/pamtester.js';
-import { runInPty, type PtyRun } from './support/pty.js';
+import { nextMarker, runInPty, type PtyRun } from './support/pty.js';
 import { sshArgs } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE, type Stack, startStack } from './support/stack.js';
-import { type StaticServer, startStaticServer } from './support/static-server.js';
 import { MODULE_PATH, installPamService, isRoot, randomName } from './support/system.js';
 
+let chromiumApp: AppInChromium;
 let stack: Stack;
-let app: StaticServer;
 let appOrigin: string;
 let browser: Browser;
-let camDir: string;
 /** The phone with a platform authenticator (virtual), and one without any. */
 let withPasskey: { context: BrowserContext; page: Page; cdp: CDPSession; authenticatorId: string };
 let plain: { context: BrowserContext; page: Page };
@@ -45,10 +50,10 @@ const pamServices: Array<{ remove(): void }> = [];
 
 test.before(async () => {
   if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
-  ensureAppBuilt();
-  app = await startStaticServer(APP_DIST);
+  chromiumApp = await startAppInChromium('qrwaapp-');
+  browser = chromiumApp.browser;
   // The same server by name: WebAuthn needs a domain for the RP ID, and localhost is a secure context.
-  appOrigin = app.origin.replace('127.0.0.1', 'localhost');
+  appOrigin = chromiumApp.app.origin.replace('127.0.0.1', 'localhost');
   stack = await startStack({ agent: { expirySeconds: 60, userVerification: 'required' }, relayOptions: { appOrigins: [appOrigin] } });
   for (const policy of ['off', 'preferred'] as const) {
     const agent = await startTestAgent({ relayUrl: stack.relay!.url, expirySeconds: 60, userVerification: policy, hostname: `test-host-${policy}` });
@@ -57,10 +62,6 @@ test.before(async () => {
     policyHosts[policy] = { agent, service };
     if (!agent.agent.relay!.up) await once(agent.agent.relay!, 'change');
   }
-  camDir = mkdtempSync(join(tmpdir(), 'qrwaapp-'));
-  const camFile = join(camDir, 'camera.y4m');
-  writeY4m(camFile, blankFrame());
-  browser = await launchChromium(camFile);
 
   const context = await newAppContext(browser, appOrigin);
   const page = await context.newPage();
@@ -78,9 +79,7 @@ test.before(async () => {
     await p.goto(`${appOrigin}/`);
     // First start: name the phone and make its device key.
     await p.getByTestId('page-welcome').waitFor();
-    await p.getByTestId('device-name-input').locator('input').fill(name);
-    await p.getByTestId('create-device').click();
-    await p.getByTestId('page-scan').waitFor();
+    await createDevice(p, name);
   }
 });
 
@@ -95,21 +94,14 @@ test.afterEach.always(async (t) => {
 });
 
 test.after.always(async () => {
-  await browser?.close();
+  await chromiumApp?.close();
   for (const s of pamServices) s.remove();
   for (const h of Object.values(policyHosts)) await h.agent.close();
   await stack?.close();
-  await app?.close();
-  if (camDir) rmSync(camDir, { recursive: true, force: true });
 });
 
 /** The code (enrollment or login) handed to the app's Scan page, as its scanner would. */
-async function scanText(page: Page, text: string): Promise<void> {
-  await page.getByTestId('tab-scan').click();
-  await page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-scan"]').waitFor();
-  await visibleIn(page, 'payload-input').locator('textarea').fill(text);
-  await visibleIn(page, 'payload-submit').click();
-}
+const scanText = pasteIntoApp;
 
 /** `qrauth enroll` for alice on a pty, the app scans and taps Enroll, both fingerprints compared, "y". */
 async function enrollApp(t: ExecutionContext, page: Page, expectPasskey: boolean, agent: AgentFixture = stack.agent): Promise<void> {
@@ -146,7 +138,7 @@ function alicesDevices(agent: AgentFixture = stack.agent) {
 
 /** An ssh login as alice waiting at its prompt, its QR handed to `page`, the context shown. */
 async function sshLoginOn(t: ExecutionContext, page: Page): Promise<{ run: PtyRun; marker: string; sid8: string; payload: string }> {
-  const marker = `WA_IN_${Math.random().toString(36).slice(2, 8)}`;
+  const marker = nextMarker('WA_IN');
   const run = runInPty(sshArgs(stack.sshd.port, ALICE, `echo ${marker}`));
   t.teardown(() => run.kill());
   const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
