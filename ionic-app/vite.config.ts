@@ -138,7 +138,16 @@ function securityHeaders(): Plugin {
     // Synchronous, so it is done before serviceWorker() hashes index.html for its cache version.
     writeBundle() {
       const index = path.join(outDir, 'index.html');
-      let html = readFileSync(index, 'utf8').replace(
+      // The QR decoder downloads beside the start bundle, not after the person taps Scan: one
+      // round trip less before the camera can read (start.ts). Its integrity comes below.
+      const decoder = filesUnder(path.join(outDir, 'assets')).filter((f) => /^qr-decoder-[\w-]+\.js$/.test(f));
+      if (decoder.length !== 1) throw new Error(`dist/assets: expected one qr-decoder chunk, found ${decoder.length}`);
+      const withPreload = readFileSync(index, 'utf8').replace(
+        /(\n\s*)(<script type="module")/,
+        `$1<link rel="modulepreload" crossorigin href="/assets/${decoder[0]}">$1$2`,
+      );
+      if (!withPreload.includes('rel="modulepreload"')) throw new Error('index.html: no module script to put the decoder preload before');
+      let html = withPreload.replace(
         /<(script|link)\b([^>]*?)\s(src|href)="\/([^"]+)"([^>]*)>/g,
         (tag, name: string, before: string, attr: string, file: string, after: string) => {
           if (name === 'link' && !/rel="(stylesheet|modulepreload)"/.test(tag)) return tag;

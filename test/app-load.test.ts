@@ -13,8 +13,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { renderQr } from '../agent/src/qr-render.js';
+import { nodeCrypto } from '../protocol/src/crypto-node.js';
+import { keyId, toB64url } from '../protocol/src/index.js';
 import { startRelay } from '../relay/src/server.js';
-import { APP_DIST, blankFrame, ensureAppBuilt, launchChromium, newAppContext, visibleIn, writeY4m } from './support/browser.js';
+import { APP_DIST, blankFrame, createDevice, ensureAppBuilt, launchChromium, newAppContext, qrFramesFromTerminal, storeHostsScript, visibleIn, writeY4m } from './support/browser.js';
+import { prng, testSeed } from './support/seeded.js';
 import { type StaticServer, startStaticServer } from './support/static-server.js';
 
 /** A screen must appear well within this on a cached reopen (the old worker's timeout was 4 s). */
@@ -25,6 +29,10 @@ let browser: Browser;
 let context: BrowserContext;
 let camDir: string;
 const pageErrors: string[] = [];
+
+/** The made-up host key and login ids come from this seed (printed by the tests that use it). */
+const SEED = testSeed(0x057a_7501);
+const seededBytes = prng(SEED);
 
 /** The files the built service worker keeps (its PRECACHE list). */
 function precacheList(dist = APP_DIST): string[] {
@@ -86,7 +94,8 @@ test.serial('first visit: every hashed file is downloaded once, and the service 
   const html = readFileSync(join(APP_DIST, 'index.html'), 'utf8');
   const loadedAtStart = [...html.matchAll(/<(?:script|link)\b[^>]*(?:src|href)="(\/assets\/[^"]+)"/g)].map((m) => m[1]!);
   t.true(loadedAtStart.length > 0);
-  t.deepEqual(loadedAtStart.filter((f) => /Approve-|Enroll-|Settings-|qr-decoder-|crypto-web-/.test(f)), [], 'index.html loads none of the lazy chunks');
+  t.deepEqual(loadedAtStart.filter((f) => /Approve-|Enroll-|Settings-|main-|crypto-web-/.test(f)), [], 'index.html loads none of the lazy chunks, nor the app behind the start screen');
+  t.true(loadedAtStart.some((f) => /^\/assets\/qr-decoder-/.test(f)), 'index.html preloads the QR decoder beside the start bundle');
   await page.close();
 });
 
@@ -100,9 +109,11 @@ test.serial('reopened while every request stalls, the app shows a usable Scan pa
   page.on('pageerror', (e) => pageErrors.push(e.message));
   const t0 = Date.now();
   void page.goto(`${app.origin}/`).catch(() => {});
-  await visibleIn(page, 'scan-camera').waitFor({ timeout: REOPEN_BOUND_MS });
-  t.log(`Scan page after ${Date.now() - t0} ms`);
-  t.true(await visibleIn(page, 'scan-camera').isEnabled(), 'the scan button can be used');
+  // The start screen or the Scan page: the same button, usable either way.
+  const scanButton = page.locator('[data-testid="scan-camera"]:visible');
+  await scanButton.waitFor({ timeout: REOPEN_BOUND_MS });
+  t.log(`Scan screen after ${Date.now() - t0} ms`);
+  t.true(await scanButton.isEnabled(), 'the scan button can be used');
   await page.getByTestId('tab-history').click();
   await visibleIn(page, 'page-history').waitFor({ timeout: REOPEN_BOUND_MS });
   t.deepEqual(app.requests.slice(before).filter((p) => p !== '/sw.js'), [], 'nothing but the worker update check reached the server');
@@ -120,6 +131,87 @@ test.serial('reopened offline (CDP Network offline), the app shows the Scan page
   await visibleIn(page, 'scan-camera').waitFor({ timeout: REOPEN_BOUND_MS });
   t.deepEqual(app.requests.slice(before).filter((p) => p !== '/sw.js'), [], 'the page reached no server');
   await page.close();
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+/** A phone that has a device key and trusts one made-up host; its own context, the service worker off so the server sees every request. */
+async function phoneWithHost(t: import('ava').ExecutionContext) {
+  const ctx = await browser.newContext({ viewport: { width: 360, height: 640 }, serviceWorkers: 'block', reducedMotion: 'reduce' });
+  await ctx.grantPermissions(['camera'], { origin: app.origin });
+  t.teardown(() => ctx.close());
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto(`${app.origin}/`);
+  await createDevice(page, 'Start screen phone');
+  const hostKey = nodeCrypto.ed25519FromSeed(seededBytes(32));
+  const hostId = keyId(nodeCrypto, hostKey.publicKey);
+  // A relay nobody listens on: this test is about what opens, not about the login.
+  await page.evaluate(storeHostsScript([{ hostId, hostPub: toB64url(hostKey.publicKey), hostname: 'start-01', relayUrl: 'http://127.0.0.1:9', enrolledAt: Date.now() }]));
+  return { page, hostId };
+}
+
+/** When the page started loading `pattern` (performance time), or null when it has not. */
+async function requestStart(page: Page, pattern: RegExp): Promise<number | null> {
+  return page.evaluate((source) => {
+    const e = performance.getEntriesByType('resource').find((r) => new RegExp(source).test(r.name));
+    return e ? e.startTime : null;
+  }, pattern.source);
+}
+
+test.serial('reopened with a device key and a host, the plain start screen opens the camera before the rest of the app is even requested, and the Scan page takes the live camera over', async (t) => {
+  t.log(`seed ${SEED}`);
+  const { page } = await phoneWithHost(t);
+  await page.reload();
+  const video = page.locator('[data-testid="scanner-video"][data-live="yes"]');
+  await video.waitFor({ timeout: 10_000 });
+  const liveAt = (await page.evaluate(() => performance.getEntriesByName('qrauth:camera-live')[0]?.startTime ?? null)) as number | null;
+  if (liveAt === null) return t.fail('no qrauth:camera-live mark');
+  // The app (React, Ionic, the pages) is asked for only once the camera is live.
+  await visibleIn(page, 'page-scan').waitFor({ timeout: 20_000 });
+  const mainAt = await requestStart(page, /\/assets\/main-[\w-]+\.js$/);
+  if (mainAt === null) return t.fail('the app chunk was never requested');
+  t.true(mainAt >= liveAt, `the app chunk was requested at ${mainAt.toFixed(0)} ms, after the camera was live at ${liveAt.toFixed(0)} ms`);
+  // The hand-over: one scanner, still live, still holding focus; the start screen is gone.
+  t.is(await page.getByTestId('scanner-video').count(), 1, 'one camera view');
+  t.is(await video.count(), 1, 'still live');
+  t.true(
+    await page.evaluate(`(() => {
+      const v = document.querySelector('[data-testid="scanner-video"]');
+      return !!v && v.srcObject instanceof MediaStream && v.srcObject.active && !v.paused;
+    })()`),
+    'the camera stream plays on',
+  );
+  t.is(await page.getByTestId('start-screen').count(), 0, 'the start screen is gone');
+  t.true(await page.evaluate(`document.activeElement?.closest('[data-testid="scanner"]') != null`), 'focus stayed in the scanner');
+  t.is(await visibleIn(page, 'page-scan').locator('[data-testid="scan-camera"]').count(), 1, 'the Scan page holds the panel');
+  await page.keyboard.press('Escape');
+  await page.getByTestId('scanner').waitFor({ state: 'detached' });
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+test.serial('a login QR read on the start screen, before the app has loaded, opens Approve for that host once it has', async (t) => {
+  t.log(`seed ${SEED}`);
+  const { page, hostId } = await phoneWithHost(t);
+  const payload = `QRA1:${hostId}:${toB64url(seededBytes(16))}:${toB64url(seededBytes(16))}`;
+  writeY4m(join(camDir, 'camera.y4m'), qrFramesFromTerminal(renderQr(payload).text, payload));
+  t.teardown(() => writeY4m(join(camDir, 'camera.y4m'), blankFrame()));
+  // The app chunk is held back until the code has been read: the code must wait for it.
+  let releaseApp: () => void = () => {};
+  const appHeld = new Promise<void>((resolve) => {
+    releaseApp = resolve;
+  });
+  await page.route(/\/assets\/main-[\w-]+\.js$/, async (route) => {
+    await appHeld;
+    await route.continue();
+  });
+  await page.reload();
+  await page.getByTestId('start-screen').getByText('Opening…').waitFor({ timeout: 15_000 });
+  t.is(await page.getByTestId('scanner').count(), 0, 'the scanner closed after reading');
+  t.is(await visibleIn(page, 'page-approve').count(), 0, 'nothing approves before the app is there');
+  releaseApp();
+  await visibleIn(page, 'page-approve').waitFor({ timeout: 20_000 });
+  await visibleIn(page, 'page-approve').getByText('start-01').first().waitFor();
+  t.is(await page.getByTestId('start-screen').count(), 0, 'the start screen is gone');
   t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
 });
 

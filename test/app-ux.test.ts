@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { FINGERPRINT_PATTERN } from '../protocol/src/index.js';
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
-import { toB64url } from '../protocol/src/index.js';
+import { keyId, toB64url } from '../protocol/src/index.js';
 import {
   type AppInChromium,
   artifactPath,
@@ -21,6 +21,7 @@ import {
   qrFramesInTheme,
   reportFailedPage,
   startAppInChromium,
+  storeHostsScript,
   visibleIn,
   writeY4m,
 } from './support/browser.js';
@@ -86,10 +87,16 @@ async function axeFindings(p: Page): Promise<string[]> {
  * contrast that the settled screen does not have (seen once under load with a fixed 150 ms wait).
  */
 async function settledInScheme(p: Page, scheme: 'light' | 'dark'): Promise<void> {
-  await p.waitForFunction((dark) => document.documentElement.classList.contains('ion-palette-dark') === dark, scheme === 'dark');
+  // Functions, not strings (the app's CSP forbids eval); the tests' tsconfig has no DOM types.
+  type PageGlobal = {
+    document: { documentElement: { classList: { contains(name: string): boolean } }; getAnimations(): Array<{ finished: Promise<unknown> }> };
+    requestAnimationFrame(cb: () => void): void;
+  };
+  await p.waitForFunction((dark) => (globalThis as unknown as PageGlobal).document.documentElement.classList.contains('ion-palette-dark') === dark, scheme === 'dark');
   await p.evaluate(async () => {
-    for (let i = 0; i < 2; i++) await new Promise((r) => requestAnimationFrame(r));
-    await Promise.all(document.getAnimations().map((a) => a.finished.catch(() => undefined)));
+    const g = globalThis as unknown as PageGlobal;
+    for (let i = 0; i < 2; i++) await new Promise<void>((r) => g.requestAnimationFrame(() => r()));
+    await Promise.all(g.document.getAnimations().map((a) => a.finished.catch(() => undefined)));
   });
 }
 
@@ -107,7 +114,7 @@ async function checkScreen(t: ExecutionContext, name: string, p: Page = page, op
     )) as string;
     t.regex(focused, /^page-heading\|/, `${name}: focus is on the page's heading`);
   }
-  const small = (await p.evaluate(`[...document.querySelectorAll('.ion-page:not(.ion-page-hidden) ion-button, .ion-page:not(.ion-page-hidden) ion-back-button, ion-tab-button, [data-testid="scanner"] ion-button')]
+  const small = (await p.evaluate(`[...document.querySelectorAll('.ion-page:not(.ion-page-hidden) ion-button, .ion-page:not(.ion-page-hidden) ion-back-button, ion-tab-button, .q-button')]
       .filter((e) => e.offsetParent !== null || getComputedStyle(e).position === 'fixed')
       .map((e) => { const r = e.getBoundingClientRect(); return { id: e.getAttribute('data-testid') || e.textContent.trim().slice(0, 20), w: Math.round(r.width), h: Math.round(r.height) }; })
       .filter((b) => b.w > 0 && (b.w < 44 || b.h < 44))`)) as Array<{ id: string; w: number; h: number }>;
@@ -261,6 +268,37 @@ test.serial('reopening the app with an enrolled host goes straight to a live sca
   await page.keyboard.press('Escape');
   await scanner.waitFor({ state: 'detached' });
   t.is(await page.getByTestId('scanner').count(), 0, 'Escape closed the scanner');
+});
+
+test.serial('the start screen, shown before the rest of the app has loaded: axe-clean in both themes, focus on its heading, one main, 44 px targets', async (t) => {
+  // Its own context: no service worker (page.route cannot hold what a worker serves).
+  const ctx = await browser.newContext({ viewport: { width: 360, height: 640 }, reducedMotion: 'reduce', serviceWorkers: 'block' });
+  t.teardown(() => ctx.close());
+  const p = await ctx.newPage();
+  p.on('pageerror', (e) => pageErrors.push(e.message));
+  await p.goto(`${app.origin}/`);
+  await createDevice(p, 'Start screen phone');
+  const hostKey = nodeCrypto.ed25519FromSeed(prng(SEED ^ 0x5717)(32));
+  await p.evaluate(storeHostsScript([{ hostId: keyId(nodeCrypto, hostKey.publicKey), hostPub: toB64url(hostKey.publicKey), hostname: 'start-01', relayUrl: 'http://127.0.0.1:9', enrolledAt: Date.now() }]));
+  // The app chunk is held back for the whole check, so the start screen is what is on screen.
+  await p.route(/\/assets\/main-[\w-]+\.js$/, () => {
+    /* never answered */
+  });
+  await p.reload();
+  await p.getByTestId('start-screen').waitFor();
+  // The camera opens by itself (a host is enrolled, Chromium here allows the camera); Escape closes it
+  // and focus goes back to the screen's heading.
+  await p.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor();
+  await p.keyboard.press('Escape');
+  await p.getByTestId('scanner').waitFor({ state: 'detached' });
+  type FocusGlobal = { document: { activeElement: { getAttribute(name: string): string | null } | null } };
+  await p.waitForFunction(() => (globalThis as unknown as FocusGlobal).document.activeElement?.getAttribute('data-testid') === 'start-heading', undefined, { timeout: 5000 });
+  t.is(await p.getByRole('heading', { level: 1, name: 'Scan' }).count(), 1, 'the screen is named by its heading');
+  t.is(await p.getByRole('button', { name: 'Scan QR code' }).count(), 1);
+  t.is(await p.getByRole('textbox', { name: "Or paste the code's text" }).count(), 1, 'the paste field has its label');
+  await checkScreen(t, 'start screen', p, { focus: false });
+  t.is(await p.locator('.ion-page').count(), 0, 'Ionic has not loaded');
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
 });
 
 for (const theme of ['dark', 'light'] as const) {

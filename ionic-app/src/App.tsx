@@ -5,6 +5,7 @@ import { type ComponentType, type LazyExoticComponent, Suspense, lazy, useEffect
 import { Navigate, Route } from 'react-router-dom';
 import { AppStateProvider, useAppState } from './AppState';
 import Scan from './pages/Scan';
+import { endStartScreen } from './scan/start-screen';
 import { pagePreloadsDone } from './sw-register';
 
 /*
@@ -114,6 +115,10 @@ function Tabs() {
 
 function Root() {
   const { device } = useAppState();
+  // The start screen (start.ts) stays until the Scan page takes its panel; any other screen ends it.
+  useEffect(() => {
+    if (device === null) endStartScreen();
+  }, [device]);
   if (device === undefined) return <Loading />;
   if (device === null) return lazyPage(Welcome);
   return (

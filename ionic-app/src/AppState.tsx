@@ -7,6 +7,7 @@ import { createContext, type ReactNode, useCallback, useContext, useEffect, useM
 import type { DeviceInfo, ThemeSetting } from './models';
 import { loadDevice } from './data/device-key';
 import { loadSettings, saveSettings } from './data/store';
+import { applyPalette, darkQuery, isDark } from './theme/palette';
 
 interface AppState {
   /** undefined while loading; null before the first start (and after resetDevice) */
@@ -30,7 +31,6 @@ export function useAppState(): AppState {
   return s;
 }
 
-const darkQuery = () => window.matchMedia?.('(prefers-color-scheme: dark)');
 
 export function AppStateProvider({ children }: { children: ReactNode }) {
   const [device, setDevice] = useState<DeviceInfo | null | undefined>(undefined);
@@ -52,11 +52,8 @@ export function AppStateProvider({ children }: { children: ReactNode }) {
     return () => q?.removeEventListener('change', onChange);
   }, []);
 
-  const dark = theme === 'dark' || (theme === 'system' && systemDark);
-  useEffect(() => {
-    document.documentElement.classList.toggle('ion-palette-dark', dark);
-    document.querySelector('meta[name="theme-color"]')?.setAttribute('content', dark ? '#121212' : '#ffffff');
-  }, [dark]);
+  const dark = isDark(theme, systemDark);
+  useEffect(() => applyPalette(dark), [dark]);
 
   const setTheme = useCallback((t: ThemeSetting) => {
     setThemeState(t);

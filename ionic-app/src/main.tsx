@@ -1,6 +1,5 @@
+// The whole app (React, Ionic, every page); start.ts loads it behind the start screen.
 import { createRoot } from 'react-dom/client';
 import App from './App';
-import { registerServiceWorker } from './sw-register';
 
 createRoot(document.getElementById('root')!).render(<App />);
-registerServiceWorker();

@@ -1,4 +1,4 @@
-import { isNativePlatform } from './data/platform';
+import { isNativePlatform } from './data/native';
 
 let pagePreloaded: () => void = () => {};
 const preloaded = new Promise<void>((resolve) => {

@@ -2,11 +2,12 @@ import { IonBackButton, IonButtons, IonContent, IonHeader, IonPage, IonTitle, Io
 import { type ReactNode, useEffect, useRef } from 'react';
 
 /** Moves focus to the page's heading when the page is shown, so a screen reader starts there. */
-export function useFocusHeading<T extends HTMLElement>() {
+export function useFocusHeading<T extends HTMLElement>(keepFocus: () => boolean = () => false) {
   const heading = useRef<T>(null);
   // The page may still be hidden when this runs (first mount, mid-transition): try for a moment
   // until the heading is shown and takes focus.
   const focus = () => {
+    if (keepFocus()) return;
     let tries = 0;
     const attempt = () => {
       const h = heading.current;
@@ -26,8 +27,21 @@ export function useFocusHeading<T extends HTMLElement>() {
  * One page: a header with the title (and a back button on pages reached from Scan). The body is
  * a plain div: ion-content already renders the page's one `main` landmark (in its shadow root).
  */
-export function Page({ title, back, children, testId }: { title: string; back?: string; children: ReactNode; testId: string }) {
-  const heading = useFocusHeading<HTMLHeadingElement>();
+export function Page({
+  title,
+  back,
+  children,
+  testId,
+  keepFocus,
+}: {
+  title: string;
+  back?: string;
+  children: ReactNode;
+  testId: string;
+  /** True while focus belongs elsewhere (the scanner dialog): the heading does not take it then. */
+  keepFocus?: () => boolean;
+}) {
+  const heading = useFocusHeading<HTMLHeadingElement>(keepFocus);
   return (
     <IonPage data-testid={testId}>
       <IonHeader>

@@ -4,7 +4,19 @@
  * and the torch where the camera track supports one. Native builds use the scanner plugin
  * (platform.ts) instead.
  */
-import { ScanError } from './platform';
+export class ScanError extends Error {
+  override readonly name = 'ScanError';
+}
+
+/** The camera may be opened without asking the person (the site was allowed before). */
+export async function cameraPermissionGranted(): Promise<boolean> {
+  try {
+    const status = await navigator.permissions?.query({ name: 'camera' as PermissionName });
+    return status?.state === 'granted';
+  } catch {
+    return false; // a browser that cannot tell: wait for the person's tap
+  }
+}
 
 /** Frames are scaled down to at most this many pixels on their longer side before decoding. */
 const MAX_DECODE_PX = 640;

@@ -7,14 +7,10 @@
  */
 import { Capacitor } from '@capacitor/core';
 import { fromB64url, toB64url } from '../../../protocol/src/index.js';
+import { cameraPermissionGranted, ScanError } from './camera';
+import { isNativePlatform } from './native';
 
-export function isNativePlatform(): boolean {
-  return Capacitor.isNativePlatform();
-}
-
-export class ScanError extends Error {
-  override readonly name = 'ScanError';
-}
+export { isNativePlatform, ScanError };
 
 /**
  * Native builds: opens the platform's scanner (the plugin's ML Kit / AVFoundation view) and
@@ -40,73 +36,11 @@ export async function scanQrCode(instructions: string): Promise<string | null> {
 
 /** The camera may be opened without asking the person (granted before, or native). */
 export async function cameraAlreadyAllowed(): Promise<boolean> {
-  if (isNativePlatform()) return true;
-  try {
-    const status = await navigator.permissions?.query({ name: 'camera' as PermissionName });
-    return status?.state === 'granted';
-  } catch {
-    return false; // a browser that cannot tell: wait for the person's tap
-  }
+  return isNativePlatform() || cameraPermissionGranted();
 }
 
-// ---- on-device store: one IndexedDB object store of keys → structured-clone values ----
-// IndexedDB keeps CryptoKey objects as they are, non-extractable ones included, which is what
-// the device key's wrapping key needs (see device-key.ts).
-
-const DB_NAME = 'qrauth';
-const STORE = 'kv';
-let dbPromise: Promise<IDBDatabase> | null = null;
-
-function openDb(): Promise<IDBDatabase> {
-  dbPromise ??= new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB_NAME, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => {
-      dbPromise = null;
-      reject(new Error(`cannot open the on-device store: ${req.error?.message ?? 'unknown error'}`));
-    };
-  });
-  return dbPromise;
-}
-
-function run<T>(mode: IDBTransactionMode, op: (s: IDBObjectStore) => IDBRequest): Promise<T> {
-  return openDb().then(
-    (db) =>
-      new Promise<T>((resolve, reject) => {
-        const tx = db.transaction(STORE, mode);
-        const req = op(tx.objectStore(STORE));
-        tx.oncomplete = () => resolve(req.result as T);
-        // The failing request's error (e.g. ConstraintError from add()) reaches the transaction's
-        // onerror before tx.error is set, so read it from the request.
-        tx.onerror = () => reject(new Error(`on-device store: ${req.error?.message ?? tx.error?.message ?? 'transaction failed'}`));
-        tx.onabort = () => reject(new Error(`on-device store: ${tx.error?.message ?? 'transaction aborted'}`));
-      }),
-  );
-}
-
-export function storeGet<T>(key: string): Promise<T | undefined> {
-  return run<T | undefined>('readonly', (s) => s.get(key));
-}
-
-export async function storePut(key: string, value: unknown): Promise<void> {
-  await run('readwrite', (s) => s.put(value, key));
-}
-
-/** Writes only when nothing is stored under `key` yet; resolves false when something was. */
-export async function storeAdd(key: string, value: unknown): Promise<boolean> {
-  try {
-    await run('readwrite', (s) => s.add(value, key));
-    return true;
-  } catch (e) {
-    if (e instanceof Error && /constraint|exists/i.test(e.message)) return false;
-    throw e;
-  }
-}
-
-export async function storeDelete(key: string): Promise<void> {
-  await run('readwrite', (s) => s.delete(key));
-}
+// ---- on-device store: data/kv.ts (the start screen reads it without the rest of this file) ----
+export { storeAdd, storeDelete, storeGet, storePut } from './kv';
 
 // ---- native secrets: the platform keystore, through @aparajita/capacitor-secure-storage ----
 // Native builds only. The plugin's web fallback writes plain text to localStorage, so it is never

@@ -6,13 +6,13 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { fromB64url, keyId, passkeyInfo } from '../../../protocol/src/index.js';
 import type { HistoryEntry, Settings, TrustedHost } from '../models';
 import { storeGet, storePut } from './platform';
+import { SETTINGS_KEY } from './settings';
 
 /** keyId needs SHA-256 only: not crypto-web's Ed25519/X25519, which stay off the app's start path. */
 const hashOnly = { sha256: (data: Uint8Array) => sha256(data) };
 
 const HOSTS = 'hosts';
 const HISTORY = 'history';
-const SETTINGS = 'settings';
 /** Older entries fall off; the history is for the person, not an audit log (the host logs). */
 export const HISTORY_MAX = 200;
 
@@ -93,15 +93,9 @@ export async function clearHistory(): Promise<void> {
   changed();
 }
 
-const DEFAULT_SETTINGS: Settings = { theme: 'system' };
-
-export async function loadSettings(): Promise<Settings> {
-  const s = await storeGet<Partial<Settings>>(SETTINGS);
-  const theme = s?.theme === 'light' || s?.theme === 'dark' || s?.theme === 'system' ? s.theme : DEFAULT_SETTINGS.theme;
-  return { theme };
-}
+export { loadSettings } from './settings';
 
 export async function saveSettings(s: Settings): Promise<void> {
-  await storePut(SETTINGS, s);
+  await storePut(SETTINGS_KEY, s);
   changed();
 }

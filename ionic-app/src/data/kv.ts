@@ -1,0 +1,77 @@
+/**
+ * The on-device store: one IndexedDB object store of keys → structured-clone values. IndexedDB
+ * keeps CryptoKey objects as they are, non-extractable ones included, which is what the device
+ * key's wrapping key needs (see device-key.ts). Its own module, with no imports, so the start
+ * screen (start.ts) can read it before the rest of the app has loaded.
+ */
+
+const DB_NAME = 'qrauth';
+const STORE = 'kv';
+let dbPromise: Promise<IDBDatabase> | null = null;
+
+function openDb(): Promise<IDBDatabase> {
+  dbPromise ??= new Promise((resolve, reject) => {
+    const req = indexedDB.open(DB_NAME, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => {
+      dbPromise = null;
+      reject(new Error(`cannot open the on-device store: ${req.error?.message ?? 'unknown error'}`));
+    };
+  });
+  return dbPromise;
+}
+
+function run<T>(mode: IDBTransactionMode, op: (s: IDBObjectStore) => IDBRequest): Promise<T> {
+  return openDb().then(
+    (db) =>
+      new Promise<T>((resolve, reject) => {
+        const tx = db.transaction(STORE, mode);
+        const req = op(tx.objectStore(STORE));
+        tx.oncomplete = () => resolve(req.result as T);
+        // The failing request's error (e.g. ConstraintError from add()) reaches the transaction's
+        // onerror before tx.error is set, so read it from the request.
+        tx.onerror = () => reject(new Error(`on-device store: ${req.error?.message ?? tx.error?.message ?? 'transaction failed'}`));
+        tx.onabort = () => reject(new Error(`on-device store: ${tx.error?.message ?? 'transaction aborted'}`));
+      }),
+  );
+}
+
+export function storeGet<T>(key: string): Promise<T | undefined> {
+  return run<T | undefined>('readonly', (s) => s.get(key));
+}
+
+/** Several keys in one transaction (the start screen's one read: device, settings, hosts). */
+export function storeGetMany(keys: readonly string[]): Promise<unknown[]> {
+  return openDb().then(
+    (db) =>
+      new Promise<unknown[]>((resolve, reject) => {
+        const tx = db.transaction(STORE, 'readonly');
+        const store = tx.objectStore(STORE);
+        const reqs = keys.map((k) => store.get(k));
+        tx.oncomplete = () => resolve(reqs.map((r) => r.result as unknown));
+        tx.onerror = () => reject(new Error(`on-device store: ${tx.error?.message ?? 'transaction failed'}`));
+        tx.onabort = () => reject(new Error(`on-device store: ${tx.error?.message ?? 'transaction aborted'}`));
+      }),
+  );
+}
+
+export async function storePut(key: string, value: unknown): Promise<void> {
+  await run('readwrite', (s) => s.put(value, key));
+}
+
+/** Writes only when nothing is stored under `key` yet; resolves false when something was. */
+export async function storeAdd(key: string, value: unknown): Promise<boolean> {
+  try {
+    await run('readwrite', (s) => s.add(value, key));
+    return true;
+  } catch (e) {
+    if (e instanceof Error && /constraint|exists/i.test(e.message)) return false;
+    throw e;
+  }
+}
+
+export async function storeDelete(key: string): Promise<void> {
+  await run('readwrite', (s) => s.delete(key));
+}
+

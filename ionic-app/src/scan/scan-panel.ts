@@ -1,0 +1,192 @@
+/**
+ * The Scan screen's body: the "Scan QR code" button, the camera (scanner-view.ts), a field to
+ * paste a code's text, and the error when a code is not ours. Plain DOM and one instance for the
+ * app's whole life: the start screen (start.ts) shows it before React and Ionic have loaded, and
+ * the Scan page (pages/Scan.tsx) then takes the same element over, with the camera still live if
+ * it was, so a person can scan before the rest of the app has arrived.
+ *
+ * A code read or pasted goes to the handler the owner set (the Scan page routes it); until there
+ * is one, it waits, and the start screen is told so it can bring the app in at once.
+ */
+import { payloadKind } from '../../../protocol/src/payloads.js';
+import { el, icon, ICON_CAMERA, ICON_ERROR } from './dom';
+import { openScannerView, type ScannerView } from './scanner-view';
+
+export type PayloadHandler = (text: string, kind: 'login' | 'enroll') => void;
+/** A native build's scanner (the plugin's own view): the text read, or null when closed. */
+export type NativeScan = (instructions: string) => Promise<string | null>;
+
+export interface ScanPanel {
+  readonly element: HTMLElement;
+  /** The owner of scanned codes (null: keep them until there is one). */
+  setHandler(handler: PayloadHandler | null): void;
+  /** Called when a code waits for a handler (the start screen loads the app then). */
+  onWaiting(cb: () => void): void;
+  /** Called once the camera picture is live (the start screen loads the app then). */
+  onLive(cb: () => void): void;
+  setNativeScan(scan: NativeScan | null): void;
+  /** What the person sees while a code waits for the app (null: nothing). */
+  setStatus(text: string | null): void;
+  /** Opens the camera (the button's action). */
+  scan(): void;
+  closeScanner(): void;
+  scannerOpen(): boolean;
+  /** Opening the app goes straight to the camera once, when `shouldOpen` (a host to log in to, the camera allowed). */
+  openAtStartOnce(shouldOpen: () => Promise<boolean>): void;
+}
+
+const NOT_OURS = 'This is not a qrauth code. Login codes start with QRA1:, enrollment codes with QRE1:.';
+const NATIVE_INSTRUCTIONS = 'Point the camera at the QR code in your terminal';
+
+function createScanPanel(): ScanPanel {
+  let handler: PayloadHandler | null = null;
+  let pending: { text: string; kind: 'login' | 'enroll' } | null = null;
+  let waiting: () => void = () => {};
+  let live: () => void = () => {};
+  let nativeScan: NativeScan | null = null;
+  let view: ScannerView | null = null;
+  let nativeBusy = false;
+  let openedAtStart = false;
+
+  const scanButton = el('button', { type: 'button', className: 'q-button q-button-block q-button-large scan-button', 'data-testid': 'scan-camera' });
+  const errorBox = el('div', { className: 'scan-error' });
+  const status = el('p', { className: 'scan-status', role: 'status' });
+  const textarea = el('textarea', { id: 'payload-text', rows: 2, placeholder: 'QRA1:…', autocapitalize: 'off', autocomplete: 'off', spellcheck: 'false' });
+  const submit = el('button', { type: 'submit', className: 'q-button q-button-block q-button-outline', 'data-testid': 'payload-submit', disabled: true }, 'Continue');
+  const form = el(
+    'form',
+    { className: 'paste-form' },
+    el('div', { className: 'q-field', 'data-testid': 'payload-input' }, el('label', { for: 'payload-text' }, "Or paste the code's text"), textarea),
+    submit,
+  );
+  const element = el(
+    'div',
+    { className: 'scan-panel' },
+    el('p', {}, 'Scan the QR code your terminal shows to approve a login, or the one from ', el('code', {}, 'qrauth enroll'), ' to add a host.'),
+    scanButton,
+    errorBox,
+    status,
+    form,
+  );
+
+  const showScanning = (on: boolean) => {
+    scanButton.disabled = on;
+    scanButton.replaceChildren(icon(ICON_CAMERA), on ? 'Scanning…' : 'Scan QR code');
+  };
+  showScanning(false);
+
+  const showError = (message: string | null) => {
+    errorBox.replaceChildren();
+    if (message === null) return;
+    errorBox.append(
+      el(
+        'div',
+        { className: 'warning warning-danger', role: 'alert', 'data-testid': 'warning-error' },
+        icon(ICON_ERROR, 'q-icon warning-icon'),
+        el('div', {}, el('strong', {}, 'Cannot use this code'), el('div', { className: 'warning-body' }, message)),
+      ),
+    );
+  };
+
+  const deliver = (raw: string) => {
+    const kind = payloadKind(raw);
+    if (!kind) {
+      showError(NOT_OURS);
+      return;
+    }
+    showError(null);
+    textarea.value = '';
+    submit.disabled = true;
+    const text = raw.trim();
+    if (handler) handler(text, kind);
+    else {
+      pending = { text, kind };
+      waiting();
+    }
+  };
+
+  const scan = () => {
+    showError(null);
+    if (nativeScan) {
+      if (nativeBusy) return;
+      nativeBusy = true;
+      showScanning(true);
+      nativeScan(NATIVE_INSTRUCTIONS)
+        .then((text) => text !== null && deliver(text), (e: Error) => showError(e.message))
+        .finally(() => {
+          nativeBusy = false;
+          showScanning(false);
+        });
+      return;
+    }
+    if (view) return;
+    showScanning(true);
+    view = openScannerView(
+      (text) => {
+        view = null;
+        showScanning(false);
+        deliver(text);
+      },
+      (message) => {
+        view = null;
+        showScanning(false);
+        if (message) showError(`the camera could not scan: ${message}`);
+      },
+      () => live(),
+    );
+  };
+
+  scanButton.addEventListener('click', scan);
+  textarea.addEventListener('input', () => {
+    submit.disabled = textarea.value.trim() === '';
+  });
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    deliver(textarea.value);
+  });
+
+  return {
+    element,
+    setHandler(h) {
+      handler = h;
+      if (h && pending) {
+        const p = pending;
+        pending = null;
+        status.textContent = '';
+        h(p.text, p.kind);
+      }
+    },
+    onWaiting(cb) {
+      waiting = cb;
+    },
+    onLive(cb) {
+      live = cb;
+    },
+    setNativeScan(s) {
+      nativeScan = s;
+    },
+    setStatus(text) {
+      status.textContent = text ?? '';
+    },
+    scan,
+    closeScanner() {
+      view?.close();
+      view = null;
+      showScanning(nativeBusy);
+    },
+    scannerOpen: () => view !== null,
+    openAtStartOnce(shouldOpen) {
+      if (openedAtStart) return;
+      openedAtStart = true;
+      void shouldOpen().then((yes) => yes && scan(), () => {});
+    },
+  };
+}
+
+let panel: ScanPanel | null = null;
+
+/** The one Scan panel (made on first use). */
+export function scanPanel(): ScanPanel {
+  panel ??= createScanPanel();
+  return panel;
+}

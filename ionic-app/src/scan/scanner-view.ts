@@ -1,0 +1,107 @@
+/**
+ * The app's own camera view on the web: a dialog with instructions, the live picture, a named
+ * Close button (Escape and the Android back button close it too) and a torch toggle where the
+ * camera has one. Reads light- and dark-terminal QRs (camera.ts). Focus goes to the dialog's
+ * heading on open and back to where it was on close.
+ *
+ * Plain DOM, no React or Ionic: it is part of the start screen (start.ts), which must have the
+ * camera live before the rest of the app has even downloaded. The Scan page reuses it.
+ */
+import { startWebScan, type WebScan } from '../data/camera';
+import { el, icon, ICON_CLOSE, ICON_TORCH, ICON_TORCH_OFF } from './dom';
+
+export interface ScannerView {
+  /** Closes the camera and the dialog; `onClose` is not called. */
+  close(): void;
+}
+
+/**
+ * Opens the dialog on top of everything (header and tabs too). `onResult` gets the first QR
+ * read; `onClose` is called when the person closes it, or with a message when the camera
+ * cannot be used. The dialog is gone before either is called. `onLive` once the picture is live.
+ */
+export function openScannerView(onResult: (text: string) => void, onClose: (error?: string) => void, onLive: () => void = () => {}): ScannerView {
+  const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+  let scan: WebScan | null = null;
+  let closed = false;
+
+  const heading = el('h2', { id: 'scanner-title', tabIndex: -1 }, 'Scan the QR code');
+  const closeButton = el('button', { type: 'button', className: 'q-button q-button-icon q-button-medium', 'aria-label': 'Close the camera', 'data-testid': 'scanner-close' }, icon(ICON_CLOSE));
+  const video = el('video', { className: 'scanner-video', 'aria-label': 'Camera picture', 'data-live': 'no', 'data-testid': 'scanner-video' });
+  video.muted = true;
+  video.playsInline = true;
+  const status = el('p', { className: 'scanner-status', role: 'status' }, 'Opening the camera…');
+  const torch = el('button', { type: 'button', className: 'q-button q-button-outline', 'aria-pressed': 'false', 'data-testid': 'scanner-torch', hidden: true }, icon(ICON_TORCH_OFF), 'Torch');
+  const cancel = el('button', { type: 'button', className: 'q-button q-button-clear', 'data-testid': 'scanner-cancel' }, 'Cancel');
+  const dialog = el(
+    'div',
+    { className: 'scanner', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': 'scanner-title', 'aria-describedby': 'scanner-help', 'data-testid': 'scanner' },
+    el('div', { className: 'scanner-bar' }, heading, closeButton),
+    el('p', { id: 'scanner-help', className: 'scanner-help' }, 'Point the camera at the QR code in your terminal, or the one from ', el('code', {}, 'qrauth enroll'), '. Dark and light terminals both work.'),
+    el('div', { className: 'scanner-view' }, video, el('div', { className: 'scanner-frame', 'aria-hidden': 'true' })),
+    status,
+    torch,
+    cancel,
+  );
+
+  const onKey = (ev: KeyboardEvent) => {
+    if (ev.key === 'Escape') {
+      ev.preventDefault();
+      finish(() => onClose());
+    }
+  };
+  // Ionic turns the Android back button into this event (Capacitor); priority above page navigation.
+  const onBack = (ev: Event) => (ev as CustomEvent<{ register(priority: number, handler: () => void): void }>).detail.register(150, () => finish(() => onClose()));
+
+  const teardown = () => {
+    if (closed) return false;
+    closed = true;
+    scan?.stop();
+    scan = null;
+    document.removeEventListener('keydown', onKey);
+    document.removeEventListener('ionBackButton', onBack);
+    dialog.remove();
+    if (opener?.isConnected) opener.focus();
+    return true;
+  };
+  function finish(then: () => void) {
+    if (teardown()) then();
+  }
+
+  closeButton.addEventListener('click', () => finish(() => onClose()));
+  cancel.addEventListener('click', () => finish(() => onClose()));
+  let torchOn = false;
+  torch.addEventListener('click', () => {
+    const next = !torchOn;
+    void scan?.setTorch(next).then(
+      () => {
+        torchOn = next;
+        torch.setAttribute('aria-pressed', String(next));
+        torch.replaceChildren(icon(next ? ICON_TORCH : ICON_TORCH_OFF), 'Torch');
+      },
+      () => {
+        torch.hidden = true;
+      },
+    );
+  });
+  document.addEventListener('keydown', onKey);
+  document.addEventListener('ionBackButton', onBack);
+  document.body.append(dialog);
+  heading.focus();
+
+  performance.mark('qrauth:camera-requested');
+  startWebScan(video, (text) => finish(() => onResult(text))).then(
+    (s) => {
+      if (closed) return s.stop();
+      scan = s;
+      torch.hidden = !s.hasTorch;
+      video.dataset.live = 'yes';
+      status.textContent = 'Looking for a QR code…';
+      // For measurements (bench/app-load.ts, test/app-load.test.ts): when the camera could first read.
+      performance.mark('qrauth:camera-live');
+      onLive();
+    },
+    (e: Error) => finish(() => onClose(e.message)),
+  );
+  return { close: () => void teardown() };
+}

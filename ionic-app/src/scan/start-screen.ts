@@ -1,0 +1,55 @@
+/**
+ * The start screen: the Scan screen in plain DOM, shown by start.ts before React and Ionic have
+ * loaded, until the app's Scan page takes its panel over (endStartScreen).
+ */
+import { cameraPermissionGranted } from '../data/camera';
+import type { ThemeSetting } from '../models';
+import { followTheme } from '../theme/palette';
+import { el } from './dom';
+import { scanPanel } from './scan-panel';
+
+/** With the camera closed, the rest of the app comes this long after the start screen is up. */
+const APP_AFTER_MS = 1000;
+
+let stopFollowingTheme: (() => void) | null = null;
+
+/**
+ * Shows the start screen in `theme`; `loadApp` brings the rest of the app (once the camera is
+ * live, a code waits, the person turns to the paste field, or APP_AFTER_MS with the camera
+ * closed). `someHost`: a host is enrolled, so the camera opens at once when it is allowed.
+ */
+export function showStartScreen(loadApp: () => Promise<unknown>, theme: ThemeSetting, someHost: boolean): void {
+  stopFollowingTheme = followTheme(theme);
+  const panel = scanPanel();
+  const heading = el('h1', { className: 'page-title', tabIndex: -1, 'data-testid': 'start-heading' }, 'Scan');
+  const screen = el(
+    'div',
+    { id: 'start-screen', className: 'start-screen', 'data-testid': 'start-screen' },
+    el('header', { className: 'start-header' }, heading),
+    el('main', { className: 'start-main' }, el('div', { className: 'page-body' }, panel.element)),
+  );
+  document.body.classList.add('starting');
+  document.body.prepend(screen);
+  heading.focus({ preventScroll: true });
+  performance.mark('qrauth:start-screen');
+
+  const bringApp = () => void loadApp().catch(() => {});
+  panel.onLive(bringApp);
+  panel.onWaiting(() => {
+    panel.setStatus('Opening…');
+    loadApp().catch(() => panel.setStatus('The rest of the app could not be loaded. Check the connection and try again.'));
+  });
+  panel.element.addEventListener('focusin', (e) => (e.target as HTMLElement).tagName === 'TEXTAREA' && bringApp());
+  setTimeout(() => {
+    if (!panel.scannerOpen()) bringApp();
+  }, APP_AFTER_MS);
+  panel.openAtStartOnce(async () => someHost && (await cameraPermissionGranted()));
+}
+
+/** The app is up (its Scan page holds the panel now, or it shows another screen): the start screen goes. */
+export function endStartScreen(): void {
+  document.getElementById('start-screen')?.remove();
+  document.body.classList.remove('starting');
+  stopFollowingTheme?.();
+  stopFollowingTheme = null;
+}
