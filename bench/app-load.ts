@@ -19,18 +19,19 @@
  *   cold:  the device key exists (IndexedDB) but no HTTP cache, no service worker, no Cache
  *          Storage; navigation → "Scan QR code" clicked as soon as it is enabled → video live
  *   warm:  the same with the service worker installed and its cache filled
- *   hanging: warm, but every network request stalls (never answered): navigation → Scan page shown
+ *   hanging: warm, but every network request stalls (never answered): navigation → the Scan
+ *       screen's "Scan QR code" button on screen (the start screen or Ionic's Scan page)
  *   first visit: a fresh profile opens the app and makes its key; bytes until nothing has been
  *       requested for 3 s (the service worker's own downloads included)
  *
  * Flags: --before <commit> (default HEAD), --runs N (default 5), --lighthouse (also run
  * Lighthouse 12, mobile preset, on both; CHROME_PATH=/usr/bin/chromium).
  */
-import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type CDPSession, type Page, chromium } from 'playwright-core';
 import { blankFrame, CHROMIUM_PATH, launchChromium, newAppContext, writeY4m } from '../test/support/browser.js';
 import { type StaticServer, startStaticServer } from '../test/support/static-server.js';
 import { ROOT, sleep, summarize } from './lib.js';
@@ -81,8 +82,8 @@ function buildBefore(commit: string): string {
   return dist;
 }
 
-/** A visible element of the app (Ionic keeps hidden pages in the DOM). */
-const shown = (page: Page, testId: string) => page.locator(`.ion-page:not(.ion-page-hidden) [data-testid="${testId}"]`);
+/** A visible element of the app (Ionic keeps hidden pages in the DOM; the start screen has no .ion-page). */
+const shown = (page: Page, testId: string) => page.locator(`[data-testid="${testId}"]:visible`);
 
 async function throttle(page: Page): Promise<CDPSession> {
   const cdp = await page.context().newCDPSession(page);
@@ -115,6 +116,8 @@ async function serviceWorkerControls(page: Page): Promise<void> {
 interface Visit {
   ms: number;
   bytes: number;
+  /** The app's performance marks (qrauth:start-screen, :camera-requested, :camera-live), ms from navigation; builds without them have none. */
+  marks: Record<string, number>;
 }
 
 /** Navigation → scanner live (clicking "Scan QR code" as soon as it can be clicked). */
@@ -130,7 +133,9 @@ async function toCameraReady(context: BrowserContext, server: StaticServer, cold
   await button.waitFor({ timeout: 60_000 });
   await button.click({ timeout: 60_000 });
   await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor({ timeout: 60_000 });
-  const visit = { ms: Date.now() - t0, bytes: server.bytesSent() - bytes0 };
+  const ms = Date.now() - t0;
+  const marks = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])));
+  const visit = { ms, bytes: server.bytesSent() - bytes0, marks };
   await page.close();
   return visit;
 }
@@ -144,7 +149,7 @@ async function reopenOnHangingNetwork(context: BrowserContext, server: StaticSer
   await throttle(page);
   const t0 = Date.now();
   void page.goto(`${server.origin}/`).catch(() => {});
-  await shown(page, 'page-scan').waitFor({ timeout: 30_000 }).catch(() => {});
+  await shown(page, 'scan-camera').waitFor({ timeout: 30_000 }).catch(() => {});
   const ms = Date.now() - t0;
   await page.close();
   await context.unrouteAll({ behavior: 'ignoreErrors' });
@@ -209,29 +214,120 @@ async function measure(browser: Browser, server: StaticServer, figures: Figures)
   await context.close();
 }
 
+/**
+ * The floor of this browser and throttling: a page of one button and nothing else, on loopback
+ * (no network throttling: a service worker's answer is local too), CPU ×4: open → button visible,
+ * measured as the hanging reopen is.
+ */
+async function floor(browser: Browser, runs: number): Promise<number[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'qra-floor-'));
+  writeFileSync(join(dir, 'index.html'), '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>floor</title></head><body><button data-testid="scan-camera">Scan QR code</button></body></html>');
+  const server = await startStaticServer(dir);
+  const context = await browser.newContext({ viewport: { width: 360, height: 640 } });
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      const page = await context.newPage();
+      const cdp = await context.newCDPSession(page);
+      await cdp.send('Emulation.setCPUThrottlingRate', { rate: CPU_SLOWDOWN });
+      const t0 = Date.now();
+      void page.goto(`${server.origin}/`).catch(() => {});
+      await shown(page, 'scan-camera').waitFor({ timeout: 30_000 });
+      out.push(Date.now() - t0);
+      await page.close();
+    }
+  } finally {
+    await context.close();
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
+/** Median of one mark (or a difference of two) over the visits that have it. */
+function markMedian(visits: Visit[], mark: string, from?: string): string {
+  const xs = visits.filter((v) => mark in v.marks && (!from || from in v.marks)).map((v) => v.marks[mark]! - (from ? v.marks[from]! : 0));
+  return xs.length ? `${Math.round(median(xs))} ms` : '—';
+}
 const median = (xs: number[]) => summarize(xs).p50;
 
-function lighthouse(url: string, label: string): { score: number; lcp: number; fcp: number; tbt: number; bytes: number } | string {
-  const out = join(mkdtempSync(join(tmpdir(), 'qra-lh-')), `${label}.json`);
-  const r = spawnSync(
-    'npx',
-    ['lighthouse', url, '--only-categories=performance', '--output=json', `--output-path=${out}`, '--quiet', '--chrome-flags=--headless=new --no-sandbox --disable-gpu'],
-    { cwd: ROOT, encoding: 'utf8', env: { ...process.env, CHROME_PATH: CHROMIUM_PATH }, timeout: 300_000 },
-  );
-  if (r.status !== 0 || !existsSync(out)) return `lighthouse failed (${r.status ?? r.signal}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`;
-  const lhr = JSON.parse(readFileSync(out, 'utf8')) as {
-    categories: { performance: { score: number } };
-    audits: Record<string, { numericValue?: number }>;
-  };
-  rmSync(out, { force: true });
-  return {
-    score: Math.round(lhr.categories.performance.score * 100),
-    lcp: lhr.audits['largest-contentful-paint']?.numericValue ?? NaN,
-    fcp: lhr.audits['first-contentful-paint']?.numericValue ?? NaN,
-    tbt: lhr.audits['total-blocking-time']?.numericValue ?? NaN,
-    bytes: lhr.audits['total-byte-weight']?.numericValue ?? NaN,
-  };
+interface LighthouseFigures {
+  score: number;
+  lcp: number;
+  fcp: number;
+  tbt: number;
+  bytes: number;
+}
+
+/**
+ * Lighthouse 12 (mobile preset, its own simulated throttling) on `url`. It runs in its own
+ * process group, which is killed whole after LIGHTHOUSE_MS, so a run that hangs leaves no
+ * Chromium behind. `profile`: a Chromium profile to reuse (a returning person: device key and
+ * service worker kept, --disable-storage-reset); without it a fresh profile (a first visit).
+ */
+const LIGHTHOUSE_MS = 180_000;
+async function lighthouse(url: string, label: string, profile?: string): Promise<LighthouseFigures | string> {
+  const outDir = mkdtempSync(join(tmpdir(), 'qra-lh-'));
+  const out = join(outDir, `${label}.json`);
+  const chromeFlags = ['--headless=new', '--no-sandbox', '--disable-gpu', ...(profile ? [`--user-data-dir=${profile}`] : [])].join(' ');
+  const args = ['lighthouse', url, '--only-categories=performance', '--output=json', `--output-path=${out}`, '--quiet', `--chrome-flags=${chromeFlags}`];
+  if (profile) args.push('--disable-storage-reset');
+  const child = spawn('npx', args, { cwd: ROOT, env: { ...process.env, CHROME_PATH: CHROMIUM_PATH }, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString('utf8')).slice(-4000);
+  });
+  const code = await new Promise<number | string>((resolve) => {
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      resolve(`killed after ${LIGHTHOUSE_MS / 1000} s`);
+    }, LIGHTHOUSE_MS);
+    child.on('exit', (c, sig) => {
+      clearTimeout(timer);
+      resolve(c ?? String(sig));
+    });
+  });
+  try {
+    if (code !== 0 || !existsSync(out)) return `lighthouse failed (${code}): ${stderr.trim().split('\n').slice(-3).join(' / ')}`;
+    const lhr = JSON.parse(readFileSync(out, 'utf8')) as {
+      categories: { performance: { score: number | null } };
+      audits: Record<string, { numericValue?: number }>;
+      runtimeError?: { message?: string };
+    };
+    if (lhr.runtimeError || lhr.categories.performance.score === null) return `lighthouse: ${lhr.runtimeError?.message ?? 'no score'}`;
+    return {
+      score: Math.round(lhr.categories.performance.score * 100),
+      lcp: lhr.audits['largest-contentful-paint']?.numericValue ?? NaN,
+      fcp: lhr.audits['first-contentful-paint']?.numericValue ?? NaN,
+      tbt: lhr.audits['total-blocking-time']?.numericValue ?? NaN,
+      bytes: lhr.audits['total-byte-weight']?.numericValue ?? NaN,
+    };
+  } finally {
+    rmSync(outDir, { recursive: true, force: true });
+  }
+}
+
+/** A Chromium profile where the app at `origin` has its device key, its service worker and its cache: a returning person. */
+async function returningProfile(origin: string): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'qra-lh-profile-'));
+  const context = await chromium.launchPersistentContext(dir, { executablePath: CHROMIUM_PATH, args: ['--headless=new', '--no-sandbox', '--disable-gpu'], viewport: { width: 360, height: 640 } });
+  try {
+    const page = await context.newPage();
+    await page.goto(`${origin}/`);
+    await page.getByTestId('device-name-input').locator('input').fill('Lighthouse phone');
+    await page.getByTestId('create-device').click();
+    await shown(page, 'page-scan').waitFor({ timeout: 60_000 });
+    await serviceWorkerControls(page);
+    await page.waitForTimeout(3000);
+  } finally {
+    await context.close();
+  }
+  return dir;
 }
 
 async function main(): Promise<void> {
@@ -256,27 +352,40 @@ async function main(): Promise<void> {
         console.log(`run ${i + 1} ${which}: cold ${f.cold.at(-1)!.ms} ms / ${kb(f.cold.at(-1)!.bytes)}, warm ${f.warm.at(-1)!.ms} ms, hanging ${f.hanging.at(-1)} ms`);
       }
     }
-    const lh = process.argv.includes('--lighthouse')
-      ? { before: lighthouse(`${servers.before.origin}/`, 'before'), after: lighthouse(`${servers.after.origin}/`, 'after') }
-      : null;
+    const lh: Array<[string, LighthouseFigures | string]> = [];
+    if (process.argv.includes('--lighthouse')) {
+      for (const which of ['before', 'after'] as const) {
+        const origin = servers[which].origin;
+        lh.push([`${which}, first visit`, await lighthouse(`${origin}/`, `${which}-first`)]);
+        const profile = await returningProfile(origin);
+        try {
+          lh.push([`${which}, returning (device key, service worker)`, await lighthouse(`${origin}/`, `${which}-returning`, profile)]);
+        } finally {
+          rmSync(profile, { recursive: true, force: true });
+        }
+      }
+    }
+    const floorMs = await floor(browser, RUNS);
     const row = (name: string, f: (x: Figures) => string) => `| ${name} | ${f(figures.before)} | ${f(figures.after)} |`;
     console.log(`\nChromium ${browser.version()}, Fast 3G (562.5 ms, ${FAST_3G.downloadThroughput} B/s down, ${FAST_3G.uploadThroughput} B/s up), CPU ×${CPU_SLOWDOWN}; median of ${RUNS}\n`);
     console.log('| | before | after |\n|---|---|---|');
     console.log(row('bytes before the scanner is usable (cold, compressed)', (x) => kb(median(x.cold.map((v) => v.bytes)))));
     console.log(row('cold: open → camera ready', (x) => `${median(x.cold.map((v) => v.ms))} ms`));
     console.log(row('warm (service worker): open → camera ready', (x) => `${median(x.warm.map((v) => v.ms))} ms`));
+    console.log(row('… of it, warm: open → start screen up (page clock)', (x) => markMedian(x.warm, 'qrauth:start-screen')));
+    console.log(row('… of it, warm: tap → camera asked (playwright\'s click)', (x) => markMedian(x.warm, 'qrauth:camera-requested', 'qrauth:start-screen')));
+    console.log(row('… of it, warm: camera asked → picture live (the camera\'s start)', (x) => markMedian(x.warm, 'qrauth:camera-live', 'qrauth:camera-requested')));
     console.log(row('bytes on a warm open', (x) => kb(median(x.warm.map((v) => v.bytes)))));
-    console.log(row('reopen, every request stalled: open → Scan page', (x) => `${median(x.hanging)} ms`));
+    console.log(row('reopen, every request stalled: open → Scan screen', (x) => `${median(x.hanging)} ms`));
+    console.log(`| floor: a one-button page, CPU ×${CPU_SLOWDOWN}: open → button | ${median(floorMs)} ms | (same) |`);
     console.log(row('first visit: bytes (app + service worker)', (x) => kb(x.firstVisitBytes)));
     console.log(row('first visit: responses / hashed assets fetched twice', (x) => `${x.firstVisitResponses} / ${x.assetsFetchedTwice}`));
-    if (lh) {
-      for (const [k, v] of Object.entries(lh)) {
-        console.log(
-          typeof v === 'string'
-            ? `Lighthouse ${k}: ${v}`
-            : `Lighthouse 12 mobile ${k}: performance ${v.score}, FCP ${(v.fcp / 1000).toFixed(1)} s, LCP ${(v.lcp / 1000).toFixed(1)} s, TBT ${Math.round(v.tbt)} ms, total ${kb(v.bytes)}`,
-        );
-      }
+    for (const [k, v] of lh) {
+      console.log(
+        typeof v === 'string'
+          ? `Lighthouse ${k}: ${v}`
+          : `Lighthouse 12 mobile, ${k}: performance ${v.score}, FCP ${(v.fcp / 1000).toFixed(1)} s, LCP ${(v.lcp / 1000).toFixed(1)} s, TBT ${Math.round(v.tbt)} ms, total ${kb(v.bytes)}`,
+      );
     }
   } finally {
     await browser.close();
