@@ -36,13 +36,16 @@ import {
   type AppInChromium,
   approveAndFinishSsh,
   artifactPath,
+  blankFrame,
   createDevice,
   newAppContext,
   pasteIntoApp,
   putAppRecordScript,
+  qrFramesInTheme,
   reportFailedPage,
   startAppInChromium,
   visibleIn,
+  writeY4m,
 } from './support/browser.js';
 import { ENROLL_RE, enrollAppWithCli, qrauthCli } from './support/enroll.js';
 import { nextMarker, runInPty } from './support/pty.js';
@@ -279,7 +282,7 @@ let enrolled = false;
 test.before(async () => {
   if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
   // The web build on an origin of its own, allow-listed by the relay (a real shell has https://localhost, always allowed).
-  // Chromium's camera stays blank: these tests paste codes instead.
+  // Chromium's camera stays blank: these tests paste codes instead (but for the Android scanner test).
   chromiumApp = await startAppInChromium();
   ({ app, browser } = chromiumApp);
   stack = await startStack({ agent: { expirySeconds: 60 }, relayOptions: { appOrigins: [app.origin] } });
@@ -424,6 +427,28 @@ test.serial('enroll with `qrauth enroll`, then approve a real ssh login: signed 
   );
   t.true(nativeCallsOf('internalGetItem').length > reads, 'the seed was read from the keystore');
   t.deepEqual(phone.native.unanswered, []);
+});
+
+test.serial('on Android the Scan button opens the app\'s own camera view, not the plugin (which reads no light-terminal QR there), and it reads an inverted QR into Approve', async (t) => {
+  if (!device || !enrolled) return t.fail('needs the enrollment test');
+  const m = marker();
+  const { run } = await startSsh(m);
+  t.teardown(() => run.kill());
+  // A light terminal: dark blocks on a light background, an inverted QR.
+  writeY4m(chromiumApp.camFile, qrFramesInTheme(run.output, 'light'));
+  t.teardown(() => writeY4m(chromiumApp.camFile, blankFrame()));
+  if (await page.getByTestId('scanner').isVisible()) {
+    await page.keyboard.press('Escape');
+    await page.getByTestId('scanner').waitFor({ state: 'detached' });
+  }
+  const pluginCalls = nativeCallsOf('scanBarcode').length;
+  await page.getByTestId('tab-scan').click();
+  await visible('scan-camera').click();
+  await page.getByRole('dialog', { name: 'Scan the QR code' }).waitFor();
+  await visible('login-context').waitFor({ timeout: 30_000 });
+  t.is(await visible('ctx-user').textContent(), ALICE);
+  t.is(nativeCallsOf('scanBarcode').length, pluginCalls, 'the scanner plugin was not called');
+  await approveAndFinishSsh(t, page, run, m);
 });
 
 test.serial('a keystore read that fails for now (a locked phone): "unlock and try again", no offer to replace the key, and it works once reads do', async (t) => {

@@ -209,10 +209,24 @@ export function putAppRecordScript(key: string, value: unknown): string {
 /** Evaluated in the app's page: replaces the hosts the app trusts (as an enrollment leaves them). */
 export const storeHostsScript = (hosts: unknown[]): string => putAppRecordScript('hosts', hosts);
 
-/** Pastes a QR's text into the app's Scan page, as a person without a camera would, and submits it. */
+/** Closes the app's camera view when it is open (Escape, as a person with a keyboard would). */
+async function closeScannerIfOpen(page: Page): Promise<void> {
+  if (await page.getByTestId('scanner').isVisible()) {
+    await page.keyboard.press('Escape');
+    await page.getByTestId('scanner').waitFor({ state: 'detached' });
+  }
+}
+
+/**
+ * Pastes a QR's text into the app's Scan page, as a person without a camera would, and submits
+ * it. With a host enrolled the camera opens by itself when the app opens; it is closed first.
+ */
 export async function pasteIntoApp(page: Page, text: string): Promise<void> {
+  await closeScannerIfOpen(page);
   await page.getByTestId('tab-scan').click();
   await page.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-scan"]').waitFor();
+  await page.locator('.scan-panel[data-start-check="done"]').waitFor();
+  await closeScannerIfOpen(page);
   await visibleIn(page, 'payload-input').locator('textarea').fill(text);
   await visibleIn(page, 'payload-submit').click();
 }

@@ -2,7 +2,7 @@ import { useIonRouter, useIonViewDidEnter, useIonViewWillLeave } from '@ionic/re
 import { useEffect, useRef } from 'react';
 import { useAppState } from '../AppState';
 import { Page } from '../components/Page';
-import { cameraAlreadyAllowed, isNativePlatform, scanQrCode } from '../data/platform';
+import { cameraAlreadyAllowed, nativeScannerReadsInverted, scanQrCode } from '../data/platform';
 import { listHosts } from '../data/store';
 import { scanPanel } from '../scan/scan-panel';
 import { endStartScreen } from '../scan/start-screen';
@@ -26,7 +26,8 @@ export default function Scan() {
     const panel = scanPanel();
     slot.current?.append(panel.element);
     endStartScreen();
-    panel.setNativeScan(isNativePlatform() ? scanQrCode : null);
+    // The plugin's scanner where it reads light-terminal QRs too (iOS); elsewhere the app's own view.
+    panel.setNativeScan(nativeScannerReadsInverted() ? scanQrCode : null);
     panel.setHandler((text, kind) => open.current(text, kind));
     return () => panel.setHandler(null);
   }, []);

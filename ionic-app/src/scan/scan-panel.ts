@@ -178,7 +178,12 @@ function createScanPanel(): ScanPanel {
     openAtStartOnce(shouldOpen) {
       if (openedAtStart) return;
       openedAtStart = true;
-      void shouldOpen().then((yes) => yes && scan(), () => {});
+      // data-start-check: the decision is made (the camera is open now, or will not open by itself).
+      void shouldOpen()
+        .then((yes) => yes && scan(), () => {})
+        .finally(() => {
+          element.dataset.startCheck = 'done';
+        });
     },
   };
 }
