@@ -24,8 +24,8 @@
  *   first visit: a fresh profile opens the app and makes its key; bytes until nothing has been
  *       requested for 3 s (the service worker's own downloads included)
  *
- * Flags: --before <commit> (default HEAD), --runs N (default 5), --lighthouse (also run
- * Lighthouse 12, mobile preset, on both; CHROME_PATH=/usr/bin/chromium).
+ * Flags: --before <commit> (default HEAD), --runs N (default 5), --cpu N (CPU slowdown, default
+ * 4), --lighthouse (also run Lighthouse 12, mobile preset, on both; CHROME_PATH=/usr/bin/chromium).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -36,18 +36,26 @@ import { blankFrame, CHROMIUM_PATH, launchChromium, newAppContext, writeY4m } fr
 import { type StaticServer, startStaticServer } from '../test/support/static-server.js';
 import { ROOT, sleep, summarize } from './lib.js';
 
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
 const FAST_3G = {
   offline: false,
   latency: 150 * 3.75,
   downloadThroughput: Math.floor((1.6 * 1024 * 0.9 * 1024) / 8),
   uploadThroughput: Math.floor((750 * 0.9 * 1024) / 8),
 };
-const CPU_SLOWDOWN = 4;
+/**
+ * --cpu N (default 4, Lighthouse's mobile preset). Relative to this machine: DevTools' CPU
+ * calibration (CalibrationController.ts) takes a low-tier phone (Moto G Power 2022) to score 264
+ * and a mid-tier one (Pixel 5) 1000 on Lighthouse's benchmarkIndex, so on a machine scoring B the
+ * multipliers are B/264 and B/1000; the bench prints B from its Lighthouse runs.
+ */
+const CPU_SLOWDOWN = Number(arg('--cpu') ?? 4);
+if (!(CPU_SLOWDOWN >= 1 && CPU_SLOWDOWN <= 20)) throw new Error(`--cpu: a slowdown from 1 to 20, not ${arg('--cpu')}`);
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 const RUNS = Number(arg('--runs') ?? 5);
 const BEFORE_COMMIT = arg('--before') ?? 'HEAD';
 const WORKTREE = '/tmp/qra-before';
@@ -258,6 +266,8 @@ interface LighthouseFigures {
   fcp: number;
   tbt: number;
   bytes: number;
+  /** Lighthouse's measure of this machine's CPU (lhr.environment.benchmarkIndex) */
+  benchmarkIndex: number;
 }
 
 /**
@@ -298,6 +308,7 @@ async function lighthouse(url: string, label: string, profile?: string): Promise
       categories: { performance: { score: number | null } };
       audits: Record<string, { numericValue?: number }>;
       runtimeError?: { message?: string };
+      environment?: { benchmarkIndex?: number };
     };
     if (lhr.runtimeError || lhr.categories.performance.score === null) return `lighthouse: ${lhr.runtimeError?.message ?? 'no score'}`;
     return {
@@ -306,6 +317,7 @@ async function lighthouse(url: string, label: string, profile?: string): Promise
       fcp: lhr.audits['first-contentful-paint']?.numericValue ?? NaN,
       tbt: lhr.audits['total-blocking-time']?.numericValue ?? NaN,
       bytes: lhr.audits['total-byte-weight']?.numericValue ?? NaN,
+      benchmarkIndex: lhr.environment?.benchmarkIndex ?? NaN,
     };
   } finally {
     rmSync(outDir, { recursive: true, force: true });
@@ -384,7 +396,7 @@ async function main(): Promise<void> {
       console.log(
         typeof v === 'string'
           ? `Lighthouse ${k}: ${v}`
-          : `Lighthouse 12 mobile, ${k}: performance ${v.score}, FCP ${(v.fcp / 1000).toFixed(1)} s, LCP ${(v.lcp / 1000).toFixed(1)} s, TBT ${Math.round(v.tbt)} ms, total ${kb(v.bytes)}`,
+          : `Lighthouse 12 mobile, ${k}: performance ${v.score}, FCP ${(v.fcp / 1000).toFixed(1)} s, LCP ${(v.lcp / 1000).toFixed(1)} s, TBT ${Math.round(v.tbt)} ms, total ${kb(v.bytes)} (benchmarkIndex ${Math.round(v.benchmarkIndex)})`,
       );
     }
   } finally {
