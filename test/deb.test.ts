@@ -14,7 +14,7 @@ import { run, until } from './support/daemon.js';
 import { ENROLL_RE } from './support/enroll.js';
 import { PamClient } from './support/pam-client.js';
 import { HeadlessPhone } from './support/phone.js';
-import { runInPty } from './support/pty.js';
+import { nextMarker, runInPty } from './support/pty.js';
 import { freePort, sshArgs } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE, sshLoginApprovedByPhone } from './support/stack.js';
 import { isRoot, randomName, tempDir } from './support/system.js';
@@ -265,7 +265,7 @@ test.serial('the watchdog keeps pinging, and an agent whose event loop stops (SI
 
 test.serial('relay stopped: the offline code from the phone logs in', async (t) => {
   await box.sh('systemctl stop qrauth-relay.service');
-  const marker = `OFFLINE_${Math.random().toString(36).slice(2, 8)}`;
+  const marker = nextMarker('OFFLINE');
   const ssh = runInPty(sshArgs(sshPort, ALICE, `echo ${marker}`));
   t.teardown(() => ssh.kill());
   const [payload] = await ssh.waitFor(LOGIN_PAYLOAD_RE);

@@ -294,7 +294,7 @@ function startFlipper(target: string): { stop(): Promise<number> } {
         else { fs.renameSync(cfg, link); fs.renameSync(real, cfg); }
         flips++;
       } catch {}
-      setTimeout(flip, Math.random() < 0.5 ? 0 : 1);
+      setTimeout(flip, flips % 3 === 0 ? 1 : 0);
     };
     flip();
   `;

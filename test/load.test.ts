@@ -11,7 +11,8 @@ import { startRelay, type Relay } from '../relay/src/server.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { runPamtester, type PamtesterRun } from './support/pamtester.js';
 import { HeadlessPhone } from './support/phone.js';
-import { runInPty } from './support/pty.js';
+import { nextMarker, runInPty } from './support/pty.js';
+import { prng, testSeed } from './support/seeded.js';
 import { sshArgs } from './support/sshd.js';
 import { ALICE, BOB, CAROL, LOGIN_PAYLOAD_RE, startStack } from './support/stack.js';
 import { MODULE_PATH, ensureUser, installPamService, isRoot, randomName, tempDir } from './support/system.js';
@@ -20,6 +21,10 @@ import { MODULE_PATH, ensureUser, installPamService, isRoot, randomName, tempDir
 // per-host limit (300 per 10 s, 100 of them from one address) is meant for one real host's
 // logins, not a test's burst of 200 from loopback.
 const LOAD_LIMITS = { hostEventsPer10s: 10_000, hostEventsPerAddressPer10s: 10_000, deviceEventsPer10s: 10_000 };
+
+/** The order the logins start in comes from this seed (printed; QRAUTH_TEST_SEED replays it). */
+const SEED = testSeed(0x10ad_0200);
+const seededBytes = prng(SEED);
 
 test.serial('200 logins at once through pamtester: each gets exactly its own verdict', async (t) => {
   if (!isRoot()) throw new Error('runs as root (PAM service files, users)');
@@ -54,7 +59,13 @@ test.serial('200 logins at once through pamtester: each gets exactly its own ver
     ...Array.from({ length: 50 }, () => ({ user: BOB, plan: 'deny' as const })),
     ...Array.from({ length: 30 }, () => ({ user: ALICE, plan: 'wrong phone, then deny' as const })),
     ...Array.from({ length: 20 }, () => ({ user: CAROL, plan: 'no phone' as const })),
-  ].sort(() => Math.random() - 0.5);
+  ];
+  // The order the logins start in: shuffled from the printed seed (Fisher-Yates).
+  t.log(`seed ${SEED}`);
+  for (let i = plans.length - 1; i > 0; i--) {
+    const j = seededBytes(4).readUInt32LE(0) % (i + 1);
+    [plans[i], plans[j]] = [plans[j]!, plans[i]!];
+  }
 
   const outcomes = await Promise.all(
     plans.map(async ({ user, plan }) => {
@@ -97,7 +108,7 @@ test.serial('50 ssh logins at once through real sshd: approved ones get a shell,
   const plans = Array.from({ length: 50 }, (_, i) => (i % 5 === 4 ? 'deny' : 'approve'));
   const outcomes = await Promise.all(
     plans.map(async (plan, i) => {
-      const marker = `LOAD_OK_${i}_${Math.random().toString(36).slice(2, 8)}`;
+      const marker = nextMarker(`LOAD_OK_${i}`);
       const run = runInPty(sshArgs(stack.sshd.port, ALICE, `echo ${marker}`));
       runs.push(run);
       const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE, 60_000);

@@ -3,7 +3,7 @@
  * agent down → refused, and the user is told why (not just "Permission denied").
  */
 import test from 'ava';
-import { runInPty } from './support/pty.js';
+import { nextMarker, runInPty } from './support/pty.js';
 import { sshArgs, startSshd, freePort, type Sshd } from './support/sshd.js';
 import { ALICE, LOGIN_PAYLOAD_RE, startStack, type Stack } from './support/stack.js';
 import { MODULE_PATH, installPamService, randomName, tempDir } from './support/system.js';
@@ -28,7 +28,7 @@ test.after.always(async () => {
 });
 
 test('relay down: Enter says the phone cannot reach the host, and the offline code logs in', async (t) => {
-  const marker = `OFFLINE_OK_${Math.random().toString(36).slice(2, 8)}`;
+  const marker = nextMarker('OFFLINE_OK');
   const run = runInPty(sshArgs(stack.sshd.port, ALICE, `echo ${marker}`));
   t.teardown(() => run.kill());
   const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);
@@ -41,7 +41,7 @@ test('relay down: Enter says the phone cannot reach the host, and the offline co
 });
 
 test('agent down: refused, and the ssh user is told the approval service is not running', async (t) => {
-  const marker = `NEVER_${Math.random().toString(36).slice(2, 8)}`;
+  const marker = nextMarker('NEVER');
   const run = runInPty(sshArgs(deadSshd.port, ALICE, `echo ${marker}`));
   t.teardown(() => run.kill());
   await run.waitFor(/login approval service is not running on this host.*Press Enter/);

@@ -3,7 +3,7 @@
  * → relay → headless phone. Approve, deny, Enter before approval, codes, expiry, no device.
  */
 import test from 'ava';
-import { runInPty } from './support/pty.js';
+import { nextMarker, runInPty } from './support/pty.js';
 import { decodeTerminalQr, extractQrLines } from './support/qr-decode.js';
 import { sshArgs } from './support/sshd.js';
 import { ALICE, BOB, CAROL, LOGIN_PAYLOAD_RE, startStack, type Stack } from './support/stack.js';
@@ -18,7 +18,7 @@ test.after.always(async () => {
   await stack?.close();
 });
 
-function ssh(user = ALICE, marker = `LOGGED_IN_${Math.random().toString(36).slice(2, 8)}`) {
+function ssh(user = ALICE, marker = nextMarker('LOGGED_IN')) {
   const run = runInPty(sshArgs(stack.sshd.port, user, `echo ${marker}`));
   return { run, marker };
 }

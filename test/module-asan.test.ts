@@ -95,9 +95,12 @@ test.serial('ASan+UBSan: approve, offline code, wrong codes, no phone, agent dow
 
 type Step = { send: Buffer | Uint8Array } | { awaitFrame: true } | { close: true } | { trickle: Buffer | Uint8Array };
 
+let agentsMade = 0;
+
 /** An agent that answers the module with a script, whatever the module sends. */
 async function hostileAgent(script: Step[]): Promise<{ path: string; server: Server; received: FrameMsg[] }> {
-  const path = join(tmp.path, `hostile-${Math.random().toString(36).slice(2, 8)}.sock`);
+  agentsMade += 1;
+  const path = join(tmp.path, `hostile-${agentsMade}.sock`);
   const received: FrameMsg[] = [];
   const server = createServer((sock: Socket) => {
     const decoder = new FrameDecoder();

@@ -46,8 +46,11 @@ async function host(t: ExecutionContext, relayUrl: string, config: Partial<Agent
   return agent;
 }
 
+let phonesMade = 0;
+
 async function phone(t: ExecutionContext, name: string, withPasskey: boolean): Promise<HeadlessPhone> {
-  const p = await HeadlessPhone.create(join(tmp.path, `${name}-${Math.random().toString(36).slice(2, 8)}`), name);
+  phonesMade += 1;
+  const p = await HeadlessPhone.create(join(tmp.path, `${name}-${phonesMade}`), name);
   if (withPasskey) p.authenticator = new SoftAuthenticator({ origin: APP_ORIGIN });
   t.teardown(() => p.close());
   return p;

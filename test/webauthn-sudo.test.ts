@@ -12,7 +12,7 @@ import { startRelay, type Relay } from '../relay/src/server.js';
 import { enrollPhone } from './support/enroll.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { HeadlessPhone } from './support/phone.js';
-import { runInPty, type PtyRun } from './support/pty.js';
+import { nextMarker, runInPty, type PtyRun } from './support/pty.js';
 import { SoftAuthenticator } from './support/soft-authenticator.js';
 import { sshArgs, startSshd, type Sshd } from './support/sshd.js';
 import { LOGIN_PAYLOAD_RE } from './support/stack.js';
@@ -76,7 +76,7 @@ test.serial('ssh on the same host stays one tap: a phone without a passkey, and 
   withPasskey.userVerification = false;
   t.teardown(() => (withPasskey.userVerification = true));
   for (const phone of [plain, withPasskey]) {
-    const marker = `UVSSH_${Math.random().toString(36).slice(2, 8)}`;
+    const marker = nextMarker('UVSSH');
     const run = runInPty(sshArgs(sshd.port, USER, `echo ${marker}`));
     t.teardown(() => run.kill());
     const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);

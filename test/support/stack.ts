@@ -9,7 +9,7 @@ import { startRelay, type Relay, type RelayOptions } from '../../relay/src/serve
 import { startTestAgent, type AgentFixture } from './fixtures.js';
 import { enrollPhone } from './enroll.js';
 import { HeadlessPhone } from './phone.js';
-import { runInPty, type PtyRun } from './pty.js';
+import { nextMarker, runInPty, type PtyRun } from './pty.js';
 import { sshArgs, startSshd, type Sshd } from './sshd.js';
 import { MODULE_PATH, ensureUser, installPamService, randomName, tempDir } from './system.js';
 import type { AgentConfig } from '../../agent/src/config.js';
@@ -97,7 +97,7 @@ export const LOGIN_PAYLOAD_RE = /QRA1:[A-Za-z0-9_-]{22}:[A-Za-z0-9_-]{22}:[A-Za-
  * approve on the phone, press Enter, and see the command's output. Returns the run, exited.
  */
 export async function sshLoginApprovedByPhone(port: number, user: string, phone: HeadlessPhone): Promise<{ run: PtyRun; code: number | null; marker: string }> {
-  const marker = `LOGGED_IN_${Math.random().toString(36).slice(2, 8)}`;
+  const marker = nextMarker('LOGGED_IN');
   const run = runInPty(sshArgs(port, user, `echo ${marker}`));
   try {
     const [payload] = await run.waitFor(LOGIN_PAYLOAD_RE);

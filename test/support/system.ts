@@ -65,6 +65,13 @@ export function installPamService(service: string, authLines: string[]): { remov
   };
 }
 
+let namesMade = 0;
+
+/**
+ * A name no other test process uses at the same time (PAM services, sshd service names): the
+ * prefix, this process's pid and a counter. Deterministic within a run, unlike a random suffix.
+ */
 export function randomName(prefix: string): string {
-  return `${prefix}${Math.random().toString(36).slice(2, 8)}`;
+  namesMade += 1;
+  return `${prefix}${process.pid.toString(36)}${namesMade.toString(36)}`;
 }
