@@ -215,6 +215,44 @@ test.serial('a login QR read on the start screen, before the app has loaded, ope
   t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
 });
 
+test.serial('typing a code on the start screen while the app arrives: focus and the text stay where they were, and the code opens Approve', async (t) => {
+  t.log(`seed ${SEED}`);
+  const { page, hostId } = await phoneWithHost(t);
+  const payload = `QRA1:${hostId}:${toB64url(seededBytes(16))}:${toB64url(seededBytes(16))}`;
+  let releaseApp: () => void = () => {};
+  const appHeld = new Promise<void>((resolve) => {
+    releaseApp = resolve;
+  });
+  await page.route(/\/assets\/main-[\w-]+\.js$/, async (route) => {
+    await appHeld;
+    await route.continue();
+  });
+  await page.reload();
+  await page.getByTestId('start-screen').waitFor();
+  // The camera opens by itself (a host is enrolled): the person closes it to type instead.
+  await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor();
+  await page.keyboard.press('Escape');
+  await page.getByTestId('scanner').waitFor({ state: 'detached' });
+  const field = page.getByTestId('payload-input').locator('textarea');
+  await field.click();
+  const half = Math.floor(payload.length / 2);
+  await page.keyboard.type(payload.slice(0, half));
+  releaseApp();
+  await visibleIn(page, 'page-scan').waitFor({ timeout: 20_000 });
+  t.is(await page.getByTestId('start-screen').count(), 0, 'the app has taken over');
+  // Focus may come back a frame after the move (the page joins the document then).
+  type FocusGlobal = { document: { activeElement: { id?: string } | null } };
+  const focusBack = await page
+    .waitForFunction(() => (globalThis as unknown as FocusGlobal).document.activeElement?.id === 'payload-text', undefined, { timeout: 5000 })
+    .then(() => true, () => false);
+  t.true(focusBack, 'focus is back in the paste field');
+  t.is(await field.inputValue(), payload.slice(0, half), 'what was typed is still there');
+  await page.keyboard.type(payload.slice(half));
+  await visibleIn(page, 'payload-submit').click();
+  await visibleIn(page, 'page-approve').getByText('start-01').first().waitFor({ timeout: 20_000 });
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
 test.serial('a lazily loaded chunk altered on the server is refused by the browser (import-map integrity)', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'qra-tampered-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -5,7 +5,7 @@ import { Page } from '../components/Page';
 import { cameraAlreadyAllowed, nativeScannerReadsInverted, scanQrCode } from '../data/platform';
 import { listHosts } from '../data/store';
 import { scanPanel } from '../scan/scan-panel';
-import { endStartScreen } from '../scan/start-screen';
+import { endStartScreen, revealApp } from '../scan/start-screen';
 
 /**
  * Scan a login or enrollment QR with the camera, or paste its text. The body is the one scan
@@ -24,7 +24,9 @@ export default function Scan() {
 
   useEffect(() => {
     const panel = scanPanel();
-    slot.current?.append(panel.element);
+    // Visible first: focus cannot return to a field inside the still hidden app.
+    revealApp();
+    if (slot.current) panel.moveTo(slot.current);
     endStartScreen();
     // The plugin's scanner where it reads light-terminal QRs too (iOS); elsewhere the app's own view.
     panel.setNativeScan(nativeScannerReadsInverted() ? scanQrCode : null);
@@ -36,7 +38,7 @@ export default function Scan() {
   useIonViewWillLeave(() => scanPanel().closeScanner());
 
   return (
-    <Page title="Scan" testId="page-scan" keepFocus={() => scanPanel().scannerOpen()}>
+    <Page title="Scan" testId="page-scan" keepFocus={() => scanPanel().scannerOpen() || scanPanel().hasFocus()}>
       <div ref={slot} />
     </Page>
   );

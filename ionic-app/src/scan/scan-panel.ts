@@ -31,6 +31,10 @@ export interface ScanPanel {
   scan(): void;
   closeScanner(): void;
   scannerOpen(): boolean;
+  /** Focus is in the panel (the person is typing a code). */
+  hasFocus(): boolean;
+  /** Moves the panel under `parent`, keeping focus and the text selection where they were. */
+  moveTo(parent: HTMLElement): void;
   /** Opening the app goes straight to the camera once, when `shouldOpen` (a host to log in to, the camera allowed). */
   openAtStartOnce(shouldOpen: () => Promise<boolean>): void;
 }
@@ -47,6 +51,8 @@ function createScanPanel(): ScanPanel {
   let view: ScannerView | null = null;
   let nativeBusy = false;
   let openedAtStart = false;
+  /** Focus is on its way back into the panel after a move (moveTo). */
+  let restoringFocus = false;
 
   const scanButton = el('button', { type: 'button', className: 'q-button q-button-block q-button-large scan-button', 'data-testid': 'scan-camera' });
   const errorBox = el('div', { className: 'scan-error' });
@@ -175,6 +181,27 @@ function createScanPanel(): ScanPanel {
       showScanning(nativeBusy);
     },
     scannerOpen: () => view !== null,
+    hasFocus: () => restoringFocus || element.contains(document.activeElement),
+    moveTo(parent) {
+      // Taking an element out of the document drops its focus: a person typing on the start
+      // screen while the app arrives keeps typing where they were. The new parent may join the
+      // document a frame later (Ionic's outlet), so focus returns as soon as it can.
+      const focused = element.contains(document.activeElement) ? (document.activeElement as HTMLElement) : null;
+      const selection = focused === textarea ? ([textarea.selectionStart, textarea.selectionEnd, textarea.selectionDirection] as const) : null;
+      parent.append(element);
+      if (!focused || document.activeElement === focused) return;
+      restoringFocus = true;
+      let frames = 0;
+      const restore = () => {
+        if (focused.isConnected) {
+          focused.focus({ preventScroll: true });
+          if (selection && document.activeElement === textarea) textarea.setSelectionRange(selection[0], selection[1], selection[2]);
+        }
+        if (document.activeElement === focused || ++frames > 60) restoringFocus = false;
+        else requestAnimationFrame(restore);
+      };
+      restore();
+    },
     openAtStartOnce(shouldOpen) {
       if (openedAtStart) return;
       openedAtStart = true;

@@ -46,10 +46,15 @@ export function showStartScreen(loadApp: () => Promise<unknown>, theme: ThemeSet
   panel.openAtStartOnce(async () => someHost && (await cameraPermissionGranted()));
 }
 
+/** Makes the app visible (it is hidden behind the start screen while it starts). */
+export function revealApp(): void {
+  document.body.classList.remove('starting');
+}
+
 /** The app is up (its Scan page holds the panel now, or it shows another screen): the start screen goes. */
 export function endStartScreen(): void {
+  revealApp();
   document.getElementById('start-screen')?.remove();
-  document.body.classList.remove('starting');
   stopFollowingTheme?.();
   stopFollowingTheme = null;
 }
