@@ -213,7 +213,7 @@ test.serial('a devices line with an invalid Ed25519 point and a typed code does 
   t.like(answer, { type: MsgType.VERDICT, result: Result.CODE_WRONG }, `agent output:\n${agent.daemon.output.slice(-2000)}`);
   t.true(alive(agent), 'the agent process is still running');
   // The line was reported, and the phone on the next line still logs in.
-  t.regex(agent.daemon.output, /event=devices_file_problem user=story problem=".*story:1: .*"/);
+  t.truthy(await agent.daemon.waitFor(/event=devices_file_problem user=story problem=".*story:1: .*"/, 10_000));
   const second = await begin(agent, 'story');
   second.client.send({ type: MsgType.CODE, digits: codeFor(agent.host, PHONE, (second.reply as { payload: string }).payload) });
   t.like(await second.client.next(), { type: MsgType.VERDICT, result: Result.APPROVED });
@@ -234,7 +234,8 @@ test.serial('a code typed while the devices file cannot be checked ends the logi
   // the user's wrong-code budget (enough of them lock the user's offline codes).
   t.like(answer, { type: MsgType.VERDICT, result: Result.ERROR }, JSON.stringify(answer));
   t.notRegex((answer as { message?: string }).message ?? '', /\//, 'no path to the client');
-  t.regex(agent.daemon.output, /event=login user=unreadable .*how=code result=denied cause=".*writable by group or others/);
+  // The agent logs the login after it answered: its stdout reaches this process a moment later.
+  t.truthy(await agent.daemon.waitFor(/event=login user=unreadable .*how=code result=denied cause=".*writable by group or others/, 10_000));
   t.notRegex(agent.daemon.output, /event=login user=unreadable .*result=code_wrong/);
   t.true(alive(agent));
 });
@@ -253,6 +254,8 @@ test.serial('small-order, mixed-order and non-canonical keys are skipped as prob
   const { client, reply } = await begin(agent, 'points');
   client.close();
   t.like(reply, { type: MsgType.VERDICT, result: Result.ERROR }, 'a file with no usable line is an error, not "no device"');
+  // The log lines reach this process through the agent's stdout, a moment after its answer.
+  await agent.daemon.waitFor(new RegExp(`problem=".*points:${keys.length}: `), 10_000, from).catch(() => undefined);
   const logged = agent.daemon.output.slice(from);
   for (let i = 1; i <= keys.length; i++) t.regex(logged, new RegExp(`problem=".*points:${i}: `), `line ${i} (${keys[i - 1]}) reported`);
   t.true(alive(agent));
