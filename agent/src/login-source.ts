@@ -9,7 +9,7 @@ import { promises as dns } from 'node:dns';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { RHOST_NAME_PATTERN } from '../../protocol/src/index.js';
-import { readStateFile, writeStateFileAtomic } from './state-file.js';
+import { readStateFile, writeStateFileAtomic, writeStateFileAtomicAsync } from './state-file.js';
 
 /** Per DNS query (c-ares) and for the whole name lookup: the phone asks for the context after a scan, seconds later. */
 const QUERY_TIMEOUT_MS = 300;
@@ -18,6 +18,8 @@ const NAME_CACHE_ENTRIES = 1000;
 const NAME_CACHE_MS = 10 * 60_000;
 /** PTR answers looked at; an address with more names is unusual and each costs a forward query. */
 const MAX_NAMES = 3;
+/** getaddrinfo calls at once, of libuv's 4 pool threads (forward confirmation only). */
+const MAX_FORWARD_IN_FLIGHT = 2;
 
 /** '::ffff:192.0.2.1' and '192.0.2.1' are one address; IPv6 in one spelling. */
 function canonicalAddress(address: string): string {
@@ -38,6 +40,8 @@ export class ReverseNames {
   /** Lookups under way: logins from one address at once share one (bounded by the PAM connections). */
   private readonly inFlight = new Map<string, Promise<string | undefined>>();
   private readonly resolver = new dns.Resolver({ timeout: QUERY_TIMEOUT_MS, tries: 1 });
+  /** getaddrinfo calls running now (they hold a libuv pool thread each until they end). */
+  private forwardInFlight = 0;
 
   /**
    * The forward-confirmed name of an IP address, or undefined (not an IP, no PTR, no name that
@@ -80,12 +84,19 @@ export class ReverseNames {
     for (const raw of names.slice(0, MAX_NAMES)) {
       const name = raw.replace(/\.$/, '');
       if (!RHOST_NAME_PATTERN.test(name)) continue;
+      // getaddrinfo, as sshd's own UseDNS check does (so /etc/hosts counts). It runs on libuv's
+      // small thread pool and outlives the budget when a name's nameserver is slow, which whoever
+      // controls the PTR records can arrange: only a few at a time, so the pool stays free for
+      // the agent's own work (relay reconnects, file writes). Over the cap the name is not shown.
+      if (this.forwardInFlight >= MAX_FORWARD_IN_FLIGHT) return undefined;
+      this.forwardInFlight += 1;
       try {
-        // getaddrinfo, as sshd's own UseDNS check does (so /etc/hosts counts).
         const back = await dns.lookup(name, { all: true });
         if (back.some((a) => canonicalAddress(a.address) === address)) return name;
       } catch {
         /* the name does not resolve: try the next */
+      } finally {
+        this.forwardInFlight -= 1;
       }
     }
     return undefined;
@@ -148,16 +159,32 @@ export class SeenAddresses {
     this.seen.set(k, Math.floor(now / 1000));
     while (this.seen.size > MAX_SEEN) this.seen.delete(this.seen.keys().next().value!);
     if (!this.saveTimer) {
-      this.saveTimer = setTimeout(() => this.flush(), 1000);
+      this.saveTimer = setTimeout(() => this.saveInBackground(), 1000);
       this.saveTimer.unref();
     }
   }
 
+  /** The timer's save: off the event loop (no blocking fsync while logins run), one at a time. */
+  private saveInBackground(): void {
+    this.saveTimer = null;
+    const text = this.text();
+    this.writing = this.writing.then(() => writeStateFileAtomicAsync(this.path, text)).catch(() => {
+      /* read-only state dir: remembered until the agent stops */
+    });
+  }
+
+  private writing: Promise<void> = Promise.resolve();
+
+  private text(): string {
+    return JSON.stringify({ salt: this.salt.toString('hex'), seen: Object.fromEntries(this.seen) });
+  }
+
+  /** Saves now, blocking (at shutdown). */
   flush(): void {
     if (this.saveTimer) clearTimeout(this.saveTimer);
     this.saveTimer = null;
     try {
-      writeStateFileAtomic(this.path, JSON.stringify({ salt: this.salt.toString('hex'), seen: Object.fromEntries(this.seen) }));
+      writeStateFileAtomic(this.path, this.text());
     } catch {
       /* read-only state dir: remembered until the agent stops */
     }
