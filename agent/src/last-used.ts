@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { ID_PATTERN } from '../../protocol/src/index.js';
-import { readStateFile, writeStateFileAtomic } from './state-file.js';
+import { readStateFile, writeStateFileAtomic, writeStateFileAtomicAsync } from './state-file.js';
 
 const MAX_ENTRIES = 10_000;
 /** Well above MAX_ENTRIES ids and dates (~60 bytes each). */
@@ -38,20 +38,36 @@ export class LastUsed {
     this.map.set(deviceId, when.toISOString());
     while (this.map.size > MAX_ENTRIES) this.map.delete(this.map.keys().next().value!);
     if (!this.saveTimer) {
-      this.saveTimer = setTimeout(() => this.flush(), 1000);
+      this.saveTimer = setTimeout(() => this.saveInBackground(), 1000);
       this.saveTimer.unref();
     }
+  }
+
+  /** The timer's save: off the event loop (no blocking fsync while logins run), one at a time. */
+  private saveInBackground(): void {
+    this.saveTimer = null;
+    const text = this.text();
+    this.writing = this.writing.then(() => writeStateFileAtomicAsync(this.path, text)).catch(() => {
+      /* read-only state dir: last-used stays in memory */
+    });
+  }
+
+  private writing: Promise<void> = Promise.resolve();
+
+  private text(): string {
+    return JSON.stringify(Object.fromEntries(this.map));
   }
 
   get(deviceId: string): string | undefined {
     return this.map.get(deviceId);
   }
 
+  /** Saves now, blocking (at shutdown). */
   flush(): void {
     if (this.saveTimer) clearTimeout(this.saveTimer);
     this.saveTimer = null;
     try {
-      writeStateFileAtomic(this.path, JSON.stringify(Object.fromEntries(this.map)));
+      writeStateFileAtomic(this.path, this.text());
     } catch {
       /* read-only state dir: last-used stays in memory */
     }
