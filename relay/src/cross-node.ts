@@ -302,6 +302,12 @@ export class CrossNodeRouter {
 
   /** EVALSHA, loading the script on the first use and again after Redis forgot it (a restart). */
   async #script(script: string, keys: string[], args: string[]): Promise<unknown> {
+    const result = await this.#evalScript(script, keys, args);
+    this.#redisWorks();
+    return result;
+  }
+
+  async #evalScript(script: string, keys: string[], args: string[]): Promise<unknown> {
     const sha = this.#sha.get(script);
     if (sha) {
       try {
@@ -312,5 +318,15 @@ export class CrossNodeRouter {
     }
     this.#sha.set(script, String(await this.#o.pub.scriptLoad(script)));
     return this.#o.pub.evalSha(this.#sha.get(script)!, { keys, arguments: args });
+  }
+
+  /**
+   * A command went through: an outage that never dropped the connection (READONLY, OOM), so no
+   * 'ready' followed it, is over, and the next one is logged again.
+   */
+  #redisWorks(): void {
+    if (!this.#failing) return;
+    this.#failing = false;
+    this.#o.log(kv({ event: 'redis', role: 'cross_node', state: 'working' }));
   }
 }
