@@ -7,11 +7,11 @@ export function useFocusHeading<T extends HTMLElement>(keepFocus: () => boolean 
   // The page may still be hidden when this runs (first mount, mid-transition): try for a moment
   // until the heading is shown and takes focus.
   const focus = () => {
-    if (keepFocus()) return;
     let tries = 0;
     const attempt = () => {
       const h = heading.current;
-      if (!h) return;
+      // Checked on every try: a dialog opened meanwhile (the scanner) keeps its focus.
+      if (!h || keepFocus()) return;
       if (h.offsetParent !== null) h.focus({ preventScroll: true });
       if (document.activeElement !== h && ++tries < 30) requestAnimationFrame(attempt);
     };

@@ -139,6 +139,7 @@ function createScanPanel(): ScanPanel {
         if (message) showError(`the camera could not scan: ${message}`);
       },
       () => live(),
+      scanButton,
     );
   };
 

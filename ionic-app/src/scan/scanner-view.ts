@@ -20,7 +20,13 @@ export interface ScannerView {
  * read; `onClose` is called when the person closes it, or with a message when the camera
  * cannot be used. The dialog is gone before either is called. `onLive` once the picture is live.
  */
-export function openScannerView(onResult: (text: string) => void, onClose: (error?: string) => void, onLive: () => void = () => {}): ScannerView {
+export function openScannerView(
+  onResult: (text: string) => void,
+  onClose: (error?: string) => void,
+  onLive: () => void = () => {},
+  /** Where focus goes on close when the element it came from is gone (the start screen's heading). */
+  fallbackFocus?: HTMLElement,
+): ScannerView {
   const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
   let scan: WebScan | null = null;
   let closed = false;
@@ -62,6 +68,7 @@ export function openScannerView(onResult: (text: string) => void, onClose: (erro
     document.removeEventListener('ionBackButton', onBack);
     dialog.remove();
     if (opener?.isConnected) opener.focus();
+    else if (fallbackFocus?.isConnected) fallbackFocus.focus();
     return true;
   };
   function finish(then: () => void) {

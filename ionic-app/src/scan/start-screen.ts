@@ -12,6 +12,8 @@ import { scanPanel } from './scan-panel';
 const APP_AFTER_MS = 1000;
 
 let stopFollowingTheme: (() => void) | null = null;
+/** Undoes what showStartScreen hooked onto the long-lived panel (its timer, listener, callbacks). */
+let stopStartScreen: (() => void) | null = null;
 
 /**
  * Shows the start screen in `theme`; `loadApp` brings the rest of the app (once the camera is
@@ -39,10 +41,21 @@ export function showStartScreen(loadApp: () => Promise<unknown>, theme: ThemeSet
     panel.setStatus('Opening…');
     loadApp().catch(() => panel.setStatus('The rest of the app could not be loaded. Check the connection and try again.'));
   });
-  panel.element.addEventListener('focusin', (e) => (e.target as HTMLElement).tagName === 'TEXTAREA' && bringApp());
-  setTimeout(() => {
-    if (!panel.scannerOpen()) bringApp();
-  }, APP_AFTER_MS);
+  const onFocusIn = (e: FocusEvent) => (e.target as HTMLElement).tagName === 'TEXTAREA' && bringApp();
+  panel.element.addEventListener('focusin', onFocusIn);
+  // With the camera open, checked again later: a camera that fails or is cancelled without ever
+  // going live must not leave the person on the start screen with no way to the other pages.
+  const later = () => {
+    timer = panel.scannerOpen() ? setTimeout(later, APP_AFTER_MS) : undefined;
+    if (timer === undefined) bringApp();
+  };
+  let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(later, APP_AFTER_MS);
+  stopStartScreen = () => {
+    clearTimeout(timer);
+    panel.element.removeEventListener('focusin', onFocusIn);
+    panel.onLive(() => {});
+    panel.onWaiting(() => {});
+  };
   panel.openAtStartOnce(async () => someHost && (await cameraPermissionGranted()));
 }
 
@@ -57,4 +70,6 @@ export function endStartScreen(): void {
   document.getElementById('start-screen')?.remove();
   stopFollowingTheme?.();
   stopFollowingTheme = null;
+  stopStartScreen?.();
+  stopStartScreen = null;
 }
