@@ -40,7 +40,9 @@ export function AppStateProvider({ children }: { children: ReactNode }) {
     setScannedText(text);
     setScanSeq((n) => n + 1);
   }, []);
-  const [theme, setThemeState] = useState<ThemeSetting>('system');
+  /** undefined until the setting is read: the start screen (start.ts) has applied it already. */
+  const [storedTheme, setThemeState] = useState<ThemeSetting | undefined>(undefined);
+  const theme = storedTheme ?? 'system';
   const [systemDark, setSystemDark] = useState<boolean>(() => darkQuery()?.matches ?? false);
 
   useEffect(() => {
@@ -53,7 +55,11 @@ export function AppStateProvider({ children }: { children: ReactNode }) {
   }, []);
 
   const dark = isDark(theme, systemDark);
-  useEffect(() => applyPalette(dark), [dark]);
+  // Not before the setting is read: applying the 'system' default first would flip the palette
+  // of a person who chose light or dark, under the start screen's camera.
+  useEffect(() => {
+    if (storedTheme !== undefined) applyPalette(dark);
+  }, [dark, storedTheme]);
 
   const setTheme = useCallback((t: ThemeSetting) => {
     setThemeState(t);

@@ -11,7 +11,7 @@
  *
  * docs/app.md ("Opening fast") and docs/BENCHMARKS.md (`make bench-app`) have the figures.
  */
-import { storeGetMany } from './data/kv';
+import { DEVICE_KEY, HOSTS_KEY, storeGetMany } from './data/kv';
 import { SETTINGS_KEY, parseSettings } from './data/settings';
 import { isNativePlatform } from './data/native';
 import { showStartScreen } from './scan/start-screen';
@@ -34,8 +34,11 @@ async function start(): Promise<void> {
   registerServiceWorker();
   if (isNativePlatform() || !START_PATHS.has(location.pathname)) return void (await loadApp());
   // One read for all the start screen needs; a store that cannot be opened is the app's to report.
-  const [device, settings, hosts] = await storeGetMany(['device', SETTINGS_KEY, 'hosts']).catch(() => [null, null, null]);
+  const [device, settings, hosts] = await storeGetMany([DEVICE_KEY, SETTINGS_KEY, HOSTS_KEY]).catch(() => [null, null, null]);
   if (device == null) return void (await loadApp());
+  // Any record with a hostId counts here (the Scan page checks each host's key, which needs
+  // SHA-256 and more code than the start bundle should carry): a damaged record can at most
+  // open the camera by itself once.
   const someHost = Array.isArray(hosts) && hosts.some((h) => typeof (h as { hostId?: unknown } | null)?.hostId === 'string');
   showStartScreen(loadApp, parseSettings(settings).theme, someHost);
 }

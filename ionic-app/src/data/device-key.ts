@@ -20,12 +20,13 @@
 import { DEVICE_NAME_PATTERN, type ErrorCode, QrauthError, keyId, toB64url, utf8 } from '../../../protocol/src/index.js';
 import type { DeviceInfo } from '../models';
 import { hasNativeSecureStorage, isNativePlatform, secretDelete, secretGet, secretKeys, secretPut, storeAdd, storeDelete, storeGet, storePut } from './platform';
+import { DEVICE_KEY } from './kv';
 import { clearHosts } from './store';
 
 /** The signing code (noble Ed25519) loads when a key is made or used, not when the app opens. */
 const loadWebCrypto = () => import('../../../protocol/src/crypto-web.js').then((m) => m.webCrypto);
 
-const KEY = 'device';
+const KEY = DEVICE_KEY;
 const AAD_LABEL = 'qrauth-device-seed-v1';
 /** Keystore entries holding a seed are named this + the device id (one name per key ever made). */
 const SEED_SECRET_PREFIX = 'device-seed-';

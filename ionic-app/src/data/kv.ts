@@ -22,16 +22,19 @@ function openDb(): Promise<IDBDatabase> {
   return dbPromise;
 }
 
-function run<T>(mode: IDBTransactionMode, op: (s: IDBObjectStore) => IDBRequest): Promise<T> {
+/** One transaction of one or several requests; resolves with the result(s) in the same shape. */
+function run<T>(mode: IDBTransactionMode, op: (s: IDBObjectStore) => IDBRequest | IDBRequest[]): Promise<T> {
   return openDb().then(
     (db) =>
       new Promise<T>((resolve, reject) => {
         const tx = db.transaction(STORE, mode);
         const req = op(tx.objectStore(STORE));
-        tx.oncomplete = () => resolve(req.result as T);
+        const reqs = Array.isArray(req) ? req : [req];
+        tx.oncomplete = () => resolve((Array.isArray(req) ? req.map((r) => r.result as unknown) : req.result) as T);
         // The failing request's error (e.g. ConstraintError from add()) reaches the transaction's
         // onerror before tx.error is set, so read it from the request.
-        tx.onerror = () => reject(new Error(`on-device store: ${req.error?.message ?? tx.error?.message ?? 'transaction failed'}`));
+        const failed = () => reqs.find((r) => r.readyState === 'done' && r.error)?.error;
+        tx.onerror = () => reject(new Error(`on-device store: ${failed()?.message ?? tx.error?.message ?? 'transaction failed'}`));
         tx.onabort = () => reject(new Error(`on-device store: ${tx.error?.message ?? 'transaction aborted'}`));
       }),
   );
@@ -43,18 +46,12 @@ export function storeGet<T>(key: string): Promise<T | undefined> {
 
 /** Several keys in one transaction (the start screen's one read: device, settings, hosts). */
 export function storeGetMany(keys: readonly string[]): Promise<unknown[]> {
-  return openDb().then(
-    (db) =>
-      new Promise<unknown[]>((resolve, reject) => {
-        const tx = db.transaction(STORE, 'readonly');
-        const store = tx.objectStore(STORE);
-        const reqs = keys.map((k) => store.get(k));
-        tx.oncomplete = () => resolve(reqs.map((r) => r.result as unknown));
-        tx.onerror = () => reject(new Error(`on-device store: ${tx.error?.message ?? 'transaction failed'}`));
-        tx.onabort = () => reject(new Error(`on-device store: ${tx.error?.message ?? 'transaction aborted'}`));
-      }),
-  );
+  return run<unknown[]>('readonly', (s) => keys.map((k) => s.get(k)));
 }
+
+/** The store's keys that the start screen reads before the rest of the app (device-key.ts, store.ts use them too). */
+export const DEVICE_KEY = 'device';
+export const HOSTS_KEY = 'hosts';
 
 export async function storePut(key: string, value: unknown): Promise<void> {
   await run('readwrite', (s) => s.put(value, key));

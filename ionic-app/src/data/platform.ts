@@ -10,12 +10,12 @@ import { fromB64url, toB64url } from '../../../protocol/src/index.js';
 import { cameraPermissionGranted, ScanError } from './camera';
 import { isNativePlatform } from './native';
 
-export { isNativePlatform, ScanError };
+export { isNativePlatform };
 
 /**
  * Native builds: opens the platform's scanner (the plugin's ML Kit / AVFoundation view) and
  * resolves with the text of the first QR code seen, or null when the person closed it. The web
- * build has its own scanner view (components/QrScanner.tsx, data/camera.ts).
+ * build has its own scanner view (scan/scanner-view.ts, data/camera.ts).
  */
 export async function scanQrCode(instructions: string): Promise<string | null> {
   const { CapacitorBarcodeScanner, CapacitorBarcodeScannerCameraDirection, CapacitorBarcodeScannerTypeHint } = await import('@capacitor/barcode-scanner');

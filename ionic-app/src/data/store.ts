@@ -6,12 +6,13 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { fromB64url, keyId, passkeyInfo } from '../../../protocol/src/index.js';
 import type { HistoryEntry, Settings, TrustedHost } from '../models';
 import { storeGet, storePut } from './platform';
+import { HOSTS_KEY } from './kv';
 import { SETTINGS_KEY } from './settings';
 
 /** keyId needs SHA-256 only: not crypto-web's Ed25519/X25519, which stay off the app's start path. */
 const hashOnly = { sha256: (data: Uint8Array) => sha256(data) };
 
-const HOSTS = 'hosts';
+const HOSTS = HOSTS_KEY;
 const HISTORY = 'history';
 /** Older entries fall off; the history is for the person, not an audit log (the host logs). */
 export const HISTORY_MAX = 200;
