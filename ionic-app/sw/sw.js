@@ -70,16 +70,21 @@ self.addEventListener('activate', (event) => {
 /**
  * From the page: `{ type: 'loaded', paths }` (what it fetched before this worker controlled it)
  * and `{ type: 'complete' }` once its own preloads are done, when the rest may be fetched.
+ * index.html is kept last, only once every other file is: a cached shell is what opens the app
+ * offline, so it must never stand in a cache that lacks a chunk (Approve, for the offline code).
  */
 self.addEventListener('message', (event) => {
   const msg = event.data;
   if (!msg || typeof msg !== 'object') return;
   const paths = msg.type === 'loaded' && Array.isArray(msg.paths) ? msg.paths.filter((p) => typeof p === 'string' && wanted.has(p)) : msg.type === 'complete' ? PRECACHE : null;
   if (!paths) return;
+  const files = paths.filter((p) => p !== SHELL);
   event.waitUntil(
     caches.open(CACHE).then((cache) =>
-      Promise.all(paths.map((p) => store(cache, p).catch(() => undefined))).then(() => {
-        if (msg.type === 'complete' && event.source) event.source.postMessage({ type: 'cached', version: VERSION });
+      Promise.all(files.map((p) => store(cache, p).then(() => true, () => false))).then(async (kept) => {
+        if (msg.type !== 'complete') return;
+        if (kept.every(Boolean)) await store(cache, SHELL).catch(() => undefined);
+        if (event.source) event.source.postMessage({ type: 'cached', version: VERSION });
       }),
     ),
   );
