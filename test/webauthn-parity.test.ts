@@ -18,15 +18,16 @@ import { tempDir } from './support/system.js';
 const ORIGIN = 'https://app.qrauth.example';
 const HOST_ID = toB64url(c.sha256(new TextEncoder().encode('webauthn-parity-host')).subarray(0, 16));
 
-function enrolledDevice(auth: SoftAuthenticator): Device {
-  const line = formatDeviceLine({ publicKey: c.ed25519FromSeed(c.randomBytes(32)).publicKey, enrolled: '2026-03-01', name: 'Parity phone', passkey: auth.passkey() });
+function enrolledDevice(auth: SoftAuthenticator, rand: (n: number) => Uint8Array): Device {
+  const line = formatDeviceLine({ publicKey: c.ed25519FromSeed(rand(32)).publicKey, enrolled: '2026-03-01', name: 'Parity phone', passkey: auth.passkey() });
   const f = parseDevicesText(`${line}\n`, 'devices');
   if (f.devices.length !== 1) throw new Error(`the devices line did not parse: ${f.problems.join('; ')}`);
   return f.devices[0]!;
 }
 
-function approvalFields(device: Device): DecisionFields {
-  return { hostId: HOST_ID, sid: toB64url(c.randomBytes(16)), nonce: c.randomBytes(16), user: 'alice', decision: 'approve', time: Date.now(), deviceId: device.deviceId };
+/** A login's approval bytes, all from the seed (a fixed time: nothing here checks freshness). */
+function approvalFields(device: Device, rand: (n: number) => Uint8Array): DecisionFields {
+  return { hostId: HOST_ID, sid: toB64url(rand(16)), nonce: rand(16), user: 'alice', decision: 'approve', time: Date.UTC(2026, 2, 1), deviceId: device.deviceId };
 }
 
 /** What the library says of this assertion, given the counter the agent has stored. */
@@ -98,11 +99,11 @@ test('every assertion the agent accepts, @simplewebauthn/server also accepts (se
   let agentRefused = 0;
   for (const alg of ['ES256', 'EdDSA'] as const) {
     for (const counterStart of [0, 5]) {
-      const auth = new SoftAuthenticator({ alg, origin: ORIGIN, counter: counterStart, counterStep: counterStart === 0 ? 0 : 1 });
-      const device = enrolledDevice(auth);
+      const auth = new SoftAuthenticator({ alg, origin: ORIGIN, counter: counterStart, counterStep: counterStart === 0 ? 0 : 1, seed: rand(32) });
+      const device = enrolledDevice(auth, rand);
       const key = PasskeyCounters.keyOf(device.passkey!);
       for (let i = 0; i < 120; i++) {
-        const fields = approvalFields(device);
+        const fields = approvalFields(device, rand);
         const challenge = webauthnChallenge(c, fields);
         const policy = pick(rand, ['required', 'preferred'] as const);
         const stored = verifier.counters.get(key);
@@ -112,7 +113,7 @@ test('every assertion the agent accepts, @simplewebauthn/server also accepts (se
         const knob = rand(1)[0]! % 8;
         if (knob === 0) o.counter = pick(rand, [0, stored, stored + 1, Math.max(0, stored - 1), 0xffffffff]);
         else if (knob === 1) o.rpId = pick(rand, ['qrauth.example', 'evil.example', auth.rpId]);
-        else if (knob === 2) o.credentialId = pick(rand, [c.randomBytes(32), auth.credentialId]);
+        else if (knob === 2) o.credentialId = pick(rand, [rand(32), auth.credentialId]);
         else if (knob === 3) {
           o.extensionsFlag = rand(1)[0]! % 2 === 0;
           o.authDataTail = pick(rand, [Uint8Array.of(0xa0), Uint8Array.of(0xa1, 0x61, 0x78, 0xf5), Uint8Array.of(1, 2, 3)]);
@@ -147,8 +148,9 @@ test("clientDataJSON's tokenBinding is held to the library's rule: absent or one
     await verifier.counters.flush();
     d.remove();
   });
-  const auth = new SoftAuthenticator({ origin: ORIGIN, counterStep: 0 });
-  const device = enrolledDevice(auth);
+  const rand = prng(testSeed(0x7b_1d));
+  const auth = new SoftAuthenticator({ origin: ORIGIN, counterStep: 0, seed: rand(32) });
+  const device = enrolledDevice(auth, rand);
   const cases: Array<[unknown, boolean]> = [
     [{ status: 'supported' }, true],
     [{ status: 'present', id: 'AAAA' }, true],
@@ -159,7 +161,7 @@ test("clientDataJSON's tokenBinding is held to the library's rule: absent or one
     [1, false],
   ];
   for (const [tokenBinding, accepted] of cases) {
-    const fields = approvalFields(device);
+    const fields = approvalFields(device, rand);
     const challenge = webauthnChallenge(c, fields);
     const a = auth.assert({ challenge, clientDataJSONText: JSON.stringify({ type: 'webauthn.get', challenge: toB64url(challenge), origin: ORIGIN, crossOrigin: false, tokenBinding }) });
     const v = await verifier.check('required', { fields, device, assertion: a });

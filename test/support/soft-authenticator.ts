@@ -9,7 +9,7 @@
  * Independent of the verifier under test on purpose: it writes its CBOR and authenticatorData by
  * hand and signs with node:crypto, so a bug shared with @simplewebauthn/server cannot hide.
  */
-import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createECDH, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { type PasskeyAlg, type PasskeyInfo, type WebAuthnAssertion, defaultRpId, toB64url } from '../../protocol/src/index.js';
 
 export interface SoftAuthenticatorOptions {
@@ -25,6 +25,34 @@ export interface SoftAuthenticatorOptions {
   credentialIdBytes?: number;
   /** Step the counter by this much at each assertion; 0 keeps it at its start. @default 1 */
   counterStep?: number;
+  /**
+   * 32 bytes the key pair and credential id derive from (a seeded test's replay); without it they
+   * are random. ES256 signatures stay randomized (ECDSA's k), EdDSA ones are deterministic.
+   */
+  seed?: Uint8Array;
+}
+
+/** PKCS#8 DER of an Ed25519 private key, up to its 32-byte seed (RFC 8410). */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+function derived(seed: Uint8Array, label: string): Buffer {
+  return createHash('sha256').update(label).update(seed).digest();
+}
+
+function keyPairFrom(alg: PasskeyAlg, seed: Uint8Array | undefined): { privateKey: KeyObject; publicKey: KeyObject } {
+  if (!seed) return alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');
+  if (alg === 'ES256') {
+    // A scalar ≥ the group order has a chance of about 2^-32: the seed is a test's constant.
+    const d = derived(seed, 'soft-authenticator es256');
+    const ecdh = createECDH('prime256v1');
+    ecdh.setPrivateKey(d);
+    const point = ecdh.getPublicKey();
+    const jwk = { kty: 'EC', crv: 'P-256', d: d.toString('base64url'), x: point.subarray(1, 33).toString('base64url'), y: point.subarray(33, 65).toString('base64url') };
+    const privateKey = createPrivateKey({ key: jwk, format: 'jwk' });
+    return { privateKey, publicKey: createPublicKey(privateKey) };
+  }
+  const privateKey = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, derived(seed, 'soft-authenticator ed25519')]), format: 'der', type: 'pkcs8' });
+  return { privateKey, publicKey: createPublicKey(privateKey) };
 }
 
 export interface AssertOptions {
@@ -83,9 +111,10 @@ export class SoftAuthenticator {
     this.rpId = opts.rpId ?? defaultRpId(opts.origin);
     this.counter = opts.counter ?? 0;
     this.counterStep = opts.counterStep ?? 1;
-    this.credentialId = new Uint8Array(randomBytes(opts.credentialIdBytes ?? 32));
+    const idBytes = opts.credentialIdBytes ?? 32;
+    this.credentialId = new Uint8Array(opts.seed ? Buffer.concat([derived(opts.seed, 'soft-authenticator id'), derived(opts.seed, 'soft-authenticator id 2')]).subarray(0, idBytes) : randomBytes(idBytes));
     if (this.alg === 'ES256') {
-      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const { privateKey, publicKey } = keyPairFrom('ES256', opts.seed);
       this.privateKey = privateKey;
       const jwk = publicKey.export({ format: 'jwk' });
       const x = Buffer.from(jwk.x!, 'base64url');
@@ -93,7 +122,7 @@ export class SoftAuthenticator {
       // {1: 2 (EC2), 3: -7 (ES256), -1: 1 (P-256), -2: x, -3: y}
       this.cosePublicKey = new Uint8Array(Buffer.concat([Buffer.from([0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21]), cborBytes(x), Buffer.from([0x22]), cborBytes(y)]));
     } else {
-      const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+      const { privateKey, publicKey } = keyPairFrom('EdDSA', opts.seed);
       this.privateKey = privateKey;
       const x = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url');
       // {1: 1 (OKP), 3: -8 (EdDSA), -1: 6 (Ed25519), -2: x}
