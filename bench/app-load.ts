@@ -157,7 +157,8 @@ async function reopenOnHangingNetwork(context: BrowserContext, server: StaticSer
   await throttle(page);
   const t0 = Date.now();
   void page.goto(`${server.origin}/`).catch(() => {});
-  await shown(page, 'scan-camera').waitFor({ timeout: 30_000 }).catch(() => {});
+  // A timeout is a failed run, not a 30 s figure: it throws.
+  await shown(page, 'scan-camera').waitFor({ timeout: 30_000 });
   const ms = Date.now() - t0;
   await page.close();
   await context.unrouteAll({ behavior: 'ignoreErrors' });

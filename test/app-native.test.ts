@@ -37,6 +37,7 @@ import {
   approveAndFinishSsh,
   artifactPath,
   blankFrame,
+  closeScannerIfOpen,
   createDevice,
   newAppContext,
   pasteIntoApp,
@@ -437,10 +438,7 @@ test.serial('on Android the Scan button opens the app\'s own camera view, not th
   // A light terminal: dark blocks on a light background, an inverted QR.
   writeY4m(chromiumApp.camFile, qrFramesInTheme(run.output, 'light'));
   t.teardown(() => writeY4m(chromiumApp.camFile, blankFrame()));
-  if (await page.getByTestId('scanner').isVisible()) {
-    await page.keyboard.press('Escape');
-    await page.getByTestId('scanner').waitFor({ state: 'detached' });
-  }
+  await closeScannerIfOpen(page);
   const pluginCalls = nativeCallsOf('scanBarcode').length;
   await page.getByTestId('tab-scan').click();
   await visible('scan-camera').click();

@@ -12,16 +12,19 @@ import { createRequire } from 'node:module';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { FINGERPRINT_PATTERN } from '../protocol/src/index.js';
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
-import { keyId, toB64url } from '../protocol/src/index.js';
+import { toB64url } from '../protocol/src/index.js';
 import {
   type AppInChromium,
   artifactPath,
+  closeScannerIfOpen,
   createDevice,
+  holdAppChunk,
   newAppContext,
+  pasteIntoApp,
+  phoneWithMadeUpHost,
   qrFramesInTheme,
   reportFailedPage,
   startAppInChromium,
-  storeHostsScript,
   visibleIn,
   writeY4m,
 } from './support/browser.js';
@@ -133,16 +136,7 @@ async function startSsh() {
   return { run, payload: payload!, marker };
 }
 
-async function pasteCode(text: string, p: Page = page): Promise<void> {
-  if (await p.getByTestId('scanner').isVisible()) {
-    await p.keyboard.press('Escape');
-    await p.getByTestId('scanner').waitFor({ state: 'detached' });
-  }
-  await p.getByTestId('tab-scan').click();
-  await p.locator('.ion-page:not(.ion-page-hidden)[data-testid="page-scan"]').waitFor();
-  await visible('payload-input', p).locator('textarea').fill(text);
-  await visible('payload-submit', p).click();
-}
+const pasteCode = (text: string, p: Page = page): Promise<void> => pasteIntoApp(p, text);
 
 /** Waits until `pageId` has entered and focused its heading (checkScreen then asserts the focus: a timeout here is left to it). */
 async function headingFocused(pageId: string): Promise<void> {
@@ -271,19 +265,10 @@ test.serial('reopening the app with an enrolled host goes straight to a live sca
 });
 
 test.serial('the start screen, shown before the rest of the app has loaded: axe-clean in both themes, focus on its heading, one main, 44 px targets', async (t) => {
-  // Its own context: no service worker (page.route cannot hold what a worker serves).
-  const ctx = await browser.newContext({ viewport: { width: 360, height: 640 }, reducedMotion: 'reduce', serviceWorkers: 'block' });
-  t.teardown(() => ctx.close());
-  const p = await ctx.newPage();
-  p.on('pageerror', (e) => pageErrors.push(e.message));
-  await p.goto(`${app.origin}/`);
-  await createDevice(p, 'Start screen phone');
-  const hostKey = nodeCrypto.ed25519FromSeed(prng(SEED ^ 0x5717)(32));
-  await p.evaluate(storeHostsScript([{ hostId: keyId(nodeCrypto, hostKey.publicKey), hostPub: toB64url(hostKey.publicKey), hostname: 'start-01', relayUrl: 'http://127.0.0.1:9', enrolledAt: Date.now() }]));
+  // Its own phone: no service worker (page.route cannot hold what a worker serves).
+  const { page: p } = await phoneWithMadeUpHost(t, browser, app.origin, prng(SEED ^ 0x5717)(32), (m) => pageErrors.push(m));
   // The app chunk is held back for the whole check, so the start screen is what is on screen.
-  await p.route(/\/assets\/main-[\w-]+\.js$/, () => {
-    /* never answered */
-  });
+  await holdAppChunk(p);
   await p.reload();
   await p.getByTestId('start-screen').waitFor();
   // The camera opens by itself (a host is enrolled, Chromium here allows the camera); Escape closes it
@@ -307,10 +292,7 @@ for (const theme of ['dark', 'light'] as const) {
     const { run, payload } = await startSsh();
     t.teardown(() => run.kill());
     showTerminalToCamera(run.output, theme);
-    if (await page.getByTestId('scanner').isVisible()) {
-      await page.keyboard.press('Escape');
-      await page.getByTestId('scanner').waitFor({ state: 'detached' });
-    }
+    await closeScannerIfOpen(page);
     await page.getByTestId('tab-scan').click();
     await visible('scan-camera').click();
     await visible('login-context').waitFor({ timeout: 30_000 });

@@ -17,6 +17,7 @@ import {
   approveAndFinishSsh,
   artifactPath,
   blankFrame,
+  closeScannerIfOpen,
   createDevice,
   newAppContext,
   qrFramesFromTerminal,
@@ -91,10 +92,7 @@ async function scanSshLogin(t: ExecutionContext) {
 async function scanWithCamera(): Promise<void> {
   // Reopened with an enrolled host, the app opens its scanner at once (issue #17): close it, so
   // the camera restarts on the picture just written (the fake camera reads its file on start).
-  if (await page.getByTestId('scanner').isVisible()) {
-    await page.keyboard.press('Escape');
-    await page.getByTestId('scanner').waitFor({ state: 'detached' });
-  }
+  await closeScannerIfOpen(page);
   await page.getByTestId('tab-scan').click();
   await page.getByTestId('page-scan').waitFor({ state: 'visible' });
   await page.getByTestId('scan-camera').click();

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import jsQRModule from 'jsqr';
+import { nodeCrypto } from '../../protocol/src/crypto-node.js';
+import { keyId, toB64url } from '../../protocol/src/index.js';
 import type { PtyRun } from './pty.js';
 import { extractQrLines, rasterize, type Theme } from './qr-decode.js';
 import { type StaticServer, startStaticServer } from './static-server.js';
@@ -209,8 +211,54 @@ export function putAppRecordScript(key: string, value: unknown): string {
 /** Evaluated in the app's page: replaces the hosts the app trusts (as an enrollment leaves them). */
 export const storeHostsScript = (hosts: unknown[]): string => putAppRecordScript('hosts', hosts);
 
+/** The app's main chunk (React, Ionic, the pages), which the start screen loads behind itself. */
+export const APP_CHUNK_RE = /\/assets\/main-[\w-]+\.js$/;
+
+/**
+ * Holds back the page's request for the app's main chunk (a slow network at the worst moment)
+ * until the returned function is called; never called, the chunk never arrives. page.route does
+ * not see what a service worker answers: use it in a context with service workers blocked.
+ */
+export async function holdAppChunk(page: Page): Promise<() => void> {
+  let release: () => void = () => {};
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  await page.route(APP_CHUNK_RE, async (route) => {
+    await held;
+    await route.continue();
+  });
+  return release;
+}
+
+/**
+ * A phone of its own for start-screen tests: a context with service workers blocked (so
+ * page.route sees every request) and the camera allowed, a device key made on the welcome
+ * screen, and one made-up trusted host `start-01` (key from `hostSeed`) behind a relay nobody
+ * listens on: enough for the app to open at the start screen with the camera. Closed by teardown.
+ */
+export async function phoneWithMadeUpHost(
+  t: ExecutionContext,
+  browser: Browser,
+  origin: string,
+  hostSeed: Uint8Array,
+  onPageError: (message: string) => void,
+): Promise<{ page: Page; hostId: string }> {
+  const context = await browser.newContext({ viewport: { width: 360, height: 640 }, serviceWorkers: 'block', reducedMotion: 'reduce' });
+  t.teardown(() => context.close());
+  await context.grantPermissions(['camera'], { origin });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => onPageError(e.message));
+  await page.goto(`${origin}/`);
+  await createDevice(page, 'Start screen phone');
+  const hostKey = nodeCrypto.ed25519FromSeed(hostSeed);
+  const hostId = keyId(nodeCrypto, hostKey.publicKey);
+  await page.evaluate(storeHostsScript([{ hostId, hostPub: toB64url(hostKey.publicKey), hostname: 'start-01', relayUrl: 'http://127.0.0.1:9', enrolledAt: Date.now() }]));
+  return { page, hostId };
+}
+
 /** Closes the app's camera view when it is open (Escape, as a person with a keyboard would). */
-async function closeScannerIfOpen(page: Page): Promise<void> {
+export async function closeScannerIfOpen(page: Page): Promise<void> {
   if (await page.getByTestId('scanner').isVisible()) {
     await page.keyboard.press('Escape');
     await page.getByTestId('scanner').waitFor({ state: 'detached' });
