@@ -323,3 +323,15 @@ test('a devices file rewritten in place with the same length is read anew (the p
   writeFileSync(path, `# revoked\n`, { mode: 0o600 });
   t.deepEqual(readDevicesFile(path, user).devices, []);
 });
+
+test('a BEGIN that arrives once the agent is stopping gets no answer and no session (the module sends it to the next agent)', async (t) => {
+  const f = await withAgent(t);
+  f.setDevices('alice', [phoneKey(5).line]);
+  // Accepted before the stop (systemctl restart with a login in the socket's backlog), its BEGIN after it.
+  const client = await PamClient.connect(f.socket);
+  f.agent.pam.stopAccepting();
+  client.send({ type: MsgType.BEGIN, user: 'alice', service: 'sshd', rhost: '203.0.113.7', tty: 'ssh' } as FrameMsg);
+  t.is(await client.next(), null, 'closed without a reply byte: no QR for a login the stopping agent would drop');
+  t.is(f.agent.sessions.size, 0, 'no session was opened');
+  t.false(f.logs.some((l) => /event=challenge /.test(l)), 'no challenge was issued');
+});

@@ -73,6 +73,8 @@ export interface PamConnectionHooks {
   /** Be told when the relay link changes; returns the unsubscribe. */
   watchRelay(cb: (up: boolean) => void): () => void;
   closed(): void;
+  /** The agent is shutting down: a BEGIN now gets no answer, so the module sends it to the next agent. */
+  stopping(): boolean;
 }
 
 type ConnState = 'begin' | 'ready' | 'waiting' | 'done';
@@ -317,6 +319,15 @@ export class PamConnection {
   }
 
   private onBegin(msg: BeginMsg): void {
+    // An agent that is stopping would show a QR for a login it is about to drop (its sessions
+    // close, then this connection): closed unanswered, the module sends its BEGIN once more, to
+    // the next agent (pam_qrauth.c, begin_may_retry). A connection accepted just before the stop
+    // can bring its BEGIN after it (systemctl restart with a login in the socket's backlog).
+    if (this.hooks.stopping()) {
+      this.state = 'done';
+      this.sock.destroy();
+      return;
+    }
     const { deps } = this;
     this.begin = msg;
     const bad = badBegin(msg);

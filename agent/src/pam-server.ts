@@ -98,6 +98,7 @@ export class PamServer {
           return () => this.relayWatchers.delete(cb);
         },
         closed: () => this.connections.delete(sock),
+        stopping: () => this.closing !== null,
       });
     } catch (e) {
       this.deps.log('internal_error', { where: 'pam', handler: 'connection', cause: e instanceof Error ? e.message : 'non-error thrown' });
