@@ -16,7 +16,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { renderQr } from '../agent/src/qr-render.js';
 import { toB64url } from '../protocol/src/index.js';
 import { startRelay } from '../relay/src/server.js';
-import { APP_CHUNK_RE, APP_DIST, blankFrame, ensureAppBuilt, holdAppChunk, launchChromium, phoneWithMadeUpHost, newAppContext, qrFramesFromTerminal, visibleIn, writeY4m } from './support/browser.js';
+import { APP_CHUNK_RE, APP_DIST, blankFrame, createDevice, ensureAppBuilt, holdAppChunk, launchChromium, phoneWithMadeUpHost, newAppContext, putAppRecordScript, qrFramesFromTerminal, storeHostsScript, visibleIn, writeY4m } from './support/browser.js';
 import { prng, testSeed } from './support/seeded.js';
 import { type StaticServer, startStaticServer } from './support/static-server.js';
 
@@ -248,6 +248,149 @@ test.serial('a camera that never starts, closed after the first second: the rest
   await page.getByTestId('scanner').waitFor({ state: 'detached' });
   await page.getByTestId('tab-history').click({ timeout: 10_000 });
   await visibleIn(page, 'page-history').waitFor();
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+/** Where the start screen keeps its copy of the store (ionic-app/src/data/start-hint.ts). */
+const START_HINT = 'qrauth.start';
+const readHint = (page: Page) => page.evaluate<unknown>(`JSON.parse(localStorage.getItem(${JSON.stringify(START_HINT)}) ?? 'null')`);
+const writeHint = (page: Page, raw: string) => page.evaluate(`localStorage.setItem(${JSON.stringify(START_HINT)}, ${JSON.stringify(raw)})`);
+
+/** Records every getUserMedia call and stream of the page (globalThis.__cams), before the app's code runs. */
+const RECORD_CAMERAS = `(() => {
+  const md = navigator.mediaDevices;
+  if (!md) return;
+  const real = md.getUserMedia.bind(md);
+  globalThis.__cams = { calls: 0, streams: [] };
+  md.getUserMedia = (c) => {
+    globalThis.__cams.calls++;
+    return real(c).then((s) => { globalThis.__cams.streams.push(s); return s; });
+  };
+})()`;
+/**
+ * A phone where the person has not allowed the camera. Chromium's --use-fake-ui-for-media-stream
+ * (support/browser.ts) answers every camera question with yes, whatever the context was granted,
+ * so the browser's answer to "may the site use the camera?" is what is simulated here.
+ */
+const CAMERA_NOT_ALLOWED = `(() => {
+  const p = navigator.permissions;
+  const real = p.query.bind(p);
+  p.query = (d) => (d && d.name === 'camera' ? Promise.resolve({ name: 'camera', state: 'prompt', onchange: null, addEventListener() {}, removeEventListener() {} }) : real(d));
+})()`;
+type CamGlobal = { __cams: { calls: number; streams: Array<{ getTracks(): Array<{ readyState: string }> }> } };
+/** Every stream the page opened has been stopped (none is left running behind the screen). A function: a string would be eval'd, which the app's CSP forbids. */
+const allCamerasStopped = () => (globalThis as unknown as CamGlobal).__cams.streams.every((s) => s.getTracks().every((tr) => tr.readyState === 'ended'));
+
+/** A phone with a device key and no host, in a context of its own (`camera`: the site may use the camera). */
+async function phoneWithoutHost(t: import('ava').ExecutionContext, camera: boolean): Promise<Page> {
+  const ctx = await browser.newContext({ viewport: { width: 360, height: 640 }, serviceWorkers: 'block', reducedMotion: 'reduce' });
+  t.teardown(() => ctx.close());
+  if (camera) await ctx.grantPermissions(['camera'], { origin: app.origin });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.addInitScript(RECORD_CAMERAS);
+  if (!camera) await page.addInitScript(CAMERA_NOT_ALLOWED);
+  await page.goto(`${app.origin}/`);
+  await createDevice(page, 'Hint phone');
+  return page;
+}
+
+test.serial('a start leaves the start screen a copy of what it needs (localStorage), and the next open shows it before the store has been read', async (t) => {
+  t.log(`seed ${SEED}`);
+  const { page } = await phoneWithHost(t);
+  await page.reload();
+  await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor({ timeout: 10_000 });
+  t.deepEqual(await readHint(page), { theme: 'system', someHost: true }, 'the copy says: a host is enrolled, the system theme');
+  await page.reload();
+  await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor({ timeout: 10_000 });
+  const order = await page.evaluate<string[]>(`performance.getEntriesByType('mark').map((m) => m.name).filter((n) => n === 'qrauth:start-screen' || n === 'qrauth:store-read')`);
+  t.deepEqual(order, ['qrauth:start-screen', 'qrauth:store-read'], 'the start screen was up before IndexedDB answered');
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+test.serial('a copy that says more than the store (a host, the dark theme): the camera it opened is closed and stopped, the screen takes the store\'s theme, the copy is mended', async (t) => {
+  const page = await phoneWithoutHost(t, true);
+  await page.evaluate(putAppRecordScript('settings', { theme: 'light' }));
+  await writeHint(page, JSON.stringify({ theme: 'dark', someHost: true }));
+  await page.reload();
+  await page.getByTestId('start-screen').waitFor();
+  await page.locator('.scan-panel[data-start-check="done"]').waitFor({ timeout: 10_000 });
+  type MarkGlobal = { performance: { getEntriesByName(n: string): unknown[] } };
+  await page.waitForFunction(() => (globalThis as unknown as MarkGlobal).performance.getEntriesByName('qrauth:store-read').length > 0);
+  await page.getByTestId('scanner').waitFor({ state: 'detached', timeout: 10_000 });
+  const stopped = await page.waitForFunction(allCamerasStopped, undefined, { timeout: 10_000 }).then(() => true, () => false);
+  t.true(stopped, 'every camera stream the copy started has ended');
+  t.false(await page.evaluate(`document.documentElement.classList.contains('ion-palette-dark')`), 'the light theme of the store, not the copy\'s dark');
+  t.deepEqual(await readHint(page), { theme: 'light', someHost: false }, 'the copy now says what the store says');
+  t.is(await page.getByTestId('start-screen').count() + (await visibleIn(page, 'page-scan').count()), 1, 'the Scan screen is still there, camera closed');
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+test.serial('a copy left behind by a store that was cleared: the Welcome page, no camera running, the copy gone', async (t) => {
+  const page = await phoneWithoutHost(t, true);
+  // The store is deleted from a page that is not the app (the app holds its database open).
+  await page.goto(`${app.origin}/manifest.webmanifest`);
+  await page.evaluate(`new Promise((resolve, reject) => { const r = indexedDB.deleteDatabase('qrauth'); r.onsuccess = resolve; r.onerror = () => reject(r.error); r.onblocked = () => reject(new Error('blocked')); })`);
+  await writeHint(page, JSON.stringify({ theme: 'system', someHost: true }));
+  await page.goto(`${app.origin}/`);
+  await page.getByTestId('device-name-input').waitFor({ timeout: 20_000 });
+  t.is(await page.getByTestId('start-screen').count(), 0, 'the start screen is gone');
+  t.is(await page.getByTestId('scanner').count(), 0, 'no camera view');
+  const stopped = await page.waitForFunction(allCamerasStopped, undefined, { timeout: 10_000 }).then(() => true, () => false);
+  t.true(stopped, 'every camera stream the copy started has ended');
+  t.is(await readHint(page), null, 'no copy without a device key');
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+test.serial('a damaged or oversized copy is ignored: the start waits for the store as before, and the copy is written anew', async (t) => {
+  t.log(`seed ${SEED}`);
+  for (const raw of ['{"theme":"<img src=x onerror=alert(1)>","someHost":"yes"}', 'not json', JSON.stringify({ theme: 'dark', someHost: true, pad: 'x'.repeat(5000) })]) {
+    const { page } = await phoneWithHost(t);
+    await writeHint(page, raw);
+    await page.reload();
+    await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor({ timeout: 10_000 });
+    const order = await page.evaluate<string[]>(`performance.getEntriesByType('mark').map((m) => m.name).filter((n) => n === 'qrauth:start-screen' || n === 'qrauth:store-read')`);
+    t.deepEqual(order, ['qrauth:store-read', 'qrauth:start-screen'], `${raw.slice(0, 40)}: the start screen waited for the store`);
+    t.false(await page.evaluate(`document.documentElement.classList.contains('ion-palette-dark')`), `${raw.slice(0, 40)}: the store's theme`);
+    t.deepEqual(await readHint(page), { theme: 'system', someHost: true }, `${raw.slice(0, 40)}: written anew from the store`);
+    await page.context().close();
+  }
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+test.serial('a copy that says a host is enrolled never opens a camera the site may not use without asking', async (t) => {
+  const page = await phoneWithoutHost(t, false);
+  await page.evaluate(storeHostsScript([{ hostId: 'made-up', hostPub: 'x', hostname: 'start-02', relayUrl: 'http://127.0.0.1:9', enrolledAt: 1 }]));
+  await writeHint(page, JSON.stringify({ theme: 'system', someHost: true }));
+  await page.reload();
+  await page.getByTestId('start-screen').waitFor();
+  await page.locator('.scan-panel[data-start-check="done"]').waitFor({ timeout: 10_000 });
+  t.is(await page.getByTestId('scanner').count(), 0, 'no camera view');
+  t.is(await page.evaluate<number>('globalThis.__cams.calls'), 0, 'getUserMedia was never called (it would have asked the person)');
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+test.serial('the camera view closed while the camera is still starting: the camera stops once it arrives', async (t) => {
+  t.log(`seed ${SEED}`);
+  const { page } = await phoneWithHost(t);
+  // A camera that takes 600 ms to open (a slow phone's), every stream recorded.
+  await page.addInitScript(`(() => {
+    const md = navigator.mediaDevices;
+    const real = md.getUserMedia.bind(md);
+    globalThis.__cams = { calls: 0, streams: [] };
+    md.getUserMedia = (c) => {
+      globalThis.__cams.calls++;
+      return new Promise((r) => setTimeout(r, 600)).then(() => real(c)).then((s) => { globalThis.__cams.streams.push(s); return s; });
+    };
+  })()`);
+  await page.reload();
+  await page.getByTestId('scanner').waitFor();
+  await page.keyboard.press('Escape');
+  await page.getByTestId('scanner').waitFor({ state: 'detached' });
+  await page.waitForFunction(() => (globalThis as unknown as CamGlobal).__cams.streams.length > 0, undefined, { timeout: 10_000 });
+  const stopped = await page.waitForFunction(allCamerasStopped, undefined, { timeout: 5000 }).then(() => true, () => false);
+  t.true(stopped, 'the stream that arrived after the view closed was stopped');
+  t.is(await page.locator('[data-testid="scanner-video"]').count(), 0, 'no camera view');
   t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
 });
 

@@ -38,15 +38,55 @@ function cameraError(e: unknown): ScanError {
   );
 }
 
-/** Opens the back camera into `video` and calls `onText` once with the first QR read. */
-export async function startWebScan(video: HTMLVideoElement, onText: (text: string) => void): Promise<WebScan> {
+const CONSTRAINTS: MediaStreamConstraints = { video: { facingMode: 'environment', width: { ideal: 1280 }, height: { ideal: 720 } }, audio: false };
+
+/** The camera being opened ahead of its view (warmCamera), for the next startWebScan. */
+let warming: Promise<MediaStream> | null = null;
+
+const stopStream = (stream: MediaStream) => {
+  for (const t of stream.getTracks()) t.stop();
+};
+
+/**
+ * Starts opening the camera now, when the site may use it without asking, so that the view
+ * opened a moment later (startWebScan) finds it running: a camera takes about a third of a
+ * second to give its first picture, time the start screen spends reading the store. Never asks
+ * the person: without the permission already granted it does nothing. A camera warmed and not
+ * taken is stopped by coolCamera.
+ */
+export function warmCamera(): void {
+  if (warming || !navigator.mediaDevices?.getUserMedia) return;
+  warming = cameraPermissionGranted().then((granted) => {
+    if (!granted) throw new ScanError('the camera is not allowed yet');
+    return navigator.mediaDevices.getUserMedia(CONSTRAINTS);
+  });
+  warming.catch(() => {});
+}
+
+/** Stops a camera warmed by warmCamera and not taken by a view. */
+export function coolCamera(): void {
+  const w = warming;
+  warming = null;
+  void w?.then(stopStream, () => {});
+}
+
+/**
+ * Opens the back camera into `video` (the warmed one when there is one) and calls `onText` once
+ * with the first QR read. `signal`: the view was closed; the camera stops at once, even while it
+ * is still starting (a camera that never plays must not stay on behind a closed view).
+ */
+export async function startWebScan(video: HTMLVideoElement, onText: (text: string) => void, signal?: AbortSignal): Promise<WebScan> {
   if (!navigator.mediaDevices?.getUserMedia) {
     throw new ScanError('this browser gives no camera access here (it needs https); paste the code instead');
   }
+  const closed = () => new ScanError('the camera view was closed');
   const decoderLoading = import('./qr-decoder');
+  const warmed = warming;
+  warming = null;
   let stream: MediaStream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment', width: { ideal: 1280 }, height: { ideal: 720 } }, audio: false });
+    // A warm-up that failed (no permission then) is no answer: ask as the view always has.
+    stream = (await warmed?.catch(() => null)) ?? (await navigator.mediaDevices.getUserMedia(CONSTRAINTS));
   } catch (e) {
     throw cameraError(e);
   }
@@ -56,9 +96,14 @@ export async function startWebScan(video: HTMLVideoElement, onText: (text: strin
   const stop = () => {
     stopped = true;
     if (timer !== undefined) clearTimeout(timer);
-    for (const t of stream.getTracks()) t.stop();
+    stopStream(stream);
     video.srcObject = null;
   };
+  if (signal?.aborted) {
+    stop();
+    throw closed();
+  }
+  signal?.addEventListener('abort', stop, { once: true });
   video.srcObject = stream;
   video.muted = true;
   video.playsInline = true;
@@ -66,9 +111,11 @@ export async function startWebScan(video: HTMLVideoElement, onText: (text: strin
     await video.play();
   } catch (e) {
     stop();
-    throw cameraError(e);
+    throw signal?.aborted ? closed() : cameraError(e);
   }
+  if (stopped) throw closed();
   const { decodeQr } = await decoderLoading;
+  if (stopped) throw closed();
   const canvas = document.createElement('canvas');
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
   if (!ctx) {
@@ -106,7 +153,9 @@ export async function startWebScan(video: HTMLVideoElement, onText: (text: strin
     }
     timer = setTimeout(tick, FRAME_INTERVAL_MS);
   };
-  tick();
+  // The first frame is read once the view has the picture up, not before (a read is ~25 ms of a
+  // mid-range phone's CPU that the person would otherwise wait for before seeing anything).
+  timer = setTimeout(tick, 0);
 
   const caps = (track?.getCapabilities?.() ?? {}) as MediaTrackCapabilities & { torch?: boolean };
   const hasTorch = caps.torch === true;

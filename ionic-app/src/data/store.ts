@@ -7,7 +7,8 @@ import { fromB64url, keyId, passkeyInfo } from '../../../protocol/src/index.js';
 import type { HistoryEntry, Settings, TrustedHost } from '../models';
 import { storeGet, storePut } from './platform';
 import { HOSTS_KEY } from './kv';
-import { SETTINGS_KEY } from './settings';
+import { loadSettings, SETTINGS_KEY } from './settings';
+import { writeStartHint } from './start-hint';
 
 /** keyId needs SHA-256 only: not crypto-web's Ed25519/X25519, which stay off the app's start path. */
 const hashOnly = { sha256: (data: Uint8Array) => sha256(data) };
@@ -25,6 +26,14 @@ export function onStoreChange(cb: () => void): () => void {
 }
 function changed(): void {
   for (const cb of [...listeners]) cb();
+}
+/** Hosts or settings changed: so does the start screen's copy of them (start-hint.ts). */
+function startChanged(): void {
+  changed();
+  void Promise.all([listHosts(), loadSettings()]).then(
+    ([hosts, settings]) => writeStartHint({ theme: settings.theme, someHost: hosts.length > 0 }),
+    () => {},
+  );
 }
 
 function isTrustedHost(h: unknown): h is TrustedHost {
@@ -63,19 +72,19 @@ export async function saveHost(host: Omit<TrustedHost, 'hostId' | 'enrolledAt'>)
   const entry: TrustedHost = { hostId, hostPub: host.hostPub, hostname: host.hostname, relayUrl: host.relayUrl.replace(/\/$/, ''), ...fallbacks, ...passkey, enrolledAt: Date.now() };
   const hosts = (await listHosts()).filter((h) => h.hostId !== hostId);
   await storePut(HOSTS, [...hosts, entry]);
-  changed();
+  startChanged();
   return entry;
 }
 
 export async function removeHost(hostId: string): Promise<void> {
   await storePut(HOSTS, (await listHosts()).filter((h) => h.hostId !== hostId));
-  changed();
+  startChanged();
 }
 
 /** Forgets every host (when the device key they trust is replaced: device-key.ts resetDevice). */
 export async function clearHosts(): Promise<void> {
   await storePut(HOSTS, []);
-  changed();
+  startChanged();
 }
 
 export async function listHistory(): Promise<HistoryEntry[]> {
@@ -94,9 +103,9 @@ export async function clearHistory(): Promise<void> {
   changed();
 }
 
-export { loadSettings } from './settings';
+export { loadSettings };
 
 export async function saveSettings(s: Settings): Promise<void> {
   await storePut(SETTINGS_KEY, s);
-  changed();
+  startChanged();
 }

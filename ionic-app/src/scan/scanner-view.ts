@@ -30,6 +30,8 @@ export function openScannerView(
   const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
   let scan: WebScan | null = null;
   let closed = false;
+  /** Stops the camera even while it is still starting. */
+  const starting = new AbortController();
 
   const heading = el('h2', { id: 'scanner-title', tabIndex: -1 }, 'Scan the QR code');
   const closeButton = el('button', { type: 'button', className: 'q-button q-button-icon q-button-medium', 'aria-label': 'Close the camera', 'data-testid': 'scanner-close' }, icon(ICON_CLOSE));
@@ -62,6 +64,7 @@ export function openScannerView(
   const teardown = () => {
     if (closed) return false;
     closed = true;
+    starting.abort();
     scan?.stop();
     scan = null;
     document.removeEventListener('keydown', onKey);
@@ -97,7 +100,7 @@ export function openScannerView(
   heading.focus();
 
   performance.mark('qrauth:camera-requested');
-  startWebScan(video, (text) => finish(() => onResult(text))).then(
+  startWebScan(video, (text) => finish(() => onResult(text)), starting.signal).then(
     (s) => {
       if (closed) return s.stop();
       scan = s;

@@ -2,7 +2,7 @@
  * The start screen: the Scan screen in plain DOM, shown by start.ts before React and Ionic have
  * loaded, until the app's Scan page takes its panel over (endStartScreen).
  */
-import { cameraPermissionGranted } from '../data/camera';
+import { cameraPermissionGranted, coolCamera } from '../data/camera';
 import type { ThemeSetting } from '../models';
 import { followTheme } from '../theme/palette';
 import { el } from './dom';
@@ -12,6 +12,11 @@ import { scanPanel } from './scan-panel';
 const APP_AFTER_MS = 1000;
 
 let stopFollowingTheme: (() => void) | null = null;
+let shownTheme: ThemeSetting = 'system';
+/** A host is enrolled, as far as the start screen knows (the store's copy, then the store). */
+let startSomeHost = false;
+/** The start screen opened the camera by itself. */
+let openedAtStart = false;
 /** Undoes what showStartScreen hooked onto the long-lived panel (its timer, listener, callbacks). */
 let stopStartScreen: (() => void) | null = null;
 
@@ -19,8 +24,11 @@ let stopStartScreen: (() => void) | null = null;
  * Shows the start screen in `theme`; `loadApp` brings the rest of the app (once the camera is
  * live, a code waits, the person turns to the paste field, or APP_AFTER_MS with the camera
  * closed). `someHost`: a host is enrolled, so the camera opens at once when it is allowed.
+ * Both may come from the store's copy (data/start-hint.ts); correctStartScreen then gets the
+ * store's own answer.
  */
 export function showStartScreen(loadApp: () => Promise<unknown>, theme: ThemeSetting, someHost: boolean): void {
+  shownTheme = theme;
   stopFollowingTheme = followTheme(theme);
   const panel = scanPanel();
   const heading = el('h1', { className: 'page-title', tabIndex: -1, 'data-testid': 'start-heading' }, 'Scan');
@@ -56,7 +64,32 @@ export function showStartScreen(loadApp: () => Promise<unknown>, theme: ThemeSet
     panel.onLive(() => {});
     panel.onWaiting(() => {});
   };
-  panel.openAtStartOnce(async () => someHost && (await cameraPermissionGranted()));
+  startSomeHost = someHost;
+  panel.openAtStartOnce(async () => {
+    const granted = await cameraPermissionGranted();
+    // Read after the wait: the store's answer (correctStartScreen) may have come meanwhile.
+    openedAtStart = startSomeHost && granted;
+    if (!openedAtStart) coolCamera();
+    return openedAtStart;
+  });
+}
+
+/**
+ * The store's answer, when the start screen was shown from its copy: another theme is applied;
+ * no host after all closes the camera the start screen opened by itself (not one the person
+ * opened: they may be about to enroll a host).
+ */
+export function correctStartScreen(theme: ThemeSetting, someHost: boolean): void {
+  startSomeHost = someHost;
+  if (!someHost && openedAtStart) {
+    openedAtStart = false;
+    scanPanel().closeScanner();
+  }
+  if (stopFollowingTheme && theme !== shownTheme) {
+    stopFollowingTheme();
+    shownTheme = theme;
+    stopFollowingTheme = followTheme(theme);
+  }
 }
 
 /** Makes the app visible (it is hidden behind the start screen while it starts). */
