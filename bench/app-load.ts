@@ -16,23 +16,29 @@
  *
  *   bytes before the scanner is usable: every byte the static server wrote (headers + compressed
  *       bodies) from navigation until the scanner's video is live with the decoder loaded
- *   cold:  the device key exists (IndexedDB) but no HTTP cache, no service worker, no Cache
- *          Storage; navigation → "Scan QR code" clicked as soon as it is enabled → video live
- *   warm:  the same with the service worker installed and its cache filled
+ *   cold:  a person with a device key and an enrolled host (IndexedDB) but no HTTP cache, no
+ *          service worker, no Cache Storage; navigation → video live. A build that opens the
+ *          camera by itself for such a person (the start screen) is left to do so; one that does
+ *          not gets "Scan QR code" clicked as soon as it is enabled, as a person would tap it
+ *   warm:  the same with the service worker installed and its cache filled. Also on the page's
+ *          own clock (navigation start → the qrauth:camera-live mark), without the time
+ *          Playwright takes to see the picture
  *   hanging: warm, but every network request stalls (never answered): navigation → the Scan
  *       screen's "Scan QR code" button on screen (the start screen or Ionic's Scan page)
  *   first visit: a fresh profile opens the app and makes its key; bytes until nothing has been
  *       requested for 3 s (the service worker's own downloads included)
  *
- * Flags: --before <commit> (default HEAD), --runs N (default 5), --cpu N (CPU slowdown, default
+ * Flags: --before <commit> (default HEAD; `none`: this tree only), --runs N (default 5), --cpu N (CPU slowdown, default
  * 4), --lighthouse (also run Lighthouse 12, mobile preset, on both; CHROME_PATH=/usr/bin/chromium).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, type BrowserContext, type CDPSession, type Page, chromium } from 'playwright-core';
-import { blankFrame, CHROMIUM_PATH, launchChromium, newAppContext, writeY4m } from '../test/support/browser.js';
+import { nodeCrypto } from '../protocol/src/crypto-node.js';
+import { keyId, toB64url } from '../protocol/src/index.js';
+import { blankFrame, CHROMIUM_PATH, launchChromium, newAppContext, storeHostsScript, writeY4m } from '../test/support/browser.js';
 import { type StaticServer, startStaticServer } from '../test/support/static-server.js';
 import { ROOT, sleep, summarize } from './lib.js';
 
@@ -57,6 +63,7 @@ const CPU_SLOWDOWN = Number(arg('--cpu') ?? 4);
 if (!(CPU_SLOWDOWN >= 1 && CPU_SLOWDOWN <= 20)) throw new Error(`--cpu: a slowdown from 1 to 20, not ${arg('--cpu')}`);
 
 const RUNS = Number(arg('--runs') ?? 5);
+const CAMERA_FPS = 30;
 const BEFORE_COMMIT = arg('--before') ?? 'HEAD';
 const WORKTREE = '/tmp/qra-before';
 
@@ -71,7 +78,8 @@ function sh(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = p
  * node_modules, and this tree's protocol/src (the app imports it; HEAD's app may need protocol
  * changes not yet committed): the bytes measured are the app's.
  */
-function buildBefore(commit: string): string {
+function buildBefore(commit: string): string | null {
+  if (commit === 'none') return null;
   const sha = sh('git', ['rev-parse', commit], ROOT).trim();
   if (!existsSync(WORKTREE)) {
     sh('git', ['worktree', 'add', '--detach', WORKTREE, sha], ROOT);
@@ -128,8 +136,20 @@ interface Visit {
   marks: Record<string, number>;
 }
 
-/** Navigation → scanner live (clicking "Scan QR code" as soon as it can be clicked). */
-async function toCameraReady(context: BrowserContext, server: StaticServer, cold: boolean): Promise<Visit> {
+/** The host the bench's phone has enrolled (a made-up one: the bench logs in nowhere). */
+function benchHostRecord(): unknown {
+  const key = nodeCrypto.ed25519FromSeed(new Uint8Array(32).fill(7));
+  return { hostId: keyId(nodeCrypto, key.publicKey), hostPub: toB64url(key.publicKey), hostname: 'bench-01', relayUrl: 'http://127.0.0.1:9', enrolledAt: Date.now() };
+}
+
+/** The build opens the camera by itself for a person with an enrolled host (it marks the panel data-start-check). */
+function opensCameraItself(dist: string): boolean {
+  const dir = join(dist, 'assets');
+  return readdirSync(dir).some((f) => f.endsWith('.js') && readFileSync(join(dir, f), 'utf8').includes('startCheck'));
+}
+
+/** Navigation → scanner live (the build opening the camera by itself, or "Scan QR code" clicked as soon as it can be). */
+async function toCameraReady(context: BrowserContext, server: StaticServer, cold: boolean, opensItself: boolean): Promise<Visit> {
   const page = await context.newPage();
   const cdp = await throttle(page);
   // Network.clearBrowserCache does not reach a Playwright (incognito) context's cache: bypass it.
@@ -139,17 +159,39 @@ async function toCameraReady(context: BrowserContext, server: StaticServer, cold
   await page.goto(`${server.origin}/`, { waitUntil: 'commit' });
   const button = shown(page, 'scan-camera');
   await button.waitFor({ timeout: 60_000 });
-  await button.click({ timeout: 60_000 });
+  // A build that opens the camera by itself decides first (the panel's data-start-check); a
+  // person taps only when it did not open.
+  if (opensItself) await page.locator('.scan-panel[data-start-check="done"]').waitFor({ timeout: 60_000 });
+  if (!opensItself || !(await page.getByTestId('scanner').isVisible())) await button.click({ timeout: 60_000 });
   await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor({ timeout: 60_000 });
   const ms = Date.now() - t0;
-  const marks = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])));
+  // A string: the bench's tsconfig has no DOM types.
+  const marks = await page.evaluate<Record<string, number>>(`(() => {
+    const nav = performance.getEntriesByType('navigation')[0];
+    const timing = nav ? { 'html:received': nav.responseEnd, 'html:parsed': nav.domInteractive } : {};
+    return { ...timing, ...Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])) };
+  })()`);
   const visit = { ms, bytes: server.bytesSent() - bytes0, marks };
   await page.close();
   return visit;
 }
 
+/** A screen's time on the page's own clock: navigation → its first contentful paint. */
+async function firstPaint(page: Page): Promise<number> {
+  type PaintGlobal = { performance: { getEntriesByName(n: string): Array<{ startTime: number }> } };
+  const h = await page.waitForFunction(() => (globalThis as unknown as PaintGlobal).performance.getEntriesByName('first-contentful-paint')[0]?.startTime, undefined, { timeout: 30_000 });
+  return (await h.jsonValue()) as number;
+}
+
+interface Reopen {
+  /** navigation → "Scan QR code" seen by Playwright (wall clock) */
+  ms: number;
+  /** the same on the page's clock: navigation → first contentful paint (the Scan screen) */
+  paint: number;
+}
+
 /** Reopen with every request left unanswered: navigation → the Scan page on screen. */
-async function reopenOnHangingNetwork(context: BrowserContext, server: StaticServer): Promise<number> {
+async function reopenOnHangingNetwork(context: BrowserContext, server: StaticServer): Promise<Reopen> {
   await context.route('**/*', () => {
     /* never answered */
   });
@@ -160,9 +202,10 @@ async function reopenOnHangingNetwork(context: BrowserContext, server: StaticSer
   // A timeout is a failed run, not a 30 s figure: it throws.
   await shown(page, 'scan-camera').waitFor({ timeout: 30_000 });
   const ms = Date.now() - t0;
+  const paint = await firstPaint(page);
   await page.close();
   await context.unrouteAll({ behavior: 'ignoreErrors' });
-  return ms;
+  return { ms, paint };
 }
 
 /** Forgets the app's code (service worker, Cache Storage; the HTTP cache is bypassed) but keeps its data (IndexedDB). */
@@ -182,7 +225,7 @@ interface Figures {
   assetsFetchedTwice: number;
   cold: Visit[];
   warm: Visit[];
-  hanging: number[];
+  hanging: Reopen[];
 }
 
 async function firstVisit(browser: Browser, server: StaticServer): Promise<{ context: BrowserContext; bytes: number; responses: number; twice: number }> {
@@ -194,6 +237,7 @@ async function firstVisit(browser: Browser, server: StaticServer): Promise<{ con
   await page.getByTestId('device-name-input').locator('input').fill('Bench phone');
   await page.getByTestId('create-device').click();
   await shown(page, 'page-scan').waitFor({ timeout: 60_000 });
+  await page.evaluate(storeHostsScript([benchHostRecord()]));
   await serviceWorkerControls(page);
   await quiet(server, 3000);
   const paths = server.requests.slice(start);
@@ -204,21 +248,21 @@ async function firstVisit(browser: Browser, server: StaticServer): Promise<{ con
   return { context, bytes: server.bytesSent() - bytes0, responses: paths.length, twice };
 }
 
-async function measure(browser: Browser, server: StaticServer, figures: Figures): Promise<void> {
+async function measure(browser: Browser, server: StaticServer, figures: Figures, opensItself: boolean): Promise<void> {
   const first = await firstVisit(browser, server);
   figures.firstVisitBytes = first.bytes;
   figures.firstVisitResponses = first.responses;
   figures.assetsFetchedTwice = first.twice;
   const context = first.context;
   await forgetCode(context, server);
-  figures.cold.push(await toCameraReady(context, server, true));
+  figures.cold.push(await toCameraReady(context, server, true, opensItself));
   // Let the worker install and fill its cache (its downloads are not throttled).
   const page = await context.newPage();
   await page.goto(`${server.origin}/`);
   await serviceWorkerControls(page);
   await quiet(server, 3000);
   await page.close();
-  figures.warm.push(await toCameraReady(context, server, false));
+  figures.warm.push(await toCameraReady(context, server, false, opensItself));
   figures.hanging.push(await reopenOnHangingNetwork(context, server));
   await context.close();
 }
@@ -228,12 +272,12 @@ async function measure(browser: Browser, server: StaticServer, figures: Figures)
  * (no network throttling: a service worker's answer is local too), CPU ×4: open → button visible,
  * measured as the hanging reopen is.
  */
-async function floor(browser: Browser, runs: number): Promise<number[]> {
+async function floor(browser: Browser, runs: number): Promise<Reopen[]> {
   const dir = mkdtempSync(join(tmpdir(), 'qra-floor-'));
   writeFileSync(join(dir, 'index.html'), '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>floor</title></head><body><button data-testid="scan-camera">Scan QR code</button></body></html>');
   const server = await startStaticServer(dir);
   const context = await browser.newContext({ viewport: { width: 360, height: 640 } });
-  const out: number[] = [];
+  const out: Reopen[] = [];
   try {
     for (let i = 0; i < runs; i++) {
       const page = await context.newPage();
@@ -242,7 +286,8 @@ async function floor(browser: Browser, runs: number): Promise<number[]> {
       const t0 = Date.now();
       void page.goto(`${server.origin}/`).catch(() => {});
       await shown(page, 'scan-camera').waitFor({ timeout: 30_000 });
-      out.push(Date.now() - t0);
+      const ms = Date.now() - t0;
+      out.push({ ms, paint: await firstPaint(page) });
       await page.close();
     }
   } finally {
@@ -349,8 +394,13 @@ async function main(): Promise<void> {
   if (!existsSync(join(afterDist, 'index.html'))) throw new Error('no ionic-app/dist: run make app');
   const camDir = mkdtempSync(join(tmpdir(), 'qra-bench-cam-'));
   const camFile = join(camDir, 'camera.y4m');
-  writeY4m(camFile, blankFrame());
-  const servers = { before: await startStaticServer(beforeDist), after: await startStaticServer(afterDist) };
+  // At 30 frames a second, as a phone's camera gives them (the tests' fake camera runs at 10).
+  writeY4m(camFile, blankFrame(), undefined, undefined, 1, CAMERA_FPS);
+  const dists = { before: beforeDist, after: afterDist };
+  const builds = (['before', 'after'] as const).filter((w) => dists[w] !== null);
+  const servers: Partial<Record<'before' | 'after', StaticServer>> = {};
+  for (const w of builds) servers[w] = await startStaticServer(dists[w]!);
+  const opensItself = { before: beforeDist !== null && opensCameraItself(beforeDist), after: opensCameraItself(afterDist) };
   const browser = await launchChromium(camFile);
   const figures: Record<'before' | 'after', Figures> = {
     before: { firstVisitBytes: 0, firstVisitResponses: 0, assetsFetchedTwice: 0, cold: [], warm: [], hanging: [] },
@@ -359,16 +409,17 @@ async function main(): Promise<void> {
   try {
     // Interleaved, so a busy moment of the machine hits both alike.
     for (let i = 0; i < RUNS; i++) {
-      for (const which of ['before', 'after'] as const) {
-        await measure(browser, servers[which], figures[which]);
+      for (const which of builds) {
+        await measure(browser, servers[which]!, figures[which], opensItself[which]);
         const f = figures[which];
-        console.log(`run ${i + 1} ${which}: cold ${f.cold.at(-1)!.ms} ms / ${kb(f.cold.at(-1)!.bytes)}, warm ${f.warm.at(-1)!.ms} ms, hanging ${f.hanging.at(-1)} ms`);
+        const steps = Object.entries(f.warm.at(-1)!.marks).map(([k, v]) => `${k.replace('qrauth:', '')} ${Math.round(v)}`).join(', ');
+        console.log(`run ${i + 1} ${which}: cold ${f.cold.at(-1)!.ms} ms / ${kb(f.cold.at(-1)!.bytes)}, warm ${f.warm.at(-1)!.ms} ms (${steps || 'no marks'}), hanging ${f.hanging.at(-1)!.ms} ms (paint ${Math.round(f.hanging.at(-1)!.paint)})`);
       }
     }
     const lh: Array<[string, LighthouseFigures | string]> = [];
     if (process.argv.includes('--lighthouse')) {
-      for (const which of ['before', 'after'] as const) {
-        const origin = servers[which].origin;
+      for (const which of builds) {
+        const origin = servers[which]!.origin;
         lh.push([`${which}, first visit`, await lighthouse(`${origin}/`, `${which}-first`)]);
         const profile = await returningProfile(origin);
         try {
@@ -379,18 +430,25 @@ async function main(): Promise<void> {
       }
     }
     const floorMs = await floor(browser, RUNS);
-    const row = (name: string, f: (x: Figures) => string) => `| ${name} | ${f(figures.before)} | ${f(figures.after)} |`;
+    const cell = (w: 'before' | 'after', f: (x: Figures) => string) => (builds.includes(w) ? f(figures[w]) : '—');
+    const row = (name: string, f: (x: Figures) => string) => `| ${name} | ${cell('before', f)} | ${cell('after', f)} |`;
+    const how = (w: 'before' | 'after') => (!builds.includes(w) ? '—' : opensItself[w] ? 'opens by itself' : 'tapped');
     console.log(`\nChromium ${browser.version()}, Fast 3G (562.5 ms, ${FAST_3G.downloadThroughput} B/s down, ${FAST_3G.uploadThroughput} B/s up), CPU ×${CPU_SLOWDOWN}; median of ${RUNS}\n`);
     console.log('| | before | after |\n|---|---|---|');
     console.log(row('bytes before the scanner is usable (cold, compressed)', (x) => kb(median(x.cold.map((v) => v.bytes)))));
+    console.log(`| the camera, for a person with an enrolled host | ${how('before')} | ${how('after')} |`);
     console.log(row('cold: open → camera ready', (x) => `${median(x.cold.map((v) => v.ms))} ms`));
+    console.log(row('… the same on the page\'s clock (navigation → picture live)', (x) => markMedian(x.cold, 'qrauth:camera-live')));
     console.log(row('warm (service worker): open → camera ready', (x) => `${median(x.warm.map((v) => v.ms))} ms`));
+    console.log(row('… the same on the page\'s clock (navigation → picture live)', (x) => markMedian(x.warm, 'qrauth:camera-live')));
     console.log(row('… of it, warm: open → start screen up (page clock)', (x) => markMedian(x.warm, 'qrauth:start-screen')));
-    console.log(row('… of it, warm: tap → camera asked (playwright\'s click)', (x) => markMedian(x.warm, 'qrauth:camera-requested', 'qrauth:start-screen')));
+    console.log(row('… of it, warm: open → camera asked (page clock)', (x) => markMedian(x.warm, 'qrauth:camera-requested')));
     console.log(row('… of it, warm: camera asked → picture live (the camera\'s start)', (x) => markMedian(x.warm, 'qrauth:camera-live', 'qrauth:camera-requested')));
     console.log(row('bytes on a warm open', (x) => kb(median(x.warm.map((v) => v.bytes)))));
-    console.log(row('reopen, every request stalled: open → Scan screen', (x) => `${median(x.hanging)} ms`));
-    console.log(`| floor: a one-button page, CPU ×${CPU_SLOWDOWN}: open → button | ${median(floorMs)} ms | (same) |`);
+    console.log(row('reopen, every request stalled: open → Scan screen', (x) => `${median(x.hanging.map((v) => v.ms))} ms`));
+    console.log(row('… the same on the page\'s clock (navigation → first contentful paint)', (x) => `${Math.round(median(x.hanging.map((v) => v.paint)))} ms`));
+    console.log(`| floor: a one-button page, CPU ×${CPU_SLOWDOWN}: open → button | ${median(floorMs.map((v) => v.ms))} ms | (same) |`);
+    console.log(`| … the same on the page's clock (first contentful paint) | ${Math.round(median(floorMs.map((v) => v.paint)))} ms | (same) |`);
     console.log(row('first visit: bytes (app + service worker)', (x) => kb(x.firstVisitBytes)));
     console.log(row('first visit: responses / hashed assets fetched twice', (x) => `${x.firstVisitResponses} / ${x.assetsFetchedTwice}`));
     for (const [k, v] of lh) {
@@ -402,8 +460,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await browser.close();
-    await servers.before.close();
-    await servers.after.close();
+    for (const w of builds) await servers[w]!.close();
     rmSync(camDir, { recursive: true, force: true });
   }
 }

@@ -374,10 +374,12 @@ export function blankFrame(): Uint8Array {
 
 /**
  * Writes a Y4M (4:2:0, grey: chroma 128) for Chromium's fake camera, which plays it in a loop at
- * 10 frames a second: each picture given is held for `hold` frames.
+ * `fps` frames a second (10 for the tests; a phone's camera gives 30): each picture given is
+ * held for `hold` frames.
  */
-export function writeY4m(file: string, pictures: Uint8Array | Uint8Array[], width = FRAME_SIZE, height = FRAME_SIZE, hold = 3): void {
-  const header = Buffer.from(`YUV4MPEG2 W${width} H${height} F10:1 Ip A1:1 C420jpeg\n`, 'ascii');
+export function writeY4m(file: string, pictures: Uint8Array | Uint8Array[], width = FRAME_SIZE, height = FRAME_SIZE, hold = 3, fps = 10): void {
+  if (!Number.isInteger(fps) || fps < 1 || fps > 60) throw new Error(`writeY4m: fps from 1 to 60, not ${fps}`);
+  const header = Buffer.from(`YUV4MPEG2 W${width} H${height} F${fps}:1 Ip A1:1 C420jpeg\n`, 'ascii');
   const chroma = Buffer.alloc((width / 2) * (height / 2) * 2, 128);
   const parts: Buffer[] = [header];
   for (const gray of Array.isArray(pictures) ? pictures : [pictures]) {
