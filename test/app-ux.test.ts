@@ -259,6 +259,24 @@ test.serial('reopening the app with an enrolled host goes straight to a live sca
   t.regex(await page.locator('#scanner-help').innerText(), /Point the camera at the QR code in your terminal/);
   await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor();
   await checkScreen(t, 'scanner', page, { focus: false });
+  // A modal dialog: Tab and Shift+Tab cycle through its controls and never reach the page behind.
+  const focusIn = () => page.evaluate<string>(`(() => { const a = document.activeElement; return a && a.closest('[data-testid="scanner"]') ? (a.getAttribute('data-testid') || a.id || a.tagName) : 'outside:' + (a ? a.tagName : 'none'); })()`);
+  // Its controls in order (the torch is there when the camera offers one: Chromium's fake camera does).
+  const controls = (await page.locator('[data-testid="scanner"] button:visible').evaluateAll((bs) => bs.map((b) => b.getAttribute('data-testid') ?? ''))) as string[];
+  t.true(controls.includes('scanner-close') && controls.includes('scanner-cancel'), `the dialog's controls: ${controls.join(', ')}`);
+  const n = controls.length;
+  const forward: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    await page.keyboard.press('Tab');
+    forward.push(await focusIn());
+  }
+  t.deepEqual(forward, [0, 1, 2, 3, 4].map((i) => controls[i % n]), 'Tab cycles inside the dialog, from the heading through every control and round again');
+  const backward: string[] = [];
+  for (let k = 1; k <= 4; k++) {
+    await page.keyboard.press('Shift+Tab');
+    backward.push(await focusIn());
+  }
+  t.deepEqual(backward, [1, 2, 3, 4].map((k) => controls[(((4 - k) % n) + n) % n]), 'Shift+Tab cycles inside the dialog');
   await page.keyboard.press('Escape');
   await scanner.waitFor({ state: 'detached' });
   t.is(await page.getByTestId('scanner').count(), 0, 'Escape closed the scanner');

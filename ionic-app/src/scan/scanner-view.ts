@@ -56,6 +56,20 @@ export function openScannerView(
     if (ev.key === 'Escape') {
       ev.preventDefault();
       finish(() => onClose());
+    } else if (ev.key === 'Tab') keepTabInside(ev);
+  };
+  // A modal dialog keeps keyboard focus: Tab past the last control comes back to the first, and
+  // Shift+Tab from the first (or the heading) goes to the last, never to the page behind.
+  const keepTabInside = (ev: KeyboardEvent) => {
+    const controls = [closeButton, torch, cancel].filter((b) => !b.hidden && !b.disabled);
+    const first = controls[0];
+    const last = controls[controls.length - 1];
+    if (!first || !last) return;
+    const active = document.activeElement;
+    const inside = active instanceof HTMLElement && dialog.contains(active);
+    if (ev.shiftKey ? !inside || active === first || active === heading : !inside || active === last) {
+      ev.preventDefault();
+      (ev.shiftKey ? last : first).focus();
     }
   };
   // Ionic turns the Android back button into this event (Capacitor); priority above page navigation.
