@@ -278,8 +278,33 @@ const CAMERA_NOT_ALLOWED = `(() => {
   p.query = (d) => (d && d.name === 'camera' ? Promise.resolve({ name: 'camera', state: 'prompt', onchange: null, addEventListener() {}, removeEventListener() {} }) : real(d));
 })()`;
 type CamGlobal = { __cams: { calls: number; streams: Array<{ getTracks(): Array<{ readyState: string }> }> } };
-/** Every stream the page opened has been stopped (none is left running behind the screen). A function: a string would be eval'd, which the app's CSP forbids. */
-const allCamerasStopped = () => (globalThis as unknown as CamGlobal).__cams.streams.every((s) => s.getTracks().every((tr) => tr.readyState === 'ended'));
+/**
+ * The camera was asked for, every stream asked for has arrived, and each has been stopped (none is
+ * left running behind the screen). A function: a string would be eval'd, which the app's CSP forbids.
+ */
+const allCamerasStopped = () => {
+  const c = (globalThis as unknown as CamGlobal).__cams;
+  return c.calls > 0 && c.streams.length === c.calls && c.streams.every((s) => s.getTracks().every((tr) => tr.readyState === 'ended'));
+};
+
+/**
+ * A phone whose storage is slow to open (IndexedDB's open answers 1.5 s late), so that what the
+ * start screen does from its copy happens, deterministically, before the store's answer.
+ */
+const SLOW_STORE = `(() => {
+  const realOpen = IDBFactory.prototype.open;
+  const setOnSuccess = Object.getOwnPropertyDescriptor(IDBRequest.prototype, 'onsuccess').set;
+  IDBFactory.prototype.open = function (...args) {
+    const req = realOpen.apply(this, args);
+    let handler = null;
+    Object.defineProperty(req, 'onsuccess', {
+      configurable: true,
+      get() { return handler; },
+      set(fn) { handler = fn; setOnSuccess.call(req, fn && ((e) => setTimeout(() => fn.call(req, e), 1500))); },
+    });
+    return req;
+  };
+})()`;
 
 /** A phone with a device key and no host, in a context of its own (`camera`: the site may use the camera). */
 async function phoneWithoutHost(t: import('ava').ExecutionContext, camera: boolean): Promise<Page> {
@@ -312,17 +337,35 @@ test.serial('a copy that says more than the store (a host, the dark theme): the 
   const page = await phoneWithoutHost(t, true);
   await page.evaluate(putAppRecordScript('settings', { theme: 'light' }));
   await writeHint(page, JSON.stringify({ theme: 'dark', someHost: true }));
+  await page.addInitScript(SLOW_STORE);
   await page.reload();
   await page.getByTestId('start-screen').waitFor();
-  await page.locator('.scan-panel[data-start-check="done"]').waitFor({ timeout: 10_000 });
+  // From the copy: the dark start screen and the camera, before the store has answered.
+  await page.getByTestId('scanner').waitFor({ timeout: 10_000 });
   type MarkGlobal = { performance: { getEntriesByName(n: string): unknown[] } };
-  await page.waitForFunction(() => (globalThis as unknown as MarkGlobal).performance.getEntriesByName('qrauth:store-read').length > 0);
+  t.is(await page.evaluate(() => (globalThis as unknown as MarkGlobal).performance.getEntriesByName('qrauth:store-read').length), 0, 'the camera opened before the store answered');
+  await page.waitForFunction(() => (globalThis as unknown as MarkGlobal).performance.getEntriesByName('qrauth:store-read').length > 0, undefined, { timeout: 10_000 });
   await page.getByTestId('scanner').waitFor({ state: 'detached', timeout: 10_000 });
   const stopped = await page.waitForFunction(allCamerasStopped, undefined, { timeout: 10_000 }).then(() => true, () => false);
   t.true(stopped, 'every camera stream the copy started has ended');
   t.false(await page.evaluate(`document.documentElement.classList.contains('ion-palette-dark')`), 'the light theme of the store, not the copy\'s dark');
   t.deepEqual(await readHint(page), { theme: 'light', someHost: false }, 'the copy now says what the store says');
   t.is(await page.getByTestId('start-screen').count() + (await visibleIn(page, 'page-scan').count()), 1, 'the Scan screen is still there, camera closed');
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+test.serial('a copy that says less than the store (no host, when one is enrolled): the camera opens once the store answers, and the copy is mended', async (t) => {
+  const page = await phoneWithoutHost(t, true);
+  await page.evaluate(storeHostsScript([{ hostId: 'made-up', hostPub: 'x', hostname: 'start-03', relayUrl: 'http://127.0.0.1:9', enrolledAt: 1 }]));
+  await writeHint(page, JSON.stringify({ theme: 'system', someHost: false }));
+  await page.addInitScript(SLOW_STORE);
+  await page.reload();
+  await page.getByTestId('start-screen').waitFor();
+  await page.locator('.scan-panel[data-start-check="done"]').waitFor({ timeout: 10_000 });
+  t.is(await page.getByTestId('scanner').count(), 0, 'the copy said no host: the camera did not open by itself');
+  t.is(await page.evaluate<number>('globalThis.__cams.calls'), 0, 'nor was it warmed');
+  await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor({ timeout: 15_000 });
+  t.deepEqual(await readHint(page), { theme: 'system', someHost: true }, 'the copy now says what the store says');
   t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
 });
 
@@ -373,14 +416,14 @@ test.serial('a copy that says a host is enrolled never opens a camera the site m
 test.serial('the camera view closed while the camera is still starting: the camera stops once it arrives', async (t) => {
   t.log(`seed ${SEED}`);
   const { page } = await phoneWithHost(t);
-  // A camera that takes 600 ms to open (a slow phone's), every stream recorded.
+  // A camera that takes 3 s to open (a slow phone's), every stream recorded.
   await page.addInitScript(`(() => {
     const md = navigator.mediaDevices;
     const real = md.getUserMedia.bind(md);
     globalThis.__cams = { calls: 0, streams: [] };
     md.getUserMedia = (c) => {
       globalThis.__cams.calls++;
-      return new Promise((r) => setTimeout(r, 600)).then(() => real(c)).then((s) => { globalThis.__cams.streams.push(s); return s; });
+      return new Promise((r) => setTimeout(r, 3000)).then(() => real(c)).then((s) => { globalThis.__cams.streams.push(s); return s; });
     };
   })()`);
   await page.reload();
@@ -390,6 +433,7 @@ test.serial('the camera view closed while the camera is still starting: the came
   await page.waitForFunction(() => (globalThis as unknown as CamGlobal).__cams.streams.length > 0, undefined, { timeout: 10_000 });
   const stopped = await page.waitForFunction(allCamerasStopped, undefined, { timeout: 5000 }).then(() => true, () => false);
   t.true(stopped, 'the stream that arrived after the view closed was stopped');
+  t.is(await page.evaluate<number>(`performance.getEntriesByName('qrauth:camera-live').length`), 0, 'the view was closed while the camera was still starting (it never went live)');
   t.is(await page.locator('[data-testid="scanner-video"]').count(), 0, 'no camera view');
   t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
 });

@@ -261,7 +261,13 @@ test.serial('reopening the app with an enrolled host goes straight to a live sca
   await checkScreen(t, 'scanner', page, { focus: false });
   // A modal dialog: Tab and Shift+Tab cycle through its controls and never reach the page behind.
   const focusIn = () => page.evaluate<string>(`(() => { const a = document.activeElement; return a && a.closest('[data-testid="scanner"]') ? (a.getAttribute('data-testid') || a.id || a.tagName) : 'outside:' + (a ? a.tagName : 'none'); })()`);
-  // Its controls in order (the torch is there when the camera offers one: Chromium's fake camera does).
+  const torchCapable = await page.evaluate<boolean>(`(() => {
+    const v = document.querySelector('[data-testid="scanner-video"]');
+    const track = v && v.srcObject ? v.srcObject.getVideoTracks()[0] : null;
+    return !!track && typeof track.getCapabilities === 'function' && track.getCapabilities().torch === true;
+  })()`);
+  t.is(await page.getByTestId('scanner-torch').isVisible(), torchCapable, `the torch button is on screen exactly when the camera has a torch (this one: ${torchCapable ? 'has' : 'has none'})`);
+  // Its controls in order (the torch among them only when the camera offers one).
   const controls = (await page.locator('[data-testid="scanner"] button:visible').evaluateAll((bs) => bs.map((b) => b.getAttribute('data-testid') ?? ''))) as string[];
   t.true(controls.includes('scanner-close') && controls.includes('scanner-cancel'), `the dialog's controls: ${controls.join(', ')}`);
   const n = controls.length;

@@ -83,10 +83,13 @@ export async function startWebScan(video: HTMLVideoElement, onText: (text: strin
   const decoderLoading = import('./qr-decoder');
   const warmed = warming;
   warming = null;
+  // A warm-up that failed (no permission then) is no answer: ask as the view always has, unless
+  // the view was closed meanwhile (no prompt for a view that is gone).
+  const warm = await warmed?.catch(() => null);
+  if (!warm && signal?.aborted) throw closed();
   let stream: MediaStream;
   try {
-    // A warm-up that failed (no permission then) is no answer: ask as the view always has.
-    stream = (await warmed?.catch(() => null)) ?? (await navigator.mediaDevices.getUserMedia(CONSTRAINTS));
+    stream = warm ?? (await navigator.mediaDevices.getUserMedia(CONSTRAINTS));
   } catch (e) {
     throw cameraError(e);
   }

@@ -21,6 +21,7 @@ import { DEVICE_NAME_PATTERN, type ErrorCode, QrauthError, keyId, toB64url, utf8
 import type { DeviceInfo } from '../models';
 import { hasNativeSecureStorage, isNativePlatform, secretDelete, secretGet, secretKeys, secretPut, storeAdd, storeDelete, storeGet, storePut } from './platform';
 import { DEVICE_KEY } from './kv';
+import { writeStartHint } from './start-hint';
 import { clearHosts } from './store';
 
 /** The signing code (noble Ed25519) loads when a key is made or used, not when the app opens. */
@@ -279,6 +280,8 @@ export async function resetDevice(): Promise<void> {
   try {
     await clearHosts();
     await storeDelete(KEY);
+    // No device key: the start screen's copy goes too (start.ts would mend it, after a moment of the Scan screen).
+    writeStartHint(null);
   } catch (cause) {
     throw new QrauthError('QRA_ERR_INTERNAL', `the device key could not be replaced (${(cause as Error).message}); try again`, { cause });
   }

@@ -5,9 +5,11 @@
  * this copy in localStorage, read synchronously, start.ts shows the start screen and starts the
  * camera while the store opens, then checks the copy against the store and corrects both.
  *
- * Nothing in it is secret or trusted: a wrong or damaged copy can at most show the start screen
- * in the wrong theme for a moment or warm the camera up once; the store decides everything else
- * (whether the camera view opens, which pages there are).
+ * Nothing in it is secret or trusted, and it is rewritten from the store at every start: a wrong
+ * copy can show the start screen in another theme, open the camera view (only where the site may
+ * already use the camera) or leave it closed, each until the store answers a moment later and
+ * start.ts corrects it; a damaged one is ignored. The store decides everything else (which pages
+ * there are, which hosts, any key).
  */
 import type { ThemeSetting } from '../models';
 

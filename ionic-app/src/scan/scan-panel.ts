@@ -37,6 +37,8 @@ export interface ScanPanel {
   moveTo(parent: HTMLElement): void;
   /** Opening the app goes straight to the camera once, when `shouldOpen` (a host to log in to, the camera allowed). */
   openAtStartOnce(shouldOpen: () => Promise<boolean>): void;
+  /** The camera view open now is the one openAtStartOnce opened (not one the person opened). */
+  scannerOpenedAtStart(): boolean;
 }
 
 const NOT_OURS = 'This is not a qrauth code. Login codes start with QRA1:, enrollment codes with QRE1:.';
@@ -51,6 +53,8 @@ function createScanPanel(): ScanPanel {
   let view: ScannerView | null = null;
   let nativeBusy = false;
   let openedAtStart = false;
+  /** The view open now was opened by openAtStartOnce. */
+  let viewFromStart = false;
   /** Focus is on its way back into the panel after a move (moveTo). */
   let restoringFocus = false;
 
@@ -127,6 +131,7 @@ function createScanPanel(): ScanPanel {
     }
     if (view) return;
     showScanning(true);
+    viewFromStart = false;
     view = openScannerView(
       (text) => {
         view = null;
@@ -179,9 +184,11 @@ function createScanPanel(): ScanPanel {
     closeScanner() {
       view?.close();
       view = null;
+      viewFromStart = false;
       showScanning(nativeBusy);
     },
     scannerOpen: () => view !== null,
+    scannerOpenedAtStart: () => view !== null && viewFromStart,
     hasFocus: () => restoringFocus || element.contains(document.activeElement),
     moveTo(parent) {
       // Taking an element out of the document drops its focus: a person typing on the start
@@ -208,7 +215,11 @@ function createScanPanel(): ScanPanel {
       openedAtStart = true;
       // data-start-check: the decision is made (the camera is open now, or will not open by itself).
       void shouldOpen()
-        .then((yes) => yes && scan(), () => {})
+        .then((yes) => {
+          if (!yes || view) return;
+          scan();
+          viewFromStart = view !== null;
+        }, () => {})
         .finally(() => {
           element.dataset.startCheck = 'done';
         });

@@ -15,8 +15,6 @@ let stopFollowingTheme: (() => void) | null = null;
 let shownTheme: ThemeSetting = 'system';
 /** A host is enrolled, as far as the start screen knows (the store's copy, then the store). */
 let startSomeHost = false;
-/** The start screen opened the camera by itself. */
-let openedAtStart = false;
 /** Undoes what showStartScreen hooked onto the long-lived panel (its timer, listener, callbacks). */
 let stopStartScreen: (() => void) | null = null;
 
@@ -68,22 +66,29 @@ export function showStartScreen(loadApp: () => Promise<unknown>, theme: ThemeSet
   panel.openAtStartOnce(async () => {
     const granted = await cameraPermissionGranted();
     // Read after the wait: the store's answer (correctStartScreen) may have come meanwhile.
-    openedAtStart = startSomeHost && granted;
-    if (!openedAtStart) coolCamera();
-    return openedAtStart;
+    const open = startSomeHost && granted;
+    if (!open) coolCamera();
+    return open;
   });
 }
 
 /**
  * The store's answer, when the start screen was shown from its copy: another theme is applied;
  * no host after all closes the camera the start screen opened by itself (not one the person
- * opened: they may be about to enroll a host).
+ * opened: they may be about to enroll a host); a host after all opens it, as the start would
+ * have, unless the person is already doing something else.
  */
 export function correctStartScreen(theme: ThemeSetting, someHost: boolean): void {
+  const panel = scanPanel();
+  const wasSomeHost = startSomeHost;
   startSomeHost = someHost;
-  if (!someHost && openedAtStart) {
-    openedAtStart = false;
-    scanPanel().closeScanner();
+  if (!someHost && panel.scannerOpenedAtStart()) panel.closeScanner();
+  if (someHost && !wasSomeHost) {
+    // The start screen or the Scan page that took it over, if it is still what the person sees.
+    const onScreen = () => panel.element.isConnected && panel.element.getClientRects().length > 0;
+    void cameraPermissionGranted().then((granted) => {
+      if (granted && onScreen() && !panel.scannerOpen() && !panel.hasFocus()) panel.scan();
+    });
   }
   if (stopFollowingTheme && theme !== shownTheme) {
     stopFollowingTheme();
