@@ -9,7 +9,8 @@ import { promises as dns } from 'node:dns';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { RHOST_NAME_PATTERN } from '../../protocol/src/index.js';
-import { readStateFile, writeStateFileAtomic, writeStateFileAtomicAsync } from './state-file.js';
+import { SavedRecords } from './saved-records.js';
+import { readStateFile } from './state-file.js';
 
 /** Per DNS query (c-ares) and for the whole name lookup: the phone asks for the context after a scan, seconds later. */
 const QUERY_TIMEOUT_MS = 300;
@@ -117,17 +118,16 @@ const MAX_SEEN_FILE_BYTES = 4 << 20;
  * where people log in from is private, so the file holds no address and only the agent reads it.
  */
 export class SeenAddresses {
-  private readonly path: string;
-  private readonly seen = new Map<string, number>();
   private salt: Buffer;
-  private saveTimer: NodeJS.Timeout | null = null;
+  private readonly records: SavedRecords<number>;
 
   constructor(stateDir: string) {
-    this.path = join(stateDir, 'seen-addresses.json');
+    const path = join(stateDir, 'seen-addresses.json');
     this.salt = randomBytes(16);
+    this.records = new SavedRecords(path, MAX_SEEN, (entries) => JSON.stringify({ salt: this.salt.toString('hex'), seen: Object.fromEntries(entries) }));
     try {
       // Made 0600 if others could read it; a symlink or anything unsafe: start empty, never follow it.
-      const file = readStateFile(this.path, { maxBytes: MAX_SEEN_FILE_BYTES });
+      const file = readStateFile(path, { maxBytes: MAX_SEEN_FILE_BYTES });
       if (!file) return;
       const data = JSON.parse(file.text) as unknown;
       if (data && typeof data === 'object' && !Array.isArray(data)) {
@@ -135,7 +135,7 @@ export class SeenAddresses {
         if (typeof salt === 'string' && /^[0-9a-f]{32}$/.test(salt) && seen && typeof seen === 'object') {
           this.salt = Buffer.from(salt, 'hex');
           for (const [k, v] of Object.entries(seen as Record<string, unknown>)) {
-            if (/^[A-Za-z0-9_-]{43}$/.test(k) && typeof v === 'number' && Number.isInteger(v) && this.seen.size < MAX_SEEN) this.seen.set(k, v);
+            if (/^[A-Za-z0-9_-]{43}$/.test(k) && typeof v === 'number' && Number.isInteger(v)) this.records.load(k, v);
           }
         }
       }
@@ -150,44 +150,16 @@ export class SeenAddresses {
 
   /** Whether this user has no successful login from this address on record. */
   isFirst(user: string, rhost: string): boolean {
-    return !this.seen.has(this.key(user, rhost));
+    return !this.records.has(this.key(user, rhost));
   }
 
   record(user: string, rhost: string, now = Date.now()): void {
-    const k = this.key(user, rhost);
-    this.seen.delete(k);
-    this.seen.set(k, Math.floor(now / 1000));
-    while (this.seen.size > MAX_SEEN) this.seen.delete(this.seen.keys().next().value!);
-    if (!this.saveTimer) {
-      this.saveTimer = setTimeout(() => this.saveInBackground(), 1000);
-      this.saveTimer.unref();
-    }
-  }
-
-  /** The timer's save: off the event loop (no blocking fsync while logins run), one at a time. */
-  private saveInBackground(): void {
-    this.saveTimer = null;
-    const text = this.text();
-    this.writing = this.writing.then(() => writeStateFileAtomicAsync(this.path, text)).catch(() => {
-      /* read-only state dir: remembered until the agent stops */
-    });
-  }
-
-  private writing: Promise<void> = Promise.resolve();
-
-  private text(): string {
-    return JSON.stringify({ salt: this.salt.toString('hex'), seen: Object.fromEntries(this.seen) });
+    this.records.set(this.key(user, rhost), Math.floor(now / 1000));
   }
 
   /** Saves now, blocking (at shutdown). */
   flush(): void {
-    if (this.saveTimer) clearTimeout(this.saveTimer);
-    this.saveTimer = null;
-    try {
-      writeStateFileAtomic(this.path, this.text());
-    } catch {
-      /* read-only state dir: remembered until the agent stops */
-    }
+    this.records.flush();
   }
 }
 
