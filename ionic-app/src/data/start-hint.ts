@@ -37,6 +37,15 @@ export function readStartHint(): StartHint | null {
   }
 }
 
+/**
+ * Changes part of the copy, as the store changes (store.ts, at once and in the order of the
+ * changes); without a copy nothing is written: start.ts writes the whole of it at the next start.
+ */
+export function updateStartHint(change: Partial<StartHint>): void {
+  const hint = readStartHint();
+  if (hint) writeStartHint({ ...hint, ...change });
+}
+
 /** Keeps the copy (null: forget it, as when there is no device key). Storage that refuses is no error: the start is slower, that is all. */
 export function writeStartHint(hint: StartHint | null): void {
   try {

@@ -7,8 +7,8 @@ import { fromB64url, keyId, passkeyInfo } from '../../../protocol/src/index.js';
 import type { HistoryEntry, Settings, TrustedHost } from '../models';
 import { storeGet, storePut } from './platform';
 import { HOSTS_KEY } from './kv';
-import { loadSettings, SETTINGS_KEY } from './settings';
-import { writeStartHint } from './start-hint';
+import { SETTINGS_KEY } from './settings';
+import { updateStartHint } from './start-hint';
 
 /** keyId needs SHA-256 only: not crypto-web's Ed25519/X25519, which stay off the app's start path. */
 const hashOnly = { sha256: (data: Uint8Array) => sha256(data) };
@@ -26,14 +26,6 @@ export function onStoreChange(cb: () => void): () => void {
 }
 function changed(): void {
   for (const cb of [...listeners]) cb();
-}
-/** Hosts or settings changed: so does the start screen's copy of them (start-hint.ts). */
-function startChanged(): void {
-  changed();
-  void Promise.all([listHosts(), loadSettings()]).then(
-    ([hosts, settings]) => writeStartHint({ theme: settings.theme, someHost: hosts.length > 0 }),
-    () => {},
-  );
 }
 
 function isTrustedHost(h: unknown): h is TrustedHost {
@@ -55,6 +47,13 @@ function isTrustedHost(h: unknown): h is TrustedHost {
   }
 }
 
+/** Every host change goes through here: the store, the start screen's copy (start-hint.ts), the open pages. */
+async function putHosts(hosts: TrustedHost[]): Promise<void> {
+  await storePut(HOSTS, hosts);
+  updateStartHint({ someHost: hosts.length > 0 });
+  changed();
+}
+
 export async function listHosts(): Promise<TrustedHost[]> {
   const raw = (await storeGet<unknown[]>(HOSTS)) ?? [];
   return Array.isArray(raw) ? raw.filter(isTrustedHost) : [];
@@ -71,20 +70,17 @@ export async function saveHost(host: Omit<TrustedHost, 'hostId' | 'enrolledAt'>)
   const passkey = host.passkey ? { passkey: host.passkey } : {};
   const entry: TrustedHost = { hostId, hostPub: host.hostPub, hostname: host.hostname, relayUrl: host.relayUrl.replace(/\/$/, ''), ...fallbacks, ...passkey, enrolledAt: Date.now() };
   const hosts = (await listHosts()).filter((h) => h.hostId !== hostId);
-  await storePut(HOSTS, [...hosts, entry]);
-  startChanged();
+  await putHosts([...hosts, entry]);
   return entry;
 }
 
 export async function removeHost(hostId: string): Promise<void> {
-  await storePut(HOSTS, (await listHosts()).filter((h) => h.hostId !== hostId));
-  startChanged();
+  await putHosts((await listHosts()).filter((h) => h.hostId !== hostId));
 }
 
 /** Forgets every host (when the device key they trust is replaced: device-key.ts resetDevice). */
 export async function clearHosts(): Promise<void> {
-  await storePut(HOSTS, []);
-  startChanged();
+  await putHosts([]);
 }
 
 export async function listHistory(): Promise<HistoryEntry[]> {
@@ -103,9 +99,10 @@ export async function clearHistory(): Promise<void> {
   changed();
 }
 
-export { loadSettings };
+export { loadSettings } from './settings';
 
 export async function saveSettings(s: Settings): Promise<void> {
   await storePut(SETTINGS_KEY, s);
-  startChanged();
+  updateStartHint({ theme: s.theme });
+  changed();
 }

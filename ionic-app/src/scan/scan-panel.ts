@@ -53,8 +53,8 @@ function createScanPanel(): ScanPanel {
   let view: ScannerView | null = null;
   let nativeBusy = false;
   let openedAtStart = false;
-  /** The view open now was opened by openAtStartOnce. */
-  let viewFromStart = false;
+  /** The view openAtStartOnce opened (the one open now, or a closed one). */
+  let startView: ScannerView | null = null;
   /** Focus is on its way back into the panel after a move (moveTo). */
   let restoringFocus = false;
 
@@ -131,7 +131,6 @@ function createScanPanel(): ScanPanel {
     }
     if (view) return;
     showScanning(true);
-    viewFromStart = false;
     view = openScannerView(
       (text) => {
         view = null;
@@ -184,11 +183,10 @@ function createScanPanel(): ScanPanel {
     closeScanner() {
       view?.close();
       view = null;
-      viewFromStart = false;
       showScanning(nativeBusy);
     },
     scannerOpen: () => view !== null,
-    scannerOpenedAtStart: () => view !== null && viewFromStart,
+    scannerOpenedAtStart: () => view !== null && view === startView,
     hasFocus: () => restoringFocus || element.contains(document.activeElement),
     moveTo(parent) {
       // Taking an element out of the document drops its focus: a person typing on the start
@@ -218,7 +216,7 @@ function createScanPanel(): ScanPanel {
         .then((yes) => {
           if (!yes || view) return;
           scan();
-          viewFromStart = view !== null;
+          startView = view;
         }, () => {})
         .finally(() => {
           element.dataset.startCheck = 'done';
