@@ -157,7 +157,7 @@ export class CrossNodeRouter {
   }
 
   readonly #onReady = (): void => {
-    this.#failing = false;
+    this.#redisWorks();
     void this.refreshAll();
   };
 
@@ -170,7 +170,10 @@ export class CrossNodeRouter {
   /** A host connected here: it is now reached through this node (last connection wins). */
   hostConnected(hostId: string): void {
     this.#local.set(hostId, (this.#local.get(hostId) ?? 0) + 1);
-    this.#o.pub.set(hostKey(hostId), this.nodeId, { expiration: { type: 'PX', value: this.#ttlMs } }).catch((e: unknown) => this.#redisFailed('claim', e));
+    this.#o.pub.set(hostKey(hostId), this.nodeId, { expiration: { type: 'PX', value: this.#ttlMs } }).then(
+      () => this.#redisWorks(),
+      (e: unknown) => this.#redisFailed('claim', e),
+    );
   }
 
   /** One of the host's sockets here closed; the key goes with its last one, if it still names this node. */
@@ -181,7 +184,10 @@ export class CrossNodeRouter {
       return;
     }
     this.#local.delete(hostId);
-    this.#script(RELEASE, [hostKey(hostId)], [this.nodeId]).catch((e: unknown) => this.#redisFailed('release', e));
+    this.#script(RELEASE, [hostKey(hostId)], [this.nodeId]).then(
+      () => this.#redisWorks(),
+      (e: unknown) => this.#redisFailed('release', e),
+    );
   }
 
   /** Whether the host has a socket on this node (then no Redis is involved). */
@@ -224,6 +230,7 @@ export class CrossNodeRouter {
       const batch = hosts.slice(i, i + 500).filter((h) => this.#local.has(h));
       try {
         await Promise.all(batch.map((h) => this.#script(REFRESH, [hostKey(h)], [this.nodeId, String(this.#ttlMs)])));
+        this.#redisWorks();
       } catch (e) {
         this.#redisFailed('refresh', e);
         return; // the next 'ready' or interval tries again
@@ -302,12 +309,6 @@ export class CrossNodeRouter {
 
   /** EVALSHA, loading the script on the first use and again after Redis forgot it (a restart). */
   async #script(script: string, keys: string[], args: string[]): Promise<unknown> {
-    const result = await this.#evalScript(script, keys, args);
-    this.#redisWorks();
-    return result;
-  }
-
-  async #evalScript(script: string, keys: string[], args: string[]): Promise<unknown> {
     const sha = this.#sha.get(script);
     if (sha) {
       try {
@@ -321,8 +322,10 @@ export class CrossNodeRouter {
   }
 
   /**
-   * A command went through: an outage that never dropped the connection (READONLY, OOM), so no
-   * 'ready' followed it, is over, and the next one is logged again.
+   * A write went through (a claim, release or refresh; not a route, which only reads and
+   * publishes, and so works on a read-only replica too), or the connection is ready again: an
+   * outage that never dropped the connection (READONLY, OOM), so no 'ready' followed it, is
+   * over, and the next one is logged again.
    */
   #redisWorks(): void {
     if (!this.#failing) return;
