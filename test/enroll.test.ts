@@ -390,7 +390,7 @@ test.serial('last-used.json is private (0600) after a real approval through the 
   await phone.trustHost({ hostPub: toB64url(g.agent.host.publicKey), hostname: 'test-host', relayUrl: relay.url });
   g.setDevices(ALICE, [phone.devicesLine()]);
   t.is(await approvesOn(g.socket, phone, ALICE), true);
-  g.agent.lastUsed.flush();
+  await g.agent.lastUsed.flush();
   t.true(readFileSync(file, 'utf8').includes(phone.deviceId), 'the approval was recorded');
   t.is(statSync(file).mode & 0o777, 0o600, 'device ids and login times are not for other users');
 });

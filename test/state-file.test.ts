@@ -181,15 +181,15 @@ test('leases: an unsafe leases.json is set aside as leases.json.invalid and no l
   }
 });
 
-test('last-used and seen addresses: an unsafe file is not read (start empty) and the next save replaces it with a 0600 file', (t) => {
+test('last-used and seen addresses: an unsafe file is not read (start empty) and the next save replaces it with a 0600 file', async (t) => {
   const deviceId = 'E'.repeat(22);
   const src = freshDir(t);
   const used = new LastUsed(src);
   used.record(deviceId, new Date('2026-01-02T03:04:05Z'));
-  used.flush();
+  await used.flush();
   const seen = new SeenAddresses(src);
   seen.record('alice', '192.0.2.7');
-  seen.flush();
+  await seen.flush();
   const goodUsed = readFileSync(join(src, 'last-used.json'), 'utf8');
   const goodSeen = readFileSync(join(src, 'seen-addresses.json'), 'utf8');
   t.is(new LastUsed(src).get(deviceId), '2026-01-02T03:04:05.000Z', 'a safe file is read back');
@@ -203,8 +203,8 @@ test('last-used and seen addresses: an unsafe file is not read (start empty) and
     t.is(u.get(deviceId), undefined, `last-used, ${what}`);
     const s = new SeenAddresses(dir);
     t.true(s.isFirst('alice', '192.0.2.7'), `seen addresses, ${what}`);
-    u.flush();
-    s.flush();
+    await u.flush();
+    await s.flush();
     for (const f of ['last-used.json', 'seen-addresses.json']) {
       const st = lstatSync(join(dir, f));
       t.true(st.isFile() && st.uid === 0 && (st.mode & 0o7777) === 0o600, `${f}, ${what}: replaced by the agent's own 0600 file`);

@@ -245,8 +245,7 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
       challenges.close();
       sessions.closeAll();
       enrollments.closeAll();
-      lastUsed.flush();
-      seenAddresses.flush();
+      await Promise.all([lastUsed.flush(), seenAddresses.flush()]);
       reverseNames?.cancel();
       // The sign counters seen so far must be on disk, or a restart would let a replayed counter pass.
       await passkeys.counters.flush();

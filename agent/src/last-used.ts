@@ -41,8 +41,8 @@ export class LastUsed {
     return this.records.get(deviceId);
   }
 
-  /** Saves now, blocking (at shutdown). */
-  flush(): void {
-    this.records.flush();
+  /** Saves now (at shutdown), after any save in progress. */
+  flush(): Promise<void> {
+    return this.records.flush();
   }
 }

@@ -157,9 +157,9 @@ export class SeenAddresses {
     this.records.set(this.key(user, rhost), Math.floor(now / 1000));
   }
 
-  /** Saves now, blocking (at shutdown). */
-  flush(): void {
-    this.records.flush();
+  /** Saves now (at shutdown), after any save in progress. */
+  flush(): Promise<void> {
+    return this.records.flush();
   }
 }
 

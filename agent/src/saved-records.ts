@@ -2,7 +2,7 @@
  * A small bounded record the agent keeps in memory and in a state file: a map in recency order
  * (a key set again moves to the end; past `max` entries the oldest go first), saved a second
  * after a change, off the event loop and one write at a time, so a burst of logins costs one
- * write and no blocking fsync; flush() saves at once, blocking (at shutdown). A state dir that
+ * write and no blocking fsync; flush() saves at once (at shutdown), after any write in progress. A state dir that
  * cannot be written keeps the record in memory only. The file's format (and reading it back,
  * which differs per record) is the owner's: last-used.ts, login-source.ts's SeenAddresses.
  */
@@ -52,10 +52,14 @@ export class SavedRecords<V> {
     });
   }
 
-  /** Saves now, blocking (at shutdown). */
-  flush(): void {
+  /**
+   * Saves now (at shutdown), once a background save still writing has finished: it holds an
+   * older copy and the same temporary file name, and must not land over this one.
+   */
+  async flush(): Promise<void> {
     if (this.saveTimer) clearTimeout(this.saveTimer);
     this.saveTimer = null;
+    await this.writing;
     try {
       writeStateFileAtomic(this.path, this.toText(this.map));
     } catch {
