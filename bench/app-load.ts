@@ -36,9 +36,7 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, sym
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, type BrowserContext, type CDPSession, type Page, chromium } from 'playwright-core';
-import { nodeCrypto } from '../protocol/src/crypto-node.js';
-import { keyId, toB64url } from '../protocol/src/index.js';
-import { blankFrame, CHROMIUM_PATH, launchChromium, newAppContext, storeHostsScript, writeY4m } from '../test/support/browser.js';
+import { blankFrame, CHROMIUM_PATH, launchChromium, madeUpHostRecord, newAppContext, storeHostsScript, writeY4m } from '../test/support/browser.js';
 import { type StaticServer, startStaticServer } from '../test/support/static-server.js';
 import { ROOT, sleep, summarize } from './lib.js';
 
@@ -134,12 +132,6 @@ interface Visit {
   bytes: number;
   /** The app's performance marks (qrauth:start-screen, :camera-requested, :camera-live), ms from navigation; builds without them have none. */
   marks: Record<string, number>;
-}
-
-/** The host the bench's phone has enrolled (a made-up one: the bench logs in nowhere). */
-function benchHostRecord(): unknown {
-  const key = nodeCrypto.ed25519FromSeed(new Uint8Array(32).fill(7));
-  return { hostId: keyId(nodeCrypto, key.publicKey), hostPub: toB64url(key.publicKey), hostname: 'bench-01', relayUrl: 'http://127.0.0.1:9', enrolledAt: Date.now() };
 }
 
 /** The build marks when it has decided whether to open the camera by itself (data-start-check on the panel); it then opens it for a person with an enrolled host. */
@@ -243,7 +235,8 @@ async function firstVisit(browser: Browser, server: StaticServer): Promise<{ con
   await page.getByTestId('device-name-input').locator('input').fill('Bench phone');
   await page.getByTestId('create-device').click();
   await shown(page, 'page-scan').waitFor({ timeout: 60_000 });
-  await page.evaluate(storeHostsScript([benchHostRecord()]));
+  // The host the bench's phone has enrolled (a made-up one: the bench logs in nowhere).
+  await page.evaluate(storeHostsScript([madeUpHostRecord(new Uint8Array(32).fill(7), 'bench-01')]));
   await serviceWorkerControls(page);
   await quiet(server, 3000);
   const paths = server.requests.slice(start);

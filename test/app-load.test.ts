@@ -288,23 +288,28 @@ const allCamerasStopped = () => {
 };
 
 /**
- * A phone whose storage is slow to open (IndexedDB's open answers 1.5 s late), so that what the
- * start screen does from its copy happens, deterministically, before the store's answer.
+ * A phone whose storage is slow to open: IndexedDB's open answers only when the test calls
+ * globalThis.__releaseStore(), so what the start screen does from its copy happens,
+ * deterministically, before the store's answer.
  */
-const SLOW_STORE = `(() => {
+const HELD_STORE = `(() => {
   const realOpen = IDBFactory.prototype.open;
   const setOnSuccess = Object.getOwnPropertyDescriptor(IDBRequest.prototype, 'onsuccess').set;
+  const held = [];
+  let released = false;
+  globalThis.__releaseStore = () => { released = true; for (const f of held.splice(0)) f(); };
   IDBFactory.prototype.open = function (...args) {
     const req = realOpen.apply(this, args);
     let handler = null;
     Object.defineProperty(req, 'onsuccess', {
       configurable: true,
       get() { return handler; },
-      set(fn) { handler = fn; setOnSuccess.call(req, fn && ((e) => setTimeout(() => fn.call(req, e), 1500))); },
+      set(fn) { handler = fn; setOnSuccess.call(req, fn && ((e) => (released ? fn.call(req, e) : held.push(() => fn.call(req, e))))); },
     });
     return req;
   };
 })()`;
+const releaseStore = (page: Page) => page.evaluate('globalThis.__releaseStore()');
 
 /** A phone with a device key and no host, in a context of its own (`camera`: the site may use the camera). */
 async function phoneWithoutHost(t: import('ava').ExecutionContext, camera: boolean): Promise<Page> {
@@ -337,13 +342,14 @@ test.serial('a copy that says more than the store (a host, the dark theme): the 
   const page = await phoneWithoutHost(t, true);
   await page.evaluate(putAppRecordScript('settings', { theme: 'light' }));
   await writeHint(page, JSON.stringify({ theme: 'dark', someHost: true }));
-  await page.addInitScript(SLOW_STORE);
+  await page.addInitScript(HELD_STORE);
   await page.reload();
   await page.getByTestId('start-screen').waitFor();
   // From the copy: the dark start screen and the camera, before the store has answered.
   await page.getByTestId('scanner').waitFor({ timeout: 10_000 });
   type MarkGlobal = { performance: { getEntriesByName(n: string): unknown[] } };
   t.is(await page.evaluate(() => (globalThis as unknown as MarkGlobal).performance.getEntriesByName('qrauth:store-read').length), 0, 'the camera opened before the store answered');
+  await releaseStore(page);
   await page.waitForFunction(() => (globalThis as unknown as MarkGlobal).performance.getEntriesByName('qrauth:store-read').length > 0, undefined, { timeout: 10_000 });
   await page.getByTestId('scanner').waitFor({ state: 'detached', timeout: 10_000 });
   const stopped = await page.waitForFunction(allCamerasStopped, undefined, { timeout: 10_000 }).then(() => true, () => false);
@@ -358,12 +364,13 @@ test.serial('a copy that says less than the store (no host, when one is enrolled
   const page = await phoneWithoutHost(t, true);
   await page.evaluate(storeHostsScript([{ hostId: 'made-up', hostPub: 'x', hostname: 'start-03', relayUrl: 'http://127.0.0.1:9', enrolledAt: 1 }]));
   await writeHint(page, JSON.stringify({ theme: 'system', someHost: false }));
-  await page.addInitScript(SLOW_STORE);
+  await page.addInitScript(HELD_STORE);
   await page.reload();
   await page.getByTestId('start-screen').waitFor();
   await page.locator('.scan-panel[data-start-check="done"]').waitFor({ timeout: 10_000 });
   t.is(await page.getByTestId('scanner').count(), 0, 'the copy said no host: the camera did not open by itself');
   t.is(await page.evaluate<number>('globalThis.__cams.calls'), 0, 'nor was it warmed');
+  await releaseStore(page);
   await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor({ timeout: 15_000 });
   t.deepEqual(await readHint(page), { theme: 'system', someHost: true }, 'the copy now says what the store says');
   t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
@@ -416,20 +423,23 @@ test.serial('a copy that says a host is enrolled never opens a camera the site m
 test.serial('the camera view closed while the camera is still starting: the camera stops once it arrives', async (t) => {
   t.log(`seed ${SEED}`);
   const { page } = await phoneWithHost(t);
-  // A camera that takes 3 s to open (a slow phone's), every stream recorded.
+  // A camera that opens only when the test calls globalThis.__releaseCam(), every stream recorded.
   await page.addInitScript(`(() => {
     const md = navigator.mediaDevices;
     const real = md.getUserMedia.bind(md);
+    const waiting = [];
+    globalThis.__releaseCam = () => { for (const r of waiting.splice(0)) r(); };
     globalThis.__cams = { calls: 0, streams: [] };
     md.getUserMedia = (c) => {
       globalThis.__cams.calls++;
-      return new Promise((r) => setTimeout(r, 3000)).then(() => real(c)).then((s) => { globalThis.__cams.streams.push(s); return s; });
+      return new Promise((r) => waiting.push(r)).then(() => real(c)).then((s) => { globalThis.__cams.streams.push(s); return s; });
     };
   })()`);
   await page.reload();
   await page.getByTestId('scanner').waitFor();
   await page.keyboard.press('Escape');
   await page.getByTestId('scanner').waitFor({ state: 'detached' });
+  await page.evaluate('globalThis.__releaseCam()');
   await page.waitForFunction(() => (globalThis as unknown as CamGlobal).__cams.streams.length > 0, undefined, { timeout: 10_000 });
   const stopped = await page.waitForFunction(allCamerasStopped, undefined, { timeout: 5000 }).then(() => true, () => false);
   t.true(stopped, 'the stream that arrived after the view closed was stopped');

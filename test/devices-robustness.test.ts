@@ -213,7 +213,7 @@ test.serial('a devices line with an invalid Ed25519 point and a typed code does 
   t.like(answer, { type: MsgType.VERDICT, result: Result.CODE_WRONG }, `agent output:\n${agent.daemon.output.slice(-2000)}`);
   t.true(alive(agent), 'the agent process is still running');
   // The line was reported, and the phone on the next line still logs in.
-  t.truthy(await agent.daemon.waitFor(/event=devices_file_problem user=story problem=".*story:1: .*"/, 10_000));
+  await t.notThrowsAsync(agent.daemon.waitFor(/event=devices_file_problem user=story problem=".*story:1: .*"/, 10_000), 'the problem is logged');
   const second = await begin(agent, 'story');
   second.client.send({ type: MsgType.CODE, digits: codeFor(agent.host, PHONE, (second.reply as { payload: string }).payload) });
   t.like(await second.client.next(), { type: MsgType.VERDICT, result: Result.APPROVED });
@@ -235,7 +235,7 @@ test.serial('a code typed while the devices file cannot be checked ends the logi
   t.like(answer, { type: MsgType.VERDICT, result: Result.ERROR }, JSON.stringify(answer));
   t.notRegex((answer as { message?: string }).message ?? '', /\//, 'no path to the client');
   // The agent logs the login after it answered: its stdout reaches this process a moment later.
-  t.truthy(await agent.daemon.waitFor(/event=login user=unreadable .*how=code result=denied cause=".*writable by group or others/, 10_000));
+  await t.notThrowsAsync(agent.daemon.waitFor(/event=login user=unreadable .*how=code result=denied cause=".*writable by group or others/, 10_000), 'the denial is logged with its cause');
   t.notRegex(agent.daemon.output, /event=login user=unreadable .*result=code_wrong/);
   t.true(alive(agent));
 });

@@ -251,10 +251,15 @@ export async function phoneWithMadeUpHost(
   page.on('pageerror', (e) => onPageError(e.message));
   await page.goto(`${origin}/`);
   await createDevice(page, 'Start screen phone');
+  const host = madeUpHostRecord(hostSeed, 'start-01');
+  await page.evaluate(storeHostsScript([host]));
+  return { page, hostId: host.hostId };
+}
+
+/** A host record as an enrollment leaves it in the app, for a host key made from `hostSeed` (no such host runs). */
+export function madeUpHostRecord(hostSeed: Uint8Array, hostname: string): { hostId: string; hostPub: string; hostname: string; relayUrl: string; enrolledAt: number } {
   const hostKey = nodeCrypto.ed25519FromSeed(hostSeed);
-  const hostId = keyId(nodeCrypto, hostKey.publicKey);
-  await page.evaluate(storeHostsScript([{ hostId, hostPub: toB64url(hostKey.publicKey), hostname: 'start-01', relayUrl: 'http://127.0.0.1:9', enrolledAt: Date.now() }]));
-  return { page, hostId };
+  return { hostId: keyId(nodeCrypto, hostKey.publicKey), hostPub: toB64url(hostKey.publicKey), hostname, relayUrl: 'http://127.0.0.1:9', enrolledAt: 1_767_225_600_000 };
 }
 
 /** Closes the app's camera view when it is open (Escape, as a person with a keyboard would). */
