@@ -8,7 +8,7 @@ import { promises as dns } from 'node:dns';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MsgType, Result, toB64url, type FrameMsg, type SignedContext } from '../protocol/src/index.js';
-import { SeenAddresses } from '../agent/src/login-source.js';
+import { ReverseNames, SeenAddresses } from '../agent/src/login-source.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { startHostileRelay, type HostileRelay } from './support/hostile-relay.js';
 import { PamClient } from './support/pam-client.js';
@@ -152,4 +152,81 @@ test.serial('seen addresses are kept 0600 in the state dir as salted hashes, nev
   t.false(reread.isFirst('alice', '127.0.0.1'));
   t.false(reread.isFirst('alice', '::ffff:127.0.0.1'), 'the IPv4-mapped spelling is the same address');
   t.true(reread.isFirst('bob', '127.0.0.1'));
+});
+
+/** Made-up hosts that resolve both ways, for a ReverseNames given its resolvers by the test. */
+const HOSTS: Record<string, string> = { '192.0.2.1': 'one.example.net', '192.0.2.2': 'two.example.net', '192.0.2.3': 'three.example.net' };
+const ADDRESS_OF = Object.fromEntries(Object.entries(HOSTS).map(([address, name]) => [name, address]));
+
+/** A DNS failure as node:dns reports it. */
+function dnsError(code: string): Error {
+  return Object.assign(new Error(`queryfailed ${code}`), { code });
+}
+
+test('a forward lookup skipped because two were running is asked again next login, not remembered as "no name" for 10 minutes', async (t) => {
+  const reverseAsked: string[] = [];
+  const lookupAsked: string[] = [];
+  // The first two forward lookups hang, as getaddrinfo does on a slow nameserver, until released.
+  const releases: Array<() => void> = [];
+  let bothHeld!: () => void;
+  const twoRunning = new Promise<void>((resolve) => (bothHeld = resolve));
+  const names = new ReverseNames({
+    reverse: async (address) => {
+      reverseAsked.push(address);
+      return [HOSTS[address]!];
+    },
+    lookup: (name) => {
+      lookupAsked.push(name);
+      const answer = [{ address: ADDRESS_OF[name]! }];
+      if (releases.length === 2) return Promise.resolve(answer);
+      return new Promise((resolve) => {
+        releases.push(() => resolve(answer));
+        if (releases.length === 2) bothHeld();
+      });
+    },
+  });
+  const first = names.nameOf('192.0.2.1');
+  const second = names.nameOf('192.0.2.2');
+  await twoRunning;
+  t.is(await names.nameOf('192.0.2.3'), undefined, 'both getaddrinfo slots busy: no name this time');
+  t.false(lookupAsked.includes('three.example.net'), 'no third getaddrinfo while two run');
+  for (const release of releases) release();
+  t.is(await first, 'one.example.net');
+  t.is(await second, 'two.example.net');
+  t.is(await names.nameOf('192.0.2.3'), 'three.example.net', 'the skip was not kept as an answer');
+  t.deepEqual(reverseAsked.filter((a) => a === '192.0.2.3'), ['192.0.2.3', '192.0.2.3']);
+  // A real answer is kept: the next login from there asks nothing.
+  t.is(await names.nameOf('192.0.2.3'), 'three.example.net');
+  t.is(reverseAsked.length, 4);
+});
+
+test('DNS that gave no answer (timeout, server failure, EAI_AGAIN) is asked again; "no such name" and a name elsewhere are kept', async (t) => {
+  const asked = new Map<string, number>();
+  const count = (key: string) => asked.set(key, (asked.get(key) ?? 0) + 1).get(key)!;
+  // Each address fails its own way on the first ask, then (if asked again) answers with its name.
+  const names = new ReverseNames({
+    reverse: async (address) => {
+      const n = count(address);
+      if (address === '198.51.100.1' && n === 1) throw dnsError('ETIMEOUT');
+      if (address === '198.51.100.2' && n === 1) throw dnsError('ESERVFAIL');
+      if (address === '198.51.100.3') throw dnsError('ENOTFOUND');
+      if (address === '198.51.100.4') throw dnsError('ENODATA');
+      return [`h${address.split('.')[3]}.example.net`];
+    },
+    lookup: async (name) => {
+      const n = count(name);
+      if (name === 'h5.example.net' && n === 1) throw dnsError('EAI_AGAIN');
+      if (name === 'h6.example.net') throw dnsError('ENOTFOUND');
+      if (name === 'h7.example.net') return [{ address: '203.0.113.7' }];
+      return [{ address: `198.51.100.${name.slice(1, name.indexOf('.'))}` }];
+    },
+  });
+  const unanswered = ['198.51.100.1', '198.51.100.2', '198.51.100.5'];
+  const answered = ['198.51.100.3', '198.51.100.4', '198.51.100.6', '198.51.100.7'];
+  for (const address of [...unanswered, ...answered]) t.is(await names.nameOf(address), undefined, address);
+  for (const address of unanswered) t.is(await names.nameOf(address), `h${address.split('.')[3]}.example.net`, `${address} asked again`);
+  for (const address of answered) {
+    t.is(await names.nameOf(address), undefined, address);
+    t.is(asked.get(address), 1, `${address}: the answer was kept`);
+  }
 });

@@ -22,6 +22,19 @@ const MAX_NAMES = 3;
 /** getaddrinfo calls at once, of libuv's 4 pool threads (forward confirmation only). */
 const MAX_FORWARD_IN_FLIGHT = 2;
 
+/**
+ * What a lookup that got no answer gives: a timeout, a nameserver that failed, or a forward
+ * lookup skipped over the cap. Never cached, unlike "no name": a burst of logins or a
+ * nameserver's bad minute must not hide an address's name for NAME_CACHE_MS.
+ */
+const UNANSWERED = Symbol('unanswered');
+
+/** "No such name" or "no such record" is the DNS's answer (kept); any other failure is none. */
+function isNoSuchName(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === dns.NOTFOUND || code === dns.NODATA;
+}
+
 /** '::ffff:192.0.2.1' and '192.0.2.1' are one address; IPv6 in one spelling. */
 function canonicalAddress(address: string): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
@@ -36,6 +49,13 @@ function canonicalAddress(address: string): string {
   return address;
 }
 
+export interface ReverseNamesOptions {
+  /** The PTR query. @default a c-ares Resolver, QUERY_TIMEOUT_MS a query, one try */
+  reverse?: (address: string) => Promise<string[]>;
+  /** The forward confirmation. @default getaddrinfo (`dns.lookup` with `all: true`) */
+  lookup?: (name: string) => Promise<Array<{ address: string }>>;
+}
+
 export class ReverseNames {
   private readonly cache = new Map<string, { name: string | undefined; until: number }>();
   /** Lookups under way: logins from one address at once share one (bounded by the PAM connections). */
@@ -43,6 +63,14 @@ export class ReverseNames {
   private readonly resolver = new dns.Resolver({ timeout: QUERY_TIMEOUT_MS, tries: 1 });
   /** getaddrinfo calls running now (they hold a libuv pool thread each until they end). */
   private forwardInFlight = 0;
+  private readonly reverse: (address: string) => Promise<string[]>;
+  private readonly lookup: (name: string) => Promise<Array<{ address: string }>>;
+
+  /** `options`: other resolvers, for tests that must hold a lookup or answer it their way. */
+  constructor(options: ReverseNamesOptions = {}) {
+    this.reverse = options.reverse ?? ((address) => this.resolver.reverse(address));
+    this.lookup = options.lookup ?? ((name) => dns.lookup(name, { all: true }));
+  }
 
   /**
    * The forward-confirmed name of an IP address, or undefined (not an IP, no PTR, no name that
@@ -61,46 +89,50 @@ export class ReverseNames {
     return lookup;
   }
 
-  /** One budgeted lookup, its answer cached. */
+  /** One budgeted lookup, cached when the DNS answered. */
   private async lookUp(address: string, now: number): Promise<string | undefined> {
     let timer: NodeJS.Timeout | undefined;
-    const budget = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), LOOKUP_BUDGET_MS);
+    const budget = new Promise<typeof UNANSWERED>((resolve) => {
+      timer = setTimeout(() => resolve(UNANSWERED), LOOKUP_BUDGET_MS);
       timer.unref();
     });
     const name = await Promise.race([this.confirmed(address), budget]).finally(() => clearTimeout(timer));
+    if (name === UNANSWERED) return undefined;
     this.cache.delete(address);
     this.cache.set(address, { name, until: now + NAME_CACHE_MS });
     while (this.cache.size > NAME_CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
     return name;
   }
 
-  private async confirmed(address: string): Promise<string | undefined> {
+  private async confirmed(address: string): Promise<string | undefined | typeof UNANSWERED> {
     let names: string[];
     try {
-      names = await this.resolver.reverse(address);
-    } catch {
-      return undefined;
+      names = await this.reverse(address);
+    } catch (err) {
+      return isNoSuchName(err) ? undefined : UNANSWERED;
     }
+    let unanswered = false;
     for (const raw of names.slice(0, MAX_NAMES)) {
       const name = raw.replace(/\.$/, '');
       if (!RHOST_NAME_PATTERN.test(name)) continue;
       // getaddrinfo, as sshd's own UseDNS check does (so /etc/hosts counts). It runs on libuv's
       // small thread pool and outlives the budget when a name's nameserver is slow, which whoever
       // controls the PTR records can arrange: only a few at a time, so the pool stays free for
-      // the agent's own work (relay reconnects, file writes). Over the cap the name is not shown.
-      if (this.forwardInFlight >= MAX_FORWARD_IN_FLIGHT) return undefined;
+      // the agent's own work (relay reconnects, file writes). Over the cap the name is not shown
+      // this time.
+      if (this.forwardInFlight >= MAX_FORWARD_IN_FLIGHT) return UNANSWERED;
       this.forwardInFlight += 1;
       try {
-        const back = await dns.lookup(name, { all: true });
+        const back = await this.lookup(name);
         if (back.some((a) => canonicalAddress(a.address) === address)) return name;
-      } catch {
-        /* the name does not resolve: try the next */
+      } catch (err) {
+        // Try the next; a name that only went unanswered (EAI_AGAIN) may still confirm next time.
+        if (!isNoSuchName(err)) unanswered = true;
       } finally {
         this.forwardInFlight -= 1;
       }
     }
-    return undefined;
+    return unanswered ? UNANSWERED : undefined;
   }
 
   cancel(): void {
