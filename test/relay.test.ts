@@ -9,6 +9,8 @@ import {
   HOST_NAMESPACE,
   MAX_MESSAGE_BYTES,
   authBytes,
+  formatEnrollPayload,
+  fromB64url,
   keyId,
   makeAuthHandshake,
   toB64url,
@@ -16,9 +18,12 @@ import {
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
 import { parseAllowHosts } from '../relay/src/allow-hosts.js';
 import { NonceCache } from '../relay/src/nonce-cache.js';
+import { connectRedisAdapter } from '../relay/src/redis.js';
 import { type Relay, type RelayOptions, startRelay } from '../relay/src/server.js';
+import { run, startDaemon, until } from './support/daemon.js';
 import { FakeHost, connectDevice, disconnected, eventually, tryConnect } from './support/net.js';
 import { HeadlessPhone } from './support/phone.js';
+import { freePort } from './support/sshd.js';
 
 const ROLES = [
   { role: 'host', ns: HOST_NAMESPACE },
@@ -448,6 +453,75 @@ test('when one host has two connections a success wins over an error', async (t)
   t.like(ack, { ok: true, context: { sid: login.sid } });
   t.is(first.received.context.length, 1);
   t.is(second.received.context.length, 1);
+});
+
+/** A redis-server of this test's own, on a free loopback port; its redis:// URL. */
+async function redisFor(t: ExecutionContext): Promise<{ url: string; port: number }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'qrauth-redis-'));
+  const port = await freePort();
+  const redis = startDaemon(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no']);
+  t.teardown(async () => {
+    await redis.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  await redis.waitFor(/Ready to accept connections/, 15_000);
+  return { url: `redis://127.0.0.1:${port}`, port };
+}
+
+/** A relay node with direct routing (cross-node.ts) through that Redis, logging into `lines`. */
+async function directNode(t: ExecutionContext, redisUrl: string) {
+  const lines: string[] = [];
+  const log = (l: string) => lines.push(l);
+  const redis = await connectRedisAdapter(redisUrl, log, 5000, 'direct');
+  const relay = await startRelay({ ackTimeoutMs: 1000, crossNode: redis.crossNode, log });
+  t.teardown(async () => {
+    await relay.close();
+    await redis.close();
+  });
+  return { relay, crossNode: redis.crossNode!, lines };
+}
+
+test("direct routing: a request from another node reaches the host as one from a phone on the host's node; one that does not parse or names another host is dropped and logged", async (t) => {
+  const redis = await redisFor(t);
+  const a = await directNode(t, redis.url);
+  const b = await directNode(t, redis.url);
+  const host = await hostFor(t, a.relay);
+  const revokes: unknown[] = [];
+  host.socket.on('revokeLeases', (msg, ack) => {
+    revokes.push(msg);
+    (ack as (x: unknown) => void)({ ok: true, revoked: 0 });
+  });
+  const routed = async () => (await run(['redis-cli', '-p', String(redis.port), 'GET', `qrauth:host:${host.hostId}`])).stdout.trim() === a.crossNode.nodeId;
+  await until(routed, 10_000, 'the routing map naming node A');
+  const phone = await phoneFor(t, host, b.relay); // on node B
+
+  const login = host.newLogin();
+  t.like(await phone.fetchContext(login.qrText), { hostId: host.hostId, sid: login.sid });
+  t.deepEqual(host.received.context, [{ sid: login.sid }], 'the host gets only the sid');
+  t.deepEqual(await phone.decide(login.qrText, 'approve'), { ok: true, result: 'approved' });
+  t.like(host.received.decision[0], { hostId: host.hostId, sid: login.sid, deviceId: phone.deviceId, decision: 'approve' });
+  await phone.enroll(formatEnrollPayload({ hostPub: fromB64url(host.hostPub, 32), token: nodeCrypto.randomBytes(16), hostname: host.hostname, relayUrl: b.relay.url }));
+  t.like(host.received.enroll[0], { hostId: host.hostId, devicePub: phone.publicKey });
+  const revoke = phone.signLeaseRevoke(host.hostId);
+  t.deepEqual(await phone.sendLeaseRevoke(revoke), { ok: true, revoked: 0 });
+  t.deepEqual(revokes, [revoke], 'a lease revoke arrives unchanged');
+
+  // What a hostile node or Redis could publish for the host on A: never handed to the host.
+  const received = () => JSON.stringify([host.received, revokes]);
+  const before = received();
+  const other = keyId(nodeCrypto, nodeCrypto.randomBytes(32));
+  const valid = { context: { hostId: host.hostId, sid: login.sid }, decision: host.received.decision[0], enroll: host.received.enroll[0], revokeLeases: revoke };
+  for (const [event, message] of Object.entries(valid) as Array<[keyof typeof valid, object]>) {
+    let mark = a.lines.length;
+    t.deepEqual(await b.crossNode.ask(host.hostId, event, { ...message, hostId: other }, 3000), { timedOut: false, responses: [] }, event);
+    t.deepEqual(a.lines.slice(mark), [`event=error where=cross_node.deliver message="${event}: hostId differs from the routed one"`], event);
+    mark = a.lines.length;
+    t.deepEqual(await b.crossNode.ask(host.hostId, event, { hostId: host.hostId }, 3000), { timedOut: false, responses: [] }, event);
+    const lines = a.lines.slice(mark);
+    t.is(lines.length, 1, event);
+    t.true(lines[0]!.startsWith('event=error where=cross_node.deliver message=') && lines[0]!.includes(`crossNode.${event}`), lines[0]);
+  }
+  t.is(received(), before, 'the host got none of them');
 });
 
 test('a device flooding requests gets QRA_ERR_RATE_LIMITED', async (t) => {

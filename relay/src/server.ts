@@ -7,6 +7,7 @@ import { type Server as HttpServer, createServer, type IncomingMessage } from 'n
 import type { AddressInfo } from 'node:net';
 import { Server, type ServerOptions, type Socket } from 'socket.io';
 import {
+  type Check,
   DEVICE_NAMESPACE,
   HOST_NAMESPACE,
   MAX_MESSAGE_BYTES,
@@ -21,13 +22,28 @@ import { HandshakeError, handshakeMiddleware } from './auth.js';
 import type { CrossNodeRouter, HostAnswers, LocalDelivery } from './cross-node.js';
 import { createHttpHandler, createMetricsHandler } from './http.js';
 import { type LogFn, kv, shortId, stdoutLog } from './log.js';
-import { RelayMetrics, type RelayMetricsSnapshot } from './metrics.js';
+import { type ForwardedEvent, RelayMetrics, type RelayMetricsSnapshot } from './metrics.js';
 import { NonceCache } from './nonce-cache.js';
 import { DEFAULT_LIMITS, type LimiterFactory, RelayBudgets, type RelayLimits, addressKey, clientAddress, memoryLimiters } from './rate-limit.js';
 import { type DeviceNamespace, DeviceRouter, type HostNamespace } from './routing.js';
 import { type StaticHandler, createStaticHandler } from './static.js';
 
 export { DEFAULT_LIMITS, type RelayLimits } from './rate-limit.js';
+
+/** The schema of each request another node forwards: it came through Redis, so it is checked again here. */
+const FORWARDED_CHECKS = {
+  context: contextRequest,
+  decision: decisionMessage,
+  enroll: enrollMessage,
+  revokeLeases: leaseRevokeMessage,
+} satisfies Record<ForwardedEvent, Check<{ hostId: string }>>;
+/**
+ * A host room's emit for any of the four events: socket.io types emit() for one literal event name
+ * at a time, and here the message is whatever that event's own check (FORWARDED_CHECKS) returned.
+ */
+interface HostRoomEmit {
+  emit(event: ForwardedEvent, message: object, ack: (err: Error | null, responses: unknown[]) => void): void;
+}
 
 export interface RelayOptions {
   /**
@@ -200,28 +216,12 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     const ns = hostNs;
     const deliver: LocalDelivery = (hostId, event, payload) =>
       new Promise<HostAnswers>((resolve) => {
-        const room = ns.to(hostRoom(hostId)).timeout(ackTimeoutMs);
-        const done = (err: Error | null, responses: unknown[]) => resolve({ timedOut: err !== null, responses: Array.isArray(responses) ? responses : [] });
-        const same = (m: { hostId: string }) => {
-          if (m.hostId !== hostId) throw new Error(`${event}: hostId differs from the routed one`);
-        };
-        if (event === 'context') {
-          const req = contextRequest(payload, 'crossNode.context');
-          same(req);
-          room.emit('context', { sid: req.sid }, done);
-        } else if (event === 'decision') {
-          const d = decisionMessage(payload, 'crossNode.decision');
-          same(d);
-          room.emit('decision', d, done);
-        } else if (event === 'enroll') {
-          const m = enrollMessage(payload, 'crossNode.enroll');
-          same(m);
-          room.emit('enroll', m, done);
-        } else {
-          const r = leaseRevokeMessage(payload, 'crossNode.revokeLeases');
-          same(r);
-          room.emit('revokeLeases', r, done);
-        }
+        const m = FORWARDED_CHECKS[event](payload, `crossNode.${event}`);
+        if (m.hostId !== hostId) throw new Error(`${event}: hostId differs from the routed one`);
+        // Of a context request the host gets the sid only, as from a phone on this node (routing.ts).
+        const message = event === 'context' && 'sid' in m ? { sid: m.sid } : m;
+        const room = ns.to(hostRoom(hostId)).timeout(ackTimeoutMs) as HostRoomEmit;
+        room.emit(event, message, (err, responses) => resolve({ timedOut: err !== null, responses: Array.isArray(responses) ? responses : [] }));
       });
     await opts.crossNode.start(deliver);
   }
