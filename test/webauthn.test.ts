@@ -348,6 +348,18 @@ test('the sign counter survives a restart (state in stateDir, 0600), and a damag
   }
 });
 
+test('shutdown leaves a damaged counters file as it is: rewritten from the empty memory, it would set every counter back to 0 at the next start', async (t) => {
+  const { r, auth, device, fields } = passkeyCase(t);
+  const path = join(r.dir, PASSKEY_COUNTERS_FILE);
+  const text = JSON.stringify({ v: 1, credentials: [{ key: 'A'.repeat(22), counter: 2 ** 33, used: 1 }] });
+  writeFileSync(path, text, { mode: 0o600 });
+  const damaged: Rig = { ...r, verifier: new PasskeyVerifier(r.dir, r.log) };
+  refused(t, damaged, await check(damaged, 'required', device, fields, auth.assert({ challenge: webauthnChallenge(c, fields) })), 'counter_state_damaged');
+  await damaged.verifier.counters.flush();
+  t.is(readFileSync(path, 'utf8'), text, 'still there for the admin to see');
+  t.truthy(new PasskeyVerifier(r.dir, r.log).counters.damaged, 'and passkey approvals still refused after a restart');
+});
+
 test('counter writes are coalesced and end with the latest counter; a failed write is logged and the counter still holds in memory', async (t) => {
   const r = rig();
   t.teardown(r.remove);

@@ -6,11 +6,17 @@
 import { join } from 'node:path';
 import { ID_PATTERN } from '../../protocol/src/index.js';
 import { SavedRecords } from './saved-records.js';
-import { readStateFile } from './state-file.js';
+import { readStateJson } from './state-file.js';
 
 const MAX_ENTRIES = 10_000;
 /** Well above MAX_ENTRIES ids and dates (~60 bytes each). */
 const MAX_FILE_BYTES = 4 << 20;
+
+/** The file's well-formed entries (device id → ISO date); any other entry is skipped, not the whole file. */
+function validEntries(json: unknown): Array<[string, string]> {
+  if (!json || typeof json !== 'object') return [];
+  return Object.entries(json as Record<string, unknown>).filter((e): e is [string, string] => ID_PATTERN.test(e[0]) && typeof e[1] === 'string' && !Number.isNaN(Date.parse(e[1])));
+}
 
 export class LastUsed {
   private readonly records: SavedRecords<string>;
@@ -20,16 +26,9 @@ export class LastUsed {
     this.records = new SavedRecords(path, MAX_ENTRIES, (entries) => JSON.stringify(Object.fromEntries(entries)));
     try {
       // A file an older agent wrote 0644 is made 0600 here; a symlink or one not ours is not read.
-      const file = readStateFile(path, { maxBytes: MAX_FILE_BYTES });
-      if (!file) return;
-      const data = JSON.parse(file.text) as unknown;
-      if (data && typeof data === 'object') {
-        for (const [k, v] of Object.entries(data as Record<string, unknown>)) {
-          if (ID_PATTERN.test(k) && typeof v === 'string' && !Number.isNaN(Date.parse(v))) this.records.load(k, v);
-        }
-      }
+      for (const [k, v] of readStateJson(path, { maxBytes: MAX_FILE_BYTES }, validEntries) ?? []) this.records.load(k, v);
     } catch {
-      /* unsafe or unreadable: start empty (the next save replaces it) */
+      /* unsafe, unreadable or not JSON: start empty (the next save replaces it) */
     }
   }
 

@@ -5,6 +5,7 @@
  * write and no blocking fsync; flush() saves at once (at shutdown), after any write in progress. A state dir that
  * cannot be written keeps the record in memory only. The file's format (and reading it back,
  * which differs per record) is the owner's: last-used.ts, login-source.ts's SeenAddresses.
+ * The passkey sign counters keep their own save loop: webauthn.ts's PasskeyCounters says why.
  */
 import { writeStateFileAtomic, writeStateFileAtomicAsync } from './state-file.js';
 

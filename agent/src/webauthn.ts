@@ -278,6 +278,12 @@ const countersSchema = object({
  * A file that is there but unreadable, unsafe or invalid stops every passkey approval (fail closed:
  * a forgotten counter would let a clone through) until an admin moves it away and restarts the
  * agent (docs/operations.md).
+ *
+ * Not a SavedRecords (saved-records.ts), whose policy differs at each point that matters here: it
+ * saves a second after a change (here at the next turn: a crash forgets milliseconds of counters,
+ * not a second of them); its flush() rewrites the file even when nothing changed (here a damaged
+ * file must stay for the admin: rewritten from the empty memory, it would set every counter back
+ * to 0 at the next start); and it drops evictions and failed saves silently (here both are logged).
  */
 export class PasskeyCounters {
   readonly path: string;
