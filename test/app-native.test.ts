@@ -14,7 +14,8 @@
  *   script JSInjector.getScriptString() builds: the global `window.Capacitor`, WEBVIEW_SERVER_URL,
  *   the real native-bridge.js shipped in @capacitor/android, and the plugin JS with
  *   `Capacitor.PluginHeaders` generated as JSExport.getPluginJS() does, from the @PluginMethod
- *   methods of the plugin's own SecureStorage.java (and of Capacitor's Plugin.java).
+ *   methods of the plugin's own SecureStorage.java (and of Capacitor's Plugin.java), and of the
+ *   barcode scanner plugin's OSBarcodePlugin.kt: the two plugins the app ships.
  *
  * So the app's @capacitor/core sees an Android platform, routes the plugin's internal* calls
  * through `Capacitor.nativePromise` exactly as on a phone, and the fake keystore below stands for
@@ -22,9 +23,10 @@
  * in this process, like a real keystore outside the WebView: it survives a page reload, and it is
  * nowhere in the page's storage.
  *
- * The camera is not used: on a native platform the barcode scanner plugin would call native code
- * this shell does not simulate, so codes go in through the Scan page's paste field (the same
- * path as a scan once the text is read).
+ * The barcode scanner plugin's native side is not simulated: a call to it is recorded (so a test
+ * can see that it was made) and answered as a person closing its view without a read. Codes go in
+ * through the Scan page's paste field (the same path as a scan once the text is read), or, in the
+ * Android scanner test, through the app's own camera view in Chromium.
  */
 import test, { type ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
@@ -65,6 +67,7 @@ const seededBytes = prng(SEED);
 const CAPACITOR_ANDROID = join(ROOT, 'node_modules/@capacitor/android/capacitor/src/main');
 const SECURE_STORAGE = join(ROOT, 'node_modules/@aparajita/capacitor-secure-storage');
 const SECURE_STORAGE_JAVA = join(SECURE_STORAGE, 'android/src/main/java/com/aparajita/capacitor/securestorage/SecureStorage.java');
+const BARCODE_SCANNER_KOTLIN = join(ROOT, 'node_modules/@capacitor/barcode-scanner/android/src/main/java/com/capacitorjs/barcodescanner/OSBarcodePlugin.kt');
 /** The app's key prefix for its keystore entries (platform.ts) and its seed entries' names (device-key.ts). */
 const SEED_ENTRY = /^qrauth_device-seed-([A-Za-z0-9_-]{22})$/;
 /** KeychainAccess.whenUnlockedThisDeviceOnly in the plugin's definitions (what the iOS side reads). */
@@ -75,16 +78,23 @@ interface PluginMethodHeader {
   rtype?: 'promise' | 'callback';
 }
 
-/** The @PluginMethod methods of a plugin's Java source, as PluginHandle indexes them. */
-function pluginMethods(javaSource: string): PluginMethodHeader[] {
+/** The @PluginMethod methods of a plugin's Java or Kotlin source, as PluginHandle indexes them. */
+function pluginMethods(source: string): PluginMethodHeader[] {
   const out: PluginMethodHeader[] = [];
-  const re = /@PluginMethod(?:\(\s*returnType\s*=\s*PluginMethod\.RETURN_(\w+)\s*\))?\s+(?:@\w+\s+)*public\s+void\s+(\w+)\s*\(/g;
-  for (const m of javaSource.matchAll(re)) {
+  const re = /@PluginMethod(?:\(\s*returnType\s*=\s*PluginMethod\.RETURN_(\w+)\s*\))?\s+(?:@\w+\s+)*(?:public\s+void|fun)\s+(\w+)\s*\(/g;
+  for (const m of source.matchAll(re)) {
     const rtype = (m[1] ?? 'PROMISE').toLowerCase();
     // JSExport.createPluginMethodHeader: no rtype for RETURN_NONE.
     out.push(rtype === 'none' ? { name: m[2]! } : { name: m[2]!, rtype: rtype as 'promise' | 'callback' });
   }
   return out;
+}
+
+/** The name a plugin's source registers under (@CapacitorPlugin(name = …)), what PluginHeaders lists. */
+function pluginName(source: string): string {
+  const m = /@CapacitorPlugin\(\s*name\s*=\s*"(\w+)"/.exec(source);
+  if (!m) throw new Error('no @CapacitorPlugin(name = …) in the plugin source');
+  return m[1]!;
 }
 
 /** JSExport.getPluginJS(): the per-plugin stubs and window.Capacitor.PluginHeaders. */
@@ -107,13 +117,14 @@ function pluginJs(plugins: Array<{ id: string; methods: PluginMethodHeader[] }>)
 }
 
 const NATIVE_BINDING = '__qrauthFakeAndroidNative';
+/** The barcode scanner plugin's id, as its Android source registers it (the app's import names the same). */
+const BARCODE_SCANNER = pluginName(readFileSync(BARCODE_SCANNER_KOTLIN, 'utf8'));
 
 /** What the WebView injects before any page script: androidBridge, then JSInjector's script. */
 function androidShellScript(serverUrl: string): string {
-  const securePlugin = {
-    id: 'SecureStorage',
-    methods: [...pluginMethods(readFileSync(SECURE_STORAGE_JAVA, 'utf8')), ...pluginMethods(readFileSync(join(CAPACITOR_ANDROID, 'java/com/getcapacitor/Plugin.java'), 'utf8'))],
-  };
+  const basePluginMethods = pluginMethods(readFileSync(join(CAPACITOR_ANDROID, 'java/com/getcapacitor/Plugin.java'), 'utf8'));
+  const securePlugin = { id: 'SecureStorage', methods: [...pluginMethods(readFileSync(SECURE_STORAGE_JAVA, 'utf8')), ...basePluginMethods] };
+  const scannerPlugin = { id: BARCODE_SCANNER, methods: [...pluginMethods(readFileSync(BARCODE_SCANNER_KOTLIN, 'utf8')), ...basePluginMethods] };
   const androidBridge = `(() => {
   const bridge = {
     onmessage: null,
@@ -132,8 +143,10 @@ function androidShellScript(serverUrl: string): string {
     'window.Capacitor = { DEBUG: false, isLoggingEnabled: false, Plugins: {} };',
     `window.WEBVIEW_SERVER_URL = ${JSON.stringify(serverUrl)};`,
     readFileSync(join(CAPACITOR_ANDROID, 'assets/native-bridge.js'), 'utf8'),
-    // Only the plugin the app calls natively; a real shell also lists Capacitor's own (WebView, CapacitorHttp…).
-    pluginJs([securePlugin]),
+    // The app's own plugins; a real shell also lists Capacitor's (WebView, CapacitorHttp…). The scanner is
+    // listed so that a call to it reaches the fake native side and is recorded: without its header,
+    // @capacitor/core would throw "not implemented on android" in the page and no call would be seen.
+    pluginJs([securePlugin, scannerPlugin]),
   ].join('\n\n');
 }
 
@@ -146,6 +159,7 @@ interface NativeCall {
 /**
  * The native half: MessageHandler.postMessage → the SecureStorage plugin → sendResponseMessage.
  * `keystore` is SecureStorage.java's store as the plugin reads it back (prefixed key → data).
+ * Every call is recorded, the barcode scanner's too (answered as a person closing its view).
  */
 class FakeAndroidNative {
   readonly keystore = new Map<string, string>();
@@ -160,15 +174,31 @@ class FakeAndroidNative {
   holdSets: Promise<void> | null = null;
   /** After this many reads of a seed entry, the entry is gone (read, then lost: a key vanishing mid-login). */
   loseSeedAfterReads: number | null = null;
+  private readonly callWaiters: Array<{ methodName: string; resolve: (call: NativeCall) => void }> = [];
+
+  /** Resolves at the next call of `methodName` (for a test that races it against what the page shows). */
+  nextCall(methodName: string): Promise<NativeCall> {
+    return new Promise((resolve) => this.callWaiters.push({ methodName, resolve }));
+  }
 
   async receive(json: string): Promise<string | null> {
     const msg = JSON.parse(json) as { callbackId: string; pluginId: string; methodName: string; options?: Record<string, unknown>; type?: string };
     if (msg.type === 'js.error' || msg.type === 'cordova') return null;
     const call: NativeCall = { pluginId: msg.pluginId, methodName: msg.methodName, options: msg.options ?? {} };
     this.calls.push(call);
+    for (const w of this.callWaiters.filter((x) => x.methodName === call.methodName)) {
+      this.callWaiters.splice(this.callWaiters.indexOf(w), 1);
+      w.resolve(call);
+    }
     const base = { save: false, callbackId: msg.callbackId, pluginId: msg.pluginId, methodName: msg.methodName };
     const reply = (r: { data?: unknown } | { error: { message: string; code?: string } }) =>
       msg.callbackId === '-1' ? null : JSON.stringify({ ...base, ...('error' in r ? { success: false, error: r.error } : { success: true, ...(r.data !== undefined ? { data: r.data } : {}) }) });
+    if (msg.pluginId === BARCODE_SCANNER && msg.methodName === 'scanBarcode') {
+      // The person closes the plugin's view without a read (ML Kit on Android reads no inverted QR):
+      // the plugin's cancel error, as its iOS source words it (OSBarcodeError.swift; the Android
+      // library that words it there is not in node_modules). The app takes /cancel/ as "closed".
+      return reply({ error: { message: 'Couldn’t scan because the process was cancelled.', code: 'OS-PLUG-BARC-0006' } });
+    }
     if (msg.pluginId !== 'SecureStorage') return reply({ error: { message: `unable to find plugin : ${msg.pluginId}` } });
     const o = call.options;
     const key = typeof o.prefixedKey === 'string' && o.prefixedKey !== '' ? o.prefixedKey : null;
@@ -439,13 +469,18 @@ test.serial('on Android the Scan button opens the app\'s own camera view, not th
   writeY4m(chromiumApp.camFile, qrFramesInTheme(run.output, 'light'));
   t.teardown(() => writeY4m(chromiumApp.camFile, blankFrame()));
   await closeScannerIfOpen(page);
+  t.true(await page.evaluate(`window.Capacitor.isPluginAvailable(${JSON.stringify(BARCODE_SCANNER)})`), 'the shell has the scanner plugin: a call to it would reach the fake native side and be recorded');
   const pluginCalls = nativeCallsOf('scanBarcode').length;
+  const pluginCalled = phone.native.nextCall('scanBarcode');
   await page.getByTestId('tab-scan').click();
   await visible('scan-camera').click();
-  await page.getByRole('dialog', { name: 'Scan the QR code' }).waitFor();
+  // Whichever the app opens first: its own camera view, or the plugin's.
+  const ownView = page.getByRole('dialog', { name: 'Scan the QR code' });
+  await Promise.race([ownView.waitFor(), pluginCalled]);
+  t.is(nativeCallsOf('scanBarcode').length, pluginCalls, 'the scanner plugin was not called');
   await visible('login-context').waitFor({ timeout: 30_000 });
   t.is(await visible('ctx-user').textContent(), ALICE);
-  t.is(nativeCallsOf('scanBarcode').length, pluginCalls, 'the scanner plugin was not called');
+  t.is(nativeCallsOf('scanBarcode').length, pluginCalls, 'nor while its own view read the code');
   await approveAndFinishSsh(t, page, run, m);
 });
 
