@@ -3,6 +3,7 @@
  * No relay here: online approvals are in login.test.ts; this is sessions, codes, files, input.
  */
 import test from 'ava';
+import { once } from 'node:events';
 import { chmodSync, chownSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -328,10 +329,43 @@ test('a BEGIN that arrives once the agent is stopping gets no answer and no sess
   const f = await withAgent(t);
   f.setDevices('alice', [phoneKey(5).line]);
   // Accepted before the stop (systemctl restart with a login in the socket's backlog), its BEGIN after it.
+  // The stop waits for the accept: a stop before it would close the listener on a connection still in the
+  // backlog, which the agent never reads (the next test), and the BEGIN would never meet the stopping check.
+  const accepted = once(f.agent.pam.server, 'connection');
   const client = await PamClient.connect(f.socket);
+  await accepted;
+  const resets: string[] = [];
+  client.sock.on('error', (e: NodeJS.ErrnoException) => resets.push(e.code ?? e.message));
   f.agent.pam.stopAccepting();
+  t.false(f.agent.pam.server.listening, 'the listener is closed');
+  t.is(f.agent.pam.connectionCount, 1, 'the accepted connection is still open: its BEGIN decides');
   client.send({ type: MsgType.BEGIN, user: 'alice', service: 'sshd', rhost: '203.0.113.7', tty: 'ssh' } as FrameMsg);
   t.is(await client.next(), null, 'closed without a reply byte: no QR for a login the stopping agent would drop');
+  t.deepEqual(resets, [], 'an orderly close after the agent read the BEGIN, not a reset of an unread connection');
+  await eventually(() => f.agent.pam.connectionCount === 0);
+  t.is(f.agent.sessions.size, 0, 'no session was opened');
+  t.false(f.logs.some((l) => /event=challenge /.test(l)), 'no challenge was issued');
+  t.false(f.logs.some((l) => /pam_protocol_error/.test(l)), 'closed as a stopping agent, not as a protocol error');
+});
+
+test('once stopping, the agent accepts nothing more: a connection still in the backlog is never taken, no session, no challenge', async (t) => {
+  const f = await withAgent(t);
+  f.setDevices('alice', [phoneKey(5).line]);
+  let accepted = 0;
+  f.agent.pam.server.on('connection', () => accepted++);
+  // connect() queues the connection in the kernel before it returns; the agent could accept it only on a
+  // later turn of the event loop, so the stop below always comes first. Here the agent owns the listener
+  // (a path), so closing it resets what is left in its backlog, which pam_qrauth takes as a close and
+  // retries; under socket activation systemd keeps the listener and the connection waits for the next agent.
+  const s = connect(f.socket);
+  let connected = false;
+  s.on('connect', () => (connected = true));
+  f.agent.pam.stopAccepting();
+  const [err] = (await once(s, 'error')) as [NodeJS.ErrnoException];
+  t.is(err.code, 'ECONNRESET', 'the kernel reset the connection the closed listener left in its backlog');
+  t.false(connected, 'the client never saw its connection established');
+  t.is(accepted, 0, 'the agent never accepted it');
+  t.is(f.agent.pam.connectionCount, 0);
   t.is(f.agent.sessions.size, 0, 'no session was opened');
   t.false(f.logs.some((l) => /event=challenge /.test(l)), 'no challenge was issued');
 });
