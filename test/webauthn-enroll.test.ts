@@ -5,6 +5,7 @@
  * real pamtester; a relay that strips or swaps it at enrollment gets nothing written.
  */
 import test, { type ExecutionContext } from 'ava';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,11 +18,23 @@ import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { startHostileRelay } from './support/hostile-relay.js';
 import { runPamtester } from './support/pamtester.js';
 import { HeadlessPhone } from './support/phone.js';
+import { testSeed } from './support/seeded.js';
 import { SoftAuthenticator } from './support/soft-authenticator.js';
 import { ALICE, LOGIN_PAYLOAD_RE } from './support/stack.js';
 import { MODULE_PATH, ensureUser, installPamService, randomName, tempDir } from './support/system.js';
 
 const APP_ORIGIN = 'https://app.qrauth.test';
+/** The passkeys' key pairs and credential ids come from this seed (printed when a test fails). */
+const SEED = testSeed(0x0e_5eed);
+
+/**
+ * A software authenticator whose key and credential id derive from SEED and `label`, one label a
+ * passkey: the tests here run concurrently, so a shared stream would hand out bytes in a different
+ * order from run to run.
+ */
+function passkeyFor(label: string): SoftAuthenticator {
+  return new SoftAuthenticator({ origin: APP_ORIGIN, seed: createHash('sha256').update(`${SEED}:${label}`).digest() });
+}
 
 let relay: Relay;
 let tmp: { path: string; remove(): void };
@@ -31,6 +44,10 @@ test.before(async () => {
   ensureUser(ALICE);
   tmp = tempDir('qrwae-');
   relay = await startRelay({ log: () => {} });
+});
+
+test.afterEach.always((t) => {
+  if (!t.passed) t.log(`seed ${SEED} (QRAUTH_TEST_SEED replays it)`);
 });
 
 test.after.always(async () => {
@@ -51,7 +68,7 @@ let phonesMade = 0;
 async function phone(t: ExecutionContext, name: string, withPasskey: boolean): Promise<HeadlessPhone> {
   phonesMade += 1;
   const p = await HeadlessPhone.create(join(tmp.path, `${name}-${phonesMade}`), name);
-  if (withPasskey) p.authenticator = new SoftAuthenticator({ origin: APP_ORIGIN });
+  if (withPasskey) p.authenticator = passkeyFor(`phone ${name}`);
   t.teardown(() => p.close());
   return p;
 }
@@ -126,7 +143,7 @@ test('enrolling the same phone again with a passkey adds it to its line (the way
   const p = await phone(t, 'Alice later', false);
   await enrollPhone(agent, ALICE, p);
   t.false(devicesText(agent, ALICE).includes('passkey-id='));
-  p.authenticator = new SoftAuthenticator({ origin: APP_ORIGIN });
+  p.authenticator = passkeyFor(`phone ${p.name}`);
   await enrollPhone(agent, ALICE, p);
   const parsed = parseDevicesText(devicesText(agent, ALICE), 'devices');
   t.is(parsed.devices.length, 1, 'one line for the phone, not two');
@@ -136,7 +153,7 @@ test('enrolling the same phone again with a passkey adds it to its line (the way
 
 for (const attack of ['strip', 'swap'] as const) {
   test(`a hostile relay that ${attack}s the passkey in the enroll message gets the enrollment refused (signature): nothing is written, the terminal still waits`, async (t) => {
-    const relaysOwn = new SoftAuthenticator({ origin: APP_ORIGIN });
+    const relaysOwn = passkeyFor(`relay ${attack}`);
     let rewritten = 0;
     const hostile = await startHostileRelay({
       rewriteAnswer: (_event, answer) => answer,

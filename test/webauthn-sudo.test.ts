@@ -13,6 +13,7 @@ import { enrollPhone } from './support/enroll.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { HeadlessPhone } from './support/phone.js';
 import { nextMarker, runInPty, type PtyRun } from './support/pty.js';
+import { prng, testSeed } from './support/seeded.js';
 import { SoftAuthenticator } from './support/soft-authenticator.js';
 import { sshArgs, startSshd, type Sshd } from './support/sshd.js';
 import { LOGIN_PAYLOAD_RE } from './support/stack.js';
@@ -22,6 +23,8 @@ import { MODULE_PATH, ensureUser, installPamService, randomName, tempDir } from 
 const USER = 'qrtest-uvsudo';
 const sudoers = '/etc/sudoers.d/qrauth-test-uv';
 const tmp = tempDir('qrwasudo-');
+/** The passkey's key pair and credential id come from this seed (printed when a test fails). */
+const SEED = testSeed(0x5d_5eed);
 let relay: Relay;
 let agent: AgentFixture;
 let sshd: Sshd;
@@ -35,7 +38,7 @@ test.before(async () => {
   agent = await startTestAgent({ relayUrl: relay.url, userVerification: 'off', expirySeconds: 60 });
   if (!agent.agent.relay!.up) await once(agent.agent.relay!, 'change');
   withPasskey = await HeadlessPhone.create(`${tmp.path}/phone-passkey`, 'UV phone');
-  withPasskey.authenticator = new SoftAuthenticator({ origin: 'https://app.qrauth.test' });
+  withPasskey.authenticator = new SoftAuthenticator({ origin: 'https://app.qrauth.test', seed: prng(SEED)(32) });
   plain = await HeadlessPhone.create(`${tmp.path}/phone-plain`, 'Plain phone');
   await enrollPhone(agent, USER, withPasskey);
   await enrollPhone(agent, USER, plain);
@@ -46,6 +49,10 @@ test.before(async () => {
   writeFileSync(sudoers, `Defaults:${USER} pam_service=${sudoService}, !lecture, timestamp_timeout=0, passwd_tries=1\n${USER} ALL=(root) /usr/bin/id\n`);
   chmodSync(sudoers, 0o440);
   sshd = await startSshd({ dir: tmp.path, service: sshService });
+});
+
+test.afterEach.always((t) => {
+  if (!t.passed) t.log(`seed ${SEED} (QRAUTH_TEST_SEED replays it)`);
 });
 
 test.after.always(async () => {
