@@ -23,6 +23,8 @@
  *   warm:  the same with the service worker installed and its cache filled. Also on the page's
  *          own clock (navigation start → the qrauth:camera-live mark), without the time
  *          Playwright takes to see the picture
+ *   warm, worker stopped: the same after CDP ServiceWorker.stopAllWorkers, as a phone stops an
+ *          app's worker a while after its last use: the worker starts again for the open
  *   hanging: warm, but every network request stalls (never answered): navigation → the Scan
  *       screen's "Scan QR code" button on screen (the start screen or Ionic's Scan page)
  *   first visit: a fresh profile opens the app and makes its key; bytes until nothing has been
@@ -140,10 +142,18 @@ function opensCameraItself(dist: string): boolean {
   return readdirSync(dir).some((f) => f.endsWith('.js') && readFileSync(join(dir, f), 'utf8').includes('startCheck'));
 }
 
-/** Navigation → scanner live (the build opening the camera by itself, or "Scan QR code" clicked as soon as it can be). */
-async function toCameraReady(context: BrowserContext, server: StaticServer, cold: boolean, opensItself: boolean): Promise<Visit> {
+/**
+ * Navigation → scanner live (the build opening the camera by itself, or "Scan QR code" clicked as
+ * soon as it can be). `stopWorker`: the service worker is stopped first (a phone's, a while unused).
+ */
+async function toCameraReady(context: BrowserContext, server: StaticServer, cold: boolean, opensItself: boolean, stopWorker = false): Promise<Visit> {
   const page = await context.newPage();
   const cdp = await throttle(page);
+  if (stopWorker) {
+    await cdp.send('ServiceWorker.enable');
+    await cdp.send('ServiceWorker.stopAllWorkers');
+    await cdp.send('ServiceWorker.disable');
+  }
   // Network.clearBrowserCache does not reach a Playwright (incognito) context's cache: bypass it.
   if (cold) await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
   const bytes0 = server.bytesSent();
@@ -223,6 +233,7 @@ interface Figures {
   assetsFetchedTwice: number;
   cold: Visit[];
   warm: Visit[];
+  warmStopped: Visit[];
   hanging: Reopen[];
 }
 
@@ -262,6 +273,7 @@ async function measure(browser: Browser, server: StaticServer, figures: Figures,
   await quiet(server, 3000);
   await page.close();
   figures.warm.push(await toCameraReady(context, server, false, opensItself));
+  figures.warmStopped.push(await toCameraReady(context, server, false, opensItself, true));
   figures.hanging.push(await reopenOnHangingNetwork(context, server));
   await context.close();
 }
@@ -402,8 +414,8 @@ async function main(): Promise<void> {
   const opensItself = { before: beforeDist !== null && opensCameraItself(beforeDist), after: opensCameraItself(afterDist) };
   const browser = await launchChromium(camFile);
   const figures: Record<'before' | 'after', Figures> = {
-    before: { firstVisitBytes: 0, firstVisitResponses: 0, assetsFetchedTwice: 0, cold: [], warm: [], hanging: [] },
-    after: { firstVisitBytes: 0, firstVisitResponses: 0, assetsFetchedTwice: 0, cold: [], warm: [], hanging: [] },
+    before: { firstVisitBytes: 0, firstVisitResponses: 0, assetsFetchedTwice: 0, cold: [], warm: [], warmStopped: [], hanging: [] },
+    after: { firstVisitBytes: 0, firstVisitResponses: 0, assetsFetchedTwice: 0, cold: [], warm: [], warmStopped: [], hanging: [] },
   };
   try {
     // Interleaved, so a busy moment of the machine hits both alike.
@@ -441,6 +453,8 @@ async function main(): Promise<void> {
     console.log(row('… of it, warm: open → start screen up (page clock)', (x) => markMedian(x.warm, 'qrauth:start-screen')));
     console.log(row('… of it, warm: open → camera asked (page clock)', (x) => markMedian(x.warm, 'qrauth:camera-requested')));
     console.log(row('… of it, warm: camera asked → picture live (the camera\'s start)', (x) => markMedian(x.warm, 'qrauth:camera-live', 'qrauth:camera-requested')));
+    console.log(row('warm, worker stopped: open → camera ready', (x) => `${median(x.warmStopped.map((v) => v.ms))} ms`));
+    console.log(row('… the same on the page\'s clock (navigation → picture live)', (x) => markMedian(x.warmStopped, 'qrauth:camera-live')));
     console.log(row('bytes on a warm open', (x) => kb(median(x.warm.map((v) => v.bytes)))));
     console.log(row('reopen, every request stalled: open → Scan screen', (x) => `${median(x.hanging.map((v) => v.ms))} ms`));
     console.log(row('… the same on the page\'s clock (navigation → first contentful paint)', (x) => `${Math.round(median(x.hanging.map((v) => v.paint)))} ms`));
