@@ -19,6 +19,7 @@ import { startRelay } from '../relay/src/server.js';
 import { APP_CHUNK_RE, APP_DIST, blankFrame, createDevice, ensureAppBuilt, holdAppChunk, launchChromium, phoneWithMadeUpHost, newAppContext, putAppRecordScript, qrFramesFromTerminal, storeHostsScript, visibleIn, writeY4m } from './support/browser.js';
 import { prng, testSeed } from './support/seeded.js';
 import { type StaticServer, startStaticServer } from './support/static-server.js';
+import { until } from './support/daemon.js';
 
 /** A screen must appear well within this on a cached reopen (the old worker's timeout was 4 s). */
 const REOPEN_BOUND_MS = 3000;
@@ -98,27 +99,42 @@ test.serial('first visit: every hashed file is downloaded once, and the service 
   await page.close();
 });
 
-test.serial('reopened while every request stalls, the app shows a usable Scan page from its service worker, and History opens', async (t) => {
-  await context.route('**/*', () => {
-    /* never answered: a network that hangs */
+/** Stops every service worker of the context, as a phone does with an app's a while after it was used. */
+async function stopWorkers(page: Page): Promise<void> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('ServiceWorker.enable');
+  await cdp.send('ServiceWorker.stopAllWorkers');
+  await cdp.send('ServiceWorker.disable');
+  await cdp.detach();
+}
+
+/** The service worker answered the page's navigation (Navigation Timing: it had to be running for it). */
+const workerAnswered = (page: Page) => page.evaluate<boolean>(`performance.getEntriesByType('navigation')[0].workerStart > 0`);
+
+for (const worker of ['running', 'stopped'] as const) {
+  test.serial(`reopened while every request stalls (service worker ${worker}), the app shows a usable Scan page from its cache, and History opens`, async (t) => {
+    await context.route('**/*', () => {
+      /* never answered: a network that hangs */
+    });
+    t.teardown(() => context.unrouteAll({ behavior: 'ignoreErrors' }));
+    const page = await context.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    if (worker === 'stopped') await stopWorkers(page);
+    const t0 = Date.now();
+    void page.goto(`${app.origin}/`).catch(() => {});
+    // The start screen or the Scan page: the same button, usable either way.
+    const scanButton = page.locator('[data-testid="scan-camera"]:visible');
+    await scanButton.waitFor({ timeout: REOPEN_BOUND_MS });
+    t.log(`Scan screen after ${Date.now() - t0} ms`);
+    t.true(await scanButton.isEnabled(), 'the scan button can be used');
+    await page.getByTestId('tab-history').click();
+    await visibleIn(page, 'page-history').waitFor({ timeout: REOPEN_BOUND_MS });
+    // Every request here hangs (none can reach the server), so what is on screen came from the cache.
+    t.true(await page.evaluate('navigator.serviceWorker.controller !== null'), 'the page is the service worker\'s');
+    t.true(await workerAnswered(page), 'the worker answered the navigation');
+    await page.close();
   });
-  t.teardown(() => context.unrouteAll({ behavior: 'ignoreErrors' }));
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  const t0 = Date.now();
-  void page.goto(`${app.origin}/`).catch(() => {});
-  // The start screen or the Scan page: the same button, usable either way.
-  const scanButton = page.locator('[data-testid="scan-camera"]:visible');
-  await scanButton.waitFor({ timeout: REOPEN_BOUND_MS });
-  t.log(`Scan screen after ${Date.now() - t0} ms`);
-  t.true(await scanButton.isEnabled(), 'the scan button can be used');
-  await page.getByTestId('tab-history').click();
-  await visibleIn(page, 'page-history').waitFor({ timeout: REOPEN_BOUND_MS });
-  // Every request here hangs (none can reach the server), so what is on screen came from the worker.
-  t.true(await page.evaluate('navigator.serviceWorker.controller !== null'), 'the page is the service worker\'s');
-  t.true(await page.evaluate(`performance.getEntriesByType('navigation')[0].workerStart > 0`), 'the worker answered the navigation');
-  await page.close();
-});
+}
 
 test.serial('reopened offline (CDP Network offline), the app shows the Scan page from its service worker', async (t) => {
   const page = await context.newPage();
@@ -445,6 +461,54 @@ test.serial('the camera view closed while the camera is still starting: the came
   t.true(stopped, 'the stream that arrived after the view closed was stopped');
   t.is(await page.evaluate<number>(`performance.getEntriesByName('qrauth:camera-live').length`), 0, 'the view was closed while the camera was still starting (it never went live)');
   t.is(await page.locator('[data-testid="scanner-video"]').count(), 0, 'no camera view');
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+test.serial('a new build reaches a phone that opens the app from its cache: the next open checks for it, the one after shows it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'qra-update-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync(APP_DIST, dir, { recursive: true });
+  const server = await startStaticServer(dir);
+  t.teardown(() => server.close());
+  const ctx = await newAppContext(browser, server.origin);
+  t.teardown(() => ctx.close());
+  const first = await ctx.newPage();
+  first.on('pageerror', (e) => pageErrors.push(e.message));
+  await first.goto(`${server.origin}/`);
+  await createDevice(first, 'Update test');
+  const cachedShell = (page: Page) => page.evaluate<string | null>(`caches.match('/index.html').then((r) => (r ? r.text() : null))`);
+  await until(async () => (await cachedShell(first)) !== null, 30_000, 'the worker keeps the shell');
+  await first.close();
+
+  // A new build on the server: another index.html (a mark in it) and a worker of another version.
+  const mark = '<meta name="qrauth-test-build" content="2">';
+  writeFileSync(join(dir, 'index.html'), readFileSync(join(dir, 'index.html'), 'utf8').replace('<head>', `<head>${mark}`));
+  const sw = readFileSync(join(dir, 'sw.js'), 'utf8');
+  const version = /const VERSION = "([0-9a-f]+)";/.exec(sw)?.[1];
+  if (!version) return t.fail('no VERSION in sw.js');
+  writeFileSync(join(dir, 'sw.js'), sw.replace(version, [...version].reverse().join('')));
+  for (const f of ['index.html', 'sw.js']) for (const ext of ['.gz', '.br']) rmSync(join(dir, f + ext), { force: true });
+
+  const second = await ctx.newPage();
+  second.on('pageerror', (e) => pageErrors.push(e.message));
+  await stopWorkers(second);
+  await second.goto(`${server.origin}/`);
+  t.true(await workerAnswered(second), 'the open after the change is the worker\'s');
+  t.is(await second.locator('meta[name="qrauth-test-build"]').count(), 0, 'still the cached build');
+  // That open asked for sw.js; the new worker keeps the new build, then takes over (and removes the old cache).
+  const taken = async () => (await cachedShell(second))?.includes(mark) && (await second.evaluate<number>('caches.keys().then((k) => k.length)')) === 1;
+  await until(taken, 30_000, 'the new worker active, with the new build\'s shell');
+  await second.close();
+
+  const third = await ctx.newPage();
+  third.on('pageerror', (e) => pageErrors.push(e.message));
+  await stopWorkers(third);
+  // (With the worker stopped Chromium may also send the navigation to the network while the worker
+  // starts, and drop that answer when the worker gives one: a request for / proves nothing here.)
+  await third.goto(`${server.origin}/`);
+  t.is(await third.locator('meta[name="qrauth-test-build"]').count(), 1, 'the next open is the new build');
+  t.true(await workerAnswered(third), 'from the worker');
+  await third.close();
   t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
 });
 
