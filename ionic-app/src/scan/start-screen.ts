@@ -51,7 +51,11 @@ export function showStartScreen(loadApp: () => Promise<unknown>, theme: ThemeSet
   panel.element.addEventListener('focusin', onFocusIn);
   // With the camera open, checked again later: a camera that fails or is cancelled without ever
   // going live must not leave the person on the start screen with no way to the other pages.
+  let checked = false;
   const later = () => {
+    // The first check, marked for the tests (test/app-load.test.ts) and traces.
+    if (!checked) performance.mark('qrauth:start-check', { detail: { scannerOpen: panel.scannerOpen() } });
+    checked = true;
     timer = panel.scannerOpen() ? setTimeout(later, APP_AFTER_MS) : undefined;
     if (timer === undefined) bringApp();
   };
