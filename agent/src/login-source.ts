@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { RHOST_NAME_PATTERN } from '../../protocol/src/index.js';
 import { SavedRecords } from './saved-records.js';
-import { readStateFile } from './state-file.js';
+import { readStateJson } from './state-file.js';
 
 /** Per DNS query (c-ares) and for the whole name lookup: the phone asks for the context after a scan, seconds later. */
 const QUERY_TIMEOUT_MS = 300;
@@ -144,6 +144,15 @@ const MAX_SEEN = 10_000;
 /** Well above MAX_SEEN hashes and times (~60 bytes each). */
 const MAX_SEEN_FILE_BYTES = 4 << 20;
 
+/** The file's salt and well-formed entries; any other entry is skipped, a file without a valid salt read as empty. */
+function seenFile(json: unknown): { salt: Buffer; seen: Array<[string, number]> } | null {
+  if (!json || typeof json !== 'object' || Array.isArray(json)) return null;
+  const { salt, seen } = json as { salt?: unknown; seen?: unknown };
+  if (typeof salt !== 'string' || !/^[0-9a-f]{32}$/.test(salt) || !seen || typeof seen !== 'object') return null;
+  const entries = Object.entries(seen as Record<string, unknown>).filter((e): e is [string, number] => /^[A-Za-z0-9_-]{43}$/.test(e[0]) && typeof e[1] === 'number' && Number.isInteger(e[1]));
+  return { salt: Buffer.from(salt, 'hex'), seen: entries };
+}
+
 /**
  * The addresses each user logged in from successfully, as salted hashes with the last time
  * (unix seconds), in <stateDir>/seen-addresses.json, 0600 and bounded (the oldest go first):
@@ -159,18 +168,10 @@ export class SeenAddresses {
     this.records = new SavedRecords(path, MAX_SEEN, (entries) => JSON.stringify({ salt: this.salt.toString('hex'), seen: Object.fromEntries(entries) }));
     try {
       // Made 0600 if others could read it; a symlink or anything unsafe: start empty, never follow it.
-      const file = readStateFile(path, { maxBytes: MAX_SEEN_FILE_BYTES });
-      if (!file) return;
-      const data = JSON.parse(file.text) as unknown;
-      if (data && typeof data === 'object' && !Array.isArray(data)) {
-        const { salt, seen } = data as { salt?: unknown; seen?: unknown };
-        if (typeof salt === 'string' && /^[0-9a-f]{32}$/.test(salt) && seen && typeof seen === 'object') {
-          this.salt = Buffer.from(salt, 'hex');
-          for (const [k, v] of Object.entries(seen as Record<string, unknown>)) {
-            if (/^[A-Za-z0-9_-]{43}$/.test(k) && typeof v === 'number' && Number.isInteger(v)) this.records.load(k, v);
-          }
-        }
-      }
+      const saved = readStateJson(path, { maxBytes: MAX_SEEN_FILE_BYTES }, seenFile);
+      if (!saved) return;
+      this.salt = saved.salt;
+      for (const [k, v] of saved.seen) this.records.load(k, v);
     } catch {
       /* unsafe or unreadable: every address is new, which is the cautious answer */
     }
