@@ -244,14 +244,31 @@ export async function phoneWithMadeUpHost(
   hostSeed: Uint8Array,
   onPageError: (message: string) => void,
 ): Promise<{ page: Page; hostId: string }> {
+  const { page, hostId } = await appPhone(t, browser, origin, { hostSeed, onPageError });
+  return { page, hostId: hostId! };
+}
+
+/**
+ * A phone in a context of its own (no service worker): the app opened, a device key made, and with
+ * `hostSeed` one made-up host enrolled. `camera` (default true): the site may use the camera;
+ * `initScripts` run before the app's code on every load.
+ */
+export async function appPhone(
+  t: ExecutionContext,
+  browser: Browser,
+  origin: string,
+  opts: { hostSeed?: Uint8Array; camera?: boolean; initScripts?: string[]; onPageError: (message: string) => void },
+): Promise<{ page: Page; hostId?: string }> {
   const context = await browser.newContext({ viewport: { width: 360, height: 640 }, serviceWorkers: 'block', reducedMotion: 'reduce' });
   t.teardown(() => context.close());
-  await context.grantPermissions(['camera'], { origin });
+  if (opts.camera ?? true) await context.grantPermissions(['camera'], { origin });
   const page = await context.newPage();
-  page.on('pageerror', (e) => onPageError(e.message));
+  page.on('pageerror', (e) => opts.onPageError(e.message));
+  for (const script of opts.initScripts ?? []) await page.addInitScript(script);
   await page.goto(`${origin}/`);
   await createDevice(page, 'Start screen phone');
-  const host = madeUpHostRecord(hostSeed, 'start-01');
+  if (!opts.hostSeed) return { page };
+  const host = madeUpHostRecord(opts.hostSeed, 'start-01');
   await page.evaluate(storeHostsScript([host]));
   return { page, hostId: host.hostId };
 }
