@@ -45,6 +45,7 @@ import {
   waitForLog,
 } from './lib.js';
 import { lineChart } from './plot.js';
+import { prng } from '../test/support/seeded.js';
 
 const only = new Set(process.argv.slice(2));
 const want = (b: string) => only.size === 0 || only.has(b);
@@ -85,7 +86,9 @@ const host = loadOrCreateHostKey(stateDir); // the agent process loads this same
 const devicesDir = join(work, 'devices');
 mkdirSync(devicesDir, { mode: 0o755 });
 const USERS = Array.from({ length: 8 }, (_, i) => `benchu${i}`);
-const phoneSeeds = Array.from({ length: 8 }, () => nodeCrypto.randomBytes(32));
+/** The bench's keys from a fixed seed, as the tests' are: a run that fails can be replayed with the same phones. */
+const benchBytes = prng(0x0bec_5eed);
+const phoneSeeds = Array.from({ length: 8 }, () => benchBytes(32));
 const devicesText = `${phoneSeeds.map((s, i) => BenchPhone.devicesLine(s, `Bench phone ${i}`)).join('\n')}\n`;
 for (const u of [...USERS, 'qrtest-alice']) writeFileSync(join(devicesDir, u), devicesText, { mode: 0o600 });
 
@@ -287,7 +290,7 @@ async function bench9(agent: { socket: string; logFile: string }, relayUrl: stri
   // ES256 with a sign counter: what phone platform authenticators make, and of the passkey kinds the
   // dearest at the agent (it also stores each new counter).
   const authenticator = new SoftAuthenticator({ alg: 'ES256', origin: 'https://app.qrauth.example', counter: 1 });
-  const passkeySeed = nodeCrypto.randomBytes(32);
+  const passkeySeed = benchBytes(32);
   const passkeyLine = formatDeviceLine({ publicKey: nodeCrypto.ed25519FromSeed(passkeySeed).publicKey, enrolled: '2026-01-01', name: 'Bench passkey phone', passkey: authenticator.passkey() });
   writeFileSync(join(devicesDir, PASSKEY_USER), `${passkeyLine}\n`, { mode: 0o600 });
   const plainPhone = await BenchPhone.connect(relayUrl, phoneSeeds[1]!);
