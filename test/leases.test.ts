@@ -10,7 +10,8 @@ import { execFile, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { toB64url } from '../protocol/src/index.js';
+import { leaseRevokeResult, toB64url } from '../protocol/src/index.js';
+import { nodeCrypto } from '../protocol/src/crypto-node.js';
 import { startRelay, type Relay } from '../relay/src/server.js';
 import { startHostileRelay } from './support/hostile-relay.js';
 import { startAgent, type Agent } from '../agent/src/agent.js';
@@ -251,7 +252,14 @@ test.serial('the phone ends its own leases through the relay; forged, stale, for
   await startOurAgent({ relayUrl: relay.url });
   t.like(await other.sendLeaseRevoke({ ...other.signLeaseRevoke(hostId, '*'), deviceId: phone.deviceId }), { ok: false, code: 'QRA_ERR_INVALID_INPUT' });
   t.like(await other.revokeLeases(hostId), { ok: true, revoked: 0 }, 'another phone has none to end');
-  t.like(await phone.sendLeaseRevoke(genuine), { ok: true, revoked: 1 }, 'the phone ends its own');
+  const ended = await phone.sendLeaseRevoke(genuine);
+  t.like(ended, { ok: true, revoked: 1 }, 'the phone ends its own');
+  // The host signs the count for exactly this request: a relay cannot claim "ended" for one it dropped.
+  if (!ended.ok) return;
+  t.deepEqual(leaseRevokeResult(nodeCrypto, agent.host.publicKey, genuine, ended), { state: 'ended', revoked: 1 });
+  t.throws(() => leaseRevokeResult(nodeCrypto, agent.host.publicKey, genuine, { ...ended, revoked: 2 }), { message: /a relay changed it/ }, 'another count');
+  t.throws(() => leaseRevokeResult(nodeCrypto, agent.host.publicKey, { ...genuine, time: genuine.time + 1 }, ended), { message: /a relay changed it/ }, 'the answer to another request');
+  t.deepEqual(leaseRevokeResult(nodeCrypto, agent.host.publicKey, genuine, { revoked: 1 }), { state: 'unconfirmed' }, 'an unsigned answer proves nothing');
   t.deepEqual(agent.leases.list(USER), []);
   t.true(logs.some((l) => /event=leases_revoked .*by=phone .*count=1/.test(l)));
   await expectQr(keys.a, USER);

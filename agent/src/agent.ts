@@ -110,6 +110,7 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
         return undefined; // unreadable or unsafe file: no key to check the request with, nothing ends
       }
     },
+    sign: host.sign,
     log,
   });
   const relay =

@@ -23,6 +23,7 @@ import {
   str,
   toB64url,
   fromB64url,
+  leaseRevokeAckBytes,
   leaseRevokeBytes,
   type LeaseRevokeAck,
   type LeaseRevokeMessage,
@@ -165,6 +166,8 @@ export interface PhoneRevokeDeps {
    * or undefined when that device is not enrolled for that user (or the file cannot be read).
    */
   devicePub(user: string, deviceId: string): Promise<Uint8Array | undefined>;
+  /** The host key's signature: every answer that ends (or finds nothing to end) is signed (leaseRevokeAckBytes). */
+  sign(message: Uint8Array): Uint8Array;
   log: Logger;
 }
 
@@ -184,6 +187,8 @@ export class PhoneLeaseRevokes {
 
   async handle(msg: LeaseRevokeMessage, now = Date.now()): Promise<LeaseRevokeAck> {
     const { deps } = this;
+    // The count, signed for exactly this request: the relay cannot answer "ended" for one it dropped.
+    const answer = (revoked: number): LeaseRevokeAck => ({ ok: true, revoked, sig: toB64url(deps.sign(leaseRevokeAckBytes(msg, revoked))) });
     if (msg.hostId !== deps.hostId) return { ok: false, code: 'QRA_ERR_INVALID_INPUT', message: 'this request names another host' };
     if (Math.abs(now - msg.time) > PHONE_REVOKE_WINDOW_MS) {
       return { ok: false, code: 'QRA_ERR_EXPIRED', message: "the request is over 2 minutes old or the phone's clock is off; set the clock and try again" };
@@ -200,7 +205,7 @@ export class PhoneLeaseRevokes {
       }
     }
     // No lease of this device for a user it is enrolled for: nothing it could end.
-    if (!pub) return { ok: true, revoked: 0 };
+    if (!pub) return answer(0);
     if (!nodeCrypto.ed25519Verify(pub, leaseRevokeBytes(msg), fromB64url(msg.sig, 64))) {
       deps.log('leases_revoke_rejected', { by: 'phone', device: msg.deviceId, cause: 'bad signature' });
       return { ok: false, code: 'QRA_ERR_SIGNATURE', message: 'the lease revoke signature does not verify' };
@@ -209,7 +214,7 @@ export class PhoneLeaseRevokes {
     const key = `${msg.deviceId} ${msg.leaseId} ${msg.time}`;
     if (this.served.has(key)) {
       deps.log('leases_revoke_rejected', { by: 'phone', device: msg.deviceId, cause: 'repeated request' });
-      return { ok: true, revoked: 0 };
+      return answer(0);
     }
     if (this.served.size >= PHONE_REVOKES_REMEMBERED) {
       return { ok: false, code: 'QRA_ERR_RATE_LIMITED', message: 'too many lease revokes in the last minutes; wait two minutes and try again' };
@@ -217,6 +222,6 @@ export class PhoneLeaseRevokes {
     this.served.set(key, msg.time + PHONE_REVOKE_WINDOW_MS);
     const n = deps.leases.revoke((l) => mine(l) && enrolledFor.has(l.user));
     deps.log('leases_revoked', { by: 'phone', device: msg.deviceId, id: msg.leaseId === '*' ? '*' : msg.leaseId.slice(0, 8), count: n });
-    return { ok: true, revoked: n };
+    return answer(n);
   }
 }

@@ -127,7 +127,8 @@ export const leaseRevokeMessage: Check<LeaseRevokeMessage> = object({
   sig,
 });
 /** How many leases ended (0: none matched, or a repeat of a request already served). */
-export type LeaseRevokeAck = Ack<{ revoked: number }>;
+/** `sig`: the host's signature over leaseRevokeAckBytes (signed.ts); hosts from before it send none. */
+export type LeaseRevokeAck = Ack<{ revoked: number; sig?: string }>;
 
 export interface EnrollMessage {
   hostId: string;
@@ -173,7 +174,7 @@ function ackOf<T extends object>(okShape: Check<T>): Check<Ack<T>> {
 }
 export const contextAck: Check<ContextAck> = ackOf(object({ ok: literal(true), context: signedContext }));
 export const decisionAck: Check<DecisionAck> = ackOf(object({ ok: literal(true), result: oneOf(['approved', 'denied'] as const) }));
-export const leaseRevokeAck: Check<LeaseRevokeAck> = ackOf(object({ ok: literal(true), revoked: int({ min: 0, max: 10_000 }) }));
+export const leaseRevokeAck: Check<LeaseRevokeAck> = ackOf(object({ ok: literal(true), revoked: int({ min: 0, max: 10_000 }), sig: optional(sig) }));
 /** A relay URL as a host signs it: printable ASCII; verifyEnrollAck holds it to relayUrlProblem after the signature. */
 const relayUrlText = str({ max: RELAY_URL_MAX, pattern: /^https?:\/\/[!-~]+$/ });
 export const enrollAck: Check<EnrollAck> = ackOf(

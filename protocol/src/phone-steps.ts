@@ -11,7 +11,7 @@ import { enrollAck, type DecisionMessage, type EnrollAck, type EnrollMessage, ty
 import { keyId } from './ids.js';
 import { normaliseRelayUrl, type EnrollPayload, type LoginPayload } from './payloads.js';
 import type { PasskeyInfo } from './webauthn.js';
-import { contextBytes, decisionBytes, leaseRevokeBytes, enrollAckBytes, enrollBytes, enrollOutcomeBytes, type Decision, type EnrollOutcome } from './signed.js';
+import { contextBytes, decisionBytes, leaseRevokeAckBytes, leaseRevokeBytes, enrollAckBytes, enrollBytes, enrollOutcomeBytes, type Decision, type EnrollOutcome } from './signed.js';
 
 /**
  * Accept a context only if it is the one asked for, signed by the host key the phone got at
@@ -73,6 +73,30 @@ export function signLeaseRevoke(
 ): LeaseRevokeMessage {
   const sig = crypto.ed25519Sign(seed, leaseRevokeBytes({ hostId, deviceId, leaseId, time }));
   return { hostId, deviceId, leaseId, time, sig: toB64url(sig) };
+}
+
+/**
+ * What the host's answer to a lease revoke proves: 'ended' with the count when the host signed it
+ * for exactly this request; 'unconfirmed' when it carries no signature (a host from before it, or
+ * a relay that dropped the request and answered itself: the phone cannot tell which). A
+ * signature that does not verify is a relay that changed the answer: QRA_ERR_SIGNATURE.
+ */
+export function leaseRevokeResult(
+  crypto: QrCrypto,
+  hostPub: Uint8Array,
+  sent: LeaseRevokeMessage,
+  ack: { revoked: number; sig?: string },
+): { state: 'ended'; revoked: number } | { state: 'unconfirmed' } {
+  if (ack.sig === undefined) return { state: 'unconfirmed' };
+  const changed = new QrauthError('QRA_ERR_SIGNATURE', "the answer is not the host's: a relay changed it");
+  let sig: Uint8Array;
+  try {
+    sig = fromB64url(ack.sig, 64);
+  } catch {
+    throw changed;
+  }
+  if (keyId(crypto, hostPub) !== sent.hostId || !crypto.ed25519Verify(hostPub, leaseRevokeAckBytes(sent, ack.revoked), sig)) throw changed;
+  return { state: 'ended', revoked: ack.revoked };
 }
 
 /** The signed enrollment request (bound to the token, which is not in it) and the fingerprint to show. */

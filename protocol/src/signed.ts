@@ -13,6 +13,7 @@ export const LABELS = {
   approve: 'qrauth-approve-v1',
   approveLease: 'qrauth-approve-v2',
   leaseRevoke: 'qrauth-lease-revoke-v1',
+  leaseRevokeAck: 'qrauth-lease-revoke-ack-v1',
   hostAuth: 'qrauth-host-auth-v1',
   deviceAuth: 'qrauth-device-auth-v1',
   enroll: 'qrauth-enroll-v1',
@@ -112,6 +113,15 @@ export interface LeaseRevokeFields {
 
 export function leaseRevokeBytes(r: LeaseRevokeFields): Uint8Array {
   return canonical(LABELS.leaseRevoke, [r.hostId, r.deviceId, r.leaseId, String(r.time)]);
+}
+
+/**
+ * What the host signs to answer a phone's lease revoke: the request's fields and how many leases
+ * it ended. The relay carries the answer and could otherwise report "ended" for a request it
+ * dropped, while a stolen SSH key kept its lease.
+ */
+export function leaseRevokeAckBytes(r: LeaseRevokeFields, revoked: number): Uint8Array {
+  return canonical(LABELS.leaseRevokeAck, [r.hostId, r.deviceId, r.leaseId, String(r.time), String(revoked)]);
 }
 
 /** Socket.IO handshake proof for a host or a device: signs its id, a time (unix ms) and a fresh nonce. */
