@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { Socket } from 'socket.io';
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
-import { FINGERPRINT_PATTERN, type SignedContext, contextBytes, toB64url } from '../protocol/src/index.js';
+import { FINGERPRINT_PATTERN, type SignedContext, contextBytes, formatEnrollPayload, toB64url } from '../protocol/src/index.js';
 import {
   type AppInChromium,
   approveAndFinishSsh,
@@ -290,6 +290,68 @@ test.serial('a hostile relay hands over login details not signed by the host: "S
   await p.screenshot({ path: artifactPath('bad-signature-360.png') });
   await p.waitForTimeout(500); // give a stray decision time to arrive
   t.is(decisions.length, 0, 'the hostile relay received no decision');
+  t.deepEqual(errors, [], 'no uncaught errors in the page');
+});
+
+test.serial('attack: a relay that answers for the host (a refusal coaching the person, "leases ended") — the app shows none of its words and no unsigned "ended"', async (t) => {
+  t.log(`seed ${SEED}`);
+  const host = stack.agent.agent.host;
+  // What a phisher's relay would like on screen beside "I started this login: show the code".
+  const COACH = 'Security check: read the 8-digit code below to the help desk on +1 555 0100';
+  const revokes: unknown[] = [];
+  const hostile = await startHostileRelay({
+    onDevice: (s: Socket) => {
+      s.on('context', (_req: unknown, ack: (a: unknown) => void) => ack({ ok: false, code: 'QRA_ERR_INTERNAL', message: COACH }));
+      s.on('enroll', (_msg: unknown, ack: (a: unknown) => void) => ack({ ok: false, code: 'QRA_ERR_ENROLL', message: COACH }));
+      // The revoke is dropped; the relay answers "ended" itself: unsigned first, then with a made-up signature.
+      s.on('revokeLeases', (msg: unknown, ack: (a: unknown) => void) => {
+        revokes.push(msg);
+        ack(revokes.length === 1 ? { ok: true, revoked: 1 } : { ok: true, revoked: 1, sig: toB64url(seededBytes(64)) });
+      });
+    },
+  });
+  const ctx = await newAppContext(browser, app.origin);
+  t.teardown(async () => {
+    await ctx.close();
+    await hostile.close();
+  });
+  const p = await ctx.newPage();
+  const errors: string[] = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  await p.goto(`${app.origin}/`);
+  await createDevice(p, 'Alice browser coached');
+  await p.evaluate(storeHostsScript([{ hostId: host.hostId, hostPub: toB64url(host.publicKey), hostname: 'test-host', relayUrl: hostile.url, enrolledAt: Date.now() }]));
+  const shown = (id: string) => visibleIn(p, id);
+  const pageText = async () => (await p.locator('.ion-page:not(.ion-page-hidden)').last().innerText()) ?? '';
+
+  // A login whose details the relay refuses to fetch, with its own text.
+  await p.getByTestId('tab-scan').click();
+  await shown('payload-input').locator('textarea').fill(`QRA1:${host.hostId}:${toB64url(seededBytes(16))}:${toB64url(seededBytes(16))}`);
+  await shown('payload-submit').click();
+  await shown('warning-error').waitFor({ timeout: 10_000 });
+  t.regex(await shown('warning-error').innerText(), /This login could not be checked/);
+  t.regex(await shown('warning-error').innerText(), /an error came back \(QRA_ERR_INTERNAL\)/, "the phone's own words for the code");
+  t.false((await pageText()).includes('help desk'), 'none of the relay\'s words on the page');
+
+  // "End my leases": the relay's own "ended" is not the host's.
+  await p.getByTestId('tab-hosts').click();
+  await shown('end-leases').click();
+  await shown('end-leases-result').getByText(/Sent, but the answer is not signed by the host/).waitFor({ timeout: 10_000 });
+  t.notRegex(await shown('end-leases-result').innerText(), /Ended/, 'an unsigned answer is not "ended"');
+  await shown('end-leases').click();
+  await shown('end-leases-result').getByText(/Could not end them: the answer is not the host's: a relay changed it/).waitFor({ timeout: 10_000 });
+  t.is(revokes.length, 2, 'both requests reached the relay (and no further)');
+
+  // An enrollment the relay refuses with its own text.
+  const enrollKey = nodeCrypto.ed25519FromSeed(seededBytes(32));
+  await p.getByTestId('tab-scan').click();
+  await shown('payload-input').locator('textarea').fill(formatEnrollPayload({ hostPub: enrollKey.publicKey, token: seededBytes(16), hostname: 'coach-host', relayUrl: hostile.url }));
+  await shown('payload-submit').click();
+  await shown('enroll-send').click();
+  const refused = p.getByTestId('page-enroll').getByTestId('warning-error');
+  await refused.waitFor({ timeout: 10_000 });
+  t.regex(await refused.innerText(), /the enrollment code is unknown, used or expired/);
+  t.false((await pageText()).includes('help desk'), 'none of the relay\'s words on the enrollment page');
   t.deepEqual(errors, [], 'no uncaught errors in the page');
 });
 

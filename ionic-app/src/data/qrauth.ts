@@ -17,6 +17,7 @@ import {
   fromB64url,
   keyId,
   leaseRevokeAck,
+  leaseRevokeResult,
   type LoginPayload,
   offlineCode,
   offlineKey,
@@ -35,7 +36,8 @@ import {
 import type { TrustedHost } from '../models';
 import { withDeviceSeed } from './device-key';
 import { assertPasskey, createPasskey, platformPasskeyAvailable } from './passkey';
-import { asErrorCode, ask, checkAck, connectRelay, RELAY_TIMEOUT_MS } from './relay-client';
+import { answerError } from './error-text';
+import { ask, checkAck, connectRelay, RELAY_TIMEOUT_MS } from './relay-client';
 import { findHost, saveHost } from './store';
 
 export interface ScannedLogin {
@@ -106,7 +108,7 @@ async function askHostRelays<T>(
     const raw: unknown = await ask(() => send(socket));
     const ack = checkAck(check, raw, what);
     if (!ack.ok && ack.code === 'QRA_ERR_HOST_OFFLINE' && !last) continue;
-    if (!ack.ok) throw new QrauthError(asErrorCode(ack.code), ack.message);
+    if (!ack.ok) throw answerError(ack.code);
     return { ack, relayUrl };
   }
   throw new QrauthError('QRA_ERR_HOST_OFFLINE', 'this host has no relay; enroll again');
@@ -141,12 +143,14 @@ export async function sendDecision({ payload, host }: ScannedLogin, ctx: SignedC
 /**
  * Ends every lease this phone granted on a host ("approve for 1 h from this key"): the request is
  * signed with the device key and the host checks it, so the relay only routes it. Tries the host's
- * relays in order like a login. Returns how many leases the host ended.
+ * relays in order like a login. 'ended' with the count only when the host signed its answer for
+ * this request; 'unconfirmed' when the answer is unsigned (a host from before signed answers, or a
+ * relay answering for a request it dropped); QRA_ERR_SIGNATURE when a relay changed it.
  */
-export async function endMyLeases(host: TrustedHost): Promise<number> {
+export async function endMyLeases(host: TrustedHost): Promise<{ state: 'ended'; revoked: number } | { state: 'unconfirmed' }> {
   const msg = await withDeviceSeed((seed, device) => signLeaseRevoke(webCrypto, seed, device.deviceId, host.hostId, '*'));
   const { ack } = await askHostRelays(host, (socket) => socket.timeout(RELAY_TIMEOUT_MS).emitWithAck('revokeLeases', msg), leaseRevokeAck, 'lease answer');
-  return ack.revoked;
+  return leaseRevokeResult(webCrypto, fromB64url(host.hostPub, 32), msg, ack);
 }
 
 export interface EnrollOffer {
@@ -236,7 +240,7 @@ export async function waitForEnrollAnswer(offer: EnrollOffer, msg: EnrollMessage
       if (e instanceof QrauthError && e.code === 'QRA_ERR_SIGNATURE') throw e;
       continue; // relay briefly away: ask again until the deadline
     }
-    if (!sent.ack.ok) throw new QrauthError(asErrorCode(sent.ack.code), sent.ack.message);
+    if (!sent.ack.ok) throw answerError(sent.ack.code);
     if (sent.outcome === 'confirmed' || sent.outcome === 'refused') return sent.outcome;
   }
   return 'timed-out';

@@ -7,24 +7,20 @@ import { type Socket, io } from 'socket.io-client';
 import { webCrypto } from '../../../protocol/src/crypto-web.js';
 import {
   DEVICE_NAMESPACE,
-  ERROR_CODES,
   type DeviceClientToServer,
   type DeviceServerToClient,
-  type ErrorCode,
   QrauthError,
   makeAuthHandshake,
   relayUrlProblem,
 } from '../../../protocol/src/index.js';
 import { DeviceKeyError, onDeviceReset, withDeviceSeed } from './device-key';
+import { answerText, asErrorCode } from './error-text';
 
 type DeviceSocket = Socket<DeviceServerToClient, DeviceClientToServer>;
 
 /** How long to wait for the relay to connect, and then for each answer. */
 export const RELAY_TIMEOUT_MS = 8000;
 
-export function asErrorCode(code: unknown): ErrorCode {
-  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : 'QRA_ERR_INTERNAL';
-}
 
 const sockets = new Map<string, DeviceSocket>();
 /** Who waits for a connection of this socket, to hear that its handshake could not be signed. */
@@ -94,8 +90,9 @@ export async function connectRelay(relayUrl: string, timeoutMs = RELAY_TIMEOUT_M
         lastError = err.message;
         if (!s.active) {
           // Refused by the relay's handshake check: retrying will not help.
-          const code = err.data?.code !== undefined ? asErrorCode(err.data.code) : 'QRA_ERR_UNAUTHENTICATED';
-          done(new QrauthError(code, `the relay refused this phone: ${err.message}`));
+          // In the phone's own words: the relay's text is the relay's to write (error-text.ts).
+          const code = err.data?.code !== undefined ? err.data.code : 'QRA_ERR_UNAUTHENTICATED';
+          done(new QrauthError(asErrorCode(code), `the relay refused this phone: ${answerText(code)}`));
         } else {
           // Network-level failure (refused, DNS, offline): say so now rather than after the
           // timeout; the person has the offline code and a "Try again" button meanwhile.

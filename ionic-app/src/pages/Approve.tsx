@@ -9,6 +9,7 @@ import { Page } from '../components/Page';
 import { ReplaceDeviceKey } from '../components/ReplaceDeviceKey';
 import { Warning } from '../components/Warning';
 import { DeviceKeyError } from '../data/device-key';
+import { answerText } from '../data/error-text';
 import { PasskeyError } from '../data/passkey';
 import { type ScannedLogin, fetchLoginContext, loginOfflineCode, resolveLogin, sendDecision } from '../data/qrauth';
 import { addHistory } from '../data/store';
@@ -165,11 +166,11 @@ export default function Approve() {
       if (gen !== generation.current) return;
       if (!ack.ok && (ack.code === 'QRA_ERR_USER_VERIFICATION' || ack.code === 'QRA_ERR_PASSKEY')) {
         // The host keeps the login open after these: say why, and let the person try again.
-        setSent({ state: 'passkey', title: 'Your fingerprint, face or PIN is needed', message: ack.message });
+        setSent({ state: 'passkey', title: 'Your fingerprint, face or PIN is needed', message: answerText(ack.code) });
         return;
       }
       setSent({ state: 'done', decision, ack });
-      await addHistory({ ...base, outcome: ack.ok ? ack.result : 'rejected', ...(ack.ok ? {} : { detail: ack.message }) });
+      await addHistory({ ...base, outcome: ack.ok ? ack.result : 'rejected', ...(ack.ok ? {} : { detail: answerText(ack.code) }) });
     } catch (e) {
       const message = (e as Error).message;
       if (gen !== generation.current) return;
@@ -294,7 +295,7 @@ export default function Approve() {
               <p data-testid="offline-code-hidden">The offline code is hidden because this login could not be verified.</p>
             </Warning>
           ) : null}
-          {context.state === 'error' ? <Warning kind="error" title="The host refused">{context.message}</Warning> : null}
+          {context.state === 'error' ? <Warning kind="error" title="This login could not be checked">{context.message}</Warning> : null}
 
           {ctx ? (
             <section className="login-context" aria-labelledby="login-question" data-testid="login-context">
@@ -379,7 +380,7 @@ export default function Approve() {
                     kind={sent.ack.code === 'QRA_ERR_EXPIRED' ? 'expired' : 'error'}
                     title={sent.ack.code === 'QRA_ERR_NO_PASSKEY' ? `${ctx.hostname} requires a passkey for this` : 'The host did not accept this'}
                   >
-                    {sent.ack.message}
+                    {answerText(sent.ack.code)}
                     {sent.ack.code === 'QRA_ERR_NO_PASSKEY' ? (
                       <span data-testid="needs-passkey">
                         {' '}

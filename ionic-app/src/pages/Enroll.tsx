@@ -6,6 +6,7 @@ import { Page } from '../components/Page';
 import { ReplaceDeviceKey } from '../components/ReplaceDeviceKey';
 import { Warning } from '../components/Warning';
 import { DeviceKeyError } from '../data/device-key';
+import { answerText } from '../data/error-text';
 import { PasskeyError } from '../data/passkey';
 import { type EnrollAnswer, type EnrollOffer, ENROLL_ANSWER_WAIT_MS, prepareEnroll, sendEnroll, waitForEnrollAnswer } from '../data/qrauth';
 
@@ -208,7 +209,7 @@ export default function Enroll() {
             </Warning>
           ) : null}
           {step.state === 'refused' ? (
-            <Warning kind="error" title="The host refused the enrollment">{step.ack.message}</Warning>
+            <Warning kind="error" title="The host refused the enrollment">{answerText(step.ack.code)}</Warning>
           ) : null}
           {step.state === 'changed' ? (
             <Warning kind="signature" title="Not enrolled: the answer did not come from the host">

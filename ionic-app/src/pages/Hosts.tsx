@@ -7,7 +7,7 @@ import { endMyLeases } from '../data/qrauth';
 import { listHosts, onStoreChange, removeHost } from '../data/store';
 
 /** What the last "End my leases" did, per host id. */
-type LeaseEnd = { state: 'sending' } | { state: 'done'; revoked: number } | { state: 'failed'; message: string };
+type LeaseEnd = { state: 'sending' } | { state: 'ended'; revoked: number } | { state: 'unconfirmed' } | { state: 'failed'; message: string };
 
 function useHosts(): TrustedHost[] | undefined {
   const [hosts, setHosts] = useState<TrustedHost[]>();
@@ -23,6 +23,9 @@ function leaseStatus(end: LeaseEnd | undefined): string {
   if (!end) return '';
   if (end.state === 'sending') return 'Ending…';
   if (end.state === 'failed') return `Could not end them: ${end.message}`;
+  if (end.state === 'unconfirmed') {
+    return "Sent, but the answer is not signed by the host (an older qrauth there, or a relay that answered for it): this phone cannot tell whether they ended. To be sure, run qrauth leases revoke on the host.";
+  }
   if (end.revoked === 0) return 'This phone had no lease there.';
   return `Ended ${end.revoked} ${end.revoked === 1 ? 'lease' : 'leases'}: the next login there needs this phone again.`;
 }
@@ -38,7 +41,7 @@ export default function Hosts() {
     setLeaseEnds((m) => ({ ...m, [h.hostId]: { state: 'sending' } }));
     let end: LeaseEnd;
     try {
-      end = { state: 'done', revoked: await endMyLeases(h) };
+      end = await endMyLeases(h);
     } catch (e) {
       end = { state: 'failed', message: e instanceof Error ? e.message : String(e) };
     }
