@@ -5,10 +5,14 @@
  * never answers at all, or sends huge messages. Each can only deny or delay a login.
  */
 import test from 'ava';
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server as NetServer, type Socket as NetSocket } from 'node:net';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { constants as zlib, deflateRawSync } from 'node:zlib';
 import type { Socket } from 'socket.io';
 import { nodeCrypto as c } from '../protocol/src/crypto-node.js';
 import {
@@ -24,6 +28,7 @@ import {
   type FrameMsg,
   type SignedContext,
 } from '../protocol/src/index.js';
+import { RELAY_MESSAGE_MAX_BYTES } from '../agent/src/relay-link.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { startHostileRelay, type HostileRelay } from './support/hostile-relay.js';
 import { eventually } from './support/net.js';
@@ -253,10 +258,11 @@ test.serial('a relay that accepts the connection and then never speaks: WAIT ans
   t.like(await s.client.next(), { result: Result.APPROVED });
 });
 
-test.serial('huge and binary messages from the relay are refused and the agent keeps serving', async (t) => {
+test.serial('huge and binary messages from the relay, up to the link limit, are refused and the agent keeps serving', async (t) => {
   const s = await login(hostA);
   const A = hostA.agent.host.hostId;
-  const big = 'x'.repeat(8 * 1024 * 1024);
+  // As large as the link takes; over it the link closes (the deflate-bomb test below).
+  const big = 'x'.repeat(RELAY_MESSAGE_MAX_BYTES - 1024);
   for (const [event, payload] of [
     ['context', { sid: big }],
     ['decision', { ...signed(phoneKey, s), sig: big }],
@@ -269,6 +275,156 @@ test.serial('huge and binary messages from the relay are refused and the agent k
   t.true(hostA.agent.relay!.up, 'the link survived');
   s.client.send({ type: MsgType.WAIT });
   t.like(await relay.askHost(A, 'decision', signed(phoneKey, s)), { ok: true, result: 'approved' });
+  t.like(await s.client.next(), { result: Result.APPROVED });
+});
+
+/** One WebSocket frame as a server sends it (unmasked, FIN); `rsv1` marks it permessage-deflate compressed. */
+function wsFrame(payload: Buffer, opts: { rsv1?: boolean; opcode?: number } = {}): Buffer {
+  const first = 0x80 | (opts.rsv1 ? 0x40 : 0) | (opts.opcode ?? 1);
+  const n = payload.length;
+  const head = n < 126 ? Buffer.from([first, n]) : Buffer.alloc(n < 65536 ? 4 : 10);
+  if (n >= 126) {
+    head[0] = first;
+    head[1] = n < 65536 ? 126 : 127;
+    if (n < 65536) head.writeUInt16BE(n, 2);
+    else head.writeBigUInt64BE(BigInt(n), 2);
+  }
+  return Buffer.concat([head, payload]);
+}
+
+/** Splits the client's byte stream into frames (masked, as a client must send them). */
+function wsFrameReader(onFrame: (opcode: number, payload: Buffer) => void): (chunk: Buffer) => void {
+  let buf = Buffer.alloc(0);
+  return (chunk) => {
+    buf = Buffer.concat([buf, chunk]);
+    for (;;) {
+      if (buf.length < 2) return;
+      let len = buf[1]! & 0x7f;
+      let off = 2;
+      if (len === 126) [len, off] = buf.length < 4 ? [-1, 0] : [buf.readUInt16BE(2), 4];
+      else if (len === 127) [len, off] = buf.length < 10 ? [-1, 0] : [Number(buf.readBigUInt64BE(2)), 10];
+      const maskLen = buf[1]! & 0x80 ? 4 : 0;
+      if (len < 0 || buf.length < off + maskLen + len) return;
+      const payload = Buffer.from(buf.subarray(off + maskLen, off + maskLen + len));
+      for (let i = 0; maskLen && i < len; i++) payload[i]! ^= buf[off + (i & 3)]!;
+      onFrame(buf[0]! & 0x0f, payload);
+      buf = buf.subarray(off + maskLen + len);
+    }
+  };
+}
+
+interface FrameLink {
+  /** The agent's Sec-WebSocket-Extensions offer on this connection. */
+  extensions: string | undefined;
+  /** The close code the agent sent, 'no close frame' if the TCP connection just ended, 'still open' if neither within `ms`. */
+  closed(ms: number): Promise<number | 'no close frame' | 'still open'>;
+  send(frame: Buffer): void;
+}
+
+/**
+ * A relay written at the WebSocket frame level (after the security review's rawrelay.mjs), so it
+ * can send what a Socket.IO server never would: frames far over any limit, compressed or not.
+ * It accepts permessage-deflate when the agent offers it, as a hostile relay would, and completes
+ * the engine.io and /host handshakes so the agent counts the link as up.
+ */
+async function startFrameRelay() {
+  const links: FrameLink[] = [];
+  let plainHttpRequests = 0;
+  const sockets = new Set<Duplex>();
+  const http = createHttpServer((_req, res) => {
+    plainHttpRequests++; // the polling transport would arrive here
+    res.writeHead(400).end();
+  });
+  http.on('upgrade', (req, sock: Duplex) => {
+    sockets.add(sock);
+    sock.on('error', () => {});
+    const extensions = req.headers['sec-websocket-extensions'];
+    const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    sock.write(
+      ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${accept}`]
+        .concat(extensions?.includes('permessage-deflate') ? ['Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover'] : [])
+        .concat(['', ''])
+        .join('\r\n'),
+    );
+    sock.write(wsFrame(Buffer.from('0{"sid":"AAAAAAAAAAAAAAAAAAAA","upgrades":[],"pingInterval":600000,"pingTimeout":600000,"maxPayload":1000000}')));
+    let closeCode: number | 'no close frame' | undefined;
+    const ended = new Promise<void>((r) => sock.once('close', () => r()));
+    sock.on(
+      'data',
+      wsFrameReader((opcode, payload) => {
+        const text = payload.toString();
+        if (opcode === 1 && text.startsWith('40/host,')) sock.write(wsFrame(Buffer.from('40/host,{"sid":"BBBBBBBBBBBBBBBBBBBB"}')));
+        if (opcode === 8) {
+          closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+          sock.end(wsFrame(payload.subarray(0, 2), { opcode: 8 }));
+        }
+      }),
+    );
+    void ended.then(() => (closeCode ??= 'no close frame'));
+    links.push({
+      extensions,
+      async closed(ms) {
+        await Promise.race([ended, sleep(ms)]);
+        return closeCode ?? 'still open';
+      },
+      send: (frame) => void sock.write(frame),
+    });
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(http.address() as { port: number }).port}`,
+    links,
+    get plainHttpRequests() {
+      return plainHttpRequests;
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      http.close();
+    },
+  };
+}
+
+test.serial('a relay that sends a 16 MiB deflate bomb or a frame one byte over the limit: the agent negotiates no compression, closes the link at that frame, reconnects, and the code still works', async (t) => {
+  // Security review: a 90 KB compressed frame inflated to a 90 MiB event (RSS +400 MB per message,
+  // the event loop blocked ~0.8 s) because the link took ws's defaults: 100 MiB and permessage-deflate.
+  const relay = await startFrameRelay();
+  t.teardown(() => relay.close());
+  const f = await startTestAgent({ relayUrl: relay.url }, { passwdPath, noControl: true });
+  t.teardown(() => f.close());
+  f.setDevices('alice', [phoneKey.line]);
+  /** A context request without an ack id (the agent ignores it) of exactly `bytes` bytes. */
+  const event = (bytes: number) => {
+    const [head, tail] = ['42/host,["context",{"sid":"', '"}]'];
+    return Buffer.from(`${head}${'x'.repeat(bytes - head.length - tail.length)}${tail}`);
+  };
+  const deflated = deflateRawSync(event(16 * 1024 * 1024), { finishFlush: zlib.Z_SYNC_FLUSH, level: 9 });
+  const bomb = wsFrame(deflated.subarray(0, deflated.length - 4), { rsv1: true }); // RFC 7692: without the 00 00 ff ff tail
+  t.true(bomb.length < 64 * 1024, `the bomb is ${bomb.length} bytes on the wire`);
+
+  await eventually(() => relay.links.length === 1 && f.agent.relay!.up, 8000);
+  const [first] = relay.links;
+  t.is(first!.extensions, undefined, 'the agent offers no permessage-deflate');
+  first!.send(bomb);
+  t.is(await first!.closed(3000), 1002, 'a compressed frame was never negotiated: protocol error, nothing inflated');
+
+  await eventually(() => relay.links.length === 2 && f.agent.relay!.up, 8000);
+  const second = relay.links[1]!;
+  t.is(event(RELAY_MESSAGE_MAX_BYTES).length, RELAY_MESSAGE_MAX_BYTES);
+  second.send(wsFrame(event(RELAY_MESSAGE_MAX_BYTES)));
+  t.is(await second.closed(300), 'still open', 'a message of exactly the limit is read');
+  second.send(wsFrame(event(RELAY_MESSAGE_MAX_BYTES + 1)));
+  t.is(await second.closed(3000), 1009, 'one byte over: "message too big", refused at the frame header');
+
+  await eventually(() => relay.links.length === 3 && f.agent.relay!.up, 8000);
+  t.is(relay.plainHttpRequests, 0, 'no HTTP long-polling, only the WebSocket');
+  const downs = f.logs.filter((l) => /relay_link state=down/.test(l));
+  t.is(downs.length, 2, downs.join('\n'));
+  t.regex(downs[0]!, /cause=.*RSV1.* code=WS_ERR_UNEXPECTED_RSV_1/);
+  t.regex(downs[1]!, new RegExp(`cause=.*code=WS_ERR_UNSUPPORTED_MESSAGE_LENGTH limit=${RELAY_MESSAGE_MAX_BYTES}`));
+  t.false(f.logs.some((l) => l.includes('xxxxxxxx')), 'no payload in the log');
+  const s = await login(f);
+  const k = offlineKey(c, phoneKey.seed, f.agent.host.publicKey, s.hostId, phoneKey.deviceId);
+  s.client.send({ type: MsgType.CODE, digits: offlineCode(c, k, s.hostId, s.sid, s.nonce) });
   t.like(await s.client.next(), { result: Result.APPROVED });
 });
 

@@ -13,6 +13,7 @@ import { io, type Socket } from 'socket.io-client';
 import {
   HOST_NAMESPACE,
   ID_PATTERN,
+  MAX_MESSAGE_BYTES,
   decisionMessage,
   enrollMessage,
   isQrauthError,
@@ -32,7 +33,7 @@ import {
 import { makeAuthHandshake } from '../../protocol/src/auth.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { HostKey } from './host-key.js';
-import type { Logger } from './log.js';
+import type { LogFields, Logger } from './log.js';
 import type { SessionStore } from './sessions.js';
 
 export interface RelayLinkOptions {
@@ -55,7 +56,34 @@ export interface RelayLinkOptions {
 
 type HostSocket = Socket<HostServerToClient, HostClientToServer>;
 
+/**
+ * Largest WebSocket message the agent takes from the relay (ws's default is 100 MiB). The relay
+ * sends only phone messages it has parsed against protocol/ schemas, each at most
+ * MAX_MESSAGE_BYTES (its own limit); the largest, a decision carrying a passkey assertion, is
+ * about 3.4 KB at the schemas' maxima, an enrollment with a passkey about 2 KB. Sixteen times the
+ * relay's limit leaves room for the protocol to grow and for relays of other versions, since a
+ * legitimate message over it would take the whole link down, not just fail itself, while one
+ * frame still costs the agent at most 128 KiB.
+ */
+export const RELAY_MESSAGE_MAX_BYTES = 16 * MAX_MESSAGE_BYTES;
+
 const contextRequestFromRelay = object({ sid: str({ max: 22, min: 22, pattern: ID_PATTERN }) });
+
+/**
+ * Why ws dropped the link, from socket.io's error or disconnect description (engine.io's
+ * TransportError around ws's ErrorEvent): its message and stable code, e.g. a frame over
+ * RELAY_MESSAGE_MAX_BYTES or a compressed one. Never the frame's bytes. Empty for other causes.
+ */
+function wsFailure(description: unknown): LogFields {
+  const err = (description as { description?: { error?: unknown } } | null | undefined)?.description?.error;
+  if (!(err instanceof Error)) return {};
+  const code = (err as { code?: unknown }).code;
+  return {
+    cause: err.message,
+    code: typeof code === 'string' ? code : undefined,
+    limit: code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? RELAY_MESSAGE_MAX_BYTES : undefined,
+  };
+}
 
 export class RelayLink extends EventEmitter {
   private socket: HostSocket | null = null;
@@ -112,7 +140,12 @@ export class RelayLink extends EventEmitter {
 
   private open(url: string): HostSocket {
     const socket: HostSocket = io(`${url}${HOST_NAMESPACE}`, {
+      // WebSocket only: long-polling would bring its own, unbounded, payload limits.
       transports: ['websocket'],
+      // Handed to ws by engine.io-client's websocket transport. A frame over the limit closes the
+      // link at its header (1009) and we reconnect; no permessage-deflate, so a small frame
+      // cannot inflate to a huge message (a compressed frame is then a protocol error, 1002).
+      transportOptions: { websocket: { maxPayload: RELAY_MESSAGE_MAX_BYTES, perMessageDeflate: false } },
       // A fresh signed handshake for every connection: time and nonce change each time.
       auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'host', this.opts.host.seed) as unknown as Record<string, unknown>),
       // Retries are ours: the next attempt may be another relay.
@@ -133,9 +166,9 @@ export class RelayLink extends EventEmitter {
     const url = this.opts.urls[index]!;
     this.socket = socket;
     this.index = index;
-    socket.on('disconnect', (reason) => {
+    socket.on('disconnect', (reason, description) => {
       if (this.socket !== socket) return;
-      this.opts.log('relay_link', { state: 'down', relay: url, reason });
+      this.opts.log('relay_link', { state: 'down', relay: url, reason, ...wsFailure(description) });
       this.announce(false);
       this.failed(socket);
     });
@@ -158,7 +191,7 @@ export class RelayLink extends EventEmitter {
     });
     socket.on('connect_error', (err) => {
       if (this.socket !== socket) return;
-      this.opts.log('relay_link', { state: 'error', relay: url, cause: err.message });
+      this.opts.log('relay_link', { state: 'error', relay: url, cause: err.message, ...wsFailure(err) });
       this.failed(socket);
     });
     socket.connect();
