@@ -4,16 +4,20 @@
  * send, HTTP and WebSocket garbage, oversized handshakes, floods of unauthenticated clients
  * from many addresses, and a phone flooding approvals that reconnects to shake off its limit.
  * Everything is refused or rate limited, and the relay process stays up and keeps routing.
+ * The handshake tests at the end run relays in this process with small limits (an allow-list,
+ * a small nonce cache), so that what would take 200 000 handshakes takes a few dozen.
  */
 import test from 'ava';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import { connect as tcpConnect } from 'node:net';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Socket as EngineSocket, type SocketOptions as EngineOptions } from 'engine.io-client';
 import { io, type Socket } from 'socket.io-client';
+import WebSocket from 'ws';
 import { nodeCrypto as c } from '../protocol/src/crypto-node.js';
-import { DEVICE_NAMESPACE, HOST_NAMESPACE, decisionBytes, makeAuthHandshake, toB64url } from '../protocol/src/index.js';
+import { DEVICE_NAMESPACE, HOST_NAMESPACE, decisionBytes, keyId, makeAuthHandshake, toB64url } from '../protocol/src/index.js';
+import { type RelayOptions, startRelay } from '../relay/src/server.js';
 import { FakeHost, eventually } from './support/net.js';
 
 let relay: ChildProcess;
@@ -56,8 +60,13 @@ async function metric(name: string): Promise<number> {
 }
 
 /** A Socket.IO client from a given source address; resolves connected or with the refusal. */
-function sio(ns: string, auth: object | undefined, localAddress = freshAddr()): Promise<{ ok: true; socket: Socket } | { ok: false; message: string }> {
-  const socket = io(`${url}${ns}`, {
+function sio(
+  ns: string,
+  auth: object | undefined,
+  localAddress = freshAddr(),
+  base = url,
+): Promise<{ ok: true; socket: Socket } | { ok: false; message: string; code?: string }> {
+  const socket = io(`${base}${ns}`, {
     ...(auth ? { auth } : {}),
     transports: ['websocket'],
     forceNew: true,
@@ -66,10 +75,10 @@ function sio(ns: string, auth: object | undefined, localAddress = freshAddr()): 
     localAddress,
   } as Parameters<typeof io>[1]);
   return new Promise((res) => {
-    const fail = (message: string) => {
+    const fail = (message: string, code?: string) => {
       clearTimeout(timer);
       socket.disconnect();
-      res({ ok: false, message });
+      res({ ok: false, message, ...(code ? { code } : {}) });
     };
     // A handshake over the size limit gets no connect_error: the relay just closes the transport.
     const timer = setTimeout(() => fail('no answer'), 6000);
@@ -77,29 +86,34 @@ function sio(ns: string, auth: object | undefined, localAddress = freshAddr()): 
       clearTimeout(timer);
       res({ ok: true, socket });
     });
-    socket.once('connect_error', (e) => fail(e.message));
-    socket.io.once('close', (reason) => fail(`closed: ${reason}`));
+    socket.once('connect_error', (e: Error & { data?: { code?: string } }) => fail(e.message, e.data?.code));
+    // On a refusal the client closes its connection before it emits connect_error: let that come first.
+    socket.io.once('close', (reason) => setImmediate(() => fail(`closed: ${reason}`)));
   });
 }
 
-/** An Engine.IO connection that sends the given raw Socket.IO packets; resolves when it closes or after `ms`. */
-function rawPackets(packets: Array<string | Uint8Array>, ms = 500): Promise<{ received: string[]; closed: boolean }> {
+/**
+ * A WebSocket to /socket.io/ that sends the given frames as they are (Engine.IO packets: "40/device,{…}"
+ * is a message carrying a Socket.IO CONNECT); resolves with the frames received when the relay
+ * closes it, or after `ms`. (engine.io-client would add its own framing, and asks /engine.io/.)
+ */
+function rawPackets(packets: Array<string | Uint8Array>, ms = 500, localAddress = freshAddr(), base = url): Promise<{ received: string[]; closed: boolean }> {
   return new Promise((res) => {
     const received: string[] = [];
-    const s = new EngineSocket(url, { transports: ['websocket'], localAddress: freshAddr() } as Partial<EngineOptions>);
+    const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`, { localAddress });
     const timer = setTimeout(() => {
-      s.close();
+      ws.terminate();
       res({ received, closed: false });
     }, ms);
-    s.on('open', () => {
-      for (const p of packets) s.send(p as string);
+    ws.on('open', () => {
+      for (const p of packets) ws.send(p);
     });
-    s.on('message', (d) => received.push(String(d)));
-    s.on('close', () => {
+    ws.on('message', (d: Buffer, isBinary: boolean) => received.push(isBinary ? `<${d.length} bytes>` : d.toString()));
+    ws.on('close', () => {
       clearTimeout(timer);
       res({ received, closed: true });
     });
-    s.on('error', () => {});
+    ws.on('error', () => {});
   });
 }
 
@@ -276,4 +290,129 @@ test.serial('many phones flooding one host are capped by the per-host limit and 
   t.is(host.received.context.length, through);
   await eventually(() => exitCode === undefined);
   t.like(await health(), { status: 'ok' });
+});
+
+// ---------------------------------------------------------------- handshakes: budget and nonce cache
+
+/** A relay in this process with the given options; its log lines are kept for the test to read. */
+async function relayWith(t: { teardown: (fn: () => Promise<void>) => void }, opts: RelayOptions): Promise<{ url: string; lines: string[] }> {
+  const lines: string[] = [];
+  const relay = await startRelay({ ...opts, log: (line) => lines.push(line) });
+  t.teardown(() => relay.close());
+  return { url: relay.url, lines };
+}
+
+/** An Engine.IO message carrying a Socket.IO CONNECT for /host, signed by a fresh key no allow-list holds. */
+const strangerConnect = () => `40${HOST_NAMESPACE},${JSON.stringify(makeAuthHandshake(c, 'host', c.randomBytes(32)))}`;
+
+/** The relay's handshake decisions (one log line each) about connections from `address`. */
+const handshakesFrom = (lines: string[], address: string) => lines.filter((l) => l.startsWith('event=handshake') && l.includes(` ip=${address}`));
+
+/** How many more connections `address` may open now: opens /device connections until one is refused (at most `max`). */
+async function connectionsLeft(base: string, address: string, max: number): Promise<number> {
+  for (let n = 0; n < max; n++) {
+    const r = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', c.randomBytes(32)), address, base);
+    if (!r.ok) return n;
+    r.socket.disconnect();
+  }
+  return max;
+}
+
+/**
+ * Engine.IO over HTTP long-polling: opens a session from `localAddress`, POSTs all `packets` in one
+ * body (so the relay decodes them in one go; at most 8 KiB), then polls; resolves whether the
+ * relay took the body and whether it closed the session.
+ */
+async function pollingBatch(base: string, packets: string[], localAddress: string): Promise<{ posted: boolean; closed: boolean }> {
+  const { hostname, port } = new URL(base);
+  const call = (method: string, query: string, body?: string) =>
+    new Promise<{ status: number; text: string }>((res, rej) => {
+      const req = httpRequest({ host: hostname, port, localAddress, method, path: `/socket.io/?EIO=4&transport=polling${query}`, headers: { 'content-type': 'text/plain;charset=UTF-8' } }, (r) => {
+        let text = '';
+        r.setEncoding('utf8');
+        r.on('data', (d: string) => (text += d));
+        r.on('end', () => res({ status: r.statusCode ?? 0, text }));
+      });
+      req.on('error', rej);
+      req.setTimeout(3000, () => req.destroy(new Error('no answer')));
+      req.end(body);
+    });
+  const open = await call('GET', '');
+  const sid = (JSON.parse(open.text.slice(1)) as { sid: string }).sid;
+  const posted = (await call('POST', `&sid=${sid}`, packets.join('\x1e'))).text === 'ok';
+  // A closed session answers a poll with the close packet ("1") or, once gone, 400.
+  for (let i = 0; i < 3; i++) {
+    const poll = await call('GET', `&sid=${sid}`).catch(() => ({ status: 0, text: '' }));
+    if (poll.status === 400 || poll.text.split('\x1e').includes('1')) return { posted, closed: true };
+  }
+  return { posted, closed: false };
+}
+
+test.serial('many handshakes on one connection (the review PoC): closed after the first refusal, and each handshake looked at costs its address a connection', async (t) => {
+  const { url: base, lines } = await relayWith(t, { allowHosts: new Set([keyId(c, c.ed25519FromSeed(c.randomBytes(32)).publicKey)]), limits: { connectionsPerIpPerMinute: 10 } });
+
+  // One refused handshake: the client gets the refusal, then the relay closes the connection.
+  const one = await rawPackets([strangerConnect()], 3000, '127.0.10.8', base);
+  t.true(one.closed, 'the relay closed the connection after one refusal');
+  t.true(
+    one.received.some((m) => m.startsWith(`44${HOST_NAMESPACE},`) && m.includes('QRA_ERR_UNAUTHENTICATED')),
+    'and the refusal reached the client first',
+  );
+
+  // One WebSocket, 50 signed handshakes from throwaway host keys the allow-list refuses.
+  const wsAddr = '127.0.10.1';
+  const ws = await rawPackets(Array.from({ length: 50 }, strangerConnect), 3000, wsAddr, base);
+  const checked = handshakesFrom(lines, wsAddr).length;
+  t.true(checked >= 1 && checked <= 2, `the relay looked at ${checked} of the 50 handshakes`);
+  t.true(ws.closed, 'the relay closed the WebSocket');
+  t.true(ws.received.filter((m) => m.startsWith(`44${HOST_NAMESPACE}`)).length <= 1, 'at most the first refusal is answered');
+  // The WebSocket paid for its first handshake; each further one the relay looked at cost one more.
+  t.is(await connectionsLeft(base, wsAddr, 12), 10 - checked, 'the address budget counted each handshake');
+
+  // The same over HTTP long-polling, 20 in one POST: the relay decodes them together, so it
+  // certainly sees the second handshake before the close, and charges it.
+  const pollAddr = '127.0.10.2';
+  t.like(await pollingBatch(base, Array.from({ length: 20 }, strangerConnect), pollAddr), { posted: true, closed: true }, 'the relay closed the polling session');
+  t.is(handshakesFrom(lines, pollAddr).length, 2, 'the first handshake, and the second that closes the connection');
+  t.is(await connectionsLeft(base, pollAddr, 12), 8, 'both cost the address');
+});
+
+test.serial('handshakes the allow-list refuses leave no nonce behind: a small cache stays free for the real host and phone', async (t) => {
+  const hostSeed = c.randomBytes(32);
+  const hostId = keyId(c, c.ed25519FromSeed(hostSeed).publicKey);
+  const { url: base } = await relayWith(t, { allowHosts: new Set([hostId]), limits: { handshakeNonces: 5, connectionsPerIpPerMinute: 1000 } });
+  const stranger = makeAuthHandshake(c, 'host', c.randomBytes(32));
+  const first = await sio(HOST_NAMESPACE, stranger, '127.0.10.3', base);
+  t.like(first, { ok: false, code: 'QRA_ERR_UNAUTHENTICATED' });
+  t.regex(first.ok ? '' : first.message, /allow-list/);
+  // Sent again, the same handshake is refused for the same reason: had its nonce been kept, it would be "already used".
+  const again = await sio(HOST_NAMESPACE, stranger, '127.0.10.3', base);
+  t.regex(again.ok ? '' : again.message, /allow-list/, 'the refused handshake took no place in the nonce cache');
+  // Four times the cache's size in refused handshakes, each signed by a fresh key.
+  const refused = await Promise.all(Array.from({ length: 20 }, () => sio(HOST_NAMESPACE, makeAuthHandshake(c, 'host', c.randomBytes(32)), '127.0.10.3', base)));
+  t.true(refused.every((r) => !r.ok && /allow-list/.test(r.message)));
+  const host = await FakeHost.connect(base, { seed: hostSeed });
+  t.teardown(() => host.close());
+  const phone = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', c.randomBytes(32)), '127.0.10.4', base);
+  t.true(phone.ok, `a phone still connects${phone.ok ? '' : `: ${phone.message}`}`);
+  if (phone.ok) phone.socket.disconnect();
+});
+
+test.serial('one address cannot fill the nonce cache for everyone: past its share it is refused, other addresses still connect', async (t) => {
+  const { url: base, lines } = await relayWith(t, { limits: { handshakeNonces: 12, handshakeNoncesPerAddress: 4, connectionsPerIpPerMinute: 1000 } });
+  const flooder = '127.0.10.5';
+  const flood: Array<Awaited<ReturnType<typeof sio>>> = [];
+  for (let i = 0; i < 12; i++) flood.push(await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', c.randomBytes(32)), flooder, base));
+  t.teardown(() => flood.forEach((r) => r.ok && r.socket.disconnect()));
+  t.is(flood.filter((r) => r.ok).length, 4, 'the address got its share of the cache and no more');
+  t.true(flood.filter((r) => !r.ok).every((r) => !r.ok && r.code === 'QRA_ERR_RATE_LIMITED' && /this address/.test(r.message)));
+  t.true(handshakesFrom(lines, flooder).some((l) => /result=refused/.test(l) && /address/.test(l)), 'the refusal is logged with the address');
+  for (const addr of ['127.0.10.6', '127.0.10.7']) {
+    const phone = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', c.randomBytes(32)), addr, base);
+    t.true(phone.ok, `a phone from ${addr} still connects${phone.ok ? '' : `: ${phone.message}`}`);
+    if (phone.ok) phone.socket.disconnect();
+  }
+  const host = await FakeHost.connect(base);
+  t.teardown(() => host.close());
+  t.pass('and a host');
 });

@@ -22,10 +22,12 @@ export function makeAuthHandshake(crypto: QrCrypto, role: AuthRole, seed: Uint8A
 
 /**
  * Remembers handshake nonces. Called only once the signature is valid, so nobody can burn a
- * nonce they did not sign. Returns true when `nonce` was already used; otherwise records it
- * until `until` (unix ms), after which the clock check alone rejects a replay.
+ * nonce they did not sign, with the id that key proves, so that a checker which admits only
+ * some ids (the relay's allow-list) can leave the others' nonces out. Returns true when `nonce`
+ * was already used; otherwise records it until `until` (unix ms), after which the clock check
+ * alone rejects a replay.
  */
-export type SeenNonce = (nonce: string, until: number) => boolean;
+export type SeenNonce = (nonce: string, until: number, id: string) => boolean;
 
 export interface VerifiedAuth {
   /** hostId or deviceId, derived from `pub`: a peer cannot claim an id it holds no key for. */
@@ -64,7 +66,7 @@ export function verifyAuthHandshake(crypto: QrCrypto, role: AuthRole, auth: unkn
   if (!crypto.ed25519Verify(publicKey, authBytes(role, id, a.time, a.nonce), sig)) {
     throw new QrauthError('QRA_ERR_UNAUTHENTICATED', 'handshake signature does not verify');
   }
-  if (seenNonce && seenNonce(a.nonce, a.time + AUTH_CLOCK_SKEW_MS)) {
+  if (seenNonce && seenNonce(a.nonce, a.time + AUTH_CLOCK_SKEW_MS, id)) {
     throw new QrauthError('QRA_ERR_UNAUTHENTICATED', 'handshake nonce was already used; make a fresh handshake per connection');
   }
   return { id, publicKey };

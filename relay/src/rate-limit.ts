@@ -15,11 +15,13 @@
  */
 import { isIP } from 'node:net';
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import { AUTH_CLOCK_SKEW_MS } from '../../protocol/src/index.js';
 import type { RateLimitBudget } from './metrics.js';
 
 export interface RelayLimits {
   /**
-   * New Socket.IO connections one address may open per minute (both namespaces share one connection).
+   * New Socket.IO connections one address may open per minute (both namespaces share one
+   * connection). A connection carries one handshake; a further one on it costs one more.
    * @default 120
    */
   connectionsPerIpPerMinute: number;
@@ -39,9 +41,44 @@ export interface RelayLimits {
    * @default 300
    */
   hostEventsPer10s: number;
+  /**
+   * Handshake nonces the relay remembers so that no handshake can be replayed, each for at most
+   * 4 minutes; while it is full of live ones every new handshake is refused. Optional, as is the
+   * next one, so that a caller listing the limits above (the command line) keeps the defaults.
+   * @default 200000
+   */
+  handshakeNonces?: number;
+  /**
+   * Of those, the most one address may hold; past it, that address's handshakes are refused and
+   * everyone else's still fit.
+   * @default 5 × connectionsPerIpPerMinute, at most a tenth of handshakeNonces (handshakeNonceShare)
+   */
+  handshakeNoncesPerAddress?: number;
 }
 
-export const DEFAULT_LIMITS: RelayLimits = { connectionsPerIpPerMinute: 120, deviceEventsPer10s: 30, hostEventsPerAddressPer10s: 100, hostEventsPer10s: 300 };
+const DEFAULT_HANDSHAKE_NONCES = 200_000;
+
+export const DEFAULT_LIMITS: RelayLimits = {
+  connectionsPerIpPerMinute: 120,
+  deviceEventsPer10s: 30,
+  hostEventsPerAddressPer10s: 100,
+  hostEventsPer10s: 300,
+  handshakeNonces: DEFAULT_HANDSHAKE_NONCES,
+};
+
+/**
+ * The most handshake nonces one address may hold: as set, else all that an address keeping to
+ * its connection budget can leave in the cache, so that the share never refuses it. A nonce is
+ * kept until its handshake's time plus AUTH_CLOCK_SKEW_MS, and that time may be up to
+ * AUTH_CLOCK_SKEW_MS ahead of the relay's clock: 4 minutes, which touch at most 5 one-minute
+ * budget windows. Never more than a tenth of the cache: filling it takes ten addresses at least.
+ */
+export function handshakeNonceShare(limits: RelayLimits): number {
+  if (limits.handshakeNoncesPerAddress !== undefined) return limits.handshakeNoncesPerAddress;
+  const windows = Math.ceil((2 * AUTH_CLOCK_SKEW_MS) / 60_000) + 1;
+  const cache = limits.handshakeNonces ?? DEFAULT_HANDSHAKE_NONCES;
+  return Math.max(1, Math.min(limits.connectionsPerIpPerMinute * windows, Math.floor(cache / 10)));
+}
 
 /** One budget to charge: its key as the store holds it (`RateLimiterAbstract.getKey`), `points` per `duration` seconds. */
 export interface ChainedBudget {

@@ -18,13 +18,22 @@ import {
   leaseRevokeMessage,
 } from '../../protocol/src/index.js';
 import { AppOrigins, refuseBrowsers } from './app-origins.js';
-import { HandshakeError, handshakeMiddleware } from './auth.js';
+import { HandshakeError, handshakeGate, handshakeMiddleware, refuseHandshake } from './auth.js';
 import type { CrossNodeRouter, HostAnswers, LocalDelivery } from './cross-node.js';
 import { createHttpHandler, createMetricsHandler } from './http.js';
 import { type LogFn, kv, shortId, stdoutLog } from './log.js';
 import { type ForwardedEvent, RelayMetrics, type RelayMetricsSnapshot } from './metrics.js';
 import { NonceCache } from './nonce-cache.js';
-import { DEFAULT_LIMITS, type LimiterFactory, RelayBudgets, type RelayLimits, addressKey, clientAddress, memoryLimiters } from './rate-limit.js';
+import {
+  DEFAULT_LIMITS,
+  type LimiterFactory,
+  RelayBudgets,
+  type RelayLimits,
+  addressKey,
+  clientAddress,
+  handshakeNonceShare,
+  memoryLimiters,
+} from './rate-limit.js';
 import { type DeviceNamespace, DeviceRouter, type HostNamespace } from './routing.js';
 import { type StaticHandler, createStaticHandler } from './static.js';
 
@@ -145,7 +154,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   const ipOf = (socket: Socket): string => ipOfRequest(socket.request);
 
   const budgets = new RelayBudgets(limits, opts.limiters ?? memoryLimiters);
-  const nonces = new NonceCache();
+  const nonces = new NonceCache(limits.handshakeNonces, Date.now, handshakeNonceShare(limits));
 
   let hostNs: HostNamespace | undefined;
   let deviceNs: DeviceNamespace | undefined;
@@ -164,6 +173,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
         log(kv({ event: 'refused', reason: 'origin_not_allowed', origin: String(req.headers.origin).slice(0, 100), ip: ipOfRequest(req) }));
         return done("this web page's origin may not use this relay; the relay operator lists the app's origin with --app-origin", false);
       }
+      // This also pays for the connection's one handshake (handshakeGate in auth.ts).
       budgets.connection(addressKey(ipOfRequest(req))).then(
         (ok) => {
           if (ok) return done(null, true);
@@ -179,23 +189,30 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     ...(opts.adapter ? { adapter: opts.adapter } : {}),
   });
 
+  // One handshake per connection, whatever the namespace (auth.ts); shared, so it counts them all.
+  const gate = handshakeGate({ metrics, log, ipOf, chargeConnection: (address) => budgets.connection(address) });
+
   // Nothing is served on the default namespace.
-  io.use((_socket, next) => {
+  io.use(gate);
+  io.use((socket, next) => {
     metrics.reject('default_namespace');
-    next(new HandshakeError('QRA_ERR_INVALID_INPUT', `connect to ${HOST_NAMESPACE} (agents) or ${DEVICE_NAMESPACE} (phones)`));
+    refuseHandshake(socket, next, new HandshakeError('QRA_ERR_INVALID_INPUT', `connect to ${HOST_NAMESPACE} (agents) or ${DEVICE_NAMESPACE} (phones)`));
   });
 
   // Each namespace has its own event map; Server's generics describe only one, hence the casts.
   hostNs = io.of(HOST_NAMESPACE) as unknown as HostNamespace;
   deviceNs = io.of(DEVICE_NAMESPACE) as unknown as DeviceNamespace;
   const now = Date.now;
+  hostNs.use(gate);
   hostNs.use((socket, next) => {
     refuseBrowsers(socket, (err) => {
-      if (err) metrics.reject('origin_not_allowed');
-      next(err);
+      if (!err) return next();
+      metrics.reject('origin_not_allowed');
+      refuseHandshake(socket, next, err);
     });
   });
   hostNs.use(handshakeMiddleware({ role: 'host', nonces, metrics, log, allowHosts: opts.allowHosts, ipOf, now }));
+  deviceNs.use(gate);
   deviceNs.use(handshakeMiddleware({ role: 'device', nonces, metrics, log, ipOf, now }));
 
   hostNs.on('connection', (socket) => {
