@@ -4,6 +4,7 @@ import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { register as globalRegistry } from 'prom-client';
 import {
   DEVICE_NAMESPACE,
   HOST_NAMESPACE,
@@ -106,6 +107,84 @@ test('metrics exposes gauges and counters in Prometheus text', async (t) => {
   t.regex(r.body, /^qrauth_relay_rejects_total\{reason="unauthenticated"\} 1$/m);
   t.regex(r.body, /^qrauth_relay_decisions_total\{result="approved"\} 1$/m);
   t.regex(r.body, /^qrauth_relay_decisions_total\{result="denied"\} 0$/m);
+});
+
+/** One /metrics scrape parsed: HELP and TYPE by family, and every sample line, or a line it could not read. */
+function parsePrometheusText(body: string) {
+  const help = new Map<string, string>();
+  const type = new Map<string, string>();
+  const samples: Array<{ name: string; labels: Record<string, string>; value: number }> = [];
+  const unreadable: string[] = [];
+  for (const line of body.split('\n')) {
+    if (line === '') continue;
+    const meta = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
+    if (meta) {
+      (meta[1] === 'HELP' ? help : type).set(meta[2]!, meta[3]!);
+      continue;
+    }
+    const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    const labels = sample && Object.fromEntries([...(sample[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?/g)].map((m) => [m[1]!, m[2]!]));
+    if (!sample || Number.isNaN(Number(sample[3]))) unreadable.push(line);
+    else samples.push({ name: sample[1]!, labels: labels!, value: Number(sample[3]) });
+  }
+  return { help, type, samples, unreadable };
+}
+
+test('a /metrics scrape after traffic has every documented family with its type, labels and values', async (t) => {
+  const relay = await relayFor(t);
+  const host = await hostFor(t, relay);
+  const phone = await phoneFor(t, host, relay);
+  await phone.decide(host.newLogin().qrText, 'approve'); // context + decision forwarded, approved
+  await tryConnect(relay.url, HOST_NAMESPACE, { v: 1 }); // refused: unauthenticated
+  const r = await get(relay.url, '/metrics');
+  t.is(r.status, 200);
+  t.is(r.type, 'text/plain; version=0.0.4; charset=utf-8');
+  t.true(r.body.endsWith('\n'));
+  const { help, type, samples, unreadable } = parsePrometheusText(r.body);
+  t.deepEqual(unreadable, []);
+
+  // docs/relay.md and docs/operations.md list these; dashboards and alerts use them by name.
+  const families = {
+    qrauth_relay_connected_hosts: 'gauge',
+    qrauth_relay_connected_devices: 'gauge',
+    qrauth_relay_forwarded_total: 'counter',
+    qrauth_relay_rejects_total: 'counter',
+    qrauth_relay_rate_limited_total: 'counter',
+    qrauth_relay_decisions_total: 'counter',
+    qrauth_relay_request_duration_seconds: 'histogram',
+  };
+  t.deepEqual(Object.fromEntries(type), families, 'exactly the documented families, with their types');
+  for (const name of Object.keys(families)) t.regex(help.get(name) ?? '', /\S/, `${name} has HELP`);
+
+  const family = (name: string) => name.replace(/_(bucket|sum|count)$/, '');
+  t.deepEqual(samples.filter((s) => !(family(s.name) in families) && !(s.name in families)), [], 'no sample outside the documented families');
+  const values = (name: string, label: string) => Object.fromEntries(samples.filter((s) => s.name === name).map((s) => [s.labels[label], s.value]));
+
+  t.deepEqual(samples.filter((s) => s.name === 'qrauth_relay_connected_hosts'), [{ name: 'qrauth_relay_connected_hosts', labels: {}, value: 1 }]);
+  t.deepEqual(samples.filter((s) => s.name === 'qrauth_relay_connected_devices'), [{ name: 'qrauth_relay_connected_devices', labels: {}, value: 1 }]);
+  t.deepEqual(values('qrauth_relay_forwarded_total', 'event'), { context: 1, decision: 1, enroll: 0, revokeLeases: 0 });
+  t.deepEqual(values('qrauth_relay_rejects_total', 'reason'), { unauthenticated: 1 }, 'a reason appears once counted');
+  t.deepEqual(values('qrauth_relay_rate_limited_total', 'budget'), { device: 0, address: 0, host: 0 });
+  t.deepEqual(values('qrauth_relay_decisions_total', 'result'), { approved: 1, denied: 0 });
+
+  const bounds = ['0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '+Inf'];
+  for (const [event, answered] of Object.entries({ context: 1, decision: 1, enroll: 0, revokeLeases: 0 })) {
+    const buckets = samples.filter((s) => s.name === 'qrauth_relay_request_duration_seconds_bucket' && s.labels.event === event);
+    t.deepEqual(buckets.map((b) => b.labels.le), bounds, `${event}: the bucket bounds`);
+    t.deepEqual(buckets.map((b) => Object.keys(b.labels).sort()), bounds.map(() => ['event', 'le']));
+    t.true(buckets.every((b, i) => i === 0 || b.value >= buckets[i - 1]!.value), `${event}: buckets are cumulative`);
+    t.is(buckets.at(-1)!.value, answered, `${event}: +Inf counts every answered request`);
+    t.is(values('qrauth_relay_request_duration_seconds_count', 'event')[event], answered);
+    const sum = values('qrauth_relay_request_duration_seconds_sum', 'event')[event]!;
+    t.true(answered ? sum > 0 && sum < 10 : sum === 0, `${event}: sum ${sum}`);
+  }
+
+  // Each relay counts in a registry of its own: another in this process starts from zero, and
+  // prom-client's global registry (shared by everything in the process) stays empty.
+  const other = parsePrometheusText((await get((await relayFor(t)).url, '/metrics')).body);
+  t.is(other.samples.find((s) => s.name === 'qrauth_relay_connected_hosts')?.value, 0);
+  t.true(other.samples.filter((s) => s.name === 'qrauth_relay_forwarded_total').every((s) => s.value === 0));
+  t.deepEqual(await globalRegistry.getMetricsAsJSON(), []);
 });
 
 test('other methods get 405 and unknown paths 404', async (t) => {

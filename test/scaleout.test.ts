@@ -126,7 +126,8 @@ test.serial('a host on node A and a phone on node B complete a login; node A die
   const metrics = await (await fetch(`${c.url}/metrics`)).text();
   t.regex(metrics, /^qrauth_relay_decisions_total\{result="approved"\} [1-9]/m);
   t.regex(metrics, /^qrauth_relay_request_duration_seconds_count\{event="decision"\} [1-9]/m);
-  t.regex(metrics, /^qrauth_relay_request_duration_seconds_bucket\{event="context",le="\+Inf"\} [1-9]/m);
+  // Label order inside {} means nothing in the text format (prom-client writes le first).
+  t.regex(metrics, /^qrauth_relay_request_duration_seconds_bucket\{(le="\+Inf",event="context"|event="context",le="\+Inf")\} [1-9]/m);
   t.regex(metrics, /^qrauth_relay_connected_devices 1$/m);
 });
 

@@ -17,6 +17,17 @@ function send(res: ServerResponse, status: number, type: string, body: string, e
   res.end(head ? undefined : body);
 }
 
+/** The registry's text and content type; 500 if it cannot be rendered (a collect callback threw). */
+async function sendMetrics(res: ServerResponse, metrics: RelayMetrics, head: boolean): Promise<void> {
+  let body: string;
+  try {
+    body = await metrics.render();
+  } catch {
+    return send(res, 500, 'text/plain; charset=utf-8', 'metrics unavailable\n', {}, head);
+  }
+  send(res, 200, metrics.contentType, body, {}, head);
+}
+
 /** `serveMetrics: false` when /metrics has its own listener: the public port then answers 404 there. */
 export function createHttpHandler(metrics: RelayMetrics, serveStatic: StaticHandler | undefined, { serveMetrics = true } = {}) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -32,10 +43,7 @@ export function createHttpHandler(metrics: RelayMetrics, serveStatic: StaticHand
         send(res, 200, 'application/json', JSON.stringify({ status: 'ok', hosts: s.hostsConnected, devices: s.devicesConnected }), {}, head);
         return;
       }
-      if (serveMetrics && pathname === '/metrics') {
-        send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', metrics.render(), {}, head);
-        return;
-      }
+      if (serveMetrics && pathname === '/metrics') return await sendMetrics(res, metrics, head);
       if (serveStatic && (await serveStatic(req, res, pathname))) return;
       send(res, 404, 'text/plain; charset=utf-8', 'not found\n', {}, head);
     } catch {
@@ -48,11 +56,11 @@ export function createHttpHandler(metrics: RelayMetrics, serveStatic: StaticHand
 
 /** The metrics listener: GET/HEAD /metrics, 404 for everything else. */
 export function createMetricsHandler(metrics: RelayMetrics) {
-  return (req: IncomingMessage, res: ServerResponse): void => {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const head = req.method === 'HEAD';
     if (req.method !== 'GET' && !head) return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' });
     const pathname = (req.url ?? '/').split('?')[0];
-    if (pathname === '/metrics') return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', metrics.render(), {}, head);
+    if (pathname === '/metrics') return sendMetrics(res, metrics, head);
     send(res, 404, 'text/plain; charset=utf-8', 'not found\n', {}, head);
   };
 }
