@@ -78,7 +78,7 @@ write_full(int fd, const void *buf, size_t n, int64_t deadline_ms)
 }
 
 int
-read_full(int fd, void *buf, size_t n, int64_t deadline_ms)
+read_full(int fd, void *buf, size_t n, int64_t deadline_ms, size_t *seen)
 {
 	uint8_t *p = buf;
 
@@ -97,6 +97,8 @@ read_full(int fd, void *buf, size_t n, int64_t deadline_ms)
 			return errno == ECONNRESET ? QR_AGENT_E_CLOSED : QR_AGENT_E_IO;
 		if (r == 0)
 			return QR_AGENT_E_CLOSED;
+		if (seen != NULL)
+			*seen += (size_t)r;
 		p += r;
 		n -= (size_t)r;
 	}
@@ -119,44 +121,48 @@ int
 agent_connect(struct qr_agent *a, const char *path, int64_t deadline_ms)
 {
 	struct sockaddr_un sun;
-	int64_t left = deadline_ms - qr_now_ms();
-	struct timeval tv;
-	int rc = QR_AGENT_E_CONNECT;
+	size_t plen = strlen(path);
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path) || left <= 0) {
+	if (plen >= sizeof(sun.sun_path)) {
 		a->sys_errno = ENAMETOOLONG;
 		return QR_AGENT_E_CONNECT;
 	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
+	memcpy(sun.sun_path, path, plen + 1);
 	if ((a->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		goto fail;
-	/* A blocking AF_UNIX connect waits while the listen backlog is full (the agent
-	 * restarting behind systemd socket activation); SO_SNDTIMEO bounds that wait. */
-	tv.tv_sec = left / 1000;
-	tv.tv_usec = (left % 1000) * 1000;
-	if (setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0)
-		goto fail;
-	if (connect(a->fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
-		return QR_AGENT_OK;
-	if (errno == EINTR) {
-		/* The connection goes on in the background: wait for it, then ask how it went. */
-		int err = 0;
-		socklen_t len = sizeof(err);
+	for (;;) {
+		int64_t left = deadline_ms - qr_now_ms();
+		struct timeval tv;
 
-		if ((rc = wait_fd(a->fd, POLLOUT, deadline_ms)) == QR_AGENT_OK &&
-		    getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			goto fail;
+		}
+		/* A blocking AF_UNIX connect waits while the listen backlog is full (the agent
+		 * restarting behind systemd socket activation, or too busy to accept); SO_SNDTIMEO
+		 * bounds that wait, and then connect() fails with EAGAIN. */
+		tv.tv_sec = left / 1000;
+		tv.tv_usec = (left % 1000) * 1000;
+		if (setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0)
+			goto fail;
+		if (connect(a->fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
 			return QR_AGENT_OK;
-		errno = err != 0 ? err : ETIMEDOUT;
-		rc = QR_AGENT_E_CONNECT;
+		if (errno != EINTR)
+			goto fail;
+		/* A signal cut that wait short. Unlike TCP, an AF_UNIX connect does not go on in the
+		 * background: the socket is still unconnected, so try again with the time left. */
 	}
 fail:
 	a->sys_errno = errno;
 	if (a->fd >= 0)
 		close(a->fd);
 	a->fd = -1;
-	return rc;
+	/* Only "nobody there" is agent down; an agent that is there but does not take the
+	 * connection in time (EAGAIN, ETIMEDOUT) may be wedged or flooded, and is not. */
+	return a->sys_errno == ENOENT || a->sys_errno == ECONNREFUSED ? QR_AGENT_E_NOAGENT :
+	    QR_AGENT_E_CONNECT;
 }
 
 int
@@ -202,9 +208,9 @@ agent_request(struct qr_agent *a, struct qr_msg *reply, int64_t deadline_ms)
 
 		if (want > sizeof(chunk))
 			want = sizeof(chunk);
-		if ((rc = read_full(a->fd, chunk, want, deadline_ms)) != QR_AGENT_OK)
+		/* rx_seen counts a part of a header too: a reply cut there is not "no reply". */
+		if ((rc = read_full(a->fd, chunk, want, deadline_ms, &a->rx_seen)) != QR_AGENT_OK)
 			break;
-		a->rx_seen += want;
 		rc = frame_parser_feed(&a->rx, chunk, want, &used, reply);
 		if (rc == QR_FRAME_MORE)
 			continue;
@@ -243,6 +249,7 @@ agent_strerror(int status)
 	case QR_AGENT_E_TIMEOUT: return "the agent did not answer in time";
 	case QR_AGENT_E_CLOSED: return "the agent closed the connection";
 	case QR_AGENT_E_FRAME: return "malformed frame from the agent";
+	case QR_AGENT_E_NOAGENT: return "no agent is listening on the socket";
 	default: return "unknown agent error";
 	}
 }

@@ -38,6 +38,7 @@
 #endif
 
 #define MSG_UNREACHABLE "qrauth: the login approval service is not running on this host; ask the administrator."
+#define MSG_NOT_ANSWERING "qrauth: the login approval service is not answering; try again, or ask the administrator."
 #define MSG_LOST "qrauth: lost contact with the login approval service; try again."
 #define MSG_BAD_REPLY "qrauth: the login approval service sent an invalid reply; ask the administrator."
 #define MSG_WRONG_AGENT "qrauth: the login approval service failed a security check; ask the administrator."
@@ -53,14 +54,16 @@
 struct login {
 	pam_handle_t *pamh;
 	const struct qr_cfg *cfg;
+	/* user: the account's own name (pw_name) once getpwnam_r found it, else PAM_USER as given. */
 	const char *user, *rhost, *service, *tty;
-	/* From getpwnam_r when the user exists: sent in BEGIN (home points into pwbuf). */
+	/* From getpwnam_r when the user exists: sent in BEGIN (user and home point into pwbuf). */
 	int have_pw;
 	uid_t uid;
 	const char *home;
 	char *pwbuf;
-	/* Sanitised copies for log lines and messages: user and rhost come from the network. */
-	char user_s[96], rhost_s[96], service_s[72];
+	/* Sanitised copies: user and rhost come from the network. user_s for messages; *_l as
+	 * values of log lines (log_value: quoted unless plain). */
+	char user_s[96], user_l[96], rhost_l[96], service_l[72];
 	int64_t deadline_ms;		/* the whole login, CLOCK_MONOTONIC */
 	struct qr_agent *agent;
 	/* The first BEGIN may meet an agent that is stopping (systemctl restart): it accepted the
@@ -73,28 +76,89 @@ struct login {
 /* One log line per decision, key=value, always naming the user. */
 #define LOGL(L, prio, fmt, ...) \
 	qr_log((L)->pamh, (L)->cfg, (prio), "user=%s rhost=%s service=%s " fmt, \
-	    (L)->user_s, (L)->rhost_s, (L)->service_s, ##__VA_ARGS__)
+	    (L)->user_l, (L)->rhost_l, (L)->service_l, ##__VA_ARGS__)
 
 /*
- * Copy for logs and messages: at most n bytes, control characters, quotes and backslashes
- * replaced by '?', and non-ASCII bytes too unless the copied bytes are valid UTF-8.
+ * Code points that a terminal or log viewer acts on instead of showing: the C1 controls
+ * (U+0080-U+009F, e.g. NEL and CSI), Unicode's Bidi_Control characters (U+061C, U+200E-U+200F,
+ * U+202A-U+202E, U+2066-U+2069), which reorder what is shown around them, and the line and
+ * paragraph separators U+2028-U+2029.
+ */
+static int
+hidden_code_point(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x61c || cp == 0x200e || cp == 0x200f ||
+	    (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/*
+ * Copy for logs and messages: at most n bytes of src, and never more than size - 1. Control
+ * characters, quotes and backslashes become '?'; if the copied bytes are valid UTF-8, each
+ * hidden_code_point() becomes one '?', else every non-ASCII byte does.
  */
 static void
 sanitize(char *dst, size_t size, const char *src, size_t n)
 {
-	size_t len = src == NULL ? 0 : strnlen(src, n);
+	const uint8_t *s = (const uint8_t *)src;
+	size_t len = src == NULL ? 0 : strnlen(src, n), o = 0;
 	int utf8;
 
 	if (len > size - 1)
 		len = size - 1;
-	utf8 = frame_utf8_ok((const uint8_t *)src, len);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)src[i];
+	utf8 = frame_utf8_ok(s, len);
+	for (size_t i = 0; i < len;) {
+		uint8_t c = s[i];
+		size_t k = 1;
+		uint32_t cp = c;
 
-		dst[i] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' || (c >= 0x80 && !utf8) ?
-		    '?' : (char)c;
+		if (c >= 0x80 && utf8) {
+			/* Valid UTF-8 (checked above): the lead byte gives the length. */
+			k = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+			cp = c & (0x7fu >> k);
+			for (size_t j = 1; j < k; j++)
+				cp = cp << 6 | (s[i + j] & 0x3fu);
+		}
+		if (c < 0x20 || c == 0x7f || c == '"' || c == '\\' || (c >= 0x80 && !utf8) ||
+		    hidden_code_point(cp)) {
+			dst[o++] = '?';
+		} else {
+			memcpy(dst + o, s + i, k);
+			o += k;
+		}
+		i += k;
 	}
-	dst[len] = '\0';
+	dst[o] = '\0';
+}
+
+/*
+ * A value for a key=value log line, written as the agent writes them (agent/src/log.ts):
+ * bare if it is only [A-Za-z0-9_.:@/+-], else in double quotes. sanitize() has replaced every
+ * '"', so a quoted value cannot end early: a user name like "x result=approved" stays one
+ * value (sshd runs PAM for invalid users too, so the client picks the name).
+ */
+static void
+log_value(char *dst, size_t size, const char *src, size_t n)
+{
+	size_t len, plain;
+
+	sanitize(dst + 1, size - 2, src, n);	/* room for the two quotes */
+	len = strlen(dst + 1);
+	plain = strspn(dst + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:@/+-");
+	if (len > 0 && plain == len) {
+		memmove(dst, dst + 1, len + 1);
+	} else {
+		dst[0] = '"';
+		dst[len + 1] = '"';
+		dst[len + 2] = '\0';
+	}
+}
+
+/* Name the user in logs and messages. */
+static void
+set_user_names(struct login *L, const char *user)
+{
+	sanitize(L->user_s, sizeof(L->user_s), user, 64);
+	log_value(L->user_l, sizeof(L->user_l), user, 64);
 }
 
 static void
@@ -388,24 +452,27 @@ is_sshd(const char *service)
 }
 
 /*
- * The agent cannot be reached (failmode=secure). OpenSSH before 10.3 drops PAM_ERROR_MSG and
- * PAM_TEXT_INFO unless a prompt follows, so over sshd the user would see only "Permission
- * denied": there the message goes in a prompt (its answer is ignored). mode=info says sshd
- * shows info messages at once, so it keeps the plain error message.
+ * The login fails before any QR: the agent cannot be reached (failmode=secure), or the user
+ * cannot be looked up. OpenSSH before 10.3 drops PAM_ERROR_MSG and PAM_TEXT_INFO unless a
+ * prompt follows, so over sshd the user would see only "Permission denied": there the message
+ * goes in a prompt (its answer is ignored). mode=info says sshd shows info messages at once,
+ * so it keeps the plain error message.
  */
 static void
-tell_unreachable(struct login *L)
+tell_early_failure(struct login *L, const char *msg)
 {
+	char text[256];
 	char *resp = NULL;
 
 	if (L->cfg->silent)
 		return;
 	if (!is_sshd(L->service) || L->cfg->mode == QR_MODE_INFO) {
-		say(L, PAM_ERROR_MSG, "%s", MSG_UNREACHABLE);
+		say(L, PAM_ERROR_MSG, "%s", msg);
 		return;
 	}
+	snprintf(text, sizeof(text), "%s Press Enter.", msg);
 	/* A failed conversation changes nothing: the login fails either way. */
-	(void)converse(L->pamh, PAM_PROMPT_ECHO_OFF, MSG_UNREACHABLE " Press Enter.", &resp);
+	(void)converse(L->pamh, PAM_PROMPT_ECHO_OFF, text, &resp);
 	free_secret(resp);
 }
 
@@ -571,12 +638,13 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	L.pamh = pamh;
 	L.cfg = &cfg;
 	strcpy(L.user_s, "?");
-	strcpy(L.rhost_s, "-");
-	strcpy(L.service_s, "?");
+	strcpy(L.user_l, "\"?\"");
+	strcpy(L.rhost_l, "-");
+	strcpy(L.service_l, "\"?\"");
 	if (cfg_init(pamh, flags, argc, argv, &cfg) != 0) {
 		/* cfg_init logged which option; name the user without prompting for it. */
 		if ((L.user = get_item_str(pamh, PAM_USER)) != NULL && L.user[0] != '\0')
-			sanitize(L.user_s, sizeof(L.user_s), L.user, 64);
+			set_user_names(&L, L.user);
 		LOGL(&L, LOG_ERR, "result=config_error cause=\"invalid module options\"");
 		retval = PAM_SERVICE_ERR;
 		goto done;
@@ -589,11 +657,11 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 		    pam_strerror(pamh, rc));
 		goto done;
 	}
-	sanitize(L.user_s, sizeof(L.user_s), L.user, 64);
+	set_user_names(&L, L.user);
 	if ((L.rhost = get_item_str(pamh, PAM_RHOST)) != NULL && L.rhost[0] != '\0')
-		sanitize(L.rhost_s, sizeof(L.rhost_s), L.rhost, 64);
+		log_value(L.rhost_l, sizeof(L.rhost_l), L.rhost, 64);
 	if ((L.service = get_item_str(pamh, PAM_SERVICE)) != NULL)
-		sanitize(L.service_s, sizeof(L.service_s), L.service, 64);
+		log_value(L.service_l, sizeof(L.service_l), L.service, 64);
 	L.tty = get_item_str(pamh, PAM_TTY);
 	if (L.service == NULL) {
 		LOGL(&L, LOG_ERR, "result=error cause=\"no PAM_SERVICE\"");
@@ -601,10 +669,11 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	}
 	{
 		struct passwd pw;
+		const char *failed = NULL;
+		char given[96], msg[192];
 
 		/* No such user: send no uid/home; the agent answers NO_DEVICE, as for a user
-		 * without a phone. A failed lookup is the same to the agent (it falls back to
-		 * /etc/passwd), so it is only logged. */
+		 * without a phone. */
 		rc = lookup_user(L.user, &pw, &L.pwbuf);
 		err = errno;
 		if (rc == -2) {
@@ -613,11 +682,36 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 			goto done;
 		}
 		if (rc == -1)
-			LOGL(&L, LOG_WARNING, "passwd=error detail=\"%s\"", strerror(err));
-		if (rc == 1 && pw.pw_dir != NULL) {
+			failed = strerror(err);
+		else if (rc == 1 && (pw.pw_name == NULL || pw.pw_name[0] == '\0' || pw.pw_dir == NULL))
+			failed = "passwd entry without a name or home";
+		if (failed != NULL) {
+			/* NSS failed (say, its LDAP server is out of reach), which is not "no such
+			 * user": sent on, the agent would look in /etc/passwd, miss a directory user
+			 * and answer NO_DEVICE, which nouserok passes over. So fail closed, before
+			 * the agent, with PAM_AUTH_ERR as for an agent out of reach (OpenSSH, too,
+			 * fails a user it cannot look up); not PAM_AUTHINFO_UNAVAIL or
+			 * PAM_USER_UNKNOWN, which stacks written for pam_sss often map to ignore. */
+			LOGL(&L, LOG_ERR, "result=error cause=\"user lookup failed\" detail=\"%s\"", failed);
+			snprintf(msg, sizeof(msg), "qrauth: cannot look up user %s right now; try again, "
+			    "or ask the administrator.", L.user_s);
+			tell_early_failure(&L, msg);
+			goto done;
+		}
+		if (rc == 1) {
 			L.have_pw = 1;
 			L.uid = pw.pw_uid;
 			L.home = pw.pw_dir;
+			if (strcmp(pw.pw_name, L.user) != 0) {
+				/* NSS that ignores case (sssd case_sensitive=false, winbind) or maps
+				 * aliases: "ALICE" logs in as alice. The agent must be asked about
+				 * alice (her devices file, her leases, the name the phone shows), or
+				 * it finds no phone and nouserok skips the QR. */
+				log_value(given, sizeof(given), L.user, 64);
+				L.user = pw.pw_name;
+				set_user_names(&L, L.user);
+				LOGL(&L, LOG_INFO, "pam_user=%s note=\"the account's own name is used\"", given);
+			}
 			LOGL(&L, LOG_DEBUG, "passwd uid=%lu", (unsigned long)L.uid);
 		} else {
 			LOGL(&L, LOG_DEBUG, "passwd=none");
@@ -633,13 +727,18 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	for (L.begin_retry = 1;; L.begin_retry = 0) {
 		rc = agent_connect(L.agent, cfg.socket_path, min64(L.deadline_ms, qr_now_ms() + QR_IO_TIMEOUT_MS));
 		if (rc != QR_AGENT_OK) {
+			/* failmode=open steps aside only when no agent is there. One that is there
+			 * but does not accept in time (backlog full: flooded, or wedged) fails
+			 * closed, or flooding the socket would switch the QR step off. */
+			int step_aside = cfg.failmode_open && rc == QR_AGENT_E_NOAGENT;
+
 			LOGL(&L, LOG_ERR, "result=%s cause=\"agent unreachable\" socket=%s detail=\"%s\"",
-			    cfg.failmode_open ? "ignored" : "error", cfg.socket_path,
-			    strerror(L.agent->sys_errno));
-			if (cfg.failmode_open)
+			    step_aside ? "ignored" : "error", cfg.socket_path, strerror(L.agent->sys_errno));
+			if (step_aside)
 				retval = PAM_IGNORE;
 			else
-				tell_unreachable(&L);
+				tell_early_failure(&L, rc == QR_AGENT_E_NOAGENT ? MSG_UNREACHABLE :
+				    MSG_NOT_ANSWERING);
 			goto done;
 		}
 		/* Someone else listening is not "agent down", whatever failmode says. */

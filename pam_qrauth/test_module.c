@@ -12,6 +12,7 @@
 #include <pwd.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,7 +178,7 @@ agent_main(void *arg)
 			for (;;) {
 				size_t used;
 
-				if ((rc = read_full(fd, &b, 1, qr_now_ms() + 5000)) != QR_AGENT_OK)
+				if ((rc = read_full(fd, &b, 1, qr_now_ms() + 5000, NULL)) != QR_AGENT_OK)
 					break;
 				if ((rc = frame_parser_feed(&rx, &b, 1, &used, &msg)) != QR_FRAME_MORE)
 					break;
@@ -225,7 +226,7 @@ agent_main(void *arg)
 	}
 	if (fd >= 0) {
 		/* The module must hang up now, with nothing more to say. */
-		int rc = read_full(fd, &b, 1, qr_now_ms() + 5000);
+		int rc = read_full(fd, &b, 1, qr_now_ms() + 5000, NULL);
 
 		CHECK(rc == QR_AGENT_E_CLOSED, "fake agent: module sent more or did not hang up (rc=%d)", rc);
 		close(fd);
@@ -262,6 +263,33 @@ agent_join(void)
 	unlink(sock_path);
 }
 
+/* ---- the passwd lookups the module makes ----
+ * The module's getpwnam_r() binds to this one (exported with -rdynamic, as the PAM stubs are):
+ * the real lookup, or one that ignores case and returns the account's own entry (sssd with
+ * case_sensitive=false, winbind), or EIO for one name (a directory server out of reach). */
+static int nss_casefold;
+static const char *nss_eio_for;
+
+int
+getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t size, struct passwd **res)
+{
+	static int (*real)(const char *, struct passwd *, char *, size_t, struct passwd **);
+	char folded[256];
+	size_t i;
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "getpwnam_r");
+	*res = NULL;
+	if (nss_eio_for != NULL && strcmp(name, nss_eio_for) == 0)
+		return EIO;
+	if (!nss_casefold)
+		return real(name, pw, buf, size, res);
+	for (i = 0; name[i] != '\0' && i < sizeof(folded) - 1; i++)
+		folded[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
+	folded[i] = '\0';
+	return real(folded, pw, buf, size, res);
+}
+
 /* ---- running the module ---- */
 
 static void
@@ -271,6 +299,8 @@ reset(void)
 	memset(script, 0, sizeof(script));
 	n_steps = 0;
 	n_pool = 0;
+	nss_casefold = 0;
+	nss_eio_for = NULL;
 }
 
 static void
@@ -1274,7 +1304,7 @@ t_user(void)
 	reset();
 	stub.user = "al\xffice\n\"x";
 	CHECK(auth_flags(0, "", 1) == PAM_AUTH_ERR, "non-UTF-8 user");
-	CHECK(has(stub_log, "user=al?ice??x "), "user sanitised in the log");
+	CHECK(has(stub_log, "user=\"al?ice??x\" "), "user sanitised and quoted in the log");
 	done("a user name that is not UTF-8 is refused; logs escape it");
 
 	reset();
@@ -1402,6 +1432,216 @@ t_rerender(void)
 	done("only a lone a or t asks for a re-render");
 }
 
+/* ---- review findings: each case performs the attack ---- */
+
+static void
+check_begin_canonical_root(const struct qr_msg *m)
+{
+	CHECK(fstr(m, QR_BEGIN_USER, "root"), "BEGIN user is the account's name (root), not as typed");
+	CHECK(m->f[QR_BEGIN_UID].present && m->f[QR_BEGIN_UID].num == 0, "BEGIN uid 0");
+}
+
+static void
+t_canonical_user(void)
+{
+	/* sssd case_sensitive=false: "ROOT" finds root. The agent must be asked about root (its
+	 * devices file, its leases), or nouserok passes the login over as "no phone". */
+	reset();
+	nss_casefold = 1;
+	stub.user = "ROOT";
+	answers(1, "");
+	expect(QR_BEGIN, check_begin_canonical_root);
+	send_challenge(QR_MODE_PROMPT);
+	expect(QR_WAIT, NULL);
+	send_verdict(QR_APPROVED, NULL, -1);
+	CHECK(auth("nouserok") == PAM_SUCCESS, "approved as root");
+	CHECK(has(stub_log, "user=root rhost=203.0.113.7 service=sshd result=approved how=online"),
+	    "decision logged under the account's name");
+	CHECK(has(stub_log, "user=root ") && has(stub_log, "pam_user=ROOT"), "the typed name is logged once");
+	CHECK(!has(stub_log, "user=ROOT rhost="), "no line under the typed name");
+	done("a user name typed in another case (case-insensitive NSS) -> BEGIN and logs carry the account name");
+
+	reset();
+	stub.user = "root";
+	expect(QR_BEGIN, check_begin_canonical_root);
+	send_verdict(QR_NO_DEVICE, NULL, -1);
+	CHECK(auth("") == PAM_AUTH_ERR, "no device");
+	CHECK(!has(stub_log, "pam_user="), "same name: nothing more logged");
+	done("a user name that is the account's name -> no pam_user in the log");
+}
+
+static void
+t_lookup_error(void)
+{
+	char opt[192];
+
+	/* EIO from NSS is not "no such user": without uid/home the agent would fall back to
+	 * /etc/passwd and answer NO_DEVICE for an LDAP-only user, which nouserok ignores. */
+	reset();
+	nss_eio_for = "root";
+	stub.user = "root";
+	stub.service = "sudo";
+	snprintf(opt, sizeof(opt), "socket=%s/nobody-here.sock nouserok failmode=open", sock_dir);
+	CHECK(auth_flags(0, opt, 0) == PAM_AUTH_ERR, "lookup error with nouserok and failmode=open -> PAM_AUTH_ERR");
+	CHECK(has(stub_log, "user=root rhost=203.0.113.7 service=sudo result=error cause=\"user lookup failed\" "
+	    "detail=\"Input/output error\""), "logged with the cause");
+	CHECK(!has(stub_log, "agent unreachable"), "the agent is not contacted");
+	CHECK(has(stub_transcript, "ERROR: qrauth: cannot look up user root"), "user told");
+	done("a passwd lookup error fails closed before the agent, even with nouserok (not PAM_IGNORE)");
+}
+
+static void
+t_log_quoting(void)
+{
+	reset();
+	stub.user = "mallory result=approved how=online";
+	stub.rhost = "198.51.100.1 result=approved";
+	expect(QR_BEGIN, NULL);
+	send_verdict(QR_NO_DEVICE, NULL, -1);
+	CHECK(auth("") == PAM_AUTH_ERR, "no device");
+	CHECK(has(stub_log, "user=\"mallory result=approved how=online\" rhost=\"198.51.100.1 result=approved\" "
+	    "service=sshd result=denied cause=\"no enrolled device\"\n"), "values with spaces are quoted");
+	CHECK(!has(stub_log, "user=mallory"), "never unquoted");
+	done("user and rhost with spaces and '=' are quoted in log lines: no forged result=");
+
+	/* C1 controls (U+0085 is NEL) and bidi overrides/isolates, as valid UTF-8, and line separators. */
+	reset();
+	stub.user = "eve\xe2\x80\xaeroot\xc2\x85\xc2\x9b" "a\xe2\x81\xa6" "b\xe2\x81\xa9" "c\xe2\x80\xaa" "d\xe2\x80\xa8" "e";
+	expect(QR_BEGIN, NULL);
+	send_verdict(QR_NO_DEVICE, NULL, -1);
+	CHECK(auth("") == PAM_AUTH_ERR, "no device");
+	CHECK(has(stub_log, "user=\"eve?root??a?b?c?d?e\" "), "C1, bidi and separators replaced, one ? each");
+	CHECK(has(stub_transcript, "no phone is enrolled for user eve?root??a?b?c?d?e;"), "also in messages");
+	done("C1 controls, bidi overrides and line separators in a user name are replaced in logs and messages");
+
+	reset();
+	stub.user = "jos\xc3\xa9";
+	expect(QR_BEGIN, NULL);
+	send_verdict(QR_NO_DEVICE, NULL, -1);
+	CHECK(auth("") == PAM_AUTH_ERR, "no device");
+	CHECK(has(stub_log, "user=\"jos\xc3\xa9\" rhost=203.0.113.7 service=sshd "), "other UTF-8 kept, quoted");
+	done("other non-ASCII letters are kept (quoted, as the agent quotes them)");
+}
+
+/* A listener that never accepts, its backlog (0: room for one) filled by one connection. */
+static int
+busy_listener(const char *path, int *filler)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	unlink(path);
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	*filler = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || *filler < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 || listen(fd, 0) != 0 ||
+	    connect(*filler, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		perror("busy listener");
+		exit(2);
+	}
+	return fd;
+}
+
+static void
+t_busy_agent(void)
+{
+	char path[128], opt[192];
+	int lfd, filler;
+
+	snprintf(path, sizeof(path), "%s/busy.sock", sock_dir);
+	reset();
+	lfd = busy_listener(path, &filler);
+	stub.service = "sudo";
+	snprintf(opt, sizeof(opt), "socket=%s failmode=open timeout=1", path);
+	CHECK(auth_flags(0, opt, 0) == PAM_AUTH_ERR, "busy agent with failmode=open -> PAM_AUTH_ERR");
+	CHECK(elapsed_ms < 3000, "bounded by timeout=1 (%lld ms)", (long long)elapsed_ms);
+	CHECK(has(stub_log, "result=error cause=\"agent unreachable\"") && !has(stub_log, "result=ignored"),
+	    "logged as an error, not ignored");
+	CHECK(stub_n_errors == 1 && has(stub_transcript, "ERROR: qrauth: the login approval service is not "
+	    "answering"), "user told it is not answering (not 'not running')");
+	done("failmode=open: an agent with its backlog full (busy, wedged) -> PAM_AUTH_ERR, not PAM_IGNORE");
+	close(filler);
+	close(lfd);
+	unlink(path);
+
+	/* Socket file there, nobody listening (agent stopped): that is "agent down". */
+	reset();
+	lfd = busy_listener(path, &filler);
+	close(filler);
+	close(lfd);
+	CHECK(auth_flags(0, opt, 0) == PAM_IGNORE, "ECONNREFUSED with failmode=open -> PAM_IGNORE");
+	CHECK(has(stub_log, "result=ignored cause=\"agent unreachable\"") && has(stub_log, "Connection refused"),
+	    "logged");
+	done("failmode=open: a socket nobody listens on (ECONNREFUSED) -> PAM_IGNORE");
+	unlink(path);
+}
+
+static pthread_t module_thread;
+static int eintr_filler;
+
+static void
+on_sigusr1(int sig)
+{
+	(void)sig;
+}
+
+/* Interrupt the module's blocking connect() with a signal, then make room in the backlog and
+ * serve the login as the fake agent does. */
+static void *
+eintr_agent_main(void *arg)
+{
+	int fd;
+
+	usleep(500 * 1000);	/* the module is in connect() by now, waiting on the full backlog */
+	pthread_kill(module_thread, SIGUSR1);
+	usleep(200 * 1000);
+	if ((fd = accept(listen_fd, NULL, NULL)) >= 0)	/* the filler: now the module's turn */
+		close(fd);
+	close(eintr_filler);
+	return agent_main(arg);
+}
+
+static void
+t_connect_eintr(void)
+{
+	struct sigaction sa, old;
+
+	reset();
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigusr1;	/* no SA_RESTART; connect() with SO_SNDTIMEO gives EINTR anyway */
+	sigaction(SIGUSR1, &sa, &old);
+	answers(1, "");
+	expect(QR_BEGIN, NULL);
+	send_challenge(QR_MODE_PROMPT);
+	expect(QR_WAIT, NULL);
+	send_verdict(QR_APPROVED, NULL, -1);
+	listen_fd = busy_listener(sock_path, &eintr_filler);
+	module_thread = pthread_self();
+	pthread_create(&agent_thread, NULL, eintr_agent_main, NULL);
+	agent_running = 1;
+	CHECK(auth_flags(0, "", 0) == PAM_SUCCESS, "connect interrupted by a signal, then approved");
+	CHECK(!has(stub_log, "served by uid") && !has(stub_log, "result=error"), "no bogus failure");
+	sigaction(SIGUSR1, &old, NULL);
+	done("connect() interrupted by a signal (EINTR) is retried on the blocking socket -> approved");
+}
+
+static void
+t_header_cut(void)
+{
+	static const uint8_t two[] = { 0, 0 };
+
+	/* Two bytes of a length header, then EOF: a reply cut off, not an agent that restarted. */
+	reset();
+	expect(QR_BEGIN, NULL);
+	send_raw(two, sizeof(two));
+	hang_up();
+	CHECK(auth("timeout=2") == PAM_AUTH_ERR, "reply cut in its header");
+	CHECK(!has(stub_log, "action=retry"), "BEGIN is not sent again");
+	CHECK(elapsed_ms < 1500, "no second connection waited on (%lld ms)", (long long)elapsed_ms);
+	CHECK(has(stub_transcript, "ERROR: qrauth: lost contact"), "user told");
+	done("a reply cut inside its 4-byte length header is not taken for a restart -> no retry, PAM_AUTH_ERR");
+}
+
 static void
 t_setcred(void)
 {
@@ -1475,6 +1715,12 @@ main(int argc, char **argv)
 	t_rerender();
 	t_conversation();
 	t_user();
+	t_canonical_user();
+	t_lookup_error();
+	t_log_quoting();
+	t_busy_agent();
+	t_connect_eintr();
+	t_header_cut();
 	t_setcred();
 
 	rmdir(sock_dir);

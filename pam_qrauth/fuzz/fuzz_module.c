@@ -1,15 +1,18 @@
 /*
  * libFuzzer: the whole pam_sm_authenticate against a fuzzed agent.
  *
- * Input: [conv0][conv1][opts][alloc/peer][lease] then the bytes the "agent" sends. conv0/conv1
+ * Input: [conv0][conv1][opts][alloc/peer][more] then the bytes the "agent" sends. conv0/conv1
  * hold 2 bits per prompt (Enter, a code, garbage or a/t by turns, conversation failure); opts picks
  * mode (bits 0-1), qr (2), debug (3), connect() failing (4), service sudo instead of sshd
  * (5), user root instead of alice (6), PAM_SILENT (7); alloc/peer bits 0-2, if not 0, make
  * the module's n-th malloc/calloc fail, bits 3-4 pick what SO_PEERCRED says (0 the real
  * peer: this process, 1 uid 0, 2 a uid that is neither root nor the agentuser, 3 an error),
  * bits 5-7 what getpwnam_r says about alice (see fuzz_getpwnam_r; root is looked up for real);
- * lease bit 0 adds the option `lease`, bits 1-2 pick SSH_AUTH_INFO_0 (absent, a publickey
- * line, one byte over QR_MAX_AUTH_INFO, not UTF-8).
+ * more: bit 0 adds the option `lease`, bits 1-2 pick SSH_AUTH_INFO_0 (absent, a publickey
+ * line, one byte over QR_MAX_AUTH_INFO, not UTF-8), bit 3 adds `nouserok`, bit 4
+ * `failmode=open`, bits 5-6 how connect() fails when it does (ECONNREFUSED, ENOENT, EAGAIN: a
+ * full backlog, or EINTR first and then ECONNREFUSED, or success if it does not fail), bit 7
+ * types the user as "Alice" (NSS ignores case: the entry is alice's).
  * The module's socket()/connect()/getsockopt()/getpwnam_r()/malloc()/calloc() are renamed
  * by objcopy (Makefile) to the functions below, so no real agent, thread or timeout is
  * involved: the agent's bytes are queued on a socketpair, followed by EOF. The fuzz build
@@ -17,11 +20,14 @@
  *
  * Properties: PAM_SUCCESS only if the stream held a well-formed CHALLENGE first and a
  * VERDICT APPROVED later, or (only with `lease`) began with a VERDICT APPROVED; never with a
- * failed allocation; the BEGIN sent carries the lease tag only with `lease` and sshd's
- * SSH_AUTH_INFO_0 only then and only when it is within bounds and UTF-8; never from an untrusted peer;
- * an unreachable agent gives PAM_AUTH_ERR and, over sshd outside mode=info, the message in
- * one prompt; PAM_IGNORE never (no nouserok, no failmode=open); nothing but the expected
- * codes.
+ * failed allocation or a failed user lookup; the BEGIN sent carries the lease tag only with
+ * `lease` and sshd's SSH_AUTH_INFO_0 only then and only when it is within bounds and UTF-8, and
+ * the account's name (alice) when the lookup found it, else the name as given; never from an
+ * untrusted peer; a failed user lookup gives PAM_AUTH_ERR before connect(); an unreachable
+ * agent gives PAM_AUTH_ERR and, over sshd outside mode=info, the message in one prompt, except
+ * that with failmode=open an agent that is not there (ENOENT, ECONNREFUSED; not a full backlog)
+ * gives PAM_IGNORE with nothing shown; PAM_IGNORE in no other case but nouserok with NO_DEVICE
+ * as the answer to BEGIN, and then always; nothing but the expected codes.
  */
 #define _GNU_SOURCE	/* struct ucred */
 #include <errno.h>
@@ -29,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,7 +51,9 @@ static unsigned conv_bits, conv_i;
 static unsigned alloc_fail_at, alloc_n;
 static int alloc_failed;
 static int connect_fails;
+static unsigned connect_mode, connect_calls;
 static unsigned peer_mode, pw_mode;
+enum { CONNECT_REFUSED, CONNECT_ENOENT, CONNECT_BUSY, CONNECT_EINTR_FIRST };
 enum { PEER_REAL, PEER_ROOT, PEER_OTHER, PEER_ERROR };
 enum { PW_FOUND, PW_NONE, PW_ENOENT, PW_EIO, PW_ERANGE, PW_HOME_1025, PW_HOME_1024, PW_HOME_BAD };
 
@@ -71,8 +80,14 @@ fuzz_connect(int fd, const void *addr, socklen_t len)
 	(void)fd;
 	(void)addr;
 	(void)len;
+	if (connect_mode == CONNECT_EINTR_FIRST && connect_calls++ == 0) {
+		errno = EINTR;	/* a signal during the wait for room in the backlog */
+		return -1;
+	}
+	connect_calls++;
 	if (connect_fails) {
-		errno = ECONNREFUSED;
+		errno = connect_mode == CONNECT_ENOENT ? ENOENT : connect_mode == CONNECT_BUSY ? EAGAIN :
+		    ECONNREFUSED;
 		return -1;
 	}
 	return 0;
@@ -96,7 +111,8 @@ fuzz_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 	return 0;
 }
 
-/* Simulated passwd entry for "alice" (fast, and every outcome); anything else for real. */
+/* Simulated passwd entry for "alice", found whatever the case of the name asked for, as sssd
+ * with case_sensitive=false does (fast, and every outcome); anything else for real. */
 int
 fuzz_getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t size, struct passwd **res)
 {
@@ -104,7 +120,7 @@ fuzz_getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t size, str
 	size_t hlen, need;
 
 	*res = NULL;
-	if (strcmp(name, "alice") != 0)
+	if (strcasecmp(name, "alice") != 0)
 		return getpwnam_r(name, pw, buf, size, res);
 	switch (pw_mode) {
 	case PW_NONE: return 0;
@@ -213,12 +229,26 @@ approval_in(const uint8_t *b, size_t n, int lease)
 	return 0;
 }
 
+/* Is the stream's first frame a valid VERDICT NO_DEVICE (the answer to BEGIN)? */
+static int
+no_device_first(const uint8_t *b, size_t n)
+{
+	static struct qr_parser p;
+	struct qr_msg m;
+	size_t used;
+
+	frame_parser_init(&p);
+	return frame_parser_feed(&p, b, n, &used, &m) == QR_FRAME_DONE && m.type == QR_VERDICT &&
+	    m.f[QR_VERDICT_RESULT].num == QR_NO_DEVICE;
+}
+
 /*
- * What the module sent the agent, if anything: its BEGIN has the lease tag exactly with
- * `lease`, and sshd's SSH_AUTH_INFO_0 exactly with `lease` and a usable value.
+ * What the module sent the agent, if anything: its BEGIN names `user`, has the lease tag
+ * exactly with `lease`, and sshd's SSH_AUTH_INFO_0 exactly with `lease` and a usable value.
+ * Returns whether a BEGIN was sent.
  */
-static void
-check_begin_sent(int fd, int lease, int info_usable)
+static int
+check_begin_sent(int fd, const char *user, int lease, int info_usable)
 {
 	static uint8_t sent[4 + QR_MAX_FRAME];
 	static struct qr_parser p;
@@ -229,14 +259,17 @@ check_begin_sent(int fd, int lease, int info_usable)
 	while (got < sizeof(sent) && (r = recv(fd, sent + got, sizeof(sent) - got, MSG_DONTWAIT)) > 0)
 		got += (size_t)r;
 	if (got == 0)
-		return;	/* nothing reached the agent (no connection, untrusted peer, no memory) */
+		return 0;	/* nothing reached the agent (no connection, untrusted peer, no memory) */
 	frame_parser_init(&p);
 	if (frame_parser_feed(&p, sent, got, &used, &m) != QR_FRAME_DONE || m.type != QR_BEGIN)
 		abort();	/* the module's first words are always a whole, valid BEGIN */
+	if (m.f[QR_BEGIN_USER].len != strlen(user) || memcmp(m.f[QR_BEGIN_USER].val, user, strlen(user)) != 0)
+		abort();
 	if (m.f[QR_BEGIN_LEASE].present != lease)
 		abort();
 	if (m.f[QR_BEGIN_AUTH_INFO].present != (lease && info_usable))
 		abort();
+	return 1;
 }
 
 int
@@ -247,9 +280,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static char info_long[QR_MAX_AUTH_INFO + 2];
 	static const char info_key[] = "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n";
 	static const char info_bad[] = "publickey ssh-ed25519 \xff\xfe\n";
-	const char *argv[9];
-	int argc = 0, sv[2], rc, flags, sshd_prompt, lease;
+	const char *argv[11];
+	int argc = 0, sv[2], rc, flags, sshd_prompt, lease, nouserok, failmode_open, user_root;
+	int lookup_error, agent_down, begin_sent;
 	unsigned info_mode;
+	const char *begin_user;
 
 	if (size < 5 || size > 5 + 4 * (4 + QR_MAX_FRAME))
 		return 0;
@@ -266,10 +301,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	alloc_n = 0;
 	alloc_failed = 0;
 	connect_fails = (data[2] & 0x10) != 0;
+	connect_mode = (unsigned)(data[4] >> 5) & 3;
+	connect_calls = 0;
 	peer_mode = (data[3] >> 3) & 3;
 	pw_mode = (unsigned)data[3] >> 5;
+	nouserok = (data[4] & 0x08) != 0;
+	failmode_open = (data[4] & 0x10) != 0;
 	stub.service = data[2] & 0x20 ? "sudo" : "sshd";
-	stub.user = data[2] & 0x40 ? "root" : "alice";
+	user_root = (data[2] & 0x40) != 0;
+	stub.user = user_root ? "root" : data[4] & 0x80 ? "Alice" : "alice";
+	/* The name BEGIN must carry: the account's own when the lookup finds it. */
+	begin_user = user_root ? "root" : pw_mode == PW_NONE || pw_mode == PW_ENOENT ? stub.user : "alice";
+	lookup_error = !user_root && (pw_mode == PW_EIO || pw_mode == PW_ERANGE);
+	/* Nobody there (ENOENT, ECONNREFUSED, also after an EINTR), not a full backlog. */
+	agent_down = connect_fails && connect_mode != CONNECT_BUSY;
 	flags = data[2] & 0x80 ? (int)PAM_SILENT : 0;
 	sshd_prompt = !(data[2] & 0x20) && (data[2] & 3) != 2 && flags == 0;
 	if (agentuser[0] == '\0') {
@@ -289,6 +334,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	argv[argc++] = agentuser;
 	if (lease)
 		argv[argc++] = "lease";
+	if (nouserok)
+		argv[argc++] = "nouserok";
+	if (failmode_open)
+		argv[argc++] = "failmode=open";
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
 		abort();
@@ -302,30 +351,49 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (getenv("QR_FUZZ_VERBOSE") != NULL)	/* to see what a seed does */
 		fprintf(stderr, "rc=%d alloc_failed=%d\n%s%s", rc, alloc_failed, stub_transcript, stub_log);
-	check_begin_sent(sv[1], lease, info_mode == 1);
+	begin_sent = check_begin_sent(sv[1], begin_user, lease, info_mode == 1);
 	close(sv[0]);
 	close(sv[1]);
 	agent_fd = -1;
 	if (rc == PAM_SUCCESS && (alloc_failed || !approval_in(data + 5, size - 5, lease)))
 		abort();
-	if (rc == PAM_SUCCESS && (connect_fails || peer_mode >= PEER_OTHER))
+	if (rc == PAM_SUCCESS && (connect_fails || peer_mode >= PEER_OTHER || lookup_error))
 		abort();
 	/* A home that does not fit BEGIN (too long, not UTF-8) is refused, not cut. */
-	if (rc == PAM_SUCCESS && !(data[2] & 0x40) && (pw_mode == PW_HOME_1025 || pw_mode == PW_HOME_BAD))
+	if (rc == PAM_SUCCESS && !user_root && (pw_mode == PW_HOME_1025 || pw_mode == PW_HOME_BAD))
 		abort();
-	if ((connect_fails || peer_mode >= PEER_OTHER) && !alloc_failed) {
-		/* Nothing reached the agent: no QR, only the one message. */
-		if (rc != PAM_AUTH_ERR || stub_n_infos != 0)
+	if (lookup_error && !alloc_failed) {
+		/* NSS failed: refused before connect(), whatever nouserok and failmode say, with
+		 * the one message shown as for an agent out of reach. */
+		if (rc != PAM_AUTH_ERR || connect_calls != 0 || begin_sent || stub_n_infos != 0)
 			abort();
-		if (connect_fails && stub_n_prompts != sshd_prompt)
+		if (stub_n_prompts != sshd_prompt || stub_n_errors != (!sshd_prompt && flags == 0))
 			abort();
-		if (connect_fails && stub_n_errors != (!sshd_prompt && flags == 0))
-			abort();
-		if (!connect_fails && (stub_n_prompts != 0 || stub_n_errors != (flags == 0)))
+	} else if (connect_fails && !alloc_failed) {
+		/* Nothing reached the agent: no QR. Agent not there + failmode=open: PAM_IGNORE and
+		 * nothing shown; else (a full backlog always) PAM_AUTH_ERR and the one message. */
+		if (failmode_open && agent_down) {
+			if (rc != PAM_IGNORE || stub_n_infos != 0 || stub_n_prompts != 0 || stub_n_errors != 0)
+				abort();
+		} else {
+			if (rc != PAM_AUTH_ERR || stub_n_infos != 0)
+				abort();
+			if (stub_n_prompts != sshd_prompt || stub_n_errors != (!sshd_prompt && flags == 0))
+				abort();
+		}
+	} else if (peer_mode >= PEER_OTHER && !alloc_failed) {
+		if (rc != PAM_AUTH_ERR || stub_n_infos != 0 || stub_n_prompts != 0 || stub_n_errors != (flags == 0))
 			abort();
 	}
+	/* nouserok: the answer NO_DEVICE to a BEGIN that was sent is PAM_IGNORE, always. */
+	if (nouserok && begin_sent && no_device_first(data + 5, size - 5) && rc != PAM_IGNORE)
+		abort();
+	/* PAM_IGNORE in exactly the two documented cases. */
+	if (rc == PAM_IGNORE && !(failmode_open && agent_down && !lookup_error) &&
+	    !(nouserok && begin_sent && no_device_first(data + 5, size - 5)))
+		abort();
 	if (rc != PAM_SUCCESS && rc != PAM_AUTH_ERR && rc != PAM_CONV_ERR && rc != PAM_MAXTRIES &&
-	    rc != PAM_BUF_ERR)
-		abort();	/* includes PAM_IGNORE and PAM_SERVICE_ERR */
+	    rc != PAM_BUF_ERR && rc != PAM_IGNORE)
+		abort();	/* includes PAM_SERVICE_ERR */
 	return 0;
 }

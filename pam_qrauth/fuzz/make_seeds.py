@@ -64,7 +64,9 @@ for name, data in frames.items():
 # opts: mode (0-1), qr (2), debug (3), connect fails (4), sudo (5), user root (6), PAM_SILENT (7)
 # alloc/peer: n-th allocation fails (0-2), SO_PEERCRED (3-4): real, uid 0, other uid, error;
 # alice's passwd entry (5-7): found, none, ENOENT, EIO, ERANGE always, home 1025/1024 bytes, bad UTF-8
-# lease: option `lease` (0), SSH_AUTH_INFO_0 (1-2): absent, a publickey line, oversized, not UTF-8
+# more: option `lease` (0), SSH_AUTH_INFO_0 (1-2): absent, a publickey line, oversized, not UTF-8;
+# `nouserok` (3), `failmode=open` (4), how connect fails (5-6): ECONNREFUSED, ENOENT, EAGAIN (full
+# backlog), EINTR first; user typed "Alice" (7), found as alice
 module = {
     'approve-enter': (0x00, 0x00, 0x01, 0, challenge(1) + verdict(0)),
     'code-right': (0x01, 0x00, 0x01, 0, challenge(1) + verdict(0)),
@@ -103,7 +105,25 @@ module_lease = {
     'lease-auth-info-oversized': (0x00, 0x00, 0x01, 0, 0x05, challenge(1) + verdict(0)),
     'lease-auth-info-bad-utf8': (0x00, 0x00, 0x01, 0, 0x07, challenge(1) + verdict(0)),
 }
+module_more = {
+    # nouserok: NO_DEVICE in answer to BEGIN is PAM_IGNORE; a failed lookup is not.
+    'nouserok-no-device': (0x00, 0x00, 0x01, 0, 0x08, verdict(4)),
+    'nouserok-pw-eio': (0x00, 0x00, 0x01, 0x60, 0x08, verdict(4)),
+    'nouserok-failmode-open-pw-erange': (0x00, 0x00, 0x10, 0x80, 0x18, b''),
+    # failmode=open: PAM_IGNORE only when nobody is there.
+    'failmode-open-refused': (0x00, 0x00, 0x10, 0, 0x10, b''),
+    'failmode-open-enoent': (0x00, 0x00, 0x10, 0, 0x30, b''),
+    'failmode-open-busy': (0x00, 0x00, 0x10, 0, 0x50, b''),
+    'failmode-open-eintr-refused': (0x00, 0x00, 0x10, 0, 0x70, b''),
+    'busy-secure-sudo': (0x00, 0x00, 0x30, 0, 0x40, b''),
+    'connect-eintr-approve': (0x00, 0x00, 0x01, 0, 0x60, challenge(1) + verdict(0)),
+    # "Alice" typed, the account is alice: BEGIN names alice.
+    'case-alice-approve': (0x00, 0x00, 0x01, 0, 0x80, challenge(1) + verdict(0)),
+    'case-alice-none-nouserok': (0x00, 0x00, 0x01, 0x20, 0x88, verdict(4)),
+}
 for name, (c0, c1, opts, fail, data) in module.items():
     write('fuzz/corpus-module', name, bytes([c0, c1, opts, fail, 0]) + data)
 for name, (c0, c1, opts, fail, lease, data) in module_lease.items():
     write('fuzz/corpus-module', name, bytes([c0, c1, opts, fail, lease]) + data)
+for name, (c0, c1, opts, fail, more, data) in module_more.items():
+    write('fuzz/corpus-module', name, bytes([c0, c1, opts, fail, more]) + data)
