@@ -3,11 +3,13 @@
  * themselves (`runuser`), and the agent decides by the uid their proof shows. Issue #10 item 5.
  */
 import test from 'ava';
-import { chownSync, chmodSync, mkdirSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { chownSync, chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type Socket, connect } from 'node:net';
 import { join } from 'node:path';
 import { ControlClient } from '../agent/src/control-client.js';
-import { type Daemon, run, startDaemon } from './support/daemon.js';
+import { CONTROL_MAX_UNSENT, ControlServer } from '../agent/src/control-server.js';
+import { formatLog } from '../agent/src/log.js';
+import { type Daemon, run, startDaemon, until } from './support/daemon.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { HeadlessPhone } from './support/phone.js';
 import { qrauthCli } from './support/enroll.js';
@@ -187,4 +189,165 @@ test.serial('garbage before and after the proof ends only that connection; the a
     f.logs.some((l) => l.startsWith('event=internal_error ') || l.startsWith('event=fatal ')),
     `no handler failed (seed ${seed}): ${f.logs.filter((l) => l.includes('internal_error')).join('\n')}`,
   );
+});
+
+/**
+ * A client that proves who it is, then sends status requests in batches of 8, each batch only
+ * once the agent has read everything sent so far (SIOCOUTQ == 0, so no read of the agent holds
+ * 16 requests, the old per-read limit), and never reads a reply. The security review's PoC,
+ * bounded: it stops after <total> requests, <seconds> seconds, when the agent has left a batch
+ * unread for a second ("stalled") or when the agent closes. Then it holds the connection open
+ * until stdin closes, so the test can look at the agent while the flood's state is still there.
+ */
+const FLOOD_PY = String.raw`
+import fcntl, json, os, socket, struct, sys, termios, time
+path, total, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(path)
+f = s.makefile('rb')
+m = json.loads(f.readline())
+fd = os.open(os.path.join(os.path.dirname(path), 'cred', m['name']), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+os.fchmod(fd, 0o644); os.write(fd, m['token'].encode()); os.close(fd)
+s.sendall(b'{"op":"proved"}\n')
+print(json.dumps({'caller': json.loads(f.readline())}), flush=True)
+outq = lambda: struct.unpack('i', fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, b'\0\0\0\0'))[0]
+batch = b'{"op":"status"}\n' * 8
+sent, ended, t0 = 0, 'done', time.time()
+try:
+    while sent < total:
+        if time.time() - t0 > limit:
+            ended = 'time'; break
+        w = time.time()
+        while outq() > 0 and time.time() - w < 1.0: time.sleep(0.0002)
+        if outq() > 0:
+            ended = 'stalled'; break
+        s.sendall(batch); sent += len(batch) // 16
+except OSError as e:
+    ended = 'closed'
+print(json.dumps({'flood': {'sent': sent, 'ended': ended, 'seconds': round(time.time() - t0, 2)}}), flush=True)
+sys.stdin.read()
+`;
+
+test.serial('a client that sends status requests and never reads the replies cannot fill the agent: its unread output stays bounded, others are still answered (review: control-socket flood)', async (t) => {
+  const control = f.agent.control!;
+  // The agent's side of every control connection from now on: what it holds unsent for each.
+  const conns = new Set<Socket>();
+  const onConnection = (s: Socket) => conns.add(s);
+  control.server.on('connection', onConnection);
+  t.teardown(() => control.server.off('connection', onConnection));
+  let maxUnsent = 0;
+  const sample = () => {
+    for (const s of conns) maxUnsent = Math.max(maxUnsent, s.writableLength);
+  };
+  const sampler = setInterval(sample, 5);
+  t.teardown(() => clearInterval(sampler));
+  const since = f.logs.length;
+  const memBefore = process.memoryUsage();
+
+  const flood = startDaemon(['runuser', '-u', ALICE, '--', 'python3', '-c', FLOOD_PY, socket(), '200000', '10'], { stdin: 'pipe' });
+  t.teardown(() => flood.stop());
+  await flood.waitFor(/"caller"/, 10_000);
+  const [line] = await flood.waitFor(/\{"flood": .*\}/, 30_000);
+  sample();
+  const { sent, ended, seconds } = (JSON.parse(line!) as { flood: { sent: number; ended: string; seconds: number } }).flood;
+  const memAfter = process.memoryUsage();
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  t.log(`flood: ${sent} requests in ${seconds} s, ended: ${ended}; most output the agent held unsent for one connection: ${(maxUnsent / 1024).toFixed(1)} KiB`);
+  t.log(`agent process: rss ${mib(memBefore.rss)} -> ${mib(memAfter.rss)}, heapUsed ${mib(memBefore.heapUsed)} -> ${mib(memAfter.heapUsed)}`);
+  t.true(maxUnsent < 256 * 1024, `the agent held ${mib(maxUnsent)} of unread replies for one client (${sent} requests sent)`);
+  t.true(ended === 'stalled' || ended === 'closed', `the agent kept reading a client that reads nothing (${sent} requests, ended: ${ended})`);
+
+  // While the flooding connection is still open: another user's status is answered.
+  const bob = replies(await callAs(BOB, ['call', socket(), JSON.stringify({ op: 'status' })]));
+  t.true(
+    bob.some((r) => r.ok === true && typeof r.version === 'string'),
+    `bob's status during the flood: ${JSON.stringify(bob)}`,
+  );
+  flood.child.stdin!.end();
+  await flood.exited;
+  // The agent lets go of the flood's connection, and still answers.
+  await until(() => [...conns].every((s) => s.destroyed), 5000, 'the agent closed its side of the flood');
+  const c = await ControlClient.connect(socket());
+  const s = (await c.request({ op: 'status' })) as { ok?: boolean; version?: string };
+  c.close();
+  t.true(s.ok === true && typeof s.version === 'string', JSON.stringify(s));
+  t.false(
+    f.logs.slice(since).some((l) => l.startsWith('event=internal_error ') || l.startsWith('event=fatal ')),
+    f.logs.slice(since).filter((l) => l.includes('internal_error')).join('\n'),
+  );
+});
+
+test.serial('a reply larger than the unsent-output cap ends that connection with one log line; the server keeps answering', async (t) => {
+  // Backpressure stops reading long before this; only one huge reply gets past the cap. A control
+  // server whose status is 2 MiB (a host name no config allows) stands in for one.
+  const logs: string[] = [];
+  const huge = 'h'.repeat(2 * CONTROL_MAX_UNSENT);
+  let big = true;
+  const server = new ControlServer({
+    status: () => ({ ok: true, version: 'test', hostId: 'test', hostname: big ? huge : 'small', relay: { url: null, state: 'none' }, pendingLogins: 0, openEnrollments: 0, uptimeSeconds: 0 }),
+    enrollments: f.agent.enrollments,
+    hostPub: f.agent.host.publicKey,
+    hostname: 'test',
+    relayUrl: null,
+    lastUsed: () => undefined,
+    deviceIdsOf: () => [],
+    codeLocks: () => [],
+    codeStateDamaged: () => null,
+    unlockCodes: () => false,
+    unlockAllCodes: () => undefined,
+    log: (event, fields) => logs.push(formatLog(event, fields)),
+  });
+  const path = join(tmp.path, 'capped', 'control.sock');
+  await server.listen(path);
+  t.teardown(() => server.close());
+  const c = await ControlClient.connect(path);
+  t.teardown(() => c.close());
+  c.sock.pause(); // a client that reads nothing more
+  c.send({ op: 'status' });
+  await until(() => logs.some((l) => l.startsWith('event=control_dropped ')), 10_000, 'the connection dropped');
+  const closed = new Promise<void>((resolve) => c.sock.once('close', () => resolve()));
+  c.sock.resume();
+  await closed; // the agent's side is gone: the client reads its end
+  const dropped = logs.filter((l) => l.startsWith('event=control_dropped '));
+  t.is(dropped.length, 1, logs.join('\n'));
+  t.regex(dropped[0]!, /^event=control_dropped uid=0 cause="replies not read" unsent=\d+$/);
+  big = false;
+  const again = await ControlClient.connect(path);
+  const r = (await again.request({ op: 'status' })) as { ok?: boolean; hostname?: string };
+  again.close();
+  t.like(r, { ok: true, hostname: 'small' });
+});
+
+test.serial("terminal escapes in a user's devices file do not reach the admin's terminal through qrauth devices --user (review: problem messages)", async (t) => {
+  // alice writes her own ~/.config/qrauth/devices (as she can); root lists her phones.
+  const alice = ensureUser(ALICE);
+  const cfgDir = join(alice.home, '.config', 'qrauth');
+  const file = join(cfgDir, 'devices');
+  // Leave alice's home as it was for the other test files.
+  const made = [join(alice.home, '.config'), cfgDir].find((d) => !existsSync(d));
+  const had = existsSync(file) ? readFileSync(file) : null;
+  t.teardown(() => {
+    if (made) rmSync(made, { recursive: true, force: true });
+    else if (had) writeFileSync(file, had);
+    else rmSync(file, { force: true });
+  });
+  await run(['runuser', '-u', ALICE, '--', 'mkdir', '-p', '-m', '0700', cfgDir]);
+  const phone = await HeadlessPhone.create(join(tmp.path, 'alice-phone'), 'Alice phone');
+  const good = phone.devicesLine();
+  await phone.close();
+  // An option word (it has a "=") carrying OSC (set the window title), BEL, CSI (clear the
+  // screen), a C1 CSI and a bidi override: the parser quotes it back in its problem message.
+  const evil = good.replace(/^(ed25519 \S+ \S+) /, '$1 x\u001b]0;pwned\u0007=\u001b[2J\u009b31m\u202eevil ');
+  t.not(evil, good);
+  writeFileSync(file, `${evil}\n`, { mode: 0o600 });
+  chownSync(file, alice.uid, alice.gid);
+  const cfg = JSON.parse(readFileSync(f.configPath, 'utf8')) as Record<string, unknown>;
+  const cfgPath = join(tmp.path, 'agent-home-devices.json');
+  writeFileSync(cfgPath, JSON.stringify({ ...cfg, authfile: '~/.config/qrauth/devices' }));
+  const r = await run([process.execPath, '--import', 'tsx', join(ROOT, 'agent/src/cli.ts'), '--config', cfgPath, 'devices', '--user', ALICE], { timeoutMs: 30_000 });
+  t.log(JSON.stringify(r.stderr));
+  t.regex(r.stderr, /option .*is not name=value/, 'the line is reported as a problem');
+  // eslint-disable-next-line no-control-regex
+  const controls = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+  t.false(controls.test(r.stderr), `control characters on stderr: ${JSON.stringify(r.stderr)}`);
+  t.false(controls.test(r.stdout), `control characters on stdout: ${JSON.stringify(r.stdout)}`);
 });

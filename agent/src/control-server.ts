@@ -28,6 +28,16 @@
  * enrollments (enrollments.ts). root also has its own socket, root/<socket name> in a 0700
  * directory only root (and the agent) can enter, so no flood on the shared socket can keep root's
  * `qrauth status` out.
+ *
+ * Memory. A connection is read only while it has no request in hand and its replies are being
+ * taken: one request is handled at a time, and while more than the socket's high-water mark (16
+ * KiB) of replies sits unsent the socket is paused (the kernel then stops the client's writes) and
+ * resumed on 'drain'. Before this, a client that sent status requests paced under the per-read
+ * limit and never read a reply grew the agent by ~170 bytes a request without end (security
+ * review: 8 such connections ran a 192 MB heap out of memory in ~10 s, dropping every pending
+ * login). So a connection costs at most about CONTROL_MAX_LINE of request, the socket's read
+ * buffer, and the high-water mark plus one reply; CONTROL_MAX_UNSENT cuts one that gets far past
+ * that anyway. With CONTROL_MAX_CONNECTIONS (+ 64 on root's socket) that bounds the whole.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { execFile } from 'node:child_process';
@@ -72,6 +82,12 @@ export const CONTROL_MAX_CONNECTIONS = 512;
 export const CONTROL_MAX_UNPROVEN = 64;
 /** Proven connections one non-root uid may hold. */
 export const CONTROL_MAX_PER_UID = 8;
+/**
+ * Unsent output past which a connection is cut. Reading stops at the socket's high-water mark
+ * (16 KiB), so only one very large reply (a long lease list) or enrollment events to a client that
+ * reads nothing get near this.
+ */
+export const CONTROL_MAX_UNSENT = 1024 * 1024;
 /** A client proves who it is within this, or is cut off. */
 export const PROOF_TIMEOUT_MS = 3000;
 const PROOF_NAME = /^[0-9a-f]{32}$/;
@@ -306,8 +322,37 @@ export class ControlServer {
     let busy = false;
     const name = randomBytes(16).toString('hex');
     const token = randomBytes(32).toString('base64url');
+    let failed = false;
+    let waitingForDrain = false;
     const send = (o: unknown) => {
-      if (!sock.destroyed) sock.write(`${JSON.stringify(o)}\n`);
+      if (sock.destroyed) return;
+      sock.write(`${JSON.stringify(o)}\n`);
+      if (sock.writableLength > CONTROL_MAX_UNSENT) {
+        this.deps.log('control_dropped', { uid: caller ?? undefined, cause: 'replies not read', unsent: sock.writableLength });
+        sock.destroy();
+        return;
+      }
+      if (sock.writableNeedDrain) readWhenFree();
+    };
+    /**
+     * Read only with no request in hand and no backlog of replies (see "Memory" above). Paused, a
+     * socket stops reading from the kernel once its read buffer is full, and the client's writes
+     * wait in its own kernel buffer, not here.
+     */
+    const readWhenFree = () => {
+      if (closed || sock.destroyed) return;
+      if (sock.writableNeedDrain) {
+        sock.pause();
+        if (!waitingForDrain) {
+          waitingForDrain = true;
+          sock.once('drain', guard('drain', () => {
+            waitingForDrain = false;
+            readWhenFree();
+            pump().catch((e: unknown) => contain('pump', e));
+          }));
+        }
+      } else if (busy || lines.length > 0) sock.pause();
+      else sock.resume();
     };
     // Every event handler of this connection runs through here: whatever one request, proof
     // file or enrollment event does, it can end this connection, never the agent.
@@ -325,6 +370,11 @@ export class ControlServer {
         }
       };
     const fail = (e: unknown) => {
+      // Nothing more is handled on this connection (what comes is read and dropped until the
+      // peer closes or the timer below): one error reply, then the end.
+      failed = true;
+      lines.length = 0;
+      buf = '';
       send({ ok: false, code: isQrauthError(e) ? e.code : 'QRA_ERR_INTERNAL', message: isQrauthError(e) ? e.message : 'internal error' });
       sock.end();
       // end() waits for the peer; a peer that keeps sending is not waited for.
@@ -353,24 +403,26 @@ export class ControlServer {
     sock.setEncoding('utf8');
     send({ ok: true, event: 'prove', name, token });
 
+    // One request at a time, and none while earlier replies wait unread ('drain' starts it again).
     const pump = async () => {
       if (busy) return;
       busy = true;
       try {
-        while (lines.length > 0 && !closed && !sock.destroyed) {
+        while (lines.length > 0 && !closed && !sock.destroyed && !failed && !sock.writableNeedDrain) {
           const line = lines.shift()!;
           try {
             await handle(line);
           } catch (e) {
             fail(e);
-            lines.length = 0;
           }
         }
       } finally {
         busy = false;
+        readWhenFree();
       }
     };
     sock.on('data', guard('data', (chunk: string) => {
+      if (failed) return;
       buf += chunk;
       if (buf.length > CONTROL_MAX_LINE) return fail(new QrauthError('QRA_ERR_INVALID_INPUT', 'request too long'));
       let nl: number;
@@ -379,6 +431,7 @@ export class ControlServer {
         buf = buf.slice(nl + 1);
         if (lines.length > 16) return fail(new QrauthError('QRA_ERR_INVALID_INPUT', 'too many requests at once'));
       }
+      readWhenFree();
       pump().catch((e: unknown) => contain('pump', e));
     }));
     sock.on('error', () => sock.destroy());
