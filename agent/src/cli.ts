@@ -32,6 +32,7 @@ import { VERSION } from './agent.js';
 import { type AgentConfig, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
 import { ControlClient } from './control-client.js';
 import { addDeviceLine, devicesPath, removeDeviceLines } from './devices-file.js';
+import { printable } from './log.js';
 import { renderQr } from './qr-render.js';
 import { readDevicesFileAs, writeDevicesFileAs } from './user-files.js';
 import { USER_NAME_PATTERN, lookupUserInPasswd, type UserInfo } from './users.js';
@@ -265,7 +266,9 @@ program
       process.stdout.write(`${JSON.stringify({ user: t.name, file: t.path, devices: rows, problems: f.problems }, null, 2)}\n`);
       return;
     }
-    for (const p of f.problems) process.stderr.write(`qrauth: ${p}\n`);
+    // Problems quote the user's file: cleaned where they are made (devices-file.ts), and here too,
+    // since this line goes to the terminal of root running `qrauth devices --user`.
+    for (const p of f.problems) process.stderr.write(`qrauth: ${printable(p)}\n`);
     if (rows.length === 0) {
       process.stdout.write(`No phones are enrolled for ${t.name} (${t.path}). Run: qrauth enroll${o.user ? ` --user ${t.name}` : ''}\n`);
       return;

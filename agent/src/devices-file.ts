@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { QrauthError, fromB64url, keyId, toB64url, DEVICE_NAME_PATTERN, type PasskeyInfo } from '../../protocol/src/index.js';
 import sodium from 'sodium-native';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
+import { printable } from './log.js';
 import type { UserInfo } from './users.js';
 import { type DevicePasskey, parsePasskey } from './webauthn.js';
 
@@ -161,8 +162,10 @@ export function parseDevicesText(text: string, path = 'devices'): DevicesFile {
   const devices: Device[] = [];
   const problems: string[] = [];
   let problemsLeftOut = 0;
+  // Problems quote the file (an option word), and `qrauth devices --user` prints them to root's
+  // terminal: no control characters (escape sequences) from a user's file get there.
   const problem = (lineNo: number, what: string) => {
-    if (problems.length < DEVICES_PROBLEMS_MAX) problems.push(`${path}:${lineNo}: ${what}`);
+    if (problems.length < DEVICES_PROBLEMS_MAX) problems.push(printable(`${path}:${lineNo}: ${what}`));
     else problemsLeftOut++;
   };
   const seen = new Set<string>();

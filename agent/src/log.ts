@@ -5,10 +5,20 @@
 export type LogFields = Record<string, string | number | boolean | undefined | null>;
 export type Logger = (event: string, fields?: LogFields) => void;
 
+// C0 and C1 controls, DEL, the bidi marks, embeddings, overrides and isolates (they reorder what a
+// terminal or log viewer shows after them), and U+2028/2029 (some viewers start a line there): the
+// same characters pam_qrauth's sanitize() replaces.
+// eslint-disable-next-line no-control-regex
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+
+/** `s` with every control character (see UNPRINTABLE) as '?': for text from a file or a peer that a person reads. */
+export function printable(s: string): string {
+  return s.replace(UNPRINTABLE, '?');
+}
+
 function quote(v: string): string {
   // Values are bounded and stripped of control characters so a hostile user name cannot forge log lines.
-  // eslint-disable-next-line no-control-regex
-  const s = v.slice(0, 200).replace(/[\u0000-\u001f\u007f]/g, '?');
+  const s = printable(v.slice(0, 200));
   return /^[A-Za-z0-9_.:@/+-]+$/.test(s) ? s : JSON.stringify(s);
 }
 
