@@ -351,3 +351,79 @@ test.serial("terminal escapes in a user's devices file do not reach the admin's 
   t.false(controls.test(r.stderr), `control characters on stderr: ${JSON.stringify(r.stderr)}`);
   t.false(controls.test(r.stdout), `control characters on stdout: ${JSON.stringify(r.stdout)}`);
 });
+
+test.serial("a user's ~/.config/qrauth symlinked into root's directory does not reveal root's devices or their last use, nor the file's metadata (review: last-used through a directory symlink)", async (t) => {
+  // An agent whose devices files are in the users' homes (the default layout).
+  const home = await startTestAgent({ authfile: '~/.config/qrauth/devices' });
+  t.teardown(() => home.close());
+  const alice = ensureUser(ALICE);
+  // Root's own devices, in a 0700 directory alice cannot enter.
+  const rootOnly = tempDir('qrca-rootonly-');
+  t.teardown(() => rootOnly.remove());
+  chmodSync(rootOnly.path, 0o700);
+  const rootPhone = await HeadlessPhone.create(join(tmp.path, 'root-phone'), 'Root phone');
+  const rootFile = join(rootOnly.path, 'devices');
+  writeFileSync(rootFile, `${rootPhone.devicesLine()}\n`, { mode: 0o600 });
+  const rootDevice = rootPhone.deviceId;
+  await rootPhone.close();
+  const when = new Date('2023-04-05T06:07:08.000Z');
+  home.agent.lastUsed.record(rootDevice, when);
+
+  // alice: ~/.config/qrauth -> the root-only directory (what she can do with her own home).
+  const config = join(alice.home, '.config');
+  const link = join(config, 'qrauth');
+  const madeConfig = !existsSync(config);
+  const aside = existsSync(link) ? `${link}.qrca-aside` : null;
+  if (aside) await run(['mv', link, aside]);
+  t.teardown(async () => {
+    rmSync(link, { recursive: true, force: true });
+    if (aside) await run(['mv', aside, link]);
+    if (madeConfig) rmSync(config, { recursive: true, force: true });
+  });
+  await run(['runuser', '-u', ALICE, '--', 'mkdir', '-p', config]);
+  await run(['runuser', '-u', ALICE, '--', 'ln', '-s', rootOnly.path, link]);
+  const cat = await run(['runuser', '-u', ALICE, '--', 'cat', join(link, 'devices')]);
+  t.not(cat.code, 0, 'alice herself cannot read the file through her link (else this proves nothing)');
+
+  const ask = async () => callAs(ALICE, ['call', home.agent.config.controlSocket, JSON.stringify({ op: 'last-used', deviceIds: [rootDevice] })]);
+  const lines = await ask();
+  t.log(JSON.stringify(replies(lines)));
+  t.false(JSON.stringify(lines).includes(when.toISOString()), `alice learned when root's phone last approved: ${JSON.stringify(lines)}`);
+  t.false(
+    replies(lines).some((r) => r.ok === true && (r.lastUsed as Record<string, unknown> | undefined)?.[rootDevice] != null),
+    JSON.stringify(lines),
+  );
+
+  // Damaged root-only files: what is wrong with them is not alice's to learn.
+  const metadata = /writable|regular file|64 KiB|owned by|symbolic link|qrca-rootonly|\/devices/;
+  for (const [what, damage] of [
+    ['group-writable', () => chmodSync(rootFile, 0o620)],
+    ['over 64 KiB', () => writeFileSync(rootFile, `${'#'.repeat(70 * 1024)}\n`, { mode: 0o600 })],
+    ['a directory', () => {
+      rmSync(rootFile, { force: true });
+      mkdirSync(rootFile, { mode: 0o700 });
+    }],
+  ] as const) {
+    damage();
+    const got = replies(await ask());
+    t.log(what, JSON.stringify(got));
+    const text = got.map((r) => String(r.message ?? '')).join('\n');
+    t.false(metadata.test(text), `${what}: the reply tells alice about a file she cannot read: ${JSON.stringify(got)}`);
+    t.false(JSON.stringify(got).includes(when.toISOString()), what);
+  }
+
+  t.true(home.logs.some((l) => l.startsWith('event=devices_file_refused ') && l.includes('uid=')), 'the cause goes to the log');
+
+  // Her own real directory and file still work: the owner gets her phone's time.
+  rmSync(link, { recursive: true, force: true });
+  const own = await HeadlessPhone.create(join(tmp.path, 'alice-own-phone'), 'Alice own');
+  await run(['runuser', '-u', ALICE, '--', 'mkdir', '-m', '0700', link]);
+  writeFileSync(join(link, 'devices'), `${own.devicesLine()}\n`, { mode: 0o600 });
+  chownSync(join(link, 'devices'), alice.uid, alice.gid);
+  const ownDevice = own.deviceId;
+  await own.close();
+  const ownWhen = new Date('2022-03-04T05:06:07.000Z');
+  home.agent.lastUsed.record(ownDevice, ownWhen);
+  const mine = replies(await callAs(ALICE, ['call', home.agent.config.controlSocket, JSON.stringify({ op: 'last-used', deviceIds: [ownDevice, rootDevice] })]));
+  t.deepEqual(mine[0], { ok: true, lastUsed: { [ownDevice]: ownWhen.toISOString(), [rootDevice]: null } });
+});

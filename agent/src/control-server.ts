@@ -70,6 +70,7 @@ import {
   str,
 } from '../../protocol/src/index.js';
 import type { CodeLock } from './code-budget.js';
+import type { DevicesReader } from './devices-file.js';
 import type { Enrollment, EnrollmentStore, EnrollRequest } from './enrollments.js';
 import type { Logger } from './log.js';
 import type { LeaseStore } from './leases.js';
@@ -127,8 +128,11 @@ export interface ControlDeps {
   hostname: string;
   relayUrl: string | null;
   lastUsed(deviceId: string): string | undefined;
-  /** The device ids in a user's devices file (throws on an unsafe file). */
-  deviceIdsOf(user: UserInfo): string[];
+  /**
+   * The device ids in a user's devices file (throws on an unsafe file). The user object is passed
+   * on to readDevicesFile: with `onlyAs`, only what that uid could read itself is read.
+   */
+  deviceIdsOf(user: DevicesReader): string[];
   codeLocks(): CodeLock[];
   codeStateDamaged(): string | null;
   unlockCodes(user: string): boolean;
@@ -310,6 +314,24 @@ export class ControlServer {
   close(): Promise<void> {
     const closeOne = (s: Server) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()));
     return Promise.all([closeOne(this.server), closeOne(this.rootServer)]).then(() => undefined);
+  }
+
+  /**
+   * A non-root caller's devices file is read only as far as they could read it themselves
+   * (devices-file.ts, ReadLimit), and what is wrong with it goes to the log, not to them: the
+   * details (exists, regular file, group-writable, over 64 KiB) would describe files they may not
+   * see (security review: `last-used` through a linked ~/.config/qrauth). root's as before.
+   */
+  private deviceIdsFor(owner: UserInfo, isRoot: boolean): string[] {
+    if (isRoot) return this.deps.deviceIdsOf(owner);
+    const gid = (owner as { gid?: unknown }).gid;
+    const onlyAs = { uid: owner.uid, gid: typeof gid === 'number' && Number.isSafeInteger(gid) && gid >= 0 ? gid : null };
+    try {
+      return this.deps.deviceIdsOf({ ...owner, onlyAs });
+    } catch (e) {
+      this.deps.log('devices_file_refused', { user: owner.name, uid: owner.uid, op: 'last-used', cause: (e as Error)?.message ?? String(e) });
+      throw new QrauthError('QRA_ERR_DEVICES_FILE', 'your devices file could not be read; check it with `qrauth devices`, or ask the administrator (see the system log)');
+    }
   }
 
   private onConnection(sock: Socket, rootOnly: boolean): void {
@@ -515,7 +537,7 @@ export class ControlServer {
           else owner = isRoot ? null : await this.findUser(caller);
           if (!isRoot && !owner) throw new QrauthError('QRA_ERR_FORBIDDEN', `uid ${caller} has no user entry; nothing to show`);
           // Only the ids in that user's own devices file: ids are public, their use is not.
-          const own = owner ? new Set(deps.deviceIdsOf(owner)) : null;
+          const own = owner ? new Set(this.deviceIdsFor(owner, isRoot)) : null;
           send({ ok: true, lastUsed: Object.fromEntries(req.deviceIds.map((id) => [id, own && !own.has(id) ? null : (deps.lastUsed(id) ?? null)])) });
           return;
         }

@@ -4,8 +4,8 @@
  * file owned by the user or root, not writable by group or others, size capped. It holds
  * public keys only, so reading it gives nobody a way in; writing it is what must be guarded.
  */
-import { closeSync, constants, fstatSync, openSync, readSync, writeSync, fsyncSync, renameSync, unlinkSync, mkdirSync, lstatSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { closeSync, constants, fstatSync, openSync, readSync, readlinkSync, writeSync, fsyncSync, renameSync, unlinkSync, mkdirSync, lstatSync } from 'node:fs';
+import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { QrauthError, fromB64url, keyId, toB64url, DEVICE_NAME_PATTERN, type PasskeyInfo } from '../../protocol/src/index.js';
 import sodium from 'sodium-native';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
@@ -264,15 +264,150 @@ function parseCached(text: string, path: string): DevicesFile {
   return f;
 }
 
+const S_ISVTX = 0o1000;
+
+/**
+ * Every directory from / down to the file's own is a real directory (no symlink), owned by root
+ * and writable by nobody else. A sticky world-writable ancestor such as /tmp is allowed: nobody
+ * else can rename or remove the root-owned directory in it. With `create`, missing directories
+ * are made by root (0700), one at a time, each checked after it is made.
+ */
+export function checkRootOnlyPath(path: string, create: boolean): 'ok' | 'missing' {
+  if (!isAbsolute(path) || normalize(path) !== path) {
+    throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path}: an admin-managed devices file needs an absolute path without . or .. or //; fix authfile in the agent config`);
+  }
+  const parts = dirname(path).split('/').filter((p) => p !== '');
+  const dirs = ['/', ...parts.map((_, i) => `/${parts.slice(0, i + 1).join('/')}`)];
+  for (const [i, dir] of dirs.entries()) {
+    const own = i === dirs.length - 1;
+    let st;
+    try {
+      st = lstatSync(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new QrauthError('QRA_ERR_DEVICES_FILE', `cannot check ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      if (!create) return 'missing';
+      try {
+        mkdirSync(dir, { mode: 0o700 });
+      } catch (m) {
+        if ((m as NodeJS.ErrnoException).code !== 'EEXIST') throw new QrauthError('QRA_ERR_DEVICES_FILE', `cannot make ${dir}: ${(m as NodeJS.ErrnoException).code ?? (m as Error).message}`);
+      }
+      st = lstatSync(dir);
+    }
+    const why = 'root reads and writes admin-managed devices files only through directories that only root can change';
+    if (st.isSymbolicLink()) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${dir} is a symbolic link; refusing to follow it (${why})`);
+    if (!st.isDirectory()) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${dir} is not a directory (${why})`);
+    if (st.uid !== 0) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${dir} is owned by uid ${st.uid}, not root; refusing it (${why}): chown root ${dir}`);
+    if ((st.mode & 0o022) !== 0 && (own || (st.mode & S_ISVTX) === 0)) {
+      throw new QrauthError('QRA_ERR_DEVICES_FILE', `${dir} is writable by group or others; refusing it (${why}): chmod go-w ${dir}`);
+    }
+  }
+  return 'ok';
+}
+
+/**
+ * Whose rights a read is limited to. The agent reads with CAP_DAC_READ_SEARCH (or as root), and
+ * O_NOFOLLOW guards only the last component: a user's `~/.config/qrauth` linked to a directory
+ * they cannot enter would let the agent read another's file on their behalf (security review:
+ * `last-used`). The agent cannot take the user's uid in the shipped unit (User=qrauth,
+ * NoNewPrivileges, no CAP_SETUID), so it walks the path itself, one directory fd at a time, and
+ * goes on only where the user's uid or primary gid may search (mode bits; supplementary groups
+ * are not counted, so it may refuse where the user could read, never the other way round).
+ */
+export interface ReadLimit {
+  uid: number;
+  gid: number | null;
+}
+/** A user, and when set, whose rights the read is limited to (see ReadLimit). */
+export type DevicesReader = UserInfo & { onlyAs?: ReadLimit | undefined };
+
+const MAX_LINKS = 40;
+
+/** A home of / is no home (as in user-files.ts fileAccessFor). */
+function underHome(path: string, user: UserInfo): boolean {
+  const home = user.home.replace(/\/+$/, '');
+  return home !== '' && path.startsWith(`${home}/`);
+}
+
+/** May `who` do `bit` (4 read, 1 search) on a file with this stat, by its mode bits? */
+function permits(st: { uid: number; gid: number; mode: number }, who: ReadLimit, bit: number): boolean {
+  if (who.uid === 0) return true;
+  if (st.uid === who.uid) return (st.mode & (bit << 6)) !== 0;
+  if (who.gid !== null && st.gid === who.gid) return (st.mode & (bit << 3)) !== 0;
+  return (st.mode & bit) !== 0;
+}
+
+/**
+ * Open `path` as `who` would reach it: from /, each directory opened (O_DIRECTORY|O_NOFOLLOW) and
+ * searched only if `who` may, each name looked up through /proc/self/fd/<dir> (so nobody can swap
+ * a directory under the walk), links followed by hand. null: missing where `who` may look.
+ */
+function openAs(path: string, who: ReadLimit): number | null {
+  const denied = () => new QrauthError('QRA_ERR_DEVICES_FILE', `uid ${who.uid} may not read ${path} (permission denied on the way)`);
+  const dirFlags = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+  const todo = path.split('/').filter((p) => p !== '');
+  let links = 0;
+  let dir = openSync('/', dirFlags);
+  try {
+    while (todo.length > 0) {
+      const name = todo.shift()!;
+      if (!permits(fstatSync(dir), who, 1)) throw denied();
+      if (name === '.') continue;
+      const at = `/proc/self/fd/${dir}/${name}`;
+      let st;
+      try {
+        st = lstatSync(at);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+        throw e;
+      }
+      if (st.isSymbolicLink()) {
+        if (++links > MAX_LINKS) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path}: too many symbolic links`);
+        const to = readlinkSync(at);
+        todo.unshift(...to.split('/').filter((p) => p !== ''));
+        if (to.startsWith('/')) {
+          closeSync(dir);
+          dir = openSync('/', dirFlags);
+        }
+        continue;
+      }
+      if (todo.length === 0) {
+        // The file itself: O_NOFOLLOW as before, and readable by `who`.
+        const fd = openSync(at, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        if (!permits(fstatSync(fd), who, 4)) {
+          closeSync(fd);
+          throw denied();
+        }
+        return fd;
+      }
+      const next = openSync(at, dirFlags);
+      closeSync(dir);
+      dir = next;
+    }
+    return null;
+  } finally {
+    closeSync(dir);
+  }
+}
+
 /**
  * Read a user's devices file with the strict checks. A missing file is no devices; an unsafe
  * file is an error (QRA_ERR_DEVICES_FILE), which the login treats as a failure, not as "no devices".
+ * With `user.onlyAs`, only what that uid could read itself is read (ReadLimit).
  */
-export function readDevicesFile(path: string, user: UserInfo): DevicesFile {
+export function readDevicesFile(path: string, user: DevicesReader): DevicesFile {
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    let limited: number | null;
+    if (!user.onlyAs) limited = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    // In the home: as the user could. Elsewhere (authfile=/etc/qrauth/devices/%u) the admin's
+    // file for this user, through directories only root can change, as readDevicesFileAs does.
+    else if (underHome(path, user)) limited = openAs(path, user.onlyAs);
+    else limited = checkRootOnlyPath(path, false) === 'missing' ? null : openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    if (limited === null) return { path, devices: [], problems: [], text: '' };
+    fd = limited;
   } catch (e) {
+    if (e instanceof QrauthError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return { path, devices: [], problems: [], text: '' };
     if (code === 'ELOOP') throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path} is a symbolic link; refusing to read it`);

@@ -12,11 +12,10 @@
  *    are, nobody else can swap anything on the way, so the check cannot be raced.
  */
 import { spawn } from 'node:child_process';
-import { lstatSync, mkdirSync } from 'node:fs';
-import { dirname, isAbsolute, join, normalize } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QrauthError, bool, object, oneOf, optional, parse, str, type Check } from '../../protocol/src/index.js';
-import { DEVICES_FILE_MAX_BYTES, type DevicesFile, ensureDevicesDir, parseDevicesText, readDevicesFile, writeDevicesText } from './devices-file.js';
+import { DEVICES_FILE_MAX_BYTES, type DevicesFile, checkRootOnlyPath, ensureDevicesDir, parseDevicesText, readDevicesFile, writeDevicesText } from './devices-file.js';
 import { USER_NAME_PATTERN, type UserInfo } from './users.js';
 
 export interface FileOwner extends UserInfo {
@@ -67,45 +66,7 @@ export async function writeDevicesFileAs(user: FileOwner, path: string, text: st
   }
 }
 
-const S_ISVTX = 0o1000;
-
-/**
- * Every directory from / down to the file's own is a real directory (no symlink), owned by root
- * and writable by nobody else. A sticky world-writable ancestor such as /tmp is allowed: nobody
- * else can rename or remove the root-owned directory in it. With `create`, missing directories
- * are made by root (0700), one at a time, each checked after it is made.
- */
-export function checkRootOnlyPath(path: string, create: boolean): 'ok' | 'missing' {
-  if (!isAbsolute(path) || normalize(path) !== path) {
-    throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path}: an admin-managed devices file needs an absolute path without . or .. or //; fix authfile in the agent config`);
-  }
-  const parts = dirname(path).split('/').filter((p) => p !== '');
-  const dirs = ['/', ...parts.map((_, i) => `/${parts.slice(0, i + 1).join('/')}`)];
-  for (const [i, dir] of dirs.entries()) {
-    const own = i === dirs.length - 1;
-    let st;
-    try {
-      st = lstatSync(dir);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new QrauthError('QRA_ERR_DEVICES_FILE', `cannot check ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      if (!create) return 'missing';
-      try {
-        mkdirSync(dir, { mode: 0o700 });
-      } catch (m) {
-        if ((m as NodeJS.ErrnoException).code !== 'EEXIST') throw new QrauthError('QRA_ERR_DEVICES_FILE', `cannot make ${dir}: ${(m as NodeJS.ErrnoException).code ?? (m as Error).message}`);
-      }
-      st = lstatSync(dir);
-    }
-    const why = 'root reads and writes admin-managed devices files only through directories that only root can change';
-    if (st.isSymbolicLink()) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${dir} is a symbolic link; refusing to follow it (${why})`);
-    if (!st.isDirectory()) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${dir} is not a directory (${why})`);
-    if (st.uid !== 0) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${dir} is owned by uid ${st.uid}, not root; refusing it (${why}): chown root ${dir}`);
-    if ((st.mode & 0o022) !== 0 && (own || (st.mode & S_ISVTX) === 0)) {
-      throw new QrauthError('QRA_ERR_DEVICES_FILE', `${dir} is writable by group or others; refusing it (${why}): chmod go-w ${dir}`);
-    }
-  }
-  return 'ok';
-}
+export { checkRootOnlyPath } from './devices-file.js';
 
 // --- the child: request on stdin, reply on stdout, both JSON, both bounded ---
 
