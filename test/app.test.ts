@@ -224,6 +224,27 @@ test.serial('a login QR from a host this phone never enrolled with: "unknown hos
   t.deepEqual(stack.relay!.metrics.forwarded, before.forwarded, 'the relay forwarded nothing');
 });
 
+/**
+ * A phone of its own (its own storage), served by the real relay, that trusts the stack's real host
+ * key (as an enrollment leaves it, like the stack's headless phones) but reaches the host through
+ * `hostile`; both are closed when the test ends.
+ */
+async function phoneThroughRelay(t: ExecutionContext, hostile: { url: string; close(): Promise<void> }, name: string): Promise<{ p: Page; errors: string[] }> {
+  const host = stack.agent.agent.host;
+  const ctx = await newAppContext(browser, app.origin);
+  t.teardown(async () => {
+    await ctx.close();
+    await hostile.close();
+  });
+  const p = await ctx.newPage();
+  const errors: string[] = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  await p.goto(`${app.origin}/`);
+  await createDevice(p, name);
+  await p.evaluate(storeHostsScript([{ hostId: host.hostId, hostPub: toB64url(host.publicKey), hostname: 'test-host', relayUrl: hostile.url, enrolledAt: Date.now() }]));
+  return { p, errors };
+}
+
 test.serial('a hostile relay hands over login details not signed by the host: "Signature check failed", no Approve, no offline code, no decision sent', async (t) => {
   t.log(`seed ${SEED}`);
   const host = stack.agent.agent.host;
@@ -246,20 +267,7 @@ test.serial('a hostile relay hands over login details not signed by the host: "S
       });
     },
   });
-  // A phone of its own (its own storage), served by the real relay, that trusts the real host key
-  // (as an enrollment leaves it, like the stack's headless phones) but reaches the host through the hostile relay.
-  const ctx = await newAppContext(browser, app.origin);
-  t.teardown(async () => {
-    await ctx.close();
-    await hostile.close();
-  });
-  const p = await ctx.newPage();
-  const errors: string[] = [];
-  p.on('pageerror', (e) => errors.push(e.message));
-  await p.goto(`${app.origin}/`);
-  await createDevice(p, 'Alice browser 2');
-  const trusted = [{ hostId: host.hostId, hostPub: toB64url(host.publicKey), hostname: 'test-host', relayUrl: hostile.url, enrolledAt: Date.now() }];
-  await p.evaluate(storeHostsScript(trusted));
+  const { p, errors } = await phoneThroughRelay(t, hostile, 'Alice browser 2');
   const shown = (id: string) => visibleIn(p, id);
   await p.getByTestId('tab-hosts').click();
   await shown('host-item').waitFor();
@@ -301,7 +309,7 @@ test.serial('attack: a relay that answers for the host (a refusal coaching the p
   const revokes: unknown[] = [];
   const hostile = await startHostileRelay({
     onDevice: (s: Socket) => {
-      s.on('context', (_req: unknown, ack: (a: unknown) => void) => ack({ ok: false, code: 'QRA_ERR_INTERNAL', message: COACH }));
+      s.on('context', (_req: unknown, ack: (a: unknown) => void) => ack({ ok: false, code: 'QRA_ERR_READ_THE_CODE_TO_THE_HELP_DESK', message: COACH }));
       s.on('enroll', (_msg: unknown, ack: (a: unknown) => void) => ack({ ok: false, code: 'QRA_ERR_ENROLL', message: COACH }));
       // The revoke is dropped; the relay answers "ended" itself: unsigned first, then with a made-up signature.
       s.on('revokeLeases', (msg: unknown, ack: (a: unknown) => void) => {
@@ -310,17 +318,7 @@ test.serial('attack: a relay that answers for the host (a refusal coaching the p
       });
     },
   });
-  const ctx = await newAppContext(browser, app.origin);
-  t.teardown(async () => {
-    await ctx.close();
-    await hostile.close();
-  });
-  const p = await ctx.newPage();
-  const errors: string[] = [];
-  p.on('pageerror', (e) => errors.push(e.message));
-  await p.goto(`${app.origin}/`);
-  await createDevice(p, 'Alice browser coached');
-  await p.evaluate(storeHostsScript([{ hostId: host.hostId, hostPub: toB64url(host.publicKey), hostname: 'test-host', relayUrl: hostile.url, enrolledAt: Date.now() }]));
+  const { p, errors } = await phoneThroughRelay(t, hostile, 'Alice browser coached');
   const shown = (id: string) => visibleIn(p, id);
   const pageText = async () => (await p.locator('.ion-page:not(.ion-page-hidden)').last().innerText()) ?? '';
 
@@ -331,7 +329,7 @@ test.serial('attack: a relay that answers for the host (a refusal coaching the p
   await shown('warning-error').waitFor({ timeout: 10_000 });
   t.regex(await shown('warning-error').innerText(), /This login could not be checked/);
   t.regex(await shown('warning-error').innerText(), /an error came back \(QRA_ERR_INTERNAL\)/, "the phone's own words for the code");
-  t.false((await pageText()).includes('help desk'), 'none of the relay\'s words on the page');
+  t.false(/help desk|HELP_DESK/.test(await pageText()), 'none of the relay\'s words on the page, nor its made-up code');
 
   // "End my leases": the relay's own "ended" is not the host's.
   await p.getByTestId('tab-hosts').click();
