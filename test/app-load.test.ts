@@ -16,7 +16,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { renderQr } from '../agent/src/qr-render.js';
 import { toB64url } from '../protocol/src/index.js';
 import { startRelay } from '../relay/src/server.js';
-import { APP_CHUNK_RE, APP_DIST, appPhone, blankFrame, createDevice, ensureAppBuilt, holdAppChunk, launchChromium, phoneWithMadeUpHost, newAppContext, putAppRecordScript, qrFramesFromTerminal, storeHostsScript, visibleIn, writeY4m } from './support/browser.js';
+import { APP_CHUNK_RE, APP_DIST, appPhone, blankFrame, createDevice, ensureAppBuilt, holdAppChunk, launchChromium, madeUpHostRecord, phoneWithMadeUpHost, newAppContext, putAppRecordScript, qrFramesFromTerminal, storeHostsScript, visibleIn, writeY4m } from './support/browser.js';
 import { prng, testSeed } from './support/seeded.js';
 import { type StaticServer, startStaticServer } from './support/static-server.js';
 import { until } from './support/daemon.js';
@@ -371,7 +371,7 @@ test.serial('a copy that says more than the store (a host, the dark theme): the 
 
 test.serial('a copy that says less than the store (no host, when one is enrolled): the camera opens once the store answers, and the copy is mended', async (t) => {
   const page = await phoneWithoutHost(t, true);
-  await page.evaluate(storeHostsScript([{ hostId: 'made-up', hostPub: 'x', hostname: 'start-03', relayUrl: 'http://127.0.0.1:9', enrolledAt: 1 }]));
+  await page.evaluate(storeHostsScript([madeUpHostRecord(seededBytes(32), 'start-03')]));
   await writeHint(page, JSON.stringify({ theme: 'system', someHost: false }));
   await page.addInitScript(HELD_STORE);
   await page.reload();
@@ -419,7 +419,7 @@ test.serial('a damaged or oversized copy is ignored: the start waits for the sto
 
 test.serial('a copy that says a host is enrolled never opens a camera the site may not use without asking', async (t) => {
   const page = await phoneWithoutHost(t, false);
-  await page.evaluate(storeHostsScript([{ hostId: 'made-up', hostPub: 'x', hostname: 'start-02', relayUrl: 'http://127.0.0.1:9', enrolledAt: 1 }]));
+  await page.evaluate(storeHostsScript([madeUpHostRecord(seededBytes(32), 'start-02')]));
   await writeHint(page, JSON.stringify({ theme: 'system', someHost: true }));
   await page.reload();
   await page.getByTestId('start-screen').waitFor();

@@ -19,6 +19,14 @@ import { nodeCrypto as c } from '../protocol/src/crypto-node.js';
 import { DEVICE_NAMESPACE, HOST_NAMESPACE, decisionBytes, keyId, makeAuthHandshake, toB64url } from '../protocol/src/index.js';
 import { type RelayOptions, startRelay } from '../relay/src/server.js';
 import { FakeHost, eventually } from './support/net.js';
+import { prng, testSeed } from './support/seeded.js';
+
+/** Keys and ids come from this seed (QRAUTH_TEST_SEED replays it); the handshake nonces stay random, as the real ones are. */
+const SEED = testSeed(0x0ab5_5eed);
+const seededBytes = prng(SEED);
+test.afterEach.always((t) => {
+  if (!t.passed) t.log(`seed ${SEED}`);
+});
 
 let relay: ChildProcess;
 let url = '';
@@ -139,7 +147,7 @@ function rawTcp(bytes: Buffer | string, ms = 1500): Promise<string> {
 /** A host and a phone doing one real context + approval through the relay. */
 async function realApproval(t: { like: (a: unknown, b: object, m?: string) => void; true: (v: boolean, m?: string) => void }): Promise<void> {
   const host = await FakeHost.connect(url);
-  const seed = c.randomBytes(32);
+  const seed = seededBytes(32);
   const r = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seed));
   if (!r.ok) throw new Error(r.message);
   try {
@@ -158,7 +166,7 @@ async function realApproval(t: { like: (a: unknown, b: object, m?: string) => vo
 }
 
 test.serial('raw Socket.IO packets no client library would send are refused and the relay keeps routing', async (t) => {
-  const auth = () => JSON.stringify(makeAuthHandshake(c, 'device', c.randomBytes(32)));
+  const auth = () => JSON.stringify(makeAuthHandshake(c, 'device', seededBytes(32)));
   const deep = `${'['.repeat(5000)}${']'.repeat(5000)}`;
   const batches: Array<Array<string | Uint8Array>> = [
     ['4x'],
@@ -192,7 +200,7 @@ test.serial('raw Socket.IO packets no client library would send are refused and 
 });
 
 test.serial('HTTP and WebSocket garbage on the port gets an error or a close, never a crash', async (t) => {
-  const key = toB64url(c.randomBytes(16));
+  const key = toB64url(seededBytes(16));
   const cases = [
     '\x00\xff\x13\x37 not http at all\r\n\r\n',
     'GET /socket.io/?EIO=3&transport=websocket HTTP/1.1\r\nHost: x\r\n\r\n',
@@ -219,7 +227,7 @@ test.serial('HTTP and WebSocket garbage on the port gets an error or a close, ne
 });
 
 test.serial('unauthenticated and oversized handshakes are refused, floods of them are rate limited per address', async (t) => {
-  const good = makeAuthHandshake(c, 'device', c.randomBytes(32));
+  const good = makeAuthHandshake(c, 'device', seededBytes(32));
   for (const auth of [undefined, {}, { ...good, sig: good.sig.replace(/^./, good.sig[0] === 'A' ? 'B' : 'A') }, { ...good, pad: 'x'.repeat(100_000) }]) {
     for (const ns of [DEVICE_NAMESPACE, HOST_NAMESPACE]) t.false((await sio(ns, auth)).ok, `${ns} ${JSON.stringify(auth)?.slice(0, 40)}`);
   }
@@ -233,7 +241,7 @@ test.serial('unauthenticated and oversized handshakes are refused, floods of the
   const limited = (await metric('qrauth_relay_rejects_total{reason="connection_rate_limited"}')) - limitedBefore;
   t.true(limited >= 80 - refill, `${limited} cut off by the per-address limit`);
   // Other addresses are not affected.
-  const other = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', c.randomBytes(32)), '127.0.7.2');
+  const other = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seededBytes(32)), '127.0.7.2');
   t.true(other.ok, 'another address connects');
   if (other.ok) other.socket.disconnect();
   t.is(exitCode, undefined);
@@ -242,7 +250,7 @@ test.serial('unauthenticated and oversized handshakes are refused, floods of the
 test.serial('a phone flooding approvals is limited, reconnecting does not reset it, and other phones still get through', async (t) => {
   const host = await FakeHost.connect(url);
   t.teardown(() => host.close());
-  const seed = c.randomBytes(32);
+  const seed = seededBytes(32);
   const flood = async () => {
     const r = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seed));
     if (!r.ok) throw new Error(r.message);
@@ -274,7 +282,7 @@ test.serial('a phone flooding approvals is limited, reconnecting does not reset 
 test.serial('many phones flooding one host are capped by the per-host limit and the relay stays up', async (t) => {
   const host = await FakeHost.connect(url);
   t.teardown(() => host.close());
-  const phones = await Promise.all(Array.from({ length: 12 }, () => sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', c.randomBytes(32)))));
+  const phones = await Promise.all(Array.from({ length: 12 }, () => sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seededBytes(32)))));
   t.teardown(() => phones.forEach((p) => p.ok && p.socket.disconnect()));
   const sid = host.newLogin().sid;
   const started = Date.now();
@@ -303,7 +311,7 @@ async function relayWith(t: { teardown: (fn: () => Promise<void>) => void }, opt
 }
 
 /** An Engine.IO message carrying a Socket.IO CONNECT for /host, signed by a fresh key no allow-list holds. */
-const strangerConnect = () => `40${HOST_NAMESPACE},${JSON.stringify(makeAuthHandshake(c, 'host', c.randomBytes(32)))}`;
+const strangerConnect = () => `40${HOST_NAMESPACE},${JSON.stringify(makeAuthHandshake(c, 'host', seededBytes(32)))}`;
 
 /** The relay's handshake decisions (one log line each) about connections from `address`. */
 const handshakesFrom = (lines: string[], address: string) => lines.filter((l) => l.startsWith('event=handshake') && l.includes(` ip=${address}`));
@@ -311,7 +319,7 @@ const handshakesFrom = (lines: string[], address: string) => lines.filter((l) =>
 /** How many more connections `address` may open now: opens /device connections until one is refused (at most `max`). */
 async function connectionsLeft(base: string, address: string, max: number): Promise<number> {
   for (let n = 0; n < max; n++) {
-    const r = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', c.randomBytes(32)), address, base);
+    const r = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seededBytes(32)), address, base);
     if (!r.ok) return n;
     r.socket.disconnect();
   }
@@ -349,7 +357,7 @@ async function pollingBatch(base: string, packets: string[], localAddress: strin
 }
 
 test.serial('many handshakes on one connection (the review PoC): closed after the first refusal, and each handshake looked at costs its address a connection', async (t) => {
-  const { url: base, lines } = await relayWith(t, { allowHosts: new Set([keyId(c, c.ed25519FromSeed(c.randomBytes(32)).publicKey)]), limits: { connectionsPerIpPerMinute: 10 } });
+  const { url: base, lines } = await relayWith(t, { allowHosts: new Set([keyId(c, c.ed25519FromSeed(seededBytes(32)).publicKey)]), limits: { connectionsPerIpPerMinute: 10 } });
 
   // One refused handshake: the client gets the refusal, then the relay closes the connection.
   const one = await rawPackets([strangerConnect()], 3000, '127.0.10.8', base);
@@ -378,10 +386,10 @@ test.serial('many handshakes on one connection (the review PoC): closed after th
 });
 
 test.serial('handshakes the allow-list refuses leave no nonce behind: a small cache stays free for the real host and phone', async (t) => {
-  const hostSeed = c.randomBytes(32);
+  const hostSeed = seededBytes(32);
   const hostId = keyId(c, c.ed25519FromSeed(hostSeed).publicKey);
   const { url: base } = await relayWith(t, { allowHosts: new Set([hostId]), limits: { handshakeNonces: 5, connectionsPerIpPerMinute: 1000 } });
-  const stranger = makeAuthHandshake(c, 'host', c.randomBytes(32));
+  const stranger = makeAuthHandshake(c, 'host', seededBytes(32));
   const first = await sio(HOST_NAMESPACE, stranger, '127.0.10.3', base);
   t.like(first, { ok: false, code: 'QRA_ERR_UNAUTHENTICATED' });
   t.regex(first.ok ? '' : first.message, /allow-list/);
@@ -389,11 +397,11 @@ test.serial('handshakes the allow-list refuses leave no nonce behind: a small ca
   const again = await sio(HOST_NAMESPACE, stranger, '127.0.10.3', base);
   t.regex(again.ok ? '' : again.message, /allow-list/, 'the refused handshake took no place in the nonce cache');
   // Four times the cache's size in refused handshakes, each signed by a fresh key.
-  const refused = await Promise.all(Array.from({ length: 20 }, () => sio(HOST_NAMESPACE, makeAuthHandshake(c, 'host', c.randomBytes(32)), '127.0.10.3', base)));
+  const refused = await Promise.all(Array.from({ length: 20 }, () => sio(HOST_NAMESPACE, makeAuthHandshake(c, 'host', seededBytes(32)), '127.0.10.3', base)));
   t.true(refused.every((r) => !r.ok && /allow-list/.test(r.message)));
   const host = await FakeHost.connect(base, { seed: hostSeed });
   t.teardown(() => host.close());
-  const phone = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', c.randomBytes(32)), '127.0.10.4', base);
+  const phone = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seededBytes(32)), '127.0.10.4', base);
   t.true(phone.ok, `a phone still connects${phone.ok ? '' : `: ${phone.message}`}`);
   if (phone.ok) phone.socket.disconnect();
 });
@@ -402,13 +410,13 @@ test.serial('one address cannot fill the nonce cache for everyone: past its shar
   const { url: base, lines } = await relayWith(t, { limits: { handshakeNonces: 12, handshakeNoncesPerAddress: 4, connectionsPerIpPerMinute: 1000 } });
   const flooder = '127.0.10.5';
   const flood: Array<Awaited<ReturnType<typeof sio>>> = [];
-  for (let i = 0; i < 12; i++) flood.push(await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', c.randomBytes(32)), flooder, base));
+  for (let i = 0; i < 12; i++) flood.push(await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seededBytes(32)), flooder, base));
   t.teardown(() => flood.forEach((r) => r.ok && r.socket.disconnect()));
   t.is(flood.filter((r) => r.ok).length, 4, 'the address got its share of the cache and no more');
   t.true(flood.filter((r) => !r.ok).every((r) => !r.ok && r.code === 'QRA_ERR_RATE_LIMITED' && /this address/.test(r.message)));
   t.true(handshakesFrom(lines, flooder).some((l) => /result=refused/.test(l) && /address/.test(l)), 'the refusal is logged with the address');
   for (const addr of ['127.0.10.6', '127.0.10.7']) {
-    const phone = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', c.randomBytes(32)), addr, base);
+    const phone = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seededBytes(32)), addr, base);
     t.true(phone.ok, `a phone from ${addr} still connects${phone.ok ? '' : `: ${phone.message}`}`);
     if (phone.ok) phone.socket.disconnect();
   }
