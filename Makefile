@@ -2,7 +2,7 @@
 PREFIX ?= /usr/local
 NPM ?= npm
 
-.PHONY: all build module ts app deps deps-demo test test-c test-js demo bench bench-app bench-scale bench-qr fuzz clean
+.PHONY: all build module ts app deps deps-demo test test-c test-js demo bench bench-app bench-scale bench-qr bench-schema fuzz clean
 
 all: build
 
@@ -68,6 +68,10 @@ bench-app: app
 # The terminal QR read by jsQR and ZXing over 2,000 fixed-seed payloads (about half an hour on 2 cores).
 bench-qr: | node_modules/.package-lock.json
 	npx tsx bench/qr-corpus.ts
+
+# What checking one message against its schema costs (protocol/src/validate.ts); BEFORE=<commit> compares.
+bench-schema: | node_modules/.package-lock.json
+	npx tsx bench/schema-check.ts $(if $(BEFORE),--before $(BEFORE))
 
 # Three relay nodes + redis-server + HAProxy, ~57,000 simulated hosts, cross-node approvals and a
 # node killed under load (issue 16); about 5 minutes, loopback only. Needs haproxy and redis-server.

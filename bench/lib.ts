@@ -20,6 +20,7 @@ import {
   fromB64url,
   keyId,
   makeAuthHandshake,
+  parse,
   parseLoginPayload,
   toB64url,
   type FrameMsg,
@@ -307,7 +308,7 @@ export class BenchPhone {
   /** Fetches and verifies the context; returns the decision ready to send. */
   async prepare(payload: string, hostPub: Uint8Array, decision: 'approve' | 'deny' = 'approve') {
     const { hostId, sid, nonce } = parseLoginPayload(payload);
-    const ack = contextAck(await this.socket.timeout(10_000).emitWithAck('context', { hostId, sid }), 'context ack');
+    const ack = parse(contextAck, await this.socket.timeout(10_000).emitWithAck('context', { hostId, sid }), 'context ack');
     if (!ack.ok) throw new Error(`context refused: ${ack.code} ${ack.message}`);
     const ctx = ack.context;
     if (ctx.hostId !== hostId || ctx.sid !== sid || !nodeCrypto.ed25519Verify(hostPub, contextBytes(ctx), fromB64url(ctx.sig, 64))) {
@@ -319,7 +320,7 @@ export class BenchPhone {
   }
 
   async send(msg: object): Promise<{ ok: boolean; result?: string; code?: string }> {
-    return decisionAck(await this.socket.timeout(10_000).emitWithAck('decision', msg), 'decision ack');
+    return parse(decisionAck, await this.socket.timeout(10_000).emitWithAck('decision', msg), 'decision ack');
   }
 
   close(): void {

@@ -6,6 +6,7 @@ import {
   decodeBody, encodeFrame, enrollAckBytes, enrollBytes, enrollFingerprint, formatEnrollPayload, formatLoginPayload, fromB64url, keyId,
   leaseRevokeBytes, signDecision, leaseRevokeMessage, signedContext,
   normaliseCode, offlineCode, verifyEnrollAck, offlineKey, parseEnrollPayload, parseLoginPayload, toB64url, tokenIdOf, decisionMessage, parse, webauthnChallenge, enrollMessage,
+  arrayOf, object, optional, str, type Check,
 } from '../protocol/src/index.js';
 
 const v = JSON.parse(readFileSync(new URL('../protocol/vectors.json', import.meta.url), 'utf8'));
@@ -201,6 +202,37 @@ test('schemas reject unexpected fields, wrong types and oversized values', (t) =
   ]) {
     t.throws(() => parse(decisionMessage, bad, 'decision'), { instanceOf: QrauthError });
   }
+});
+
+test('the schema rules: each refusal names its field and what is wrong; arrays are counted before their items; an array is not an object', (t) => {
+  const good = { hostId: v.hostId, sid: v.sid, deviceId: v.deviceId, decision: 'approve', time: 1, sig: v.decisionSig };
+  const refusal = (check: Check<unknown>, value: unknown) => t.throws(() => parse(check, value, 'm'), { instanceOf: QrauthError })?.message;
+  t.is(refusal(decisionMessage, { ...good, sid: 'short' }), 'm.sid: shorter than 22 characters');
+  t.is(refusal(decisionMessage, { ...good, sid: 'A'.repeat(21) + '!' }), 'm.sid: has an invalid format');
+  t.is(refusal(decisionMessage, { ...good, time: 1.5 }), 'm.time: expected an integer');
+  t.is(refusal(decisionMessage, { ...good, time: -1 }), 'm.time: out of range 0..8640000000000');
+  t.is(refusal(decisionMessage, { ...good, decision: 'maybe' }), 'm.decision: expected one of approve, deny');
+  const { sig: _sig, ...unsigned } = good;
+  t.is(refusal(decisionMessage, unsigned), 'm.sig: is missing');
+  // An unknown field is named (cut to 40 characters), also one that is a name on Object.prototype.
+  t.is(refusal(decisionMessage, { ...good, ['x'.repeat(100)]: 1 }), `m: unexpected field "${'x'.repeat(40)}"`);
+  for (const json of ['"constructor":1', '"__proto__":{}', '"toString":"x"']) {
+    t.regex(refusal(decisionMessage, JSON.parse(`{${JSON.stringify(good).slice(1, -1)},${json}}`)) ?? '', /^m: unexpected field "(constructor|__proto__|toString)"$/);
+  }
+  // Every string refuses control characters; nested paths name the element.
+  const list = object({ names: arrayOf(str({ max: 4 }), 2), tag: optional(str({ max: 8 })) });
+  t.is(refusal(list, { names: ['ok', 'a\x1b'] }), 'm.names[1]: contains control characters');
+  // The count is checked before any item: three bad items are "more than 2", not "[0]: longer than".
+  t.is(refusal(list, { names: ['toolong', 'toolong', 'toolong'] }), 'm.names: more than 2 items');
+  // An object whose fields are all optional does not take an array (or null) for itself.
+  const allOptional = object({ tag: optional(str({ max: 8 })) });
+  t.deepEqual(parse(allOptional, {}, 'm'), {});
+  t.is(refusal(allOptional, []), 'm: expected an object');
+  t.is(refusal(allOptional, null), 'm: expected an object');
+  // What passes is a copy with exactly the named fields.
+  const out = parse(list, { names: ['a'] }, 'm');
+  t.deepEqual(out, { names: ['a'] });
+  t.false(Object.hasOwn(out, 'tag'));
 });
 
 test('every error code is unique, prefixed and documented in docs/errors.md', (t) => {

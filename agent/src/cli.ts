@@ -27,6 +27,8 @@ import {
   arrayOf,
   bool,
   optional,
+  nullable,
+  type Check,
 } from '../../protocol/src/index.js';
 import { VERSION } from './agent.js';
 import { type AgentConfig, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
@@ -95,12 +97,12 @@ async function agent(config: AgentConfig): Promise<ControlClient> {
 }
 
 const errorReply = object({ ok: literal(false), code: str({ max: 64 }), message: str({ max: 512 }) });
-function checkReply<T>(check: (v: unknown, p: string) => T, v: unknown, what: string): T {
+function checkReply<T>(check: Check<T>, v: unknown, what: string): T {
   if (typeof v === 'object' && v !== null && (v as { ok?: unknown }).ok === false) {
     const e = parse(errorReply, v, what);
     throw new CliError(`${e.message} [${e.code}]`, e.code === 'QRA_ERR_EXPIRED' || e.code === 'QRA_ERR_ENROLL' ? EXIT.NOT_CONFIRMED : EXIT.ERROR);
   }
-  return check(v, what);
+  return parse(check, v, what);
 }
 
 const statusReply = object({
@@ -109,7 +111,7 @@ const statusReply = object({
   hostId: str({ max: 22, pattern: ID_PATTERN }),
   hostname: str({ max: 253 }),
   relay: object({
-    url: (v, p) => (v === null ? null : str({ max: 300 })(v, p)),
+    url: nullable(str({ max: 300 })),
     state: oneOf(['up', 'down', 'none'] as const),
     preferredUrl: optional(str({ max: 300 })),
   }),
@@ -118,7 +120,7 @@ const statusReply = object({
   openEnrollments: optional(int({ min: 0, max: 1e9 })),
   uptimeSeconds: int({ min: 0, max: 1e12 }),
   codeLocks: arrayOf(object({ user: str({ max: 256 }), until: str({ max: 40 }), retryAfterSeconds: int({ min: 0, max: 1e9 }) }), 5000),
-  codeStateDamaged: optional((v, p) => (v === null ? null : str({ max: 512 })(v, p))),
+  codeStateDamaged: optional(nullable(str({ max: 512 }))),
 });
 const unlockReply = object({ ok: literal(true), unlocked: bool() });
 const openReply = object({

@@ -25,7 +25,7 @@
  * fresh start.
  */
 import { join } from 'node:path';
-import { arrayOf, int, literal, object, parse, str } from '../../protocol/src/index.js';
+import { type Parsed, arrayOf, int, literal, object, parse, str } from '../../protocol/src/index.js';
 import type { Logger } from './log.js';
 import { StateFileDamaged, readStateJson, writeStateFileAtomic } from './state-file.js';
 
@@ -204,7 +204,7 @@ export class CodeBudget {
   }
 
   private load(now: number): void {
-    let state: ReturnType<typeof stateSchema> | null;
+    let state: Parsed<typeof stateSchema> | null;
     try {
       state = readStateJson(this.path, { maxBytes: MAX_FILE_BYTES }, (json) => parse(stateSchema, json, 'code-budget'));
     } catch (e) {

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import type { UserVerificationPolicy } from './webauthn.js';
-import { MAX_FALLBACK_RELAYS, MAX_LEASE_SECONDS, QrauthError, arrayOf, bool, int, object, oneOf, optional, str, parse, relayUrlProblem } from '../../protocol/src/index.js';
+import { type Check, MAX_FALLBACK_RELAYS, MAX_LEASE_SECONDS, QrauthError, arrayOf, bool, byInput, int, nullable, object, oneOf, optional, str, parse, relayUrlProblem } from '../../protocol/src/index.js';
 
 export interface AgentConfig {
   /** Unix socket for pam_qrauth. @default "/run/qrauth.sock" */
@@ -102,16 +102,13 @@ export function defaultConfig(): AgentConfig {
   };
 }
 
+const configUrl: Check<string> = str({ max: 300, pattern: /^[a-z][a-z0-9+.-]*:\/\/[^\s]+$/i });
 const absPath = str({ max: 1024, min: 1, pattern: /^\// });
 const configSchema = object({
   socket: optional(str({ max: 107, min: 2, pattern: /^\// })),
   controlSocket: optional(str({ max: 107, min: 2, pattern: /^\// })),
   stateDir: optional(absPath),
-  relayUrl: optional((v: unknown, path: string): string | string[] | null => {
-    const url = str({ max: 300, pattern: /^[a-z][a-z0-9+.-]*:\/\/[^\s]+$/i });
-    if (v === null) return null;
-    return Array.isArray(v) ? arrayOf(url, 1 + MAX_FALLBACK_RELAYS)(v, path) : url(v, path);
-  }),
+  relayUrl: optional(nullable(byInput<string | string[]>((v) => (Array.isArray(v) ? arrayOf(configUrl, 1 + MAX_FALLBACK_RELAYS) : configUrl)))),
   relayUrls: optional(arrayOf(str({ max: 300 }), 1 + MAX_FALLBACK_RELAYS)),
   authfile: optional(str({ max: 256, min: 2, pattern: /^(~\/|\/)/ })),
   expirySeconds: optional(int({ min: 5, max: 3600 })),

@@ -14,7 +14,7 @@
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { QrauthError, bool, object, oneOf, optional, parse, str, type Check } from '../../protocol/src/index.js';
+import { QrauthError, bool, custom, int, object, oneOf, optional, parse, refine, str, type Check } from '../../protocol/src/index.js';
 import { DEVICES_FILE_MAX_BYTES, type DevicesFile, checkRootOnlyPath, ensureDevicesDir, parseDevicesText, readDevicesFile, writeDevicesText } from './devices-file.js';
 import { USER_NAME_PATTERN, type UserInfo } from './users.js';
 
@@ -75,18 +75,15 @@ export const USER_FILE_IO_MAX = DEVICES_FILE_MAX_BYTES * 6 + 4096;
 const USER_FILE_TIMEOUT_MS = 30_000;
 
 /** The file text: any characters (newlines too), bounded like the file. */
-const fileText: Check<string> = (v, path) => {
-  if (typeof v !== 'string' || Buffer.byteLength(v) > DEVICES_FILE_MAX_BYTES) {
-    throw new QrauthError('QRA_ERR_INVALID_INPUT', `${path}: expected the devices file text, at most 64 KiB`);
-  }
-  return v;
-};
+const fileText: Check<string> = refine(custom((v): v is string => typeof v === 'string', 'expected the devices file text'), (v) =>
+  Buffer.byteLength(v) > DEVICES_FILE_MAX_BYTES ? 'expected the devices file text, at most 64 KiB' : null,
+);
 const absolutePath = str({ max: 4096, min: 1, pattern: /^\// });
 
 export const userFileRequest = object({
   op: oneOf(['read', 'write'] as const),
   path: absolutePath,
-  user: object({ name: str({ max: 256, pattern: USER_NAME_PATTERN }), uid: (v, p) => uidCheck(v, p), home: absolutePath }),
+  user: object({ name: str({ max: 256, pattern: USER_NAME_PATTERN }), uid: int({ min: 1, max: 0xfffffffe }), home: absolutePath }),
   text: optional(fileText),
 });
 export interface UserFileRequest {
@@ -107,11 +104,6 @@ export interface UserFileReply {
   text?: string | undefined;
   code?: 'QRA_ERR_DEVICES_FILE' | 'QRA_ERR_INTERNAL' | undefined;
   message?: string | undefined;
-}
-
-function uidCheck(v: unknown, p: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > 0xfffffffe) throw new QrauthError('QRA_ERR_INVALID_INPUT', `${p}: expected a non-root uid`);
-  return v;
 }
 
 /** The helper next to this module: compiled JS when installed, TypeScript (through tsx) in a checkout. */

@@ -30,6 +30,7 @@ import {
   type PasskeyAlg,
   type PasskeyInfo,
   type WebAuthnAssertion,
+  type Parsed,
   arrayOf,
   canonical,
   fromB64url,
@@ -346,7 +347,7 @@ export class PasskeyCounters {
   }
 
   private load(): void {
-    let state: ReturnType<typeof countersSchema> | null;
+    let state: Parsed<typeof countersSchema> | null;
     try {
       state = readStateJson(this.path, { maxBytes: COUNTERS_FILE_MAX_BYTES }, (json) => parse(countersSchema, json, 'passkey-counters'));
     } catch (e) {

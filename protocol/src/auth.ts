@@ -8,6 +8,7 @@ import { QrauthError } from './errors.js';
 import { AUTH_CLOCK_SKEW_MS, type AuthHandshake, authHandshake } from './events.js';
 import { keyId } from './ids.js';
 import { authBytes } from './signed.js';
+import { parse } from './validate.js';
 
 export type AuthRole = 'host' | 'device';
 
@@ -43,7 +44,7 @@ export interface VerifiedAuth {
 export function verifyAuthHandshake(crypto: QrCrypto, role: AuthRole, auth: unknown, now: number, seenNonce?: SeenNonce): VerifiedAuth {
   let a: AuthHandshake;
   try {
-    a = authHandshake(auth, 'auth');
+    a = parse(authHandshake, auth, 'auth');
   } catch (e) {
     throw new QrauthError('QRA_ERR_UNAUTHENTICATED', `malformed handshake: ${(e as Error).message}`);
   }

@@ -8,7 +8,7 @@
 import { ID_PATTERN, PUBKEY_PATTERN, SIG_PATTERN } from './ids.js';
 import type { ErrorCode } from './errors.js';
 import { HOSTNAME_MAX, MAX_FALLBACK_RELAYS, RELAY_URL_MAX } from './payloads.js';
-import { type Check, arrayOf, bool, int, literal, object, oneOf, optional, str } from './validate.js';
+import { type Check, arrayOf, bool, byInput, int, literal, object, oneOf, optional, str } from './validate.js';
 import { type PasskeyInfo, type WebAuthnAssertion, passkeyInfo, webauthnAssertion } from './webauthn.js';
 
 export const HOST_NAMESPACE = '/host';
@@ -167,10 +167,7 @@ export type EnrollAck = Ack<{ hostname: string; relayUrl: string; fallbackRelayU
 
 const errAck = object({ ok: literal(false), code: str({ max: 64, pattern: /^QRA_ERR_[A-Z_]+$/ }), message: str({ max: 512 }) });
 function ackOf<T extends object>(okShape: Check<T>): Check<Ack<T>> {
-  return (v, path) => {
-    if (typeof v === 'object' && v !== null && (v as { ok?: unknown }).ok === false) return errAck(v, path) as Ack<T>;
-    return okShape(v, path) as Ack<T>;
-  };
+  return byInput((v) => (typeof v === 'object' && v !== null && (v as { ok?: unknown }).ok === false ? errAck : okShape) as Check<Ack<T>>);
 }
 export const contextAck: Check<ContextAck> = ackOf(object({ ok: literal(true), context: signedContext }));
 export const decisionAck: Check<DecisionAck> = ackOf(object({ ok: literal(true), result: oneOf(['approved', 'denied'] as const) }));

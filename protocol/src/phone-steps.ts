@@ -12,6 +12,7 @@ import { keyId } from './ids.js';
 import { normaliseRelayUrl, type EnrollPayload, type LoginPayload } from './payloads.js';
 import type { PasskeyInfo } from './webauthn.js';
 import { contextBytes, decisionBytes, leaseRevokeAckBytes, leaseRevokeBytes, enrollAckBytes, enrollBytes, enrollOutcomeBytes, type Decision, type EnrollOutcome } from './signed.js';
+import { parse } from './validate.js';
 
 /**
  * Accept a context only if it is the one asked for, signed by the host key the phone got at
@@ -137,7 +138,7 @@ export function verifyEnrollAck(
   const refused = typeof raw === 'object' && raw !== null && (raw as { ok?: unknown }).ok === false;
   if (refused) {
     try {
-      return enrollAck(raw, 'enroll answer');
+      return parse(enrollAck, raw, 'enroll answer');
     } catch (cause) {
       throw new QrauthError('QRA_ERR_INVALID_INPUT', `the relay sent an invalid enroll answer: ${(cause as Error).message}`, { cause });
     }
@@ -146,7 +147,7 @@ export function verifyEnrollAck(
   let ack: EnrollAck;
   let sig: Uint8Array;
   try {
-    ack = enrollAck(raw, 'enroll answer');
+    ack = parse(enrollAck, raw, 'enroll answer');
     if (!ack.ok) throw changed;
     sig = fromB64url(ack.sig, 64);
   } catch {

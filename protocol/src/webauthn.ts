@@ -12,7 +12,7 @@ import type { QrCrypto } from './crypto.js';
 import { fromB64url, toB64url } from './encoding.js';
 import { QrauthError } from './errors.js';
 import { type DecisionFields, decisionBytes } from './signed.js';
-import { type Check, object, str } from './validate.js';
+import { type Check, object, refine, str } from './validate.js';
 
 /**
  * Size bounds, in bytes before base64url. Generous for phone platform authenticators (credential
@@ -47,17 +47,15 @@ const B64URL_TEXT = /^[A-Za-z0-9_-]+$/;
  */
 export function b64urlBytes(bounds: { min: number; max: number }): Check<string> {
   const text = str({ max: Math.ceil((bounds.max * 4) / 3), min: Math.ceil((bounds.min * 4) / 3), pattern: B64URL_TEXT });
-  return (v, path) => {
-    const s = text(v, path);
+  return refine(text, (s) => {
     let n: number;
     try {
       n = fromB64url(s).length;
     } catch {
-      throw new QrauthError('QRA_ERR_INVALID_INPUT', `${path}: not canonical unpadded base64url`);
+      return 'not canonical unpadded base64url';
     }
-    if (n < bounds.min || n > bounds.max) throw new QrauthError('QRA_ERR_INVALID_INPUT', `${path}: ${n} bytes, expected ${bounds.min}..${bounds.max}`);
-    return s;
-  };
+    return n < bounds.min || n > bounds.max ? `${n} bytes, expected ${bounds.min}..${bounds.max}` : null;
+  });
 }
 
 /**
@@ -149,16 +147,15 @@ export function defaultRpId(origin: string): string {
 }
 
 /** Schema of a passkey as it travels (enrollment): the bytes bounded, the origin and RP ID checked. */
-export const passkeyInfo: Check<PasskeyInfo> = (v, path) => {
-  const p = object({
+export const passkeyInfo: Check<PasskeyInfo> = refine(
+  object({
     credentialId: b64urlBytes(WEBAUTHN_LIMITS.credentialId),
     publicKey: b64urlBytes(WEBAUTHN_LIMITS.publicKey),
-    origin: str({ max: WEBAUTHN_LIMITS.origin, min: 1 }),
+    origin: refine(str({ max: WEBAUTHN_LIMITS.origin, min: 1 }), passkeyOriginProblem),
     rpId: str({ max: WEBAUTHN_LIMITS.rpId, min: 1 }),
-  })(v, path);
-  const originProblem = passkeyOriginProblem(p.origin);
-  if (originProblem) throw new QrauthError('QRA_ERR_INVALID_INPUT', `${path}.origin: ${originProblem}`);
-  const rpProblem = passkeyRpIdProblem(p.rpId, p.origin);
-  if (rpProblem) throw new QrauthError('QRA_ERR_INVALID_INPUT', `${path}.rpId: ${rpProblem}`);
-  return p;
-};
+  }),
+  (p) => {
+    const problem = passkeyRpIdProblem(p.rpId, p.origin);
+    return problem ? { field: 'rpId', problem } : null;
+  },
+);

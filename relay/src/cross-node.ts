@@ -26,7 +26,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { MAX_MESSAGE_BYTES } from '../../protocol/src/index.js';
-import { type Check, arrayOf, bool, object, oneOf, str } from '../../protocol/src/validate.js';
+import { type Check, anything, arrayOf, bool, object, oneOf, parse, str } from '../../protocol/src/validate.js';
 import { type LogFn, kv } from './log.js';
 import type { ForwardedEvent } from './metrics.js';
 
@@ -72,7 +72,6 @@ interface ForwardResponse {
   timedOut: boolean;
   responses: unknown[];
 }
-const anything: Check<unknown> = (v) => v;
 const requestId = str({ max: 40, min: 1, pattern: /^[A-Za-z0-9_.-]+$/ });
 const forwardRequest: Check<ForwardRequest> = object({
   t: oneOf(['req'] as const),
@@ -272,7 +271,7 @@ export class CrossNodeRouter {
     if (t === 'res') {
       let r: ForwardResponse;
       try {
-        r = forwardResponse(parsed, 'crossNode.response');
+        r = parse(forwardResponse, parsed, 'crossNode.response');
       } catch (e) {
         return this.#dropped((e as Error).message);
       }
@@ -280,7 +279,7 @@ export class CrossNodeRouter {
     }
     let req: ForwardRequest;
     try {
-      req = forwardRequest(parsed, 'crossNode.request');
+      req = parse(forwardRequest, parsed, 'crossNode.request');
     } catch (e) {
       return this.#dropped((e as Error).message);
     }

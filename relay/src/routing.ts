@@ -25,6 +25,7 @@ import {
   leaseRevokeMessage,
   fromB64url,
   keyId,
+  parse,
 } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { PeerData } from './auth.js';
@@ -105,7 +106,7 @@ export class DeviceRouter {
     try {
       if (!oneArg) throw new QrauthError('QRA_ERR_INVALID_INPUT', `${event}: expected exactly one message and an ack`);
       if (event === 'context') {
-        const req = contextRequest(payload, event);
+        const req = parse(contextRequest, payload, event);
         const go = await admit(req.hostId);
         if (go) return go;
         const answer = await this.#ask(contextAck, this.#toHost(req.hostId, 'context', req, (cb) => room(req.hostId).emit('context', { sid: req.sid }, cb)), (a) =>
@@ -116,7 +117,7 @@ export class DeviceRouter {
         return answer;
       }
       if (event === 'decision') {
-        const d = decisionMessage(payload, event);
+        const d = parse(decisionMessage, payload, event);
         if (d.deviceId !== deviceId) {
           throw new QrauthError('QRA_ERR_INVALID_INPUT', 'decision.deviceId is not the id of the key this connection proved');
         }
@@ -142,7 +143,7 @@ export class DeviceRouter {
       }
       if (event === 'revokeLeases') {
         // Same budgets as every other phone request: device, its address's share of the host, the host.
-        const r = leaseRevokeMessage(payload, event);
+        const r = parse(leaseRevokeMessage, payload, event);
         if (r.deviceId !== deviceId) {
           throw new QrauthError('QRA_ERR_INVALID_INPUT', 'revokeLeases.deviceId is not the id of the key this connection proved');
         }
@@ -154,7 +155,7 @@ export class DeviceRouter {
         this.o.log(kv({ event: 'revoke_leases', hostId: r.hostId, deviceId, result: answer.ok ? String(answer.revoked) : 'error', code: answer.ok ? undefined : answer.code }));
         return answer;
       }
-      const m = enrollMessage(payload, event);
+      const m = parse(enrollMessage, payload, event);
       if (keyId(nodeCrypto, fromB64url(m.devicePub, 32)) !== deviceId) {
         throw new QrauthError('QRA_ERR_INVALID_INPUT', 'enroll.devicePub is not the key this connection proved');
       }
@@ -222,7 +223,7 @@ export class DeviceRouter {
         for (const raw of raws) {
           let a: A;
           try {
-            a = check(raw, 'ack');
+            a = parse(check, raw, 'ack');
           } catch {
             this.o.metrics.reject('invalid_host_ack');
             continue;

@@ -16,6 +16,7 @@ import {
   enrollMessage,
   hostRoom,
   leaseRevokeMessage,
+  parse,
 } from '../../protocol/src/index.js';
 import { AppOrigins, refuseBrowsers } from './app-origins.js';
 import { HandshakeError, handshakeGate, handshakeMiddleware, refuseHandshake } from './auth.js';
@@ -233,7 +234,8 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     const ns = hostNs;
     const deliver: LocalDelivery = (hostId, event, payload) =>
       new Promise<HostAnswers>((resolve) => {
-        const m = FORWARDED_CHECKS[event](payload, `crossNode.${event}`);
+        const check: Check<{ hostId: string; sid?: string }> = FORWARDED_CHECKS[event];
+        const m = parse(check, payload, `crossNode.${event}`);
         if (m.hostId !== hostId) throw new Error(`${event}: hostId differs from the routed one`);
         // Of a context request the host gets the sid only, as from a phone on this node (routing.ts).
         const message = event === 'context' && 'sid' in m ? { sid: m.sid } : m;

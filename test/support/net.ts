@@ -23,6 +23,7 @@ import {
   fromB64url,
   keyId,
   makeAuthHandshake,
+  parse,
   toB64url,
 } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
@@ -183,7 +184,7 @@ export class FakeHost {
   checkDecision(raw: unknown): DecisionAck {
     let msg: DecisionMessage;
     try {
-      msg = decisionMessage(raw, 'decision');
+      msg = parse(decisionMessage, raw, 'decision');
     } catch {
       return { ok: false, code: 'QRA_ERR_INVALID_INPUT', message: 'bad decision' };
     }

@@ -36,8 +36,10 @@ import {
   optional,
   offlineCode,
   offlineKey,
+  parse,
   parseEnrollPayload,
   parseLoginPayload,
+  type Check,
   QrauthError,
   signDecision,
   type SignedContext,
@@ -166,7 +168,7 @@ export class HeadlessPhone {
   static async load(stateDir: string, opts: PhoneOptions = {}): Promise<HeadlessPhone> {
     let dev: { seed: string; name: string };
     try {
-      dev = deviceFile(JSON.parse(await readFile(path.join(stateDir, DEVICE_FILE), 'utf8')), DEVICE_FILE);
+      dev = parse(deviceFile, JSON.parse(await readFile(path.join(stateDir, DEVICE_FILE), 'utf8')), DEVICE_FILE);
     } catch (cause) {
       throw new QrauthError('QRA_ERR_CONFIG', `cannot load ${path.join(stateDir, DEVICE_FILE)} (${(cause as Error).message}); run keygen first`, { cause });
     }
@@ -181,7 +183,7 @@ export class HeadlessPhone {
     }
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new QrauthError('QRA_ERR_CONFIG', `${HOSTS_FILE}: expected an object`);
     for (const [hostId, h] of Object.entries(raw)) {
-      const host = trustedHost(h, `${HOSTS_FILE}.${hostId.slice(0, 22)}`);
+      const host = parse(trustedHost, h, `${HOSTS_FILE}.${hostId.slice(0, 22)}`);
       if (keyId(nodeCrypto, fromB64url(host.hostPub, 32)) !== hostId) {
         throw new QrauthError('QRA_ERR_CONFIG', `${HOSTS_FILE}: ${hostId.slice(0, 22)} is not the id of its hostPub`);
       }
@@ -192,7 +194,7 @@ export class HeadlessPhone {
 
   /** Remembers a host (what enrollment does); returns its hostId. */
   async trustHost(host: TrustedHost): Promise<string> {
-    const h = trustedHost(host, 'host');
+    const h = parse(trustedHost, host, 'host');
     const hostId = keyId(nodeCrypto, fromB64url(h.hostPub, 32));
     const fallbacks = (h.fallbackRelayUrls ?? []).map((u) => u.replace(/\/$/, ''));
     this.#hosts.set(hostId, { hostPub: h.hostPub, hostname: h.hostname, relayUrl: h.relayUrl.replace(/\/$/, ''), ...(fallbacks.length ? { fallbackRelayUrls: fallbacks } : {}) });
@@ -347,9 +349,9 @@ export class HeadlessPhone {
     return host;
   }
 
-  #check<T>(check: (v: unknown, path: string) => T, raw: unknown, what: string): T {
+  #check<T>(check: Check<T>, raw: unknown, what: string): T {
     try {
-      return check(raw, what);
+      return parse(check, raw, what);
     } catch (cause) {
       throw new QrauthError('QRA_ERR_INVALID_INPUT', `the relay sent an invalid ${what}: ${(cause as Error).message}`, { cause });
     }

@@ -12,6 +12,7 @@ import {
   type PasskeyInfo,
   type WebAuthnAssertion,
   fromB64url,
+  parse,
   passkeyInfo,
   passkeyOriginProblem,
   passkeyRpIdProblem,
@@ -156,7 +157,7 @@ export async function createPasskey(deviceName: string, hostname: string): Promi
   if (toB64url(credentialId) !== toB64url(new Uint8Array(cred.rawId))) throw new PasskeyError('unavailable', 'the authenticator returned an inconsistent credential');
   // The same checks the host makes, so a passkey it would refuse is never sent.
   try {
-    return passkeyInfo({ credentialId: toB64url(credentialId), publicKey: toB64url(publicKey), origin, rpId }, 'passkey');
+    return parse(passkeyInfo, { credentialId: toB64url(credentialId), publicKey: toB64url(publicKey), origin, rpId }, 'passkey');
   } catch (e) {
     throw new PasskeyError('unavailable', `this phone's passkey cannot be used: ${(e as Error).message}`);
   }

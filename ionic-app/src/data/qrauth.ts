@@ -5,6 +5,7 @@
  */
 import { webCrypto } from '../../../protocol/src/crypto-web.js';
 import {
+  type Check,
   type Ack,
   contextAck,
   type DecisionAck,
@@ -92,7 +93,7 @@ export async function fetchLoginContext({ payload, host }: ScannedLogin, now: nu
 async function askHostRelays<T>(
   host: TrustedHost,
   send: (socket: Awaited<ReturnType<typeof connectRelay>>) => Promise<unknown>,
-  check: (v: unknown, path: string) => Ack<T>,
+  check: Check<Ack<T>>,
   what: string,
 ): Promise<{ ack: { ok: true } & T; relayUrl: string }> {
   const relays = [host.relayUrl, ...(host.fallbackRelayUrls ?? [])];

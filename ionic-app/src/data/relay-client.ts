@@ -6,11 +6,13 @@
 import { type Socket, io } from 'socket.io-client';
 import { webCrypto } from '../../../protocol/src/crypto-web.js';
 import {
+  type Check,
   DEVICE_NAMESPACE,
   type DeviceClientToServer,
   type DeviceServerToClient,
   QrauthError,
   makeAuthHandshake,
+  parse,
   relayUrlProblem,
 } from '../../../protocol/src/index.js';
 import { DeviceKeyError, onDeviceReset, withDeviceSeed } from './device-key';
@@ -124,9 +126,9 @@ export async function ask<T>(send: () => Promise<T>, timeoutMs = RELAY_TIMEOUT_M
 }
 
 /** Validates an ack from the relay; a malformed one is an error, never believed. */
-export function checkAck<T>(check: (v: unknown, path: string) => T, raw: unknown, what: string): T {
+export function checkAck<T>(check: Check<T>, raw: unknown, what: string): T {
   try {
-    return check(raw, what);
+    return parse(check, raw, what);
   } catch (cause) {
     throw new QrauthError('QRA_ERR_INVALID_INPUT', `the relay sent an invalid ${what}: ${(cause as Error).message}`, { cause });
   }

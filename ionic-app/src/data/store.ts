@@ -3,7 +3,7 @@
  * settings. Validated when read back, like anything from outside.
  */
 import { sha256 } from '@noble/hashes/sha2.js';
-import { fromB64url, keyId, passkeyInfo } from '../../../protocol/src/index.js';
+import { fromB64url, keyId, parse, passkeyInfo } from '../../../protocol/src/index.js';
 import type { HistoryEntry, Settings, TrustedHost } from '../models';
 import { storeGet, storePut } from './platform';
 import { HOSTS_KEY } from './kv';
@@ -36,7 +36,7 @@ function isTrustedHost(h: unknown): h is TrustedHost {
   const fallbacks = r.fallbackRelayUrls;
   if (fallbacks !== undefined && !(Array.isArray(fallbacks) && fallbacks.length <= 7 && fallbacks.every((u) => typeof u === 'string' && /^https?:\/\/\S+$/.test(u)))) return false;
   try {
-    if (r.passkey !== undefined) passkeyInfo(r.passkey, 'host.passkey');
+    if (r.passkey !== undefined) parse(passkeyInfo, r.passkey, 'host.passkey');
   } catch {
     return false;
   }
