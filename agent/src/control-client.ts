@@ -6,7 +6,7 @@
 import { closeSync, constants, fchmodSync, openSync, writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { type Check, ERROR_CODES, type ErrorCode, QrauthError, int, literal, object, parse, str } from '../../protocol/src/index.js';
+import { type Check, QrauthError, asErrorCode, int, literal, object, parse, str } from '../../protocol/src/index.js';
 import { CONTROL_MAX_LINE, credDirFor, rootSocketFor } from './control-server.js';
 
 export { credDirFor } from './control-server.js';
@@ -93,7 +93,7 @@ export class ControlClient {
   private reply<T>(check: Check<T>, v: unknown, what: string): T {
     const r = v as { ok?: unknown; code?: unknown; message?: unknown } | null;
     if (r && r.ok === false) {
-      const code = typeof r.code === 'string' && Object.hasOwn(ERROR_CODES, r.code) ? (r.code as ErrorCode) : 'QRA_ERR_UNAUTHENTICATED';
+      const code = asErrorCode(r.code, 'QRA_ERR_UNAUTHENTICATED');
       throw new QrauthError(code, typeof r.message === 'string' ? r.message.slice(0, 300) : 'the agent refused the connection');
     }
     return parse(check, v, what);

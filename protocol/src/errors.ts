@@ -42,3 +42,11 @@ export class QrauthError extends Error {
 export function isQrauthError(e: unknown, code?: ErrorCode): e is QrauthError {
   return e instanceof QrauthError && (code === undefined || e.code === code);
 }
+
+/**
+ * A code that came from elsewhere (an ack, a reply, a refusal), as one of ours: anything else is
+ * `otherwise`, so text a peer made up is never shown or logged as if it were one of our codes.
+ */
+export function asErrorCode(code: unknown, otherwise: ErrorCode = 'QRA_ERR_INTERNAL'): ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : otherwise;
+}

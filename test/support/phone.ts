@@ -22,8 +22,7 @@ import {
   type DeviceClientToServer,
   type DeviceServerToClient,
   type EnrollAck,
-  ERROR_CODES,
-  type ErrorCode,
+  asErrorCode,
   fromB64url,
   keyId,
   type LeaseRevokeAck,
@@ -101,10 +100,6 @@ const trustedHost = object({
   relayUrl: str({ max: 300, pattern: /^https?:\/\/\S+$/ }),
   fallbackRelayUrls: optional(arrayOf(str({ max: 300, pattern: /^https?:\/\/\S+$/ }), MAX_FALLBACK_RELAYS)),
 });
-
-function asErrorCode(code: string): ErrorCode {
-  return Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : 'QRA_ERR_INTERNAL';
-}
 
 async function writePrivate(file: string, text: string): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;

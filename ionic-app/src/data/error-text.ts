@@ -5,12 +5,7 @@
  * reading the offline code out to a phisher's "help desk". So the phone words each code itself
  * and shows no text it was sent (docs/threat-model.md, "What a relay can make the app say").
  */
-import { ERROR_CODES, type ErrorCode, QrauthError } from '../../../protocol/src/index.js';
-
-/** A code from the network as one of ours; anything else is QRA_ERR_INTERNAL. */
-export function asErrorCode(code: unknown): ErrorCode {
-  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : 'QRA_ERR_INTERNAL';
-}
+import { type ErrorCode, QrauthError, asErrorCode } from '../../../protocol/src/index.js';
 
 const TEXT: Partial<Record<ErrorCode, string>> = {
   QRA_ERR_INVALID_INPUT: 'the answer could not be read',

@@ -11,12 +11,13 @@ import {
   type DeviceClientToServer,
   type DeviceServerToClient,
   QrauthError,
+  asErrorCode,
   makeAuthHandshake,
   parse,
   relayUrlProblem,
 } from '../../../protocol/src/index.js';
 import { DeviceKeyError, onDeviceReset, withDeviceSeed } from './device-key';
-import { answerText, asErrorCode } from './error-text';
+import { answerText } from './error-text';
 
 type DeviceSocket = Socket<DeviceServerToClient, DeviceClientToServer>;
 
