@@ -74,7 +74,7 @@ import type { DevicesReader } from './devices-file.js';
 import type { Enrollment, EnrollmentStore, EnrollRequest } from './enrollments.js';
 import type { Logger } from './log.js';
 import type { LeaseStore } from './leases.js';
-import { USER_NAME_PATTERN, type UserInfo } from './users.js';
+import { type PasswdUser, USER_NAME_PATTERN } from './users.js';
 
 export const CONTROL_MAX_LINE = 16 * 1024;
 /** Sockets at once on the shared socket, proven or not (a file-descriptor bound). */
@@ -138,7 +138,7 @@ export interface ControlDeps {
   unlockCodes(user: string): boolean;
   unlockAllCodes(): void;
   /** A user by name or uid (passwd file, then NSS through getent). */
-  findUser?(key: string | number): Promise<UserInfo | null>;
+  findUser?(key: string | number): Promise<PasswdUser | null>;
   /** Leases (leases.ts), for `qrauth leases`. */
   leases?: LeaseStore;
   log: Logger;
@@ -171,17 +171,17 @@ const request = (v: unknown) => {
   throw new QrauthError('QRA_ERR_INVALID_INPUT', 'unknown request');
 };
 
-function parsePasswdLine(line: string): (UserInfo & { gid: number }) | null {
+function parsePasswdLine(line: string): PasswdUser | null {
   const f = line.trim().split(':');
   if (f.length < 7) return null;
   const uid = Number(f[2]);
   const gid = Number(f[3]);
   if (!Number.isSafeInteger(uid) || uid < 0 || !Number.isSafeInteger(gid)) return null;
-  return { name: f[0]!, uid, gid, home: f[5]! };
+  return { name: f[0]!, uid, gid: gid >= 0 ? gid : null, home: f[5]! };
 }
 
 /** /etc/passwd first, then NSS (getent) so LDAP/sssd users work; async: the PAM path shares this loop. */
-export function passwdFinder(passwdPath = '/etc/passwd'): (key: string | number) => Promise<UserInfo | null> {
+export function passwdFinder(passwdPath = '/etc/passwd'): (key: string | number) => Promise<PasswdUser | null> {
   return async (key) => {
     if (typeof key === 'string' && !USER_NAME_PATTERN.test(key)) return null;
     try {
@@ -267,7 +267,7 @@ export class ControlServer {
   private credDir = '';
   private unproven = 0;
   private readonly perUid = new Map<number, number>();
-  private readonly findUser: (key: string | number) => Promise<UserInfo | null>;
+  private readonly findUser: (key: string | number) => Promise<PasswdUser | null>;
 
   constructor(private readonly deps: ControlDeps) {
     this.server = createServer((s) => this.onConnection(s, false));
@@ -322,10 +322,9 @@ export class ControlServer {
    * details (exists, regular file, group-writable, over 64 KiB) would describe files they may not
    * see (security review: `last-used` through a linked ~/.config/qrauth). root's as before.
    */
-  private deviceIdsFor(owner: UserInfo, isRoot: boolean): string[] {
+  private deviceIdsFor(owner: PasswdUser, isRoot: boolean): string[] {
     if (isRoot) return this.deps.deviceIdsOf(owner);
-    const gid = (owner as { gid?: unknown }).gid;
-    const onlyAs = { uid: owner.uid, gid: typeof gid === 'number' && Number.isSafeInteger(gid) && gid >= 0 ? gid : null };
+    const onlyAs = { uid: owner.uid, gid: owner.gid };
     try {
       return this.deps.deviceIdsOf({ ...owner, onlyAs });
     } catch (e) {
@@ -495,7 +494,7 @@ export class ControlServer {
     };
 
     /** A non-root caller may act only for a user name that is theirs. */
-    const mustBeCallerOrRoot = async (user: string, what: string): Promise<UserInfo | null> => {
+    const mustBeCallerOrRoot = async (user: string, what: string): Promise<PasswdUser | null> => {
       const u = await this.findUser(user);
       if (caller === 0) return u;
       if (!u || u.uid !== caller) {
@@ -532,7 +531,7 @@ export class ControlServer {
           return;
         }
         case 'last-used': {
-          let owner: UserInfo | null;
+          let owner: PasswdUser | null;
           if (req.user !== undefined) owner = await mustBeCallerOrRoot(req.user, 'read last-used times');
           else owner = isRoot ? null : await this.findUser(caller);
           if (!isRoot && !owner) throw new QrauthError('QRA_ERR_FORBIDDEN', `uid ${caller} has no user entry; nothing to show`);
