@@ -6,6 +6,7 @@
  */
 import test from 'ava';
 import { createHash } from 'node:crypto';
+import { EventEmitter, once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server as NetServer, type Socket as NetSocket } from 'node:net';
@@ -319,6 +320,8 @@ interface FrameLink {
   /** The close code the agent sent, 'no close frame' if the TCP connection just ended, 'still open' if neither within `ms`. */
   closed(ms: number): Promise<number | 'no close frame' | 'still open'>;
   send(frame: Buffer): void;
+  /** The agent's Socket.IO ack for /host request `id` (its first argument), or 'no answer' within `ms`. */
+  answer(id: number, ms: number): Promise<unknown>;
 }
 
 /**
@@ -349,11 +352,18 @@ async function startFrameRelay() {
     sock.write(wsFrame(Buffer.from('0{"sid":"AAAAAAAAAAAAAAAAAAAA","upgrades":[],"pingInterval":600000,"pingTimeout":600000,"maxPayload":1000000}')));
     let closeCode: number | 'no close frame' | undefined;
     const ended = new Promise<void>((r) => sock.once('close', () => r()));
+    const answers = new Map<number, unknown>();
+    const answered = new EventEmitter();
     sock.on(
       'data',
       wsFrameReader((opcode, payload) => {
         const text = payload.toString();
         if (opcode === 1 && text.startsWith('40/host,')) sock.write(wsFrame(Buffer.from('40/host,{"sid":"BBBBBBBBBBBBBBBBBBBB"}')));
+        const ack = opcode === 1 ? /^43\/host,(\d+)(\[.*)$/s.exec(text) : null;
+        if (ack) {
+          answers.set(Number(ack[1]), (JSON.parse(ack[2]!) as unknown[])[0]);
+          answered.emit('ack');
+        }
         if (opcode === 8) {
           closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
           sock.end(wsFrame(payload.subarray(0, 2), { opcode: 8 }));
@@ -368,6 +378,11 @@ async function startFrameRelay() {
         return closeCode ?? 'still open';
       },
       send: (frame) => void sock.write(frame),
+      async answer(id, ms) {
+        const gaveUp = Promise.race([sleep(ms), ended]).then(() => 'gave up' as const);
+        while (!answers.has(id)) if ((await Promise.race([once(answered, 'ack'), gaveUp])) === 'gave up') break;
+        return answers.has(id) ? answers.get(id) : 'no answer';
+      },
     });
   });
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
@@ -392,9 +407,9 @@ test.serial('a relay that sends a 16 MiB deflate bomb or a frame one byte over t
   const f = await startTestAgent({ relayUrl: relay.url }, { passwdPath, noControl: true });
   t.teardown(() => f.close());
   f.setDevices('alice', [phoneKey.line]);
-  /** A context request without an ack id (the agent ignores it) of exactly `bytes` bytes. */
-  const event = (bytes: number) => {
-    const [head, tail] = ['42/host,["context",{"sid":"', '"}]'];
+  /** A context request of exactly `bytes` bytes: without an ack id the agent ignores it; with one it answers. */
+  const event = (bytes: number, ackId?: number) => {
+    const [head, tail] = [`42/host,${ackId ?? ''}["context",{"sid":"`, '"}]'];
     return Buffer.from(`${head}${'x'.repeat(bytes - head.length - tail.length)}${tail}`);
   };
   const deflated = deflateRawSync(event(16 * 1024 * 1024), { finishFlush: zlib.Z_SYNC_FLUSH, level: 9 });
@@ -409,9 +424,15 @@ test.serial('a relay that sends a 16 MiB deflate bomb or a frame one byte over t
 
   await eventually(() => relay.links.length === 2 && f.agent.relay!.up, 8000);
   const second = relay.links[1]!;
-  t.is(event(RELAY_MESSAGE_MAX_BYTES).length, RELAY_MESSAGE_MAX_BYTES);
-  second.send(wsFrame(event(RELAY_MESSAGE_MAX_BYTES)));
-  t.is(await second.closed(300), 'still open', 'a message of exactly the limit is read');
+  // Exactly the limit: read whole and answered (its sid is no id: refused), and the same link then
+  // carries a real request for a login on this host and brings back the agent's signed context.
+  t.is(event(RELAY_MESSAGE_MAX_BYTES, 1).length, RELAY_MESSAGE_MAX_BYTES);
+  second.send(wsFrame(event(RELAY_MESSAGE_MAX_BYTES, 1)));
+  t.like(await second.answer(1, 5000), { ok: false, code: 'QRA_ERR_INVALID_INPUT' }, 'a message of exactly the limit is read and answered');
+  const pending = await login(f);
+  second.send(wsFrame(Buffer.from(`42/host,2${JSON.stringify(['context', { sid: pending.sid }])}`)));
+  t.like(await second.answer(2, 5000), { ok: true, context: { hostId: f.agent.host.hostId, sid: pending.sid, user: 'alice' } }, 'the link still carries a round trip');
+  pending.client.close();
   second.send(wsFrame(event(RELAY_MESSAGE_MAX_BYTES + 1)));
   t.is(await second.closed(3000), 1009, 'one byte over: "message too big", refused at the frame header');
 

@@ -67,13 +67,16 @@ async function metric(name: string): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
-/** A Socket.IO client from a given source address; resolves connected or with the refusal. */
-function sio(
-  ns: string,
-  auth: object | undefined,
-  localAddress = freshAddr(),
-  base = url,
-): Promise<{ ok: true; socket: Socket } | { ok: false; message: string; code?: string }> {
+/**
+ * How a Socket.IO connection attempt ended without connecting: `refused`, the relay answered the
+ * handshake with a refusal (connect_error carrying its QRA_ERR_ code); `closed`, the transport
+ * ended with no answer (the relay closed it, or refused the HTTP upgrade itself); `no answer`,
+ * nothing within 6 s.
+ */
+type Refusal = { ok: false; how: 'refused'; message: string; code: string } | { ok: false; how: 'closed' | 'no answer'; message: string };
+
+/** A Socket.IO client from a given source address; resolves connected or with how it was not. */
+function sio(ns: string, auth: object | undefined, localAddress = freshAddr(), base = url): Promise<{ ok: true; socket: Socket } | Refusal> {
   const socket = io(`${base}${ns}`, {
     ...(auth ? { auth } : {}),
     transports: ['websocket'],
@@ -83,20 +86,28 @@ function sio(
     localAddress,
   } as Parameters<typeof io>[1]);
   return new Promise((res) => {
-    const fail = (message: string, code?: string) => {
+    const end = (r: Refusal) => {
       clearTimeout(timer);
       socket.disconnect();
-      res({ ok: false, message, ...(code ? { code } : {}) });
+      res(r);
     };
-    // A handshake over the size limit gets no connect_error: the relay just closes the transport.
-    const timer = setTimeout(() => fail('no answer'), 6000);
+    const timer = setTimeout(() => end({ ok: false, how: 'no answer', message: 'no answer' }), 6000);
     socket.once('connect', () => {
       clearTimeout(timer);
       res({ ok: true, socket });
     });
-    socket.once('connect_error', (e: Error & { data?: { code?: string } }) => fail(e.message, e.data?.code));
-    // On a refusal the client closes its connection before it emits connect_error: let that come first.
-    socket.io.once('close', (reason) => setImmediate(() => fail(`closed: ${reason}`)));
+    socket.once('connect_error', (e: Error & { data?: { code?: unknown } }) => {
+      const code = e.data?.code;
+      // The relay's refusals carry a code (HandshakeError); an Error without one is the client's own
+      // (the upgrade refused, its 5 s timeout): the connection ended with no answer from the relay.
+      end(typeof code === 'string' ? { ok: false, how: 'refused', message: e.message, code } : { ok: false, how: 'closed', message: e.message });
+    });
+    // Not on a timer: socket.io-client handles a refusal by closing the connection itself ('forced
+    // close') and emits connect_error in the same call, just after. Any other reason is the relay
+    // ending the transport before any answer (a handshake over the size limit gets no connect_error).
+    socket.io.once('close', (reason) => {
+      if (reason !== 'forced close') end({ ok: false, how: 'closed', message: `closed: ${reason}` });
+    });
   });
 }
 
@@ -228,17 +239,23 @@ test.serial('HTTP and WebSocket garbage on the port gets an error or a close, ne
 
 test.serial('unauthenticated and oversized handshakes are refused, floods of them are rate limited per address', async (t) => {
   const good = makeAuthHandshake(c, 'device', seededBytes(32));
-  for (const auth of [undefined, {}, { ...good, sig: good.sig.replace(/^./, good.sig[0] === 'A' ? 'B' : 'A') }, { ...good, pad: 'x'.repeat(100_000) }]) {
-    for (const ns of [DEVICE_NAMESPACE, HOST_NAMESPACE]) t.false((await sio(ns, auth)).ok, `${ns} ${JSON.stringify(auth)?.slice(0, 40)}`);
+  for (const auth of [undefined, {}, { ...good, sig: good.sig.replace(/^./, good.sig[0] === 'A' ? 'B' : 'A') }]) {
+    for (const ns of [DEVICE_NAMESPACE, HOST_NAMESPACE]) t.like(await sio(ns, auth), { ok: false, how: 'refused', code: 'QRA_ERR_UNAUTHENTICATED' }, `${ns} ${JSON.stringify(auth)?.slice(0, 40)}`);
   }
+  // Over the size limit the relay does not read the handshake at all: it closes the transport.
+  for (const ns of [DEVICE_NAMESPACE, HOST_NAMESPACE]) t.like(await sio(ns, { ...good, pad: 'x'.repeat(100_000) }), { ok: false, how: 'closed', message: 'closed: transport close' }, `${ns} oversized`);
   // 200 bad handshakes from one address: the first 120 (and what refills, 2 a second) are
   // checked and refused; the rest are cut off before the relay even looks at them.
   const limitedBefore = await metric('qrauth_relay_rejects_total{reason="connection_rate_limited"}');
   const started = Date.now();
   const flood = await Promise.all(Array.from({ length: 200 }, () => sio(DEVICE_NAMESPACE, { v: 1 }, '127.0.7.1')));
   const refill = Math.ceil(((Date.now() - started) / 1000) * 2) + 1;
-  t.true(flood.every((r) => !r.ok));
+  const refusedAfterChecking = flood.filter((r) => !r.ok && r.how === 'refused' && r.code === 'QRA_ERR_UNAUTHENTICATED').length;
+  // Cut off: the relay refuses the WebSocket upgrade itself, so the client sees only a transport error.
+  const cutOff = flood.filter((r) => !r.ok && r.how === 'closed' && r.message === 'websocket error').length;
+  t.is(refusedAfterChecking + cutOff, 200, 'each one either checked and refused, or cut off: none connected, none left unanswered');
   const limited = (await metric('qrauth_relay_rejects_total{reason="connection_rate_limited"}')) - limitedBefore;
+  t.is(cutOff, limited, 'the ones cut off are the ones the relay counted as rate limited');
   t.true(limited >= 80 - refill, `${limited} cut off by the per-address limit`);
   // Other addresses are not affected.
   const other = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seededBytes(32)), '127.0.7.2');
@@ -391,14 +408,15 @@ test.serial('handshakes the allow-list refuses leave no nonce behind: a small ca
   const { url: base } = await relayWith(t, { allowHosts: new Set([hostId]), limits: { handshakeNonces: 5, connectionsPerIpPerMinute: 1000 } });
   const stranger = makeAuthHandshake(c, 'host', seededBytes(32));
   const first = await sio(HOST_NAMESPACE, stranger, '127.0.10.3', base);
-  t.like(first, { ok: false, code: 'QRA_ERR_UNAUTHENTICATED' });
+  t.like(first, { ok: false, how: 'refused', code: 'QRA_ERR_UNAUTHENTICATED' });
   t.regex(first.ok ? '' : first.message, /allow-list/);
   // Sent again, the same handshake is refused for the same reason: had its nonce been kept, it would be "already used".
   const again = await sio(HOST_NAMESPACE, stranger, '127.0.10.3', base);
+  t.like(again, { ok: false, how: 'refused', code: 'QRA_ERR_UNAUTHENTICATED' });
   t.regex(again.ok ? '' : again.message, /allow-list/, 'the refused handshake took no place in the nonce cache');
   // Four times the cache's size in refused handshakes, each signed by a fresh key.
   const refused = await Promise.all(Array.from({ length: 20 }, () => sio(HOST_NAMESPACE, makeAuthHandshake(c, 'host', seededBytes(32)), '127.0.10.3', base)));
-  t.true(refused.every((r) => !r.ok && /allow-list/.test(r.message)));
+  t.true(refused.every((r) => !r.ok && r.how === 'refused' && /allow-list/.test(r.message)));
   const host = await FakeHost.connect(base, { seed: hostSeed });
   t.teardown(() => host.close());
   const phone = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seededBytes(32)), '127.0.10.4', base);
@@ -413,14 +431,22 @@ test.serial('one address cannot fill the nonce cache for everyone: past its shar
   for (let i = 0; i < 12; i++) flood.push(await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seededBytes(32)), flooder, base));
   t.teardown(() => flood.forEach((r) => r.ok && r.socket.disconnect()));
   t.is(flood.filter((r) => r.ok).length, 4, 'the address got its share of the cache and no more');
-  t.true(flood.filter((r) => !r.ok).every((r) => !r.ok && r.code === 'QRA_ERR_RATE_LIMITED' && /this address/.test(r.message)));
+  t.true(flood.filter((r) => !r.ok).every((r) => !r.ok && r.how === 'refused' && r.code === 'QRA_ERR_RATE_LIMITED' && /this address/.test(r.message)));
   t.true(handshakesFrom(lines, flooder).some((l) => /result=refused/.test(l) && /address/.test(l)), 'the refusal is logged with the address');
   for (const addr of ['127.0.10.6', '127.0.10.7']) {
     const phone = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seededBytes(32)), addr, base);
     t.true(phone.ok, `a phone from ${addr} still connects${phone.ok ? '' : `: ${phone.message}`}`);
     if (phone.ok) phone.socket.disconnect();
   }
+  // And a host: connected (FakeHost.connect throws on a refusal), admitted by the relay, and reachable through it.
   const host = await FakeHost.connect(base);
   t.teardown(() => host.close());
-  t.pass('and a host');
+  t.true(host.socket.connected, 'a host still connects');
+  t.true(lines.some((l) => l.startsWith('event=connect role=host') && l.includes(`hostId=${host.hostId}`)), 'the relay admitted it');
+  const phone = await sio(DEVICE_NAMESPACE, makeAuthHandshake(c, 'device', seededBytes(32)), '127.0.10.8', base);
+  if (!phone.ok) return t.fail(`the phone that asks the host could not connect: ${phone.message}`);
+  t.teardown(() => phone.socket.disconnect());
+  const sid = host.newLogin().sid;
+  t.like(await phone.socket.timeout(5000).emitWithAck('context', { hostId: host.hostId, sid }), { ok: true, context: { hostId: host.hostId, sid } }, 'the relay routes a request to it');
+  t.deepEqual(host.received.context, [{ sid }]);
 });
