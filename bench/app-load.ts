@@ -39,6 +39,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, type BrowserContext, type CDPSession, type Page, chromium } from 'playwright-core';
 import { blankFrame, CHROMIUM_PATH, launchChromium, madeUpHostRecord, newAppContext, storeHostsScript, writeY4m } from '../test/support/browser.js';
+import { stopServiceWorkers } from '../test/support/service-worker.js';
 import { type StaticServer, startStaticServer } from '../test/support/static-server.js';
 import { ROOT, sleep, summarize } from './lib.js';
 
@@ -149,11 +150,8 @@ function opensCameraItself(dist: string): boolean {
 async function toCameraReady(context: BrowserContext, server: StaticServer, cold: boolean, opensItself: boolean, stopWorker = false): Promise<Visit> {
   const page = await context.newPage();
   const cdp = await throttle(page);
-  if (stopWorker) {
-    await cdp.send('ServiceWorker.enable');
-    await cdp.send('ServiceWorker.stopAllWorkers');
-    await cdp.send('ServiceWorker.disable');
-  }
+  // Before t0: waits until Chromium reports the worker stopped (throws if it does not within 10 s).
+  if (stopWorker) await stopServiceWorkers(cdp);
   // Network.clearBrowserCache does not reach a Playwright (incognito) context's cache: bypass it.
   if (cold) await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
   const bytes0 = server.bytesSent();

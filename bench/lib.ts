@@ -26,10 +26,40 @@ import {
   type FrameMsg,
 } from '../protocol/src/index.js';
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
+import { testSeed } from '../test/support/seeded.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 /** Compiled JS of a TS file under the repo (make bench builds first; processes run without tsx). */
 export const dist = (rel: string): string => join(ROOT, 'dist', rel.replace(/\.ts$/, '.js'));
+
+// ---------------------------------------------------------------- made-up inputs
+
+/**
+ * The seed every made-up input of a bench run comes from (keys, payloads, timing jitter), as in
+ * the tests: QRAUTH_TEST_SEED when set, else `fallback`. Printed on stderr at once, so a run can be
+ * repeated with the same inputs (stdout stays what the bench reports, or what a parent parses).
+ */
+export function benchSeed(fallback: number, name: string): number {
+  const seed = testSeed(fallback);
+  process.stderr.write(`${name}: seed ${seed} (QRAUTH_TEST_SEED=${seed} repeats this run's inputs)\n`);
+  return seed;
+}
+
+/** A generator's seed: `arg` (its parent's seed, printed by the parent) when given, else benchSeed. */
+export function seedArg(arg: string | undefined, fallback: number, name: string): number {
+  if (arg === undefined) return benchSeed(fallback, name);
+  if (!/^\d{1,10}$/.test(arg)) throw new Error(`${name}: the seed argument is an unsigned integer, not ${JSON.stringify(arg)}`);
+  return Number(arg) >>> 0;
+}
+
+/**
+ * 32 bytes named `label` under `seed` (SHA-256 of both): a key for each of thousands of made-up
+ * hosts, spread over generator processes that do not coordinate, all distinct.
+ */
+export const seededKey = (seed: number, label: string): Uint8Array => nodeCrypto.sha256(new TextEncoder().encode(`${seed}:${label}`));
+
+/** A number in [0, 1) from seeded bytes (test/support/seeded.ts prng). */
+export const unitFrom = (bytes: (n: number) => Buffer): number => bytes(4).readUInt32BE(0) / 2 ** 32;
 
 // ---------------------------------------------------------------- statistics
 

@@ -30,6 +30,7 @@ import {
   type Proc,
   type Summary,
   beginMsg,
+  benchSeed,
   cpuSeconds,
   dist,
   fdCount,
@@ -42,6 +43,7 @@ import {
   startProc,
   stopAll,
   summarize,
+  unitFrom,
   waitForLog,
 } from './lib.js';
 import { lineChart } from './plot.js';
@@ -87,7 +89,10 @@ const devicesDir = join(work, 'devices');
 mkdirSync(devicesDir, { mode: 0o755 });
 const USERS = Array.from({ length: 8 }, (_, i) => `benchu${i}`);
 /** The bench's keys from a fixed seed, as the tests' are: a run that fails can be replayed with the same phones. */
-const benchBytes = prng(0x0bec_5eed);
+const SEED = benchSeed(0x0bec_5eed, 'bench');
+const benchBytes = prng(SEED);
+/** The moments the phone taps in the polling baseline: a stream of their own, so the keys do not depend on which benchmarks ran. */
+const tapJitter = prng(SEED ^ 0x7a9_0000);
 const phoneSeeds = Array.from({ length: 8 }, () => benchBytes(32));
 const devicesText = `${phoneSeeds.map((s, i) => BenchPhone.devicesLine(s, `Bench phone ${i}`)).join('\n')}\n`;
 for (const u of [...USERS, 'qrtest-alice']) writeFileSync(join(devicesDir, u), devicesText, { mode: 0o600 });
@@ -182,7 +187,7 @@ async function bench1(agent: { socket: string }): Promise<void> {
   const ratio = b.p50 / lat.p50;
   log(`  → ${ratio.toFixed(0)}× faster at the median`);
   // The part of a BEGIN this benchmark changed most: choosing the QR mask, library vs agent/src/qr-mask.ts.
-  const mc = JSON.parse(execFileSync(process.execPath, [dist('bench/procs/qr-mask-compare.ts'), '3000']).toString()) as {
+  const mc = JSON.parse(execFileSync(process.execPath, [dist('bench/procs/qr-mask-compare.ts'), '3000', String(SEED)]).toString()) as {
     n: number;
     differed: number;
     library: { p50: number; p99: number };
@@ -255,7 +260,7 @@ async function bench2(agent: { socket: string }, relayUrl: string): Promise<void
         await sleep(500);
       }
     })();
-    await sleep(Math.random() * 500);
+    await sleep(unitFrom(tapJitter) * 500);
     const msg = await phone.prepare(ch.payload, host.publicKey);
     tDecision = nowMs();
     void phone.send(msg).then((r) => (approved = r.ok));
@@ -645,7 +650,7 @@ async function bench4(): Promise<void> {
   const procs = Array.from({ length: gens }, (_, g) => {
     const mine = addrs.filter((_, i) => i % gens === g);
     const n = Math.min(mine.length * perAddr, Math.floor(count / gens) + (g < count % gens ? 1 : 0));
-    return nodeProc('bench/procs/host-gen.ts', [JSON.stringify({ url, count: n, addrs: mine, concurrency: 50 })], { stdin: 'pipe' });
+    return nodeProc('bench/procs/host-gen.ts', [JSON.stringify({ url, count: n, addrs: mine, concurrency: 50, seed: SEED, gen: `bench4-${g}` })], { stdin: 'pipe' });
   });
   const done = await Promise.all(procs.map((p) => p.waitFor(/DONE (\d+) (\d+) ([\d.]+)(.*)\n/, 300_000)));
   const secs = (nowMs() - t0) / 1000;
@@ -680,7 +685,8 @@ async function bench3(agent: { socket: string }, relayUrl: string): Promise<void
   log(`\n[3] a whole ssh login with an auto-approving phone vs the same sshd with pam_permit (load average ${load()})`);
   const user = 'qrtest-alice';
   ensureUser(user);
-  const tag = Math.random().toString(36).slice(2, 8);
+  // Not an input: a name no other run on this machine uses (a PAM service file in /etc/pam.d).
+  const tag = process.pid.toString(36);
   const qraService = `sshd-qrabench${tag}`;
   const permitService = `sshd-permitbench${tag}`;
   const pamQ = installPamService(qraService, [`auth required ${MODULE_PATH} socket=${agent.socket}`]);
@@ -777,7 +783,8 @@ async function bench8(relayUrl: string): Promise<void> {
   writeFileSync(join(work, 'authkeys', user), readFileSync(`${key}.pub`), { mode: 0o644 });
   // Both sshds verify the key first, then run PAM: the difference is pam_qrauth finding the lease.
   const methods = ['Match all', 'PubkeyAuthentication yes', 'AuthenticationMethods publickey,keyboard-interactive', `AuthorizedKeysFile ${join(work, 'authkeys', '%u')}`];
-  const tag = Math.random().toString(36).slice(2, 8);
+  // Not an input: a name no other run on this machine uses (a PAM service file in /etc/pam.d).
+  const tag = process.pid.toString(36);
   const qraService = `sshd-qralease${tag}`;
   const permitService = `sshd-permitlease${tag}`;
   const pamQ = installPamService(qraService, [`auth required ${MODULE_PATH} socket=${agent.socket} lease`]);

@@ -20,7 +20,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { loadOrCreateHostKey } from '../agent/src/host-key.js';
 import { toB64url } from '../protocol/src/index.js';
-import { BenchPhone, type GeneratorShare, ROOT, type Proc, type Summary, cpuSeconds, dist, fmt, nodeProc, nowMs, rssKb, sleep, startProc, stopAll, summarize, waitForLog } from './lib.js';
+import { BenchPhone, type GeneratorShare, ROOT, type Proc, type Summary, benchSeed, cpuSeconds, dist, fmt, nodeProc, nowMs, rssKb, sleep, startProc, stopAll, summarize, waitForLog } from './lib.js';
 import { lineChart } from './plot.js';
 import { prng } from '../test/support/seeded.js';
 
@@ -94,7 +94,8 @@ const devicesDir = join(work, 'devices');
 mkdirSync(devicesDir, { mode: 0o755 });
 const USERS = Array.from({ length: 8 }, (_, i) => `benchu${i}`);
 /** The bench's keys from a fixed seed, as the tests' are: a run that fails can be replayed with the same phones. */
-const benchBytes = prng(0x0bec_5eed);
+const SEED = benchSeed(0x0bec_5eed, 'bench-scale');
+const benchBytes = prng(SEED);
 const phoneSeeds = Array.from({ length: 8 }, () => benchBytes(32));
 const devicesText = `${phoneSeeds.map((s, i) => BenchPhone.devicesLine(s, `Bench phone ${i}`)).join('\n')}\n`;
 for (const u of USERS) writeFileSync(join(devicesDir, u), devicesText, { mode: 0o600 });
@@ -245,7 +246,7 @@ async function routingCompare(): Promise<void> {
       }),
     );
     const addrs = Array.from({ length: Math.ceil(hosts / HOSTS_PER_ADDRESS) }, (_, i) => `127.0.${100 + k}.${1 + i}`);
-    const gen = nodeProc('bench/procs/scale-host-gen.ts', [JSON.stringify({ urls: nodes.map((n) => n.url), count: hosts, addrs, concurrency: 20 })], { stdin: 'pipe', logFile: join(work, `${mode}-hostgen.log`) });
+    const gen = nodeProc('bench/procs/scale-host-gen.ts', [JSON.stringify({ urls: nodes.map((n) => n.url), count: hosts, addrs, concurrency: 20, seed: SEED, gen: `compare-${mode}` })], { stdin: 'pipe', logFile: join(work, `${mode}-hostgen.log`) });
     const [, connected, failed] = await gen.waitFor(/DONE (\d+) (\d+)/, 300_000);
     const agent = await startAgent(`agent-${mode}`, nodes[0]!.url);
     log(`  ${mode}: ${single ? 'no Redis' : `redis :${rport}`}, ${connected} hosts connected (${failed} failed) over ${nodes.length} node(s); the agent on node1`);
@@ -438,7 +439,7 @@ try {
   const tRamp = nowMs();
   for (let g = 0; g < HOST_GENS; g++) {
     const count = Math.floor(HOSTS / HOST_GENS) + (g < HOSTS % HOST_GENS ? 1 : 0);
-    hostGens.push(nodeProc('bench/procs/scale-host-gen.ts', [JSON.stringify({ url: frontend, count, addrs: addrs.filter((_, i) => i % HOST_GENS === g), concurrency: 40 })], { stdin: 'pipe', logFile: join(work, `hostgen${g}.log`) }));
+    hostGens.push(nodeProc('bench/procs/scale-host-gen.ts', [JSON.stringify({ url: frontend, count, addrs: addrs.filter((_, i) => i % HOST_GENS === g), concurrency: 40, seed: SEED, gen: `hosts-${g}` })], { stdin: 'pipe', logFile: join(work, `hostgen${g}.log`) }));
   }
   const done = await Promise.all(hostGens.map((p) => p.waitFor(/DONE (\d+) (\d+) ([\d.]+)(.*)\n/, 400_000)));
   const rampS = (nowMs() - tRamp) / 1000;

@@ -17,6 +17,7 @@ import { renderQr } from '../agent/src/qr-render.js';
 import { toB64url } from '../protocol/src/index.js';
 import { startRelay } from '../relay/src/server.js';
 import { APP_CHUNK_RE, APP_DIST, appPhone, blankFrame, createDevice, ensureAppBuilt, holdAppChunk, launchChromium, madeUpHostRecord, phoneWithMadeUpHost, newAppContext, putAppRecordScript, qrFramesFromTerminal, storeHostsScript, visibleIn, writeY4m } from './support/browser.js';
+import { stopPageServiceWorkers } from './support/service-worker.js';
 import { prng, testSeed } from './support/seeded.js';
 import { type StaticServer, startStaticServer } from './support/static-server.js';
 import { until } from './support/daemon.js';
@@ -99,14 +100,11 @@ test.serial('first visit: every hashed file is downloaded once, and the service 
   await page.close();
 });
 
-/** Stops every service worker of the context, as a phone does with an app's a while after it was used. */
-async function stopWorkers(page: Page): Promise<void> {
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send('ServiceWorker.enable');
-  await cdp.send('ServiceWorker.stopAllWorkers');
-  await cdp.send('ServiceWorker.disable');
-  await cdp.detach();
-}
+/**
+ * Stops every service worker of the context, as a phone does with an app's a while after it was
+ * used, and waits until Chromium reports each one stopped (throws if one is not within 10 s).
+ */
+const stopWorkers = (page: Page) => stopPageServiceWorkers(page);
 
 /** The service worker answered the page's navigation (Navigation Timing: it had to be running for it). */
 const workerAnswered = (page: Page) => page.evaluate<boolean>(`performance.getEntriesByType('navigation')[0].workerStart > 0`);

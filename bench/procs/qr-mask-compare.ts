@@ -1,16 +1,23 @@
 /**
  * Side by side in one process: the `qrcode` library choosing the mask itself (what the agent did
  * before) against agent/src/qr-mask.ts (the same choice, computed faster), alternating on the
- * same random login payloads. Prints one JSON line: medians, p99s, and how many symbols differed.
+ * same made-up login payloads (from the run's seed). Prints one JSON line: medians, p99s, and how
+ * many symbols differed.
+ *
+ *   npx tsx bench/procs/qr-mask-compare.ts [payloads=3000] [seed]
  */
 import QRCode from 'qrcode';
 import { encodeQr } from '../../agent/src/qr-mask.js';
-import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import { formatLoginPayload, toB64url } from '../../protocol/src/index.js';
+import { prng } from '../../test/support/seeded.js';
+import { seedArg } from '../lib.js';
 
 const n = Number(process.argv[2] ?? 3000);
-const id = () => toB64url(nodeCrypto.randomBytes(16));
-const payloads = Array.from({ length: n + 500 }, () => Buffer.from(formatLoginPayload({ hostId: id(), sid: id(), nonce: nodeCrypto.randomBytes(16) })));
+/** argv[3]: the seed of the run that starts this (bench/run.ts passes its own); else the bench seed (QRAUTH_TEST_SEED or the default). */
+const seed = seedArg(process.argv[3], 0x0bec_5eed, 'qr-mask-compare');
+const payloadBytes = prng(seed);
+const id = () => toB64url(payloadBytes(16));
+const payloads = Array.from({ length: n + 500 }, () => Buffer.from(formatLoginPayload({ hostId: id(), sid: id(), nonce: payloadBytes(16) })));
 const lib: number[] = [];
 const fast: number[] = [];
 let differed = 0;

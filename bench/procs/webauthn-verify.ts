@@ -6,7 +6,7 @@
  * counter file, as in production), ES256 without a counter (synced passkeys: no write), and EdDSA.
  * The phone's signing is done before the clock starts. Prints one JSON line of p50/p99 in ms.
  *
- *   npx tsx bench/procs/webauthn-verify.ts [approvals=2000]
+ *   npx tsx bench/procs/webauthn-verify.ts [approvals=2000] [seed]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,9 @@ import { join } from 'node:path';
 import { PasskeyVerifier, type DevicePasskey, parsePasskey } from '../../agent/src/webauthn.js';
 import { nodeCrypto as c } from '../../protocol/src/crypto-node.js';
 import { type DecisionFields, type WebAuthnAssertion, decisionBytes, keyId, toB64url, webauthnChallenge } from '../../protocol/src/index.js';
+import { prng } from '../../test/support/seeded.js';
 import { SoftAuthenticator } from '../../test/support/soft-authenticator.js';
+import { seedArg } from '../lib.js';
 
 const n = Number(process.argv[2] ?? 2000);
 const warmup = Math.min(300, Math.floor(n / 5));
@@ -29,11 +31,14 @@ interface Variant {
   times: number[];
 }
 
-const device = c.ed25519FromSeed(c.randomBytes(32));
+/** The keys, ids and nonces come from this seed (argv[3], else QRAUTH_TEST_SEED or the default), printed at start. */
+const SEED = seedArg(process.argv[3], 0x0bec_5eed, 'webauthn-verify');
+const madeUp = prng(SEED);
+const device = c.ed25519FromSeed(madeUp(32));
 const deviceId = keyId(c, device.publicKey);
-const hostId = toB64url(c.randomBytes(16));
+const hostId = toB64url(madeUp(16));
 const approvals: Array<{ fields: DecisionFields; sig: Uint8Array }> = Array.from({ length: n }, () => {
-  const fields: DecisionFields = { hostId, sid: toB64url(c.randomBytes(16)), nonce: c.randomBytes(16), user: 'alice', decision: 'approve', time: Date.now(), deviceId };
+  const fields: DecisionFields = { hostId, sid: toB64url(madeUp(16)), nonce: madeUp(16), user: 'alice', decision: 'approve', time: Date.now(), deviceId };
   return { fields, sig: c.ed25519Sign(device.seed, decisionBytes(fields)) };
 });
 
@@ -43,9 +48,10 @@ function variant(name: string, auth: SoftAuthenticator): Variant {
   return { name, auth, passkey, assertions: approvals.map((a) => auth.assert({ challenge: webauthnChallenge(c, a.fields) })), times: [] };
 }
 const variants = [
-  variant('es256_counter', new SoftAuthenticator({ alg: 'ES256', origin: ORIGIN, counter: 1 })),
-  variant('es256_no_counter', new SoftAuthenticator({ alg: 'ES256', origin: ORIGIN, counterStep: 0 })),
-  variant('eddsa_counter', new SoftAuthenticator({ alg: 'EdDSA', origin: ORIGIN, counter: 1 })),
+  // The passkeys' key pairs and credential ids from the seed too (ES256 signatures stay randomized: ECDSA's k).
+  variant('es256_counter', new SoftAuthenticator({ alg: 'ES256', origin: ORIGIN, counter: 1, seed: madeUp(32) })),
+  variant('es256_no_counter', new SoftAuthenticator({ alg: 'ES256', origin: ORIGIN, counterStep: 0, seed: madeUp(32) })),
+  variant('eddsa_counter', new SoftAuthenticator({ alg: 'EdDSA', origin: ORIGIN, counter: 1, seed: madeUp(32) })),
 ];
 const verifier = new PasskeyVerifier(dir, () => {});
 const plain: number[] = [];
