@@ -224,6 +224,10 @@ test('the schema rules: each refusal names its field and what is wrong; arrays a
   t.is(refusal(list, { names: ['ok', 'a\x1b'] }), 'm.names[1]: contains control characters');
   // The count is checked before any item: three bad items are "more than 2", not "[0]: longer than".
   t.is(refusal(list, { names: ['toolong', 'toolong', 'toolong'] }), 'm.names: more than 2 items');
+  // Counted without walking the items: a sparse array of 2**27 would take seconds, or end the process.
+  const huge: string[] = [];
+  huge.length = 2 ** 27;
+  t.is(refusal(list, { names: huge }), 'm.names: more than 2 items');
   // An object whose fields are all optional does not take an array (or null) for itself.
   const allOptional = object({ tag: optional(str({ max: 8 })) });
   t.deepEqual(parse(allOptional, {}, 'm'), {});

@@ -58,7 +58,9 @@ export function nullable<T>(check: Check<T>): Check<T | null> {
 
 /** At most maxItems, counted before any item is checked. */
 export function arrayOf<T>(check: Check<T>, maxItems: number): Check<T[]> {
-  return v.pipe(v.array(v.unknown(), 'expected an array'), v.maxLength(maxItems, `more than ${maxItems} items`), v.array(check));
+  // Array.isArray, not v.array(v.unknown()): that walks and copies every item before the count
+  // (a 2**27-long sparse array ended the process; security review of this change).
+  return v.pipe(v.custom<unknown[]>(Array.isArray, 'expected an array'), v.maxLength(maxItems, `more than ${maxItems} items`), v.array(check));
 }
 
 type Shape = Record<string, Check<unknown> | v.OptionalSchema<Check<unknown>, undefined>>;
