@@ -233,6 +233,11 @@ test('the schema rules: each refusal names its field and what is wrong; arrays a
   t.deepEqual(parse(allOptional, {}, 'm'), {});
   t.is(refusal(allOptional, []), 'm: expected an object');
   t.is(refusal(allOptional, null), 'm: expected an object');
+  // A value that is not JSON and throws when read is refused as input, not thrown on as a TypeError.
+  const trap = { names: ['a'], get extra(): string {
+    throw new TypeError('read me');
+  } };
+  t.is(refusal(list, trap), 'm: could not be read');
   // What passes is a copy with exactly the named fields.
   const out = parse(list, { names: ['a'] }, 'm');
   t.deepEqual(out, { names: ['a'] });

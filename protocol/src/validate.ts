@@ -88,7 +88,13 @@ function pathOf(issue: v.BaseIssue<unknown>): string {
 
 /** Validate `value` against `check`; the name begins the path in errors ("decision.sid: …"). */
 export function parse<T>(check: Check<T>, value: unknown, name: string): T {
-  const r = v.safeParse(check, value, { abortEarly: true, abortPipeEarly: true });
+  let r: v.SafeParseResult<Check<T>>;
+  try {
+    r = v.safeParse(check, value, { abortEarly: true, abortPipeEarly: true });
+  } catch {
+    // Only a value that is not JSON gets here (a getter that throws): refused like any other.
+    throw new QrauthError('QRA_ERR_INVALID_INPUT', `${name}: could not be read`);
+  }
   if (r.success) return r.output;
   const issue = r.issues[0];
   throw new QrauthError('QRA_ERR_INVALID_INPUT', `${name}${pathOf(issue)}: ${issue.message}`);
