@@ -974,11 +974,12 @@ function writeDocs(): void {
     '',
     ...details,
   ].join('\n');
-  // `make bench-qr` (bench/qr-corpus.ts) writes a section of its own: keep it.
-  const qrSection = /<!-- qr-corpus:begin[\s\S]*<!-- qr-corpus:end -->/.exec(readFileSync(join(ROOT, 'docs/BENCHMARKS.md'), 'utf8'))?.[0];
-  // So does the section of `make bench-scale` (bench/scale.ts).
-  const scaleSection = /<!-- bench-scale:[\s\S]*?<!-- \/bench-scale -->/.exec(readFileSync(join(ROOT, 'docs/BENCHMARKS.md'), 'utf8'))?.[0];
-  writeFileSync(join(ROOT, 'docs/BENCHMARKS.md'), `${md}\n${qrSection ? `\n${qrSection}\n` : ''}${scaleSection ? `\n${scaleSection}\n` : ''}`);
+  // Sections other benches write (`make bench-qr`, bench-app, bench-schema: <!-- name:begin … --> … <!-- name:end -->)
+  // and `make bench-scale`'s are kept as they are.
+  const previous = readFileSync(join(ROOT, 'docs/BENCHMARKS.md'), 'utf8');
+  const kept = [...previous.matchAll(/<!-- ([a-z-]+):begin[\s\S]*?<!-- \1:end -->/g)].map((m) => m[0]);
+  const scaleSection = /<!-- bench-scale:[\s\S]*?<!-- \/bench-scale -->/.exec(previous)?.[0];
+  writeFileSync(join(ROOT, 'docs/BENCHMARKS.md'), `${md}\n${[...kept, ...(scaleSection ? [scaleSection] : [])].map((x) => `\n${x}\n`).join('')}`);
   if (approvalSweep.length || sweep.length) {
     const svg = lineChart(
       [
