@@ -2,12 +2,14 @@
  * The control socket knows who calls: two real local users (alice, bob) run a real client as
  * themselves (`runuser`), and the agent decides by the uid their proof shows. Issue #10 item 5.
  */
-import test from 'ava';
-import { chownSync, chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import test, { type ExecutionContext } from 'ava';
+import fs, { chownSync, chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { type Socket, connect } from 'node:net';
 import { join } from 'node:path';
 import { ControlClient } from '../agent/src/control-client.js';
 import { CONTROL_MAX_UNSENT, ControlServer } from '../agent/src/control-server.js';
+import { readDevicesFile } from '../agent/src/devices-file.js';
 import { formatLog } from '../agent/src/log.js';
 import { type Daemon, run, startDaemon, until } from './support/daemon.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
@@ -426,4 +428,202 @@ test.serial("a user's ~/.config/qrauth symlinked into root's directory does not 
   home.agent.lastUsed.record(ownDevice, ownWhen);
   const mine = replies(await callAs(ALICE, ['call', home.agent.config.controlSocket, JSON.stringify({ op: 'last-used', deviceIds: [ownDevice, rootDevice] })]));
   t.deepEqual(mine[0], { ok: true, lastUsed: { [ownDevice]: ownWhen.toISOString(), [rootDevice]: null } });
+});
+
+/** alice's ~/.config/qrauth for one test: whatever is there is set aside, and put back after. */
+async function aliceQrauthDir(t: ExecutionContext): Promise<string> {
+  const alice = ensureUser(ALICE);
+  const config = join(alice.home, '.config');
+  const dir = join(config, 'qrauth');
+  const madeConfig = !existsSync(config);
+  let present = true;
+  try {
+    lstatSync(dir);
+  } catch {
+    present = false;
+  }
+  const aside = present ? `${dir}.qrca-aside` : null;
+  if (aside) await run(['mv', dir, aside]);
+  t.teardown(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    if (aside) await run(['mv', aside, dir]);
+    if (madeConfig) rmSync(config, { recursive: true, force: true });
+  });
+  await run(['runuser', '-u', ALICE, '--', 'mkdir', '-p', config]);
+  return dir;
+}
+
+/** What the last-used refusals above must not tell a user about a file. */
+const FILE_METADATA = /writable|regular file|64 KiB|owned by|symbolic link|too many|\/devices|\/home\//;
+
+/** The one reply to a refused last-used: the generic devices-file error, with nothing of the file or its devices. */
+function assertRefused(t: ExecutionContext, got: Array<Record<string, unknown>>, what: string, leaks: string[]): void {
+  t.is(got.length, 1, `${what}: one reply: ${JSON.stringify(got)}`);
+  t.like(got[0], { ok: false, code: 'QRA_ERR_DEVICES_FILE' }, what);
+  t.false(got[0] !== undefined && 'lastUsed' in got[0], `${what}: no lastUsed in a refusal: ${JSON.stringify(got)}`);
+  t.false(FILE_METADATA.test(String(got[0]?.message ?? '')), `${what}: the reply describes the file: ${JSON.stringify(got)}`);
+  for (const leak of leaks) t.false(JSON.stringify(got).includes(leak), `${what}: the reply holds ${leak}: ${JSON.stringify(got)}`);
+}
+
+test.serial("a user's devices file that is itself a symlink is refused for last-used as a login refuses it, even to a file she may read (review: the walk followed the last link)", async (t) => {
+  const home = await startTestAgent({ authfile: '~/.config/qrauth/devices' });
+  t.teardown(() => home.close());
+  const sock = home.agent.config.controlSocket;
+  const alice = ensureUser(ALICE);
+  const dir = await aliceQrauthDir(t);
+  await run(['runuser', '-u', ALICE, '--', 'mkdir', '-m', '0700', dir]);
+  const phone = await HeadlessPhone.create(join(tmp.path, 'alice-linked-phone'), 'Alice linked');
+  const line = `${phone.devicesLine()}\n`;
+  const device = phone.deviceId;
+  await phone.close();
+  const real = join(dir, 'devices.real');
+  writeFileSync(real, line, { mode: 0o600 });
+  chownSync(real, alice.uid, alice.gid);
+  const file = join(dir, 'devices');
+  await run(['runuser', '-u', ALICE, '--', 'ln', '-s', 'devices.real', file]);
+  const cat = await run(['runuser', '-u', ALICE, '--', 'cat', file]);
+  t.is(cat.stdout, line, 'alice can read her file through the link herself: the refusal is for the link, not for her rights');
+  const when = new Date('2021-02-03T04:05:06.000Z');
+  home.agent.lastUsed.record(device, when);
+
+  // The login reads as root with O_NOFOLLOW; a read limited to alice must refuse the same file.
+  const user = { name: ALICE, uid: alice.uid, home: alice.home };
+  t.throws(() => readDevicesFile(file, user), { code: 'QRA_ERR_DEVICES_FILE', message: /symbolic link/ }, 'the login refuses it');
+  t.throws(() => readDevicesFile(file, { ...user, onlyAs: { uid: alice.uid, gid: alice.gid } }), { code: 'QRA_ERR_DEVICES_FILE', message: /symbolic link/ }, 'so does the read as alice');
+
+  const ask = async () => replies(await callAs(ALICE, ['call', sock, JSON.stringify({ op: 'last-used', deviceIds: [device] })]));
+  const since = home.logs.length;
+  const linked = await ask();
+  t.log('linked', JSON.stringify(linked));
+  assertRefused(t, linked, 'the file a symlink', [when.toISOString(), device]);
+  t.true(
+    home.logs.slice(since).some((l) => l.startsWith('event=devices_file_refused ') && l.includes(`uid=${alice.uid} `) && l.includes('symbolic link')),
+    home.logs.slice(since).join('\n'),
+  );
+
+  // The same answer as any other refusal (here: a group-writable file in the link's place).
+  rmSync(file);
+  writeFileSync(file, line, { mode: 0o620 });
+  chmodSync(file, 0o620);
+  chownSync(file, alice.uid, alice.gid);
+  t.deepEqual(linked, await ask(), 'a symlinked file gets the reply any refused file gets');
+  // The same file, safe and not a link: alice gets her phone's time (the check above refused the link, not her).
+  chmodSync(file, 0o600);
+  t.deepEqual(await ask(), [{ ok: true, lastUsed: { [device]: when.toISOString() } }]);
+});
+
+test.serial('a symlink loop in the path to a devices file gets last-used the generic refusal, the file itself or directories on the way', async (t) => {
+  const home = await startTestAgent({ authfile: '~/.config/qrauth/devices' });
+  t.teardown(() => home.close());
+  const sock = home.agent.config.controlSocket;
+  const dir = await aliceQrauthDir(t);
+  const loops = join(tmp.path, 'loops');
+  mkdirSync(loops, { mode: 0o755 });
+  chmodSync(loops, 0o755);
+  const device = bobDevice; // any id with a time on record: a refusal must not carry it
+  home.agent.lastUsed.record(device, LAST_USED);
+  const ask = async () => replies(await callAs(ALICE, ['call', sock, JSON.stringify({ op: 'last-used', deviceIds: [device] })]));
+
+  // The file a link to itself.
+  await run(['runuser', '-u', ALICE, '--', 'mkdir', '-m', '0700', dir]);
+  await run(['runuser', '-u', ALICE, '--', 'ln', '-s', 'devices', join(dir, 'devices')]);
+  assertRefused(t, await ask(), 'devices -> devices', [LAST_USED.toISOString()]);
+
+  // ~/.config/qrauth -> loops/a -> loops/b -> loops/a: absolute links between directories, past the walk's limit.
+  rmSync(dir, { recursive: true, force: true });
+  symlinkSync(join(loops, 'b'), join(loops, 'a'));
+  symlinkSync(join(loops, 'a'), join(loops, 'b'));
+  await run(['runuser', '-u', ALICE, '--', 'ln', '-s', join(loops, 'a'), dir]);
+  const since = home.logs.length;
+  assertRefused(t, await ask(), 'qrauth -> a -> b -> a', [LAST_USED.toISOString()]);
+  t.true(
+    home.logs.slice(since).some((l) => l.startsWith('event=devices_file_refused ') && l.includes('too many symbolic links')),
+    home.logs.slice(since).join('\n'),
+  );
+
+  // The agent still answers alice after both.
+  const status = replies(await callAs(ALICE, ['call', sock, JSON.stringify({ op: 'status' })]));
+  t.true(
+    status.some((r) => r.ok === true),
+    JSON.stringify(status),
+  );
+});
+
+type FsCall = 'openSync' | 'closeSync' | 'lstatSync' | 'readlinkSync' | 'fstatSync' | 'readSync';
+const FAULTABLE: Array<Exclude<FsCall, 'closeSync'>> = ['openSync', 'lstatSync', 'readlinkSync', 'fstatSync', 'readSync'];
+const fsCalls = fs as unknown as Record<FsCall, (...args: unknown[]) => unknown>;
+const sorted = (fds: number[]) => [...fds].sort((a, b) => a - b);
+
+/**
+ * Run `body` with the nth call to `failing` (node:fs) throwing (EMFILE for an open, EIO for the
+ * rest), and every descriptor opened and closed counted. The agent's named imports of node:fs
+ * follow syncBuiltinESMExports; all is put back before this returns (body is synchronous).
+ */
+function withFsFault(failing: Exclude<FsCall, 'closeSync'>, nth: number, body: () => unknown): { opened: number[]; closed: number[]; injected: boolean; error: unknown } {
+  const saved = Object.fromEntries([...FAULTABLE, 'closeSync'].map((name) => [name, fsCalls[name as FsCall]])) as typeof fsCalls;
+  const opened: number[] = [];
+  const closed: number[] = [];
+  let calls = 0;
+  let injected = false;
+  for (const name of FAULTABLE) {
+    const call = saved[name];
+    fsCalls[name] = (...args) => {
+      if (name === failing && ++calls === nth) {
+        injected = true;
+        throw Object.assign(new Error(`${name}: injected failure`), { code: name === 'openSync' ? 'EMFILE' : 'EIO' });
+      }
+      const r = call(...args);
+      if (name === 'openSync') opened.push(r as number);
+      return r;
+    };
+  }
+  fsCalls.closeSync = (...args) => {
+    closed.push(args[0] as number);
+    return saved.closeSync(...args);
+  };
+  syncBuiltinESMExports();
+  let error: unknown;
+  try {
+    body();
+  } catch (e) {
+    error = e;
+  } finally {
+    Object.assign(fsCalls, saved);
+    syncBuiltinESMExports();
+  }
+  return { opened, closed, injected, error };
+}
+
+test.serial('a devices file read as the user closes each descriptor it opened exactly once, whichever step fails (review: a double close after an absolute link, an fd left open when fstat failed)', (t) => {
+  // EMFILE at the open after an absolute link, or an fstat that fails, cannot be had on cue from
+  // the real system: each fs call of the read fails in turn, and the descriptors are counted.
+  const alice = ensureUser(ALICE);
+  const base = join(tmp.path, 'fd-walk');
+  const home = join(base, 'home');
+  const elsewhere = join(base, 'elsewhere');
+  for (const d of [base, home, elsewhere]) {
+    mkdirSync(d, { mode: 0o755 });
+    chmodSync(d, 0o755);
+  }
+  const text = '# no devices yet\n';
+  writeFileSync(join(elsewhere, 'devices'), text, { mode: 0o644 });
+  symlinkSync(elsewhere, join(home, 'qrauth')); // absolute: the walk starts again from /
+  const path = join(home, 'qrauth', 'devices');
+  const reader = { name: ALICE, uid: alice.uid, home, onlyAs: { uid: alice.uid, gid: alice.gid } };
+  const clean = withFsFault('openSync', 0, () => t.is(readDevicesFile(path, reader).text, text, 'read through the absolute link'));
+  t.true(clean.opened.length >= 4, `the walk opened directories: ${JSON.stringify(clean)}`);
+  t.deepEqual(sorted(clean.closed), sorted(clean.opened));
+  let faults = 0;
+  for (const failing of FAULTABLE) {
+    for (let nth = 1; ; nth++) {
+      const r = withFsFault(failing, nth, () => readDevicesFile(path, reader));
+      if (!r.injected) break;
+      faults++;
+      const what = `call ${nth} of ${failing} failing`;
+      t.truthy(r.error, `${what}: the read fails`);
+      t.deepEqual(sorted(r.closed), sorted(r.opened), `${what}: each descriptor opened is closed once (opened ${r.opened}, closed ${r.closed}; ${String(r.error)})`);
+    }
+  }
+  t.log(`${faults} failures injected`);
+  t.true(faults > 10);
 });

@@ -339,7 +339,8 @@ function permits(st: { uid: number; gid: number; mode: number }, who: ReadLimit,
 /**
  * Open `path` as `who` would reach it: from /, each directory opened (O_DIRECTORY|O_NOFOLLOW) and
  * searched only if `who` may, each name looked up through /proc/self/fd/<dir> (so nobody can swap
- * a directory under the walk), links followed by hand. null: missing where `who` may look.
+ * a directory under the walk), links to directories followed by hand; the file itself must not be
+ * one (O_NOFOLLOW, as for a login). null: missing where `who` may look.
  */
 function openAs(path: string, who: ReadLimit): number | null {
   const denied = () => new QrauthError('QRA_ERR_DEVICES_FILE', `uid ${who.uid} may not read ${path} (permission denied on the way)`);
@@ -362,21 +363,28 @@ function openAs(path: string, who: ReadLimit): number | null {
         throw e;
       }
       if (st.isSymbolicLink()) {
+        // The file itself a link: refused, as the login's O_NOFOLLOW open refuses it. Only
+        // directories on the way are followed, or `last-used` would read what a login never does.
+        if (todo.length === 0) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path} is a symbolic link; refusing to read it`);
         if (++links > MAX_LINKS) throw new QrauthError('QRA_ERR_DEVICES_FILE', `${path}: too many symbolic links`);
         const to = readlinkSync(at);
         todo.unshift(...to.split('/').filter((p) => p !== ''));
         if (to.startsWith('/')) {
+          // Open before closing, as for `next`: if the open fails, `finally` closes `dir` once.
+          const root = openSync('/', dirFlags);
           closeSync(dir);
-          dir = openSync('/', dirFlags);
+          dir = root;
         }
         continue;
       }
       if (todo.length === 0) {
         // The file itself: O_NOFOLLOW as before, and readable by `who`.
         const fd = openSync(at, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-        if (!permits(fstatSync(fd), who, 4)) {
-          closeSync(fd);
-          throw denied();
+        try {
+          if (!permits(fstatSync(fd), who, 4)) throw denied();
+        } catch (e) {
+          closeSync(fd); // not handed on: closed here, whether fstat failed or the mode bits refused
+          throw e;
         }
         return fd;
       }
