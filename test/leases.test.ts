@@ -10,15 +10,17 @@ import { execFile, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { leaseRevokeResult, toB64url } from '../protocol/src/index.js';
-import { nodeCrypto } from '../protocol/src/crypto-node.js';
+import { fromB64url, keyId, leaseRevokeAckBytes, leaseRevokeResult, signLeaseRevoke, toB64url, type LeaseRevokeAck } from '../protocol/src/index.js';
+import { ed25519Signer, nodeCrypto } from '../protocol/src/crypto-node.js';
 import { startRelay, type Relay } from '../relay/src/server.js';
 import { startHostileRelay } from './support/hostile-relay.js';
 import { startAgent, type Agent } from '../agent/src/agent.js';
 import { makeConfig, type AgentConfig } from '../agent/src/config.js';
+import { LeaseStore, PhoneLeaseRevokes } from '../agent/src/leases.js';
 import { formatLog, type Logger } from '../agent/src/log.js';
 import { parseAuthInfo } from '../agent/src/ssh-auth-info.js';
 import { HeadlessPhone } from './support/phone.js';
+import { prng, testSeed } from './support/seeded.js';
 import { nextMarker, runInPty } from './support/pty.js';
 import { runPamtester } from './support/pamtester.js';
 import { sshKeyArgs, sshNoTty, startSshd, type Sshd } from './support/sshd.js';
@@ -262,11 +264,15 @@ test.serial('the phone ends its own leases through the relay; forged, stale, for
   t.deepEqual(leaseRevokeResult(nodeCrypto, agent.host.publicKey, genuine, { revoked: 1 }), { state: 'unconfirmed' }, 'an unsigned answer proves nothing');
   t.deepEqual(agent.leases.list(USER), []);
   t.true(logs.some((l) => /event=leases_revoked .*by=phone .*count=1/.test(l)));
+  // The phone sending it again (its answer lost): the same signed count, not "none".
+  const again = await phone.sendLeaseRevoke(genuine);
+  t.deepEqual(again, ended, 'a retry gets the first answer');
   await expectQr(keys.a, USER);
 
-  // A new lease, then the same signed request again (a relay replaying it): nothing ends.
+  // A new lease, then the same signed request again (a relay replaying it): nothing ends, and the
+  // answer is still the first one (1: what that request ended), which the relay had already seen.
   await loginWithLease(keys.a, USER, 3600);
-  t.like(await phone.sendLeaseRevoke(genuine), { ok: true, revoked: 0 }, 'a replay ends nothing');
+  t.deepEqual(await phone.sendLeaseRevoke(genuine), ended, 'a replay ends nothing');
   t.is(agent.leases.list(USER).length, 1);
   const after = await sshNoTtyAs(keys.a, USER, 'true');
   t.is(after.code, 0, `the new lease survives the replay: ${after.out}`);
@@ -364,6 +370,96 @@ test.serial('a short lease expires: the next login shows the QR', async (t) => {
   t.is(await run.exited, 0);
   await new Promise((r) => setTimeout(r, 2500));
   await expectQr(keys.b, USER);
+});
+
+const REVOKE_SEED = testSeed(0x1ea5e);
+const revokeBytes = prng(REVOKE_SEED);
+/** A host key, a phone key (from REVOKE_SEED), and PhoneLeaseRevokes on a lease store of its own, for the tests below. */
+function phoneRevokesAlone(enrolledFor: readonly string[]): { revokes: PhoneLeaseRevokes; leases: LeaseStore; hostId: string; hostPub: Uint8Array; deviceId: string; sign(time?: number): ReturnType<typeof signLeaseRevoke>; logs: string[] } {
+  const dir = join(tmp.path, `alone-${randomName('')}`);
+  mkdirSync(dir, { mode: 0o700 });
+  const hostSeed = revokeBytes(32);
+  const hostPub = nodeCrypto.ed25519FromSeed(hostSeed).publicKey;
+  const hostId = keyId(nodeCrypto, hostPub);
+  const deviceSeed = revokeBytes(32);
+  const devicePub = nodeCrypto.ed25519FromSeed(deviceSeed).publicKey;
+  const deviceId = keyId(nodeCrypto, devicePub);
+  const logs: string[] = [];
+  const log: Logger = (event, fields) => logs.push(formatLog(event, fields));
+  const leases = new LeaseStore(dir, log);
+  const revokes = new PhoneLeaseRevokes({
+    leases,
+    hostId,
+    // As the agent's: a lookup in the devices file, which may take a turn of the event loop.
+    devicePub: async (user, id) => {
+      await new Promise((r) => setImmediate(r));
+      return enrolledFor.includes(user) && id === deviceId ? devicePub : undefined;
+    },
+    sign: ed25519Signer(hostSeed),
+    log,
+  });
+  return { revokes, leases, hostId, hostPub, deviceId, sign: (time = Date.now()) => signLeaseRevoke(nodeCrypto, deviceSeed, deviceId, hostId, '*', time), logs };
+}
+
+const FP = `SHA256:${'A'.repeat(43)}`;
+
+test('a phone retrying "end my leases" after a lost answer gets the first count again, signed for that request (review: a repeat answered "revoked: 0")', async (t) => {
+  t.log(`seed ${REVOKE_SEED} (replay: QRAUTH_TEST_SEED=${REVOKE_SEED})`);
+  const a = phoneRevokesAlone([USER, OTHER]);
+  for (const user of [USER, OTHER]) a.leases.grant({ user, service: 'sshd', host: 'h', keyFp: FP, deviceId: a.deviceId, deviceName: 'p' }, 3600);
+  const msg = a.sign();
+  const first = await a.revokes.handle(msg);
+  t.like(first, { ok: true, revoked: 2 });
+  t.deepEqual(a.leases.list(), []);
+  const verified = (ack: LeaseRevokeAck, n: number) =>
+    ack.ok && ack.sig !== undefined && nodeCrypto.ed25519Verify(a.hostPub, leaseRevokeAckBytes(msg, n), fromB64url(ack.sig, 64));
+  for (let i = 0; i < 2; i++) {
+    const repeat = await a.revokes.handle(msg);
+    t.deepEqual(repeat, first, `repeat ${i + 1}: the first answer, byte for byte`);
+    t.true(verified(repeat, 2), `repeat ${i + 1}: the host signed 2 for this request`);
+    t.deepEqual(leaseRevokeResult(nodeCrypto, a.hostPub, msg, repeat as { revoked: number; sig?: string }), { state: 'ended', revoked: 2 });
+  }
+  t.true(a.logs.some((l) => /event=leases_revoke_rejected .*cause="repeated request"/.test(l)), a.logs.join('\n'));
+
+  // Two deliveries at once (a retry while the first is still looking the key up): one ends the
+  // leases, both answer with its count.
+  a.leases.grant({ user: USER, service: 'sshd', host: 'h', keyFp: FP, deviceId: a.deviceId, deviceName: 'p' }, 3600);
+  const both = a.sign(msg.time + 1);
+  const [x, y] = await Promise.all([a.revokes.handle(both), a.revokes.handle(both)]);
+  t.like(x, { ok: true, revoked: 1 });
+  t.deepEqual(y, x);
+  t.is(a.logs.filter((l) => /event=leases_revoked .*count=1/.test(l)).length, 1, a.logs.join('\n'));
+});
+
+test('a phone with no lease here gets a signed "none" for exactly its request: one a relay had signed ahead, with any signature, does not verify (review: a signed 0 for unproven fields)', async (t) => {
+  t.log(`seed ${REVOKE_SEED} (replay: QRAUTH_TEST_SEED=${REVOKE_SEED})`);
+  const a = phoneRevokesAlone([OTHER]);
+  const verifies = (msg: ReturnType<typeof a.sign>, ack: LeaseRevokeAck) => leaseRevokeResult(nodeCrypto, a.hostPub, msg, ack as { revoked: number; sig?: string });
+  // No lease at all: nothing to end, and the answer says so for this request.
+  const asked = a.sign();
+  const none = await a.revokes.handle(asked);
+  t.like(none, { ok: true, revoked: 0 });
+  t.deepEqual(verifies(asked, none), { state: 'ended', revoked: 0 });
+  // The attack: while the phone has no lease, a relay sends the host requests for a time a minute
+  // ahead with a signature of its own making (the host has no key to check them with) and keeps
+  // the signed "0". A lease begins; the phone's real "end all" for that moment is dropped and the
+  // kept answer shown instead. It must not verify: the phone would say "no lease there".
+  const later = asked.time + 60_000;
+  const collected = await a.revokes.handle({ ...a.sign(later), sig: toB64url(new Uint8Array(64).fill(9)) }, asked.time);
+  t.like(collected, { ok: true, revoked: 0 });
+  a.leases.grant({ user: OTHER, service: 'sshd', host: 'h', keyFp: FP, deviceId: a.deviceId, deviceName: 'p' }, 3600);
+  const real = a.sign(later);
+  t.throws(() => verifies(real, collected), { message: /a relay changed it/ }, 'the kept answer is not one to this request');
+  t.is(a.leases.list().length, 1, 'the lease is still there (the relay dropped the request)');
+  // Delivered, the same request ends it, and that answer does verify.
+  const ended = await a.revokes.handle(real, later);
+  t.deepEqual(verifies(real, ended), { state: 'ended', revoked: 1 });
+  t.deepEqual(a.leases.list(), []);
+  // A lease of it for a user it is no longer enrolled for: not ended (nothing to check the request with).
+  a.leases.grant({ user: USER, service: 'sshd', host: 'h', keyFp: FP, deviceId: a.deviceId, deviceName: 'p' }, 3600);
+  const stale = a.sign(later + 1);
+  t.deepEqual(verifies(stale, await a.revokes.handle(stale, later)), { state: 'ended', revoked: 0 });
+  t.is(a.leases.list().length, 1);
 });
 
 test('SSH_AUTH_INFO_0 parsing: fingerprints as ssh-keygen prints them, and refusals', (t) => {

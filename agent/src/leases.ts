@@ -177,22 +177,38 @@ export interface PhoneRevokeDeps {
  * enrolled for the lease's user, and it ends only that device's leases of users it is still
  * enrolled for. Replays: a request is good for PHONE_REVOKE_WINDOW_MS either side of its signed
  * time, and each one is served once inside that window (a replayed "all" must not end a lease
- * granted after it). A forged or replayed request changes nothing.
+ * granted after it), and a repeat gets the first answer again. A forged or replayed request
+ * changes nothing.
  */
 export class PhoneLeaseRevokes {
-  /** Requests served, by their signed fields, and when they leave the window (ms). */
-  private readonly served = new Map<string, number>();
+  /** Requests served, by their signed fields: when they leave the window (ms), and the answer given. */
+  private readonly served = new Map<string, { until: number; revoked: number; ack?: LeaseRevokeAck }>();
 
   constructor(private readonly deps: PhoneRevokeDeps) {}
 
   async handle(msg: LeaseRevokeMessage, now = Date.now()): Promise<LeaseRevokeAck> {
     const { deps } = this;
-    // The count, signed for exactly this request: the relay cannot answer "ended" for one it dropped.
+    // The count, signed for exactly this request (its fields and the phone's signature of them): the
+    // relay cannot answer "ended" for one it dropped, nor "none" with an answer to another request.
     const answer = (revoked: number): LeaseRevokeAck => ({ ok: true, revoked, sig: toB64url(deps.sign(leaseRevokeAckBytes(msg, revoked))) });
     if (msg.hostId !== deps.hostId) return { ok: false, code: 'QRA_ERR_INVALID_INPUT', message: 'this request names another host' };
     if (Math.abs(now - msg.time) > PHONE_REVOKE_WINDOW_MS) {
       return { ok: false, code: 'QRA_ERR_EXPIRED', message: "the request is over 2 minutes old or the phone's clock is off; set the clock and try again" };
     }
+    for (const [k, s] of this.served) if (s.until < now) this.served.delete(k);
+    const key = `${msg.deviceId} ${msg.leaseId} ${msg.time}`;
+    // A repeat (the phone retrying after a lost answer, or a relay replaying it) ends nothing more and
+    // gets the first answer again: a retry of "ended 2" must not read "none". Checked before the key
+    // (the leases it ended are gone; the answer is the one already given for these fields, which the
+    // relay carried) and again after the lookups below, for a repeat that came in while they ran.
+    const repeated = (): LeaseRevokeAck | undefined => {
+      const first = this.served.get(key);
+      if (!first) return undefined;
+      deps.log('leases_revoke_rejected', { by: 'phone', device: msg.deviceId, cause: 'repeated request' });
+      return first.ack ?? answer(first.revoked);
+    };
+    const early = repeated();
+    if (early) return early;
     const mine = (l: Lease) => l.deviceId === msg.deviceId && (msg.leaseId === '*' || l.id === msg.leaseId);
     const users = [...new Set(deps.leases.list().filter(mine).map((l) => l.user))];
     const enrolledFor = new Set<string>();
@@ -204,24 +220,28 @@ export class PhoneLeaseRevokes {
         pub ??= p;
       }
     }
-    // No lease of this device for a user it is enrolled for: nothing it could end.
+    // No lease of this device for a user it is enrolled for: nothing it could end, and no key to check
+    // the request with. The signed 0 names the request's own signature, which nobody but the phone can
+    // make for a real request: a relay that asks with fields of a time ahead and any signature gets an
+    // answer that verifies for no request the phone sends (leaseRevokeAckBytes v2).
     if (!pub) return answer(0);
     if (!nodeCrypto.ed25519Verify(pub, leaseRevokeBytes(msg), fromB64url(msg.sig, 64))) {
       deps.log('leases_revoke_rejected', { by: 'phone', device: msg.deviceId, cause: 'bad signature' });
       return { ok: false, code: 'QRA_ERR_SIGNATURE', message: 'the lease revoke signature does not verify' };
     }
-    for (const [k, until] of this.served) if (until < now) this.served.delete(k);
-    const key = `${msg.deviceId} ${msg.leaseId} ${msg.time}`;
-    if (this.served.has(key)) {
-      deps.log('leases_revoke_rejected', { by: 'phone', device: msg.deviceId, cause: 'repeated request' });
-      return answer(0);
-    }
+    // No await from here on: the first of two deliveries to get here ends the leases, the other repeats its count.
+    const late = repeated();
+    if (late) return late;
     if (this.served.size >= PHONE_REVOKES_REMEMBERED) {
       return { ok: false, code: 'QRA_ERR_RATE_LIMITED', message: 'too many lease revokes in the last minutes; wait two minutes and try again' };
     }
-    this.served.set(key, msg.time + PHONE_REVOKE_WINDOW_MS);
+    // Served before the leases end: a request whose save fails is not served twice either.
+    const served: { until: number; revoked: number; ack?: LeaseRevokeAck } = { until: msg.time + PHONE_REVOKE_WINDOW_MS, revoked: 0 };
+    this.served.set(key, served);
     const n = deps.leases.revoke((l) => mine(l) && enrolledFor.has(l.user));
+    served.revoked = n;
+    served.ack = answer(n);
     deps.log('leases_revoked', { by: 'phone', device: msg.deviceId, id: msg.leaseId === '*' ? '*' : msg.leaseId.slice(0, 8), count: n });
-    return answer(n);
+    return served.ack;
   }
 }

@@ -126,8 +126,11 @@ export const leaseRevokeMessage: Check<LeaseRevokeMessage> = object({
   time: timeMs,
   sig,
 });
-/** How many leases ended (0: none matched, or a repeat of a request already served). */
-/** `sig`: the host's signature over leaseRevokeAckBytes (signed.ts); hosts from before it send none. */
+/**
+ * How many leases the request ended (0: none matched; a repeat of a request already served gets
+ * the first answer again). `sig`: the host's signature over leaseRevokeAckBytes (signed.ts); hosts
+ * from before it send none.
+ */
 export type LeaseRevokeAck = Ack<{ revoked: number; sig?: string }>;
 
 export interface EnrollMessage {

@@ -13,7 +13,7 @@ export const LABELS = {
   approve: 'qrauth-approve-v1',
   approveLease: 'qrauth-approve-v2',
   leaseRevoke: 'qrauth-lease-revoke-v1',
-  leaseRevokeAck: 'qrauth-lease-revoke-ack-v1',
+  leaseRevokeAck: 'qrauth-lease-revoke-ack-v2',
   hostAuth: 'qrauth-host-auth-v1',
   deviceAuth: 'qrauth-device-auth-v1',
   enroll: 'qrauth-enroll-v1',
@@ -116,12 +116,15 @@ export function leaseRevokeBytes(r: LeaseRevokeFields): Uint8Array {
 }
 
 /**
- * What the host signs to answer a phone's lease revoke: the request's fields and how many leases
- * it ended. The relay carries the answer and could otherwise report "ended" for a request it
- * dropped, while a stolen SSH key kept its lease.
+ * What the host signs to answer a phone's lease revoke: the request's fields, the phone's own
+ * signature of them, and how many leases it ended. The relay carries the answer and could
+ * otherwise report "ended" for a request it dropped, while a stolen SSH key kept its lease. The
+ * phone's signature is in it because the host answers (with 0) requests it has no key to check,
+ * from a phone with no lease there: without it a relay could have such answers signed for times
+ * ahead (any signature will do) and show one to the phone's real request after a lease began (v1).
  */
-export function leaseRevokeAckBytes(r: LeaseRevokeFields, revoked: number): Uint8Array {
-  return canonical(LABELS.leaseRevokeAck, [r.hostId, r.deviceId, r.leaseId, String(r.time), String(revoked)]);
+export function leaseRevokeAckBytes(r: LeaseRevokeFields & { sig: string }, revoked: number): Uint8Array {
+  return canonical(LABELS.leaseRevokeAck, [r.hostId, r.deviceId, r.leaseId, String(r.time), r.sig, String(revoked)]);
 }
 
 /** Socket.IO handshake proof for a host or a device: signs its id, a time (unix ms) and a fresh nonce. */
