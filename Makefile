@@ -114,8 +114,7 @@ stage: dist-js
 	mkdir -p $(STAGE)
 	cp -a $(BUILDDIR)/dist/protocol $(BUILDDIR)/dist/agent $(BUILDDIR)/dist/relay $(STAGE)/
 	printf '{ "name": "qrauth", "version": "0.1.0", "private": true, "type": "module" }\n' > $(STAGE)/package.json
-	$(NPM) ls --omit=dev --all --parseable -w agent -w relay -w protocol 2>/dev/null \
-	  | sed -n 's#^$(CURDIR)/##p' | grep '^node_modules/' | grep -v '^node_modules/@qrauth/' | sort -u > $(BUILDDIR)/prod-modules.txt
+	$(NODE) scripts/prod-modules.mjs agent relay protocol > $(BUILDDIR)/prod-modules.txt
 	@test -s $(BUILDDIR)/prod-modules.txt || { echo "no production modules found: run npm ci first" >&2; exit 1; }
 	tar -cf - -T $(BUILDDIR)/prod-modules.txt | tar -xf - -C $(STAGE)
 	# sodium-native ships prebuilt addons for a dozen platforms; keep this one.
@@ -173,8 +172,7 @@ deb: module stage
 	cp -a $(STAGE) $(DEB_SRC)/build/stage
 	# The node_modules each program needs, as `make stage` lists them for all three together.
 	for w in agent relay; do \
-	  $(NPM) ls --omit=dev --all --parseable -w $$w -w protocol 2>/dev/null \
-	    | sed -n 's#^$(CURDIR)/##p' | grep '^node_modules/' | grep -v '^node_modules/@qrauth/' | sort -u > $(DEB_SRC)/build/$$w-modules.txt; \
+	  $(NODE) scripts/prod-modules.mjs $$w protocol > $(DEB_SRC)/build/$$w-modules.txt || exit 1; \
 	done
 	cp pam_qrauth/pam_qrauth.so $(DEB_SRC)/pam_qrauth/
 	cp docs/qrauth.1 docs/pam_qrauth.8 $(DEB_SRC)/docs/
