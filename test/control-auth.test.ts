@@ -322,17 +322,9 @@ test.serial('a reply larger than the unsent-output cap ends that connection with
 test.serial("terminal escapes in a user's devices file do not reach the admin's terminal through qrauth devices --user (review: problem messages)", async (t) => {
   // alice writes her own ~/.config/qrauth/devices (as she can); root lists her phones.
   const alice = ensureUser(ALICE);
-  const cfgDir = join(alice.home, '.config', 'qrauth');
+  const cfgDir = await aliceQrauthDir(t);
   const file = join(cfgDir, 'devices');
-  // Leave alice's home as it was for the other test files.
-  const made = [join(alice.home, '.config'), cfgDir].find((d) => !existsSync(d));
-  const had = existsSync(file) ? readFileSync(file) : null;
-  t.teardown(() => {
-    if (made) rmSync(made, { recursive: true, force: true });
-    else if (had) writeFileSync(file, had);
-    else rmSync(file, { force: true });
-  });
-  await run(['runuser', '-u', ALICE, '--', 'mkdir', '-p', '-m', '0700', cfgDir]);
+  await run(['runuser', '-u', ALICE, '--', 'mkdir', '-m', '0700', cfgDir]);
   const phone = await HeadlessPhone.create(join(tmp.path, 'alice-phone'), 'Alice phone');
   const good = phone.devicesLine();
   await phone.close();
@@ -354,6 +346,29 @@ test.serial("terminal escapes in a user's devices file do not reach the admin's 
   t.false(controls.test(r.stdout), `control characters on stdout: ${JSON.stringify(r.stdout)}`);
 });
 
+/** alice's ~/.config/qrauth for one test: whatever is there is set aside, and put back after. */
+async function aliceQrauthDir(t: ExecutionContext): Promise<string> {
+  const alice = ensureUser(ALICE);
+  const config = join(alice.home, '.config');
+  const dir = join(config, 'qrauth');
+  const madeConfig = !existsSync(config);
+  let present = true;
+  try {
+    lstatSync(dir);
+  } catch {
+    present = false;
+  }
+  const aside = present ? `${dir}.qrca-aside` : null;
+  if (aside) await run(['mv', dir, aside]);
+  t.teardown(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    if (aside) await run(['mv', aside, dir]);
+    if (madeConfig) rmSync(config, { recursive: true, force: true });
+  });
+  await run(['runuser', '-u', ALICE, '--', 'mkdir', '-p', config]);
+  return dir;
+}
+
 test.serial("a user's ~/.config/qrauth symlinked into root's directory does not reveal root's devices or their last use, nor the file's metadata (review: last-used through a directory symlink)", async (t) => {
   // An agent whose devices files are in the users' homes (the default layout).
   const home = await startTestAgent({ authfile: '~/.config/qrauth/devices' });
@@ -372,17 +387,7 @@ test.serial("a user's ~/.config/qrauth symlinked into root's directory does not 
   home.agent.lastUsed.record(rootDevice, when);
 
   // alice: ~/.config/qrauth -> the root-only directory (what she can do with her own home).
-  const config = join(alice.home, '.config');
-  const link = join(config, 'qrauth');
-  const madeConfig = !existsSync(config);
-  const aside = existsSync(link) ? `${link}.qrca-aside` : null;
-  if (aside) await run(['mv', link, aside]);
-  t.teardown(async () => {
-    rmSync(link, { recursive: true, force: true });
-    if (aside) await run(['mv', aside, link]);
-    if (madeConfig) rmSync(config, { recursive: true, force: true });
-  });
-  await run(['runuser', '-u', ALICE, '--', 'mkdir', '-p', config]);
+  const link = await aliceQrauthDir(t);
   await run(['runuser', '-u', ALICE, '--', 'ln', '-s', rootOnly.path, link]);
   const cat = await run(['runuser', '-u', ALICE, '--', 'cat', join(link, 'devices')]);
   t.not(cat.code, 0, 'alice herself cannot read the file through her link (else this proves nothing)');
@@ -429,29 +434,6 @@ test.serial("a user's ~/.config/qrauth symlinked into root's directory does not 
   const mine = replies(await callAs(ALICE, ['call', home.agent.config.controlSocket, JSON.stringify({ op: 'last-used', deviceIds: [ownDevice, rootDevice] })]));
   t.deepEqual(mine[0], { ok: true, lastUsed: { [ownDevice]: ownWhen.toISOString(), [rootDevice]: null } });
 });
-
-/** alice's ~/.config/qrauth for one test: whatever is there is set aside, and put back after. */
-async function aliceQrauthDir(t: ExecutionContext): Promise<string> {
-  const alice = ensureUser(ALICE);
-  const config = join(alice.home, '.config');
-  const dir = join(config, 'qrauth');
-  const madeConfig = !existsSync(config);
-  let present = true;
-  try {
-    lstatSync(dir);
-  } catch {
-    present = false;
-  }
-  const aside = present ? `${dir}.qrca-aside` : null;
-  if (aside) await run(['mv', dir, aside]);
-  t.teardown(async () => {
-    rmSync(dir, { recursive: true, force: true });
-    if (aside) await run(['mv', aside, dir]);
-    if (madeConfig) rmSync(config, { recursive: true, force: true });
-  });
-  await run(['runuser', '-u', ALICE, '--', 'mkdir', '-p', config]);
-  return dir;
-}
 
 /** What the last-used refusals above must not tell a user about a file. */
 const FILE_METADATA = /writable|regular file|64 KiB|owned by|symbolic link|too many|\/devices|\/home\//;
