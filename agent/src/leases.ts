@@ -181,8 +181,8 @@ export interface PhoneRevokeDeps {
  * changes nothing.
  */
 export class PhoneLeaseRevokes {
-  /** Requests served, by their signed fields: when they leave the window (ms), and the answer given. */
-  private readonly served = new Map<string, { until: number; revoked: number; ack?: LeaseRevokeAck }>();
+  /** Requests served, by their signed fields: when they leave the window (ms), and the answer given (none yet: ending them failed). */
+  private readonly served = new Map<string, { until: number; ack?: LeaseRevokeAck }>();
 
   constructor(private readonly deps: PhoneRevokeDeps) {}
 
@@ -205,7 +205,7 @@ export class PhoneLeaseRevokes {
       const first = this.served.get(key);
       if (!first) return undefined;
       deps.log('leases_revoke_rejected', { by: 'phone', device: msg.deviceId, cause: 'repeated request' });
-      return first.ack ?? answer(first.revoked);
+      return first.ack ?? answer(0);
     };
     const early = repeated();
     if (early) return early;
@@ -236,10 +236,9 @@ export class PhoneLeaseRevokes {
       return { ok: false, code: 'QRA_ERR_RATE_LIMITED', message: 'too many lease revokes in the last minutes; wait two minutes and try again' };
     }
     // Served before the leases end: a request whose save fails is not served twice either.
-    const served: { until: number; revoked: number; ack?: LeaseRevokeAck } = { until: msg.time + PHONE_REVOKE_WINDOW_MS, revoked: 0 };
+    const served: { until: number; ack?: LeaseRevokeAck } = { until: msg.time + PHONE_REVOKE_WINDOW_MS };
     this.served.set(key, served);
     const n = deps.leases.revoke((l) => mine(l) && enrolledFor.has(l.user));
-    served.revoked = n;
     served.ack = answer(n);
     deps.log('leases_revoked', { by: 'phone', device: msg.deviceId, id: msg.leaseId === '*' ? '*' : msg.leaseId.slice(0, 8), count: n });
     return served.ack;
