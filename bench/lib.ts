@@ -58,6 +58,16 @@ export function seedArg(arg: string | undefined, fallback: number, name: string)
  */
 export const seededKey = (seed: number, label: string): Uint8Array => nodeCrypto.sha256(new TextEncoder().encode(`${seed}:${label}`));
 
+/**
+ * A host generator's key for host i: seededKey(seed, `host <gen> <i>`), from the run's seed and this
+ * generator's name as its parent passed them. Without both every generator would make the same keys.
+ */
+export function generatorHostKey(o: { seed?: unknown; gen?: unknown }): (i: number) => Uint8Array {
+  const { seed, gen } = o;
+  if (typeof seed !== 'number' || !Number.isInteger(seed) || typeof gen !== 'string') throw new Error("argv[2] needs seed (the run's, an integer) and gen (this generator's name)");
+  return (i) => seededKey(seed, `host ${gen} ${i}`);
+}
+
 /** A number in [0, 1) from seeded bytes (test/support/seeded.ts prng). */
 export const unitFrom = (bytes: (n: number) => Buffer): number => bytes(4).readUInt32BE(0) / 2 ** 32;
 

@@ -2,18 +2,17 @@
  * Load generator of benchmark 4: simulated agents, each with its own Ed25519 host key, holding a
  * Socket.IO link on /host exactly as qrauth-agent does (signed handshake, websocket transport).
  * argv[2] = JSON {url, count, addrs: [local source addresses], concurrency, seed, gen}; host i's key
- * is seededKey(seed, `host <gen> <i>`). Prints
+ * is generatorHostKey's (bench/lib.ts). Prints
  * "DONE <connected> <failed> <seconds>" once all have tried, holds the links until stdin
  * closes, then disconnects them.
  */
 import { io, type Socket } from 'socket.io-client';
 import { HOST_NAMESPACE, makeAuthHandshake } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
-import { seededKey } from '../lib.js';
+import { generatorHostKey } from '../lib.js';
 
 const o = JSON.parse(process.argv[2]!) as { url: string; count: number; addrs: string[]; concurrency: number; seed: number; gen: string };
-// Without them every generator would make the same keys: the parent passes the run's seed (it prints it) and a name of its own.
-if (!Number.isInteger(o.seed) || typeof o.gen !== 'string') throw new Error('argv[2] needs seed (the run\'s, an integer) and gen (this generator\'s name)');
+const hostKey = generatorHostKey(o);
 const sockets: Socket[] = [];
 let connected = 0;
 let failed = 0;
@@ -21,7 +20,7 @@ let lastError = '';
 const started = process.hrtime.bigint();
 
 function one(i: number): Promise<void> {
-  const seed = seededKey(o.seed, `host ${o.gen} ${i}`);
+  const seed = hostKey(i);
   const s = io(`${o.url}${HOST_NAMESPACE}`, {
     auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'host', seed) as unknown as Record<string, unknown>),
     transports: ['websocket'],

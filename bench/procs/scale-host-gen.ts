@@ -5,7 +5,7 @@
  * death shows how long its hosts take to come back through the balancer.
  *
  * argv[2] = JSON {url, count, addrs: [local source addresses], concurrency, seed, gen}; host i's key
- * is seededKey(seed, `host <gen> <i>`); `urls` instead of
+ * is generatorHostKey's (bench/lib.ts); `urls` instead of
  * `url` spreads the hosts over several relays directly, round robin (no balancer). Prints
  * "DONE <connected> <failed> <seconds>" once all have tried. Then each stdin line "report"
  * prints "REPORT <json>": hosts up now, and for every link that dropped, when it dropped and
@@ -16,11 +16,10 @@ import { createInterface } from 'node:readline';
 import { io, type Socket } from 'socket.io-client';
 import { HOST_NAMESPACE, makeAuthHandshake } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
-import { nowMs, seededKey } from '../lib.js';
+import { generatorHostKey, nowMs } from '../lib.js';
 
 const o = JSON.parse(process.argv[2]!) as { url?: string; urls?: string[]; count: number; addrs: string[]; concurrency: number; seed: number; gen: string };
-// Without them every generator would make the same keys: the parent passes the run's seed (it prints it) and a name of its own.
-if (!Number.isInteger(o.seed) || typeof o.gen !== 'string') throw new Error('argv[2] needs seed (the run\'s, an integer) and gen (this generator\'s name)');
+const hostKey = generatorHostKey(o);
 const urls = o.urls ?? [o.url!];
 const sockets: Socket[] = [];
 let connected = 0;
@@ -32,7 +31,7 @@ const outages: Array<{ down: number; up: number }> = [];
 let stopping = false;
 
 function one(i: number): Promise<void> {
-  const seed = seededKey(o.seed, `host ${o.gen} ${i}`);
+  const seed = hostKey(i);
   const s = io(`${urls[i % urls.length]}${HOST_NAMESPACE}`, {
     auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'host', seed) as unknown as Record<string, unknown>),
     transports: ['websocket'],
