@@ -100,12 +100,6 @@ test.serial('first visit: every hashed file is downloaded once, and the service 
   await page.close();
 });
 
-/**
- * Stops every service worker of the context, as a phone does with an app's a while after it was
- * used, and waits until Chromium reports each one stopped (throws if one is not within 10 s).
- */
-const stopWorkers = (page: Page) => stopPageServiceWorkers(page);
-
 /** The service worker answered the page's navigation (Navigation Timing: it had to be running for it). */
 const workerAnswered = (page: Page) => page.evaluate<boolean>(`performance.getEntriesByType('navigation')[0].workerStart > 0`);
 
@@ -117,7 +111,7 @@ for (const worker of ['running', 'stopped'] as const) {
     t.teardown(() => context.unrouteAll({ behavior: 'ignoreErrors' }));
     const page = await context.newPage();
     page.on('pageerror', (e) => pageErrors.push(e.message));
-    if (worker === 'stopped') await stopWorkers(page);
+    if (worker === 'stopped') await stopPageServiceWorkers(page);
     const t0 = Date.now();
     void page.goto(`${app.origin}/`).catch(() => {});
     // The start screen or the Scan page: the same button, usable either way.
@@ -472,7 +466,7 @@ test.serial('a new build reaches a phone that opens the app from its cache: the 
 
   const second = await ctx.newPage();
   second.on('pageerror', (e) => pageErrors.push(e.message));
-  await stopWorkers(second);
+  await stopPageServiceWorkers(second);
   await second.goto(`${server.origin}/`);
   t.true(await workerAnswered(second), 'the open after the change is the worker\'s');
   t.is(await second.locator('meta[name="qrauth-test-build"]').count(), 0, 'still the cached build');
@@ -483,7 +477,7 @@ test.serial('a new build reaches a phone that opens the app from its cache: the 
 
   const third = await ctx.newPage();
   third.on('pageerror', (e) => pageErrors.push(e.message));
-  await stopWorkers(third);
+  await stopPageServiceWorkers(third);
   // (With the worker stopped Chromium may also send the navigation to the network while the worker
   // starts, and drop that answer when the worker gives one: a request for / proves nothing here.)
   await third.goto(`${server.origin}/`);
