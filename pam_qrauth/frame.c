@@ -40,6 +40,7 @@ static const struct type_spec specs[] = {
 		[QR_BEGIN_LEASE] = { K_U8, 0, 1 },
 		[QR_BEGIN_AUTH_INFO] = { K_STR, 0, QR_MAX_AUTH_INFO },
 		[QR_BEGIN_UV] = { K_U8, 0, 1 },
+		[QR_BEGIN_RUSER] = { K_STR, 0, 256 },
 	} },
 	{ QR_WAIT, {
 		[QR_WAIT_MAX_WAIT] = { K_U32, 0, 4 },

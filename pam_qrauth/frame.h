@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define QR_MAX_FRAME 16384u
-#define QR_MAX_TAG 13
+#define QR_MAX_TAG 14
 
 /* Message types. */
 #define QR_BEGIN 0x01
@@ -37,6 +37,7 @@
 #define QR_BEGIN_LEASE 11	/* u8: this PAM line allows leases (option `lease`) */
 #define QR_BEGIN_AUTH_INFO 12	/* sshd's SSH_AUTH_INFO_0: the methods it verified */
 #define QR_BEGIN_UV 13		/* u8: 1 = this PAM line requires user verification (option uv=required) */
+#define QR_BEGIN_RUSER 14	/* PAM_RUSER: who asked (su and sudo set the caller's name); per-caller limit */
 #define QR_MAX_AUTH_INFO 8192
 #define QR_WAIT_MAX_WAIT 1
 #define QR_CODE_DIGITS 1

@@ -56,6 +56,8 @@ struct login {
 	const struct qr_cfg *cfg;
 	/* user: the account's own name (pw_name) once getpwnam_r found it, else PAM_USER as given. */
 	const char *user, *rhost, *service, *tty;
+	/* PAM_RUSER: the caller su and sudo name; the agent limits the logins waiting for each. */
+	const char *ruser;
 	/* From getpwnam_r when the user exists: sent in BEGIN (user and home point into pwbuf). */
 	int have_pw;
 	uid_t uid;
@@ -608,6 +610,14 @@ begin(struct login *L, struct qr_msg *reply)
 	}
 	if (L->cfg->uv_required)
 		frame_add_u8(tx, QR_BEGIN_UV, 1);
+	/* Only for the agent's count of the waiting logins a caller may hold: a name no account can
+	 * have (over 256 bytes, not UTF-8) is left out rather than failing the login over it. */
+	if (L->ruser != NULL && L->ruser[0] != '\0') {
+		size_t n = strnlen(L->ruser, 257);
+
+		if (n <= 256 && frame_utf8_ok((const uint8_t *)L->ruser, n))
+			frame_add_str(tx, QR_BEGIN_RUSER, L->ruser);
+	}
 	if (L->cfg->lease) {
 		frame_add_u8(tx, QR_BEGIN_LEASE, 1);
 		add_auth_info(L, tx);
@@ -663,6 +673,7 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	if ((L.service = get_item_str(pamh, PAM_SERVICE)) != NULL)
 		log_value(L.service_l, sizeof(L.service_l), L.service, 64);
 	L.tty = get_item_str(pamh, PAM_TTY);
+	L.ruser = get_item_str(pamh, PAM_RUSER);
 	if (L.service == NULL) {
 		LOGL(&L, LOG_ERR, "result=error cause=\"no PAM_SERVICE\"");
 		goto done;

@@ -389,7 +389,7 @@ framing_cases(void)
 		{ "field length 0xffff past the end", "\0\0\0\4\x82\1\xff\xff", 8, QR_FRAME_E_TRUNC },
 		{ "tag 0", "\0\0\0\4\2\0\0\0", 8, QR_FRAME_E_TAG },
 		{ "tag 2 on WAIT", "\0\0\0\4\2\2\0\0", 8, QR_FRAME_E_TAG },
-		{ "tag 14 on BEGIN (past the last)", "\0\0\0\4\1\x0e\0\0", 8, QR_FRAME_E_TAG },
+		{ "tag 15 on BEGIN (past the last)", "\0\0\0\4\1\x0f\0\0", 8, QR_FRAME_E_TAG },
 		{ "tag 13 (uv) on BEGIN with a 0-byte value", "\0\0\0\4\1\x0d\0\0", 8, QR_FRAME_E_SIZE },
 		{ "tag 9 (BEGIN's uid) on VERDICT", "\0\0\0\x0c\x82\1\0\1\0\x09\0\4\0\0\0\0", 16,
 		  QR_FRAME_E_TAG },

@@ -8,6 +8,7 @@ import test from 'ava';
 import { once } from 'node:events';
 import { toB64url } from '../protocol/src/index.js';
 import { startRelay, type Relay } from '../relay/src/server.js';
+import { until } from './support/daemon.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { runPamtester, type PamtesterRun } from './support/pamtester.js';
 import { HeadlessPhone } from './support/phone.js';
@@ -95,6 +96,58 @@ test.serial('200 logins at once through pamtester: each gets exactly its own ver
   t.false(agent.logs.some((l) => new RegExp(`event=login user=(${BOB}|${CAROL}) .*result=approved`).test(l)));
   t.is(relay.metrics.approvals, 100);
   t.is(agent.agent.sessions.size, 0);
+});
+
+test.serial('one caller (PAM_RUSER, as su and sudo set it) holds at most maxConnectionsPerCaller waiting logins; other callers and logins without one keep theirs', async (t) => {
+  if (!isRoot()) throw new Error('runs as root (PAM service files, users)');
+  ensureUser(ALICE);
+  const tmp = tempDir('qrc-');
+  const relay: Relay = await startRelay({ log: () => {} });
+  const agent: AgentFixture = await startTestAgent({ relayUrl: relay.url, expirySeconds: 60, maxConnectionsPerCaller: 3 }, { noControl: true });
+  const service = randomName('qrauth-pt-caller');
+  const pam = installPamService(service, [`auth required ${MODULE_PATH} socket=${agent.socket} mode=info`]);
+  const runs: PamtesterRun[] = [];
+  t.teardown(async () => {
+    runs.forEach((r) => r.kill());
+    pam.remove();
+    await agent.close();
+    await relay.close();
+    tmp.remove();
+  });
+  if (!agent.agent.relay!.up) await once(agent.agent.relay!, 'change');
+  const phone = await HeadlessPhone.create(`${tmp.path}/alice`, 'Alice phone');
+  t.teardown(() => phone.close());
+  await phone.trustHost({ hostPub: toB64url(agent.agent.host.publicKey), hostname: 'test-host', relayUrl: relay.url });
+  agent.setDevices(ALICE, [phone.devicesLine()]);
+  const start = (ruser?: string) => {
+    const run = runPamtester(service, ALICE, ruser ? { items: [`ruser=${ruser}`] } : {});
+    runs.push(run);
+    return run;
+  };
+
+  // mallory (a local user running `su alice` over and over) fills her share: three QRs, left waiting.
+  const mallory = [start('mallory'), start('mallory'), start('mallory')];
+  await Promise.all(mallory.map((r) => r.waitFor(LOGIN_PAYLOAD_RE, 30_000)));
+  const fourth = start('mallory');
+  t.not(await fourth.exited, 0, fourth.output);
+  t.regex(fourth.output, /too many of your logins are waiting for approval/);
+  t.notRegex(fourth.output, LOGIN_PAYLOAD_RE, 'no QR for the one over her share');
+  t.true(agent.logs.some((l) => /^event=login user=\S+ .*ruser=mallory .*result=error cause="too many logins waiting from this caller"/.test(l)), agent.logs.join('\n'));
+
+  // Another caller and a login that names none (sshd's) still get their QR, and are approved.
+  for (const other of [start('bob'), start()]) {
+    const [payload] = await other.waitFor(LOGIN_PAYLOAD_RE, 30_000);
+    t.like(await phone.decide(payload!, 'approve'), { ok: true, result: 'approved' });
+    t.is(await other.exited, 0, other.output.slice(-300));
+  }
+  // One of mallory's logins goes away (su interrupted): its place is hers again.
+  mallory[0]!.kill();
+  await mallory[0]!.exited;
+  await until(() => agent.logs.some((l) => /result=cancelled/.test(l)), 10_000);
+  const again = start('mallory');
+  const [payload] = await again.waitFor(LOGIN_PAYLOAD_RE, 30_000);
+  t.like(await phone.decide(payload!, 'approve'), { ok: true, result: 'approved' });
+  t.is(await again.exited, 0, again.output.slice(-300));
 });
 
 test.serial('50 ssh logins at once through real sshd: approved ones get a shell, denied ones do not', async (t) => {

@@ -176,6 +176,7 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
     maxLeaseSeconds: config.maxLeaseSeconds,
     hostname: config.hostname,
     maxConnections: config.maxConnections,
+    maxConnectionsPerCaller: config.maxConnectionsPerCaller,
     ...(opts.frameTimeoutMs ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
   });
   await pam.listen(opts.listenFd !== undefined ? { fd: opts.listenFd } : { path: config.socket });

@@ -38,6 +38,8 @@ export interface AgentConfig {
   sshdPath: string;
   /** Concurrent PAM connections; more are refused. @default 4096 */
   maxConnections: number;
+  /** Waiting logins one caller (PAM_RUSER: su's and sudo's caller) may hold, within maxConnections. */
+  maxConnectionsPerCaller: number;
   /** Log lines at debug level. @default false */
   debug: boolean;
   /** Wrong offline codes within codeFailureWindowSeconds that lock a user's codes (phones still work). @default 10 */
@@ -88,6 +90,7 @@ export function defaultConfig(): AgentConfig {
     sshdInfoMessages: 'auto',
     sshdPath: '/usr/sbin/sshd',
     maxConnections: 4096,
+    maxConnectionsPerCaller: 64,
     debug: false,
     codeFailureLimit: 10,
     codeFailureWindowSeconds: 900,
@@ -117,6 +120,7 @@ const configSchema = object({
   sshdInfoMessages: optional(oneOf(['auto', 'yes', 'no'] as const)),
   sshdPath: optional(absPath),
   maxConnections: optional(int({ min: 1, max: 65536 })),
+  maxConnectionsPerCaller: optional(int({ min: 1, max: 65536 })),
   debug: optional(bool()),
   codeFailureLimit: optional(int({ min: 1, max: 100 })),
   codeFailureWindowSeconds: optional(int({ min: 60, max: 86400 })),

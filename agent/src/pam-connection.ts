@@ -73,6 +73,11 @@ export interface PamConnectionHooks {
   /** Be told when the relay link changes; returns the unsubscribe. */
   watchRelay(cb: (up: boolean) => void): () => void;
   closed(): void;
+  /**
+   * A BEGIN naming a caller (PAM_RUSER): a place among that caller's waiting logins, or null when
+   * they hold their share. The returned function gives the place back.
+   */
+  admitCaller?(ruser: string): (() => void) | null;
   /** The agent is shutting down: a BEGIN now gets no answer, so the module sends it to the next agent. */
   stopping(): boolean;
 }
@@ -101,6 +106,8 @@ export class PamConnection {
   private shown: { payload: string; mode: typeof Mode.PROMPT | typeof Mode.INFO } | null = null;
   /** RENDERs answered on this connection: a person asks once or twice; a loop is cut off. */
   private renders = 0;
+  /** Gives back this login's place among its caller's (PAM_RUSER) waiting logins. */
+  private releaseCaller: (() => void) | null = null;
   private waitTimer: NodeJS.Timeout | null = null;
   private frameTimer: NodeJS.Timeout | null = null;
   private unsubscribeRelay: (() => void) | null = null;
@@ -335,6 +342,14 @@ export class PamConnection {
       this.logDecision('error', 'begin', undefined, bad);
       return this.finalVerdict(Result.ERROR, `qrauth: bad request from the PAM module (${bad})`);
     }
+    if (msg.ruser !== undefined && this.hooks.admitCaller) {
+      const release = this.hooks.admitCaller(msg.ruser);
+      if (!release) {
+        this.logDecision('error', 'begin', undefined, 'too many logins waiting from this caller', { ruser: msg.ruser });
+        return this.finalVerdict(Result.ERROR, 'qrauth: too many of your logins are waiting for approval; finish or cancel them first');
+      }
+      this.releaseCaller = release;
+    }
     let loadDevices: () => Device[];
     let devices: Device[];
     try {
@@ -461,6 +476,8 @@ export class PamConnection {
 
   private onClose(): void {
     this.hooks.closed();
+    this.releaseCaller?.();
+    this.releaseCaller = null;
     if (this.frameTimer) clearTimeout(this.frameTimer);
     this.frameTimer = null;
     this.stopWaiting();

@@ -14,6 +14,8 @@ export interface PamServerDeps extends PamLoginDeps {
   /** Notified when the relay link state changes (to answer WAIT with OFFLINE at once). */
   onRelayChange(cb: (up: boolean) => void): () => void;
   maxConnections: number;
+  /** Connections whose BEGIN names one PAM_RUSER (a caller of su or sudo) at once; more get ERROR. */
+  maxConnectionsPerCaller?: number;
 }
 
 export class PamServer {
@@ -88,6 +90,27 @@ export class PamServer {
     await this.closing;
   }
 
+  /**
+   * Waiting logins by caller (PAM_RUSER, which su and sudo set to the user who ran them): one
+   * local user starting thousands of `su` and leaving each at its QR would otherwise hold every
+   * connection the agent takes, sshd's logins included, until each expired.
+   */
+  private readonly byCaller = new Map<string, number>();
+
+  private admitCaller(ruser: string): (() => void) | null {
+    const n = this.byCaller.get(ruser) ?? 0;
+    if (n >= (this.deps.maxConnectionsPerCaller ?? 64)) return null;
+    this.byCaller.set(ruser, n + 1);
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      const left = (this.byCaller.get(ruser) ?? 1) - 1;
+      if (left > 0) this.byCaller.set(ruser, left);
+      else this.byCaller.delete(ruser);
+    };
+  }
+
   /** One login: its state and handlers live in a PamConnection (pam-connection.ts). */
   private onConnection(sock: Socket): void {
     this.connections.add(sock);
@@ -99,6 +122,7 @@ export class PamServer {
         },
         closed: () => this.connections.delete(sock),
         stopping: () => this.closing !== null,
+        admitCaller: (ruser) => this.admitCaller(ruser),
       });
     } catch (e) {
       this.deps.log('internal_error', { where: 'pam', handler: 'connection', cause: e instanceof Error ? e.message : 'non-error thrown' });

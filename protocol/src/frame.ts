@@ -64,6 +64,7 @@ const SPECS: Record<number, { name: string; fields: FieldSpec[] }> = {
       { tag: 11, name: 'lease', kind: 'u8' },
       { tag: 12, name: 'authInfo', kind: 'str', max: MAX_AUTH_INFO },
       { tag: 13, name: 'uv', kind: 'u8' },
+      { tag: 14, name: 'ruser', kind: 'str', max: 256 },
     ],
   },
   [MsgType.WAIT]: { name: 'WAIT', fields: [{ tag: 1, name: 'maxWait', kind: 'u32' }] },
@@ -108,6 +109,8 @@ export interface BeginMsg {
   authInfo?: string;
   /** 1: the PAM line has `uv=required` (approvals need UV whatever the agent's userVerification). */
   uv?: number;
+  /** PAM_RUSER: who asked (su and sudo set the caller's name); the agent limits the logins waiting for each. */
+  ruser?: string;
 }
 export interface WaitMsg {
   type: typeof MsgType.WAIT;
