@@ -184,6 +184,43 @@ test.serial('reopened with a device key and a host, the plain start screen opens
   t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
 });
 
+/**
+ * When the page first reads a camera frame (getImageData: the decoder's input) and when the
+ * first camera frame went to the screen (a frame callback the test sets as playing starts), on
+ * the page's clock; recorded before the app's code runs.
+ */
+const FIRST_FRAME_AND_READ = `(() => {
+  globalThis.__firstRead = null;
+  globalThis.__firstShown = null;
+  const read = CanvasRenderingContext2D.prototype.getImageData;
+  CanvasRenderingContext2D.prototype.getImageData = function (...a) {
+    if (globalThis.__firstRead === null) globalThis.__firstRead = performance.now();
+    return read.apply(this, a);
+  };
+  const play = HTMLMediaElement.prototype.play;
+  HTMLMediaElement.prototype.play = function () {
+    if (this instanceof HTMLVideoElement) this.requestVideoFrameCallback(() => { if (globalThis.__firstShown === null) globalThis.__firstShown = performance.now(); });
+    return play.call(this);
+  };
+})()`;
+
+test.serial('the camera picture is on screen before its first frame is read (a read holds the page for tens of milliseconds on a slow phone)', async (t) => {
+  t.log(`seed ${SEED}`);
+  const { page } = await phoneWithHost(t);
+  await page.addInitScript(FIRST_FRAME_AND_READ);
+  await page.reload();
+  await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor({ timeout: 10_000 });
+  const h = await page.waitForFunction(() => {
+    const g = globalThis as unknown as { __firstRead: number | null; __firstShown: number | null };
+    return g.__firstRead !== null && g.__firstShown !== null ? { read: g.__firstRead, shown: g.__firstShown } : null;
+  }, undefined, { timeout: 10_000 });
+  const { read, shown } = (await h.jsonValue()) as { read: number; shown: number };
+  t.true(read > shown, `first read at ${read.toFixed(1)} ms; picture first shown at ${shown.toFixed(1)} ms`);
+  await page.keyboard.press('Escape');
+  await page.getByTestId('scanner').waitFor({ state: 'detached' });
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
 test.serial('a login QR read on the start screen, before the app has loaded, opens Approve for that host once it has', async (t) => {
   t.log(`seed ${SEED}`);
   const { page, hostId } = await phoneWithHost(t);
