@@ -31,7 +31,8 @@
  *       requested for 3 s (the service worker's own downloads included)
  *
  * Flags: --before <commit> (default HEAD; `none`: this tree only), --runs N (default 5), --cpu N (CPU slowdown, default
- * 4), --lighthouse (also run Lighthouse 12, mobile preset, on both; CHROME_PATH=/usr/bin/chromium).
+ * 4), --lighthouse (also run Lighthouse 12, mobile preset, on both; CHROME_PATH=/usr/bin/chromium), --trace FILE
+ * (a Chromium trace of the first warm open, for DevTools' Performance panel).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -42,6 +43,8 @@ import { blankFrame, CHROMIUM_PATH, launchChromium, madeUpHostRecord, newAppCont
 import { stopServiceWorkers } from '../test/support/service-worker.js';
 import { type StaticServer, startStaticServer } from '../test/support/static-server.js';
 import { ROOT, sleep, summarize } from './lib.js';
+// Lighthouse's own CPU benchmark, the one its reports and DevTools' calibration use (no exports map: a deep import).
+import { pageFunctions } from 'lighthouse/core/lib/page-functions.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -55,15 +58,41 @@ const FAST_3G = {
   uploadThroughput: Math.floor((750 * 0.9 * 1024) / 8),
 };
 /**
- * --cpu N (default 4, Lighthouse's mobile preset). Relative to this machine: DevTools' CPU
- * calibration (CalibrationController.ts) takes a low-tier phone (Moto G Power 2022) to score 264
- * and a mid-tier one (Pixel 5) 1000 on Lighthouse's benchmarkIndex, so on a machine scoring B the
- * multipliers are B/264 and B/1000; the bench prints B from its Lighthouse runs.
+ * --cpu N (default 4, Lighthouse's mobile preset), or --cpu mid / --cpu low: a slowdown calibrated
+ * on this machine in this run, as DevTools' CPU calibration (CalibrationController.ts) does: it
+ * takes a mid-tier phone (Pixel 5) to score 1000 and a low-tier one (Moto G Power 2022) 264 on
+ * Lighthouse's benchmarkIndex (lighthouse/core/lib/page-functions.js, computeBenchmarkIndex), so on
+ * a machine scoring B the slowdowns are B/1000 and B/264. B is measured in an unthrottled blank
+ * page at the start (median of three) and printed with the figures.
  */
-const CPU_SLOWDOWN = Number(arg('--cpu') ?? 4);
-if (!(CPU_SLOWDOWN >= 1 && CPU_SLOWDOWN <= 20)) throw new Error(`--cpu: a slowdown from 1 to 20, not ${arg('--cpu')}`);
+const CPU_ARG = arg('--cpu') ?? '4';
+const CPU_TIERS: Record<string, number> = { mid: 1000, low: 264 };
+if (!(CPU_ARG in CPU_TIERS) && !(Number(CPU_ARG) >= 1 && Number(CPU_ARG) <= 20)) {
+  throw new Error(`--cpu: mid, low, or a slowdown from 1 to 20, not ${CPU_ARG}`);
+}
+/** Set in main() (a calibrated tier needs the browser). */
+let CPU_SLOWDOWN = Number(CPU_ARG);
+let benchmarkIndex = NaN;
+
+/** Lighthouse's benchmarkIndex of this machine: median of three, each in a fresh blank page without throttling. */
+async function measureBenchmarkIndex(browser: Browser): Promise<number> {
+  const context = await browser.newContext();
+  try {
+    const xs: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const page = await context.newPage();
+      xs.push(await page.evaluate(`(${pageFunctions.computeBenchmarkIndex.toString()})()`));
+      await page.close();
+    }
+    return median(xs);
+  } finally {
+    await context.close();
+  }
+}
 
 const RUNS = Number(arg('--runs') ?? 5);
+/** --trace FILE: a Chromium trace of the first warm open (of the last build measured). */
+const TRACE = arg('--trace');
 const CAMERA_FPS = 30;
 const BEFORE_COMMIT = arg('--before') ?? 'HEAD';
 const WORKTREE = '/tmp/qra-before';
@@ -147,9 +176,10 @@ function opensCameraItself(dist: string): boolean {
  * Navigation → scanner live (the build opening the camera by itself, or "Scan QR code" clicked as
  * soon as it can be). `stopWorker`: the service worker is stopped first (a phone's, a while unused).
  */
-async function toCameraReady(context: BrowserContext, server: StaticServer, cold: boolean, opensItself: boolean, stopWorker = false): Promise<Visit> {
+async function toCameraReady(context: BrowserContext, server: StaticServer, cold: boolean, opensItself: boolean, stopWorker = false, tracePath?: string): Promise<Visit> {
   const page = await context.newPage();
   const cdp = await throttle(page);
+  if (tracePath) await startTrace(cdp);
   // Before t0: waits until Chromium reports the worker stopped (throws if it does not within 10 s).
   if (stopWorker) await stopServiceWorkers(cdp);
   // Network.clearBrowserCache does not reach a Playwright (incognito) context's cache: bypass it.
@@ -177,6 +207,63 @@ async function toCameraReady(context: BrowserContext, server: StaticServer, cold
     const timing = nav ? { 'html:received': nav.responseEnd, 'html:parsed': nav.domInteractive } : {};
     return { ...timing, ...Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])) };
   })()`);
+  const visit = { ms, bytes: server.bytesSent() - bytes0, marks };
+  if (tracePath) await endTrace(cdp, tracePath);
+  await page.close();
+  return visit;
+}
+
+/** A Chromium trace of one visit (--trace FILE), for chrome://tracing or DevTools' Performance panel. */
+async function startTrace(cdp: CDPSession): Promise<void> {
+  await cdp.send('Tracing.start', {
+    transferMode: 'ReturnAsStream',
+    traceConfig: {
+      includedCategories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'blink.user_timing', 'loading', 'v8.execute', 'v8', 'blink', 'toplevel', 'disabled-by-default-devtools.timeline.frame', 'navigation', 'ServiceWorker', 'browser', 'media'],
+    },
+  });
+}
+
+async function endTrace(cdp: CDPSession, path: string): Promise<void> {
+  const done = new Promise<string>((resolve) => cdp.once('Tracing.tracingComplete', (e: { stream?: string }) => resolve(e.stream ?? '')));
+  await cdp.send('Tracing.end');
+  const stream = await done;
+  const parts: string[] = [];
+  for (;;) {
+    const r = await cdp.send('IO.read', { handle: stream, size: 1 << 20 });
+    parts.push(r.base64Encoded ? Buffer.from(r.data, 'base64').toString('utf8') : r.data);
+    if (r.eof) break;
+  }
+  await cdp.send('IO.close', { handle: stream });
+  writeFileSync(path, parts.join(''));
+  console.log(`trace of a warm open written to ${path}`);
+}
+
+/**
+ * A warm open seen only on the page's own clock, with nothing of the bench's running in the page
+ * until the picture is live: no Playwright locator (its injected script is ~330 KB to evaluate,
+ * 40 ms at CPU ×4, on the page's main thread, and its polling runs there too). One small
+ * DevTools evaluation waits for the qrauth:camera-live mark (a phone's own open has no such
+ * guest). Builds without the mark are not measured so.
+ */
+async function quietWarm(context: BrowserContext, server: StaticServer): Promise<Visit> {
+  const page = await context.newPage();
+  const cdp = await throttle(page);
+  const bytes0 = server.bytesSent();
+  const t0 = Date.now();
+  await page.goto(`${server.origin}/`, { waitUntil: 'commit' });
+  // DevTools' evaluation is not held to the page's CSP (no eval for the app's own scripts).
+  const live = cdp.send('Runtime.evaluate', {
+    expression: `new Promise((resolve) => {
+      const seen = () => performance.getEntriesByName('qrauth:camera-live').length > 0;
+      if (seen()) return resolve(true);
+      new PerformanceObserver((_, o) => { if (seen()) { o.disconnect(); resolve(true); } }).observe({ type: 'mark', buffered: true });
+    })`,
+    awaitPromise: true,
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([live, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no qrauth:camera-live mark within 60 s')), 60_000)))]).finally(() => clearTimeout(timer));
+  const ms = Date.now() - t0;
+  const marks = await page.evaluate<Record<string, number>>(`(() => Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])))()`);
   const visit = { ms, bytes: server.bytesSent() - bytes0, marks };
   await page.close();
   return visit;
@@ -232,6 +319,8 @@ interface Figures {
   cold: Visit[];
   warm: Visit[];
   warmStopped: Visit[];
+  /** Warm, nothing of the bench's in the page (builds with the camera-live mark only). */
+  warmQuiet: Visit[];
   hanging: Reopen[];
 }
 
@@ -270,8 +359,9 @@ async function measure(browser: Browser, server: StaticServer, figures: Figures,
   await serviceWorkerControls(page);
   await quiet(server, 3000);
   await page.close();
-  figures.warm.push(await toCameraReady(context, server, false, opensItself));
+  figures.warm.push(await toCameraReady(context, server, false, opensItself, false, figures.warm.length === 0 ? TRACE : undefined));
   figures.warmStopped.push(await toCameraReady(context, server, false, opensItself, true));
+  if ('qrauth:camera-live' in figures.warm.at(-1)!.marks) figures.warmQuiet.push(await quietWarm(context, server));
   figures.hanging.push(await reopenOnHangingNetwork(context, server));
   await context.close();
 }
@@ -411,9 +501,12 @@ async function main(): Promise<void> {
   for (const w of builds) servers[w] = await startStaticServer(dists[w]!);
   const opensItself = { before: beforeDist !== null && opensCameraItself(beforeDist), after: opensCameraItself(afterDist) };
   const browser = await launchChromium(camFile);
+  benchmarkIndex = await measureBenchmarkIndex(browser);
+  if (CPU_ARG in CPU_TIERS) CPU_SLOWDOWN = Math.min(20, Math.max(1, Math.round((benchmarkIndex / CPU_TIERS[CPU_ARG]!) * 100) / 100));
+  console.log(`this machine: benchmarkIndex ${Math.round(benchmarkIndex)}; CPU ×${CPU_SLOWDOWN}${CPU_ARG in CPU_TIERS ? ` (${CPU_ARG}-tier phone, benchmarkIndex ${CPU_TIERS[CPU_ARG]})` : ''}`);
   const figures: Record<'before' | 'after', Figures> = {
-    before: { firstVisitBytes: 0, firstVisitResponses: 0, assetsFetchedTwice: 0, cold: [], warm: [], warmStopped: [], hanging: [] },
-    after: { firstVisitBytes: 0, firstVisitResponses: 0, assetsFetchedTwice: 0, cold: [], warm: [], warmStopped: [], hanging: [] },
+    before: { firstVisitBytes: 0, firstVisitResponses: 0, assetsFetchedTwice: 0, cold: [], warm: [], warmStopped: [], warmQuiet: [], hanging: [] },
+    after: { firstVisitBytes: 0, firstVisitResponses: 0, assetsFetchedTwice: 0, cold: [], warm: [], warmStopped: [], warmQuiet: [], hanging: [] },
   };
   try {
     // Interleaved, so a busy moment of the machine hits both alike.
@@ -422,7 +515,7 @@ async function main(): Promise<void> {
         await measure(browser, servers[which]!, figures[which], opensItself[which]);
         const f = figures[which];
         const steps = Object.entries(f.warm.at(-1)!.marks).map(([k, v]) => `${k.replace('qrauth:', '')} ${Math.round(v)}`).join(', ');
-        console.log(`run ${i + 1} ${which}: cold ${f.cold.at(-1)!.ms} ms / ${kb(f.cold.at(-1)!.bytes)}, warm ${f.warm.at(-1)!.ms} ms (${steps || 'no marks'}), hanging ${f.hanging.at(-1)!.ms} ms (paint ${Math.round(f.hanging.at(-1)!.paint)})`);
+        console.log(`run ${i + 1} ${which}: cold ${f.cold.at(-1)!.ms} ms / ${kb(f.cold.at(-1)!.bytes)}, warm ${f.warm.at(-1)!.ms} ms (${steps || 'no marks'}), hanging ${f.hanging.at(-1)!.ms} ms (paint ${Math.round(f.hanging.at(-1)!.paint)})${f.warmQuiet.length ? `, warm with nothing of the bench's: live at ${Math.round(f.warmQuiet.at(-1)!.marks['qrauth:camera-live']!)}` : ''}`);
       }
     }
     const lh: Array<[string, LighthouseFigures | string]> = [];
@@ -441,7 +534,7 @@ async function main(): Promise<void> {
     const floorMs = await floor(browser, RUNS);
     const cell = (w: 'before' | 'after', f: (x: Figures) => string) => (builds.includes(w) ? f(figures[w]) : '—');
     const row = (name: string, f: (x: Figures) => string) => `| ${name} | ${cell('before', f)} | ${cell('after', f)} |`;
-    console.log(`\nChromium ${browser.version()}, Fast 3G (562.5 ms, ${FAST_3G.downloadThroughput} B/s down, ${FAST_3G.uploadThroughput} B/s up), CPU ×${CPU_SLOWDOWN}; median of ${RUNS}\n`);
+    console.log(`\nChromium ${browser.version()}, Fast 3G (562.5 ms, ${FAST_3G.downloadThroughput} B/s down, ${FAST_3G.uploadThroughput} B/s up), CPU ×${CPU_SLOWDOWN} (benchmarkIndex ${Math.round(benchmarkIndex)}); median of ${RUNS}\n`);
     console.log('| | before | after |\n|---|---|---|');
     console.log(row('bytes before the scanner is usable (cold, compressed)', (x) => kb(median(x.cold.map((v) => v.bytes)))));
     console.log(row('cold: open → camera ready', (x) => `${median(x.cold.map((v) => v.ms))} ms`));
@@ -453,6 +546,9 @@ async function main(): Promise<void> {
     console.log(row('… of it, warm: camera asked → picture live (the camera\'s start)', (x) => markMedian(x.warm, 'qrauth:camera-live', 'qrauth:camera-requested')));
     console.log(row('warm, worker stopped: open → camera ready', (x) => `${median(x.warmStopped.map((v) => v.ms))} ms`));
     console.log(row('… the same on the page\'s clock (navigation → picture live)', (x) => markMedian(x.warmStopped, 'qrauth:camera-live')));
+    console.log(row('warm, nothing of the bench in the page: navigation → picture live (page clock)', (x) => markMedian(x.warmQuiet, 'qrauth:camera-live')));
+    console.log(row('… of it: start screen up / camera asked', (x) => `${markMedian(x.warmQuiet, 'qrauth:start-screen')} / ${markMedian(x.warmQuiet, 'qrauth:camera-requested')}`));
+    console.log(row('… the same by the bench\'s clock (page.goto → DevTools sees the mark)', (x) => (x.warmQuiet.length ? `${median(x.warmQuiet.map((v) => v.ms))} ms` : '—')));
     console.log(row('bytes on a warm open', (x) => kb(median(x.warm.map((v) => v.bytes)))));
     console.log(row('reopen, every request stalled: open → Scan screen', (x) => `${median(x.hanging.map((v) => v.ms))} ms`));
     console.log(row('… the same on the page\'s clock (navigation → first contentful paint)', (x) => `${Math.round(median(x.hanging.map((v) => v.paint)))} ms`));
