@@ -334,7 +334,7 @@ export class BenchPhone {
 
   static connect(relayUrl: string, seed: Uint8Array): Promise<BenchPhone> {
     const socket = io(`${relayUrl}${DEVICE_NAMESPACE}`, {
-      auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'device', seed) as unknown as Record<string, unknown>),
+      auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'device', seed, Date.now(), relayUrl) as unknown as Record<string, unknown>),
       transports: ['websocket'],
       forceNew: true,
       reconnection: false,

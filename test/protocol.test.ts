@@ -6,7 +6,7 @@ import {
   decodeBody, encodeFrame, enrollAckBytes, enrollBytes, enrollFingerprint, formatEnrollPayload, formatLoginPayload, fromB64url, keyId,
   leaseRevokeBytes, signDecision, leaseRevokeMessage, signedContext,
   normaliseCode, offlineCode, verifyEnrollAck, offlineKey, parseEnrollPayload, parseLoginPayload, toB64url, tokenIdOf, decisionMessage, parse, webauthnChallenge, enrollMessage,
-  arrayOf, object, optional, str, type Check,
+  arrayOf, object, optional, str, type Check, makeAuthHandshake, verifyAuthHandshake,
 } from '../protocol/src/index.js';
 
 const v = JSON.parse(readFileSync(new URL('../protocol/vectors.json', import.meta.url), 'utf8'));
@@ -354,4 +354,32 @@ test('an enrollment passkey is bound: the fingerprint changes when it is strippe
   t.throws(() => parse(enrollMessage, { ...msg, passkey: { ...p, origin: 'http://app.example.net' } }, 'enroll'), { message: /origin: not https/ });
   t.throws(() => parse(enrollMessage, { ...msg, passkey: { ...p, rpId: 'example.org' } }, 'enroll'), { message: /rpId/ });
   t.throws(() => parse(enrollMessage, { ...msg, passkey: { ...p, extra: 1 } }, 'enroll'), { message: /unexpected field/ });
+});
+
+test('handshake v2 names its relay inside the signature; a relay checks it against its own origins', (t) => {
+  const seed = bytes(v.hostSeed);
+  const now = 1_800_000_000_000;
+  const h = makeAuthHandshake(c, 'host', seed, now, 'https://relay-a.example/qrauth/');
+  t.like(h, { v: 2, relay: 'https://relay-a.example', time: now });
+  const a = new Set(['https://relay-a.example']);
+  const b = new Set(['https://relay-b.example']);
+  t.notThrows(() => verifyAuthHandshake(c, 'host', h, now, undefined, { origins: a, boundOnly: true }));
+  // Presented to another relay: refused, with both names.
+  t.throws(() => verifyAuthHandshake(c, 'host', h, now, undefined, { origins: b, boundOnly: false }), { message: /signed for another relay \(https:\/\/relay-a\.example\), not this one \(https:\/\/relay-b\.example\)/ });
+  // The name cannot be changed, dropped (as v1) or the signature reused under the other role.
+  t.throws(() => verifyAuthHandshake(c, 'host', { ...h, relay: 'https://relay-b.example' }, now, undefined, { origins: b, boundOnly: false }), { message: /signature does not verify/ });
+  const { relay: _dropped, ...rest } = h as typeof h & { relay: string };
+  t.throws(() => verifyAuthHandshake(c, 'host', { ...rest, v: 1 }, now), { message: /signature does not verify/ });
+  t.throws(() => verifyAuthHandshake(c, 'device', h, now), { message: /signature does not verify/ });
+  // The bytes: their own label, the origin last.
+  const label = (b: Uint8Array) => Buffer.from(b).toString('latin1').split('\0')[0];
+  t.is(label(authBytes('host', keyId(c, c.ed25519FromSeed(seed).publicKey), now, h.nonce, 'https://relay-a.example')), 'qrauth-host-auth-v2');
+  t.is(label(authBytes('device', 'x', now, h.nonce)), 'qrauth-device-auth-v1');
+  // Only an origin as URL.origin writes it; a v1 handshake where only bound ones are taken.
+  for (const relay of ['https://relay-a.example/', 'https://RELAY-a.example', 'https://relay-a.example:443', 'ftp://relay-a.example', 'https://user@relay-a.example', 'x'.repeat(300), 42]) {
+    t.throws(() => verifyAuthHandshake(c, 'host', { ...h, relay }, now), { message: /malformed handshake/ }, String(relay).slice(0, 40));
+  }
+  t.throws(() => verifyAuthHandshake(c, 'host', makeAuthHandshake(c, 'host', seed, now), now, undefined, { origins: a, boundOnly: true }), { message: /only handshakes signed for it/ });
+  t.notThrows(() => verifyAuthHandshake(c, 'host', makeAuthHandshake(c, 'host', seed, now), now, undefined, { origins: a, boundOnly: false }));
+  t.throws(() => makeAuthHandshake(c, 'host', seed, now, 'relay-a.example'), { instanceOf: QrauthError });
 });

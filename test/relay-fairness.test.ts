@@ -39,7 +39,7 @@ type Refusal = { ok: false; message: string };
 /** One Socket.IO connection from a chosen source address with chosen extra HTTP headers. */
 function connect(url: string, opts: { localAddress?: string; headers?: Record<string, string>; seed?: Uint8Array } = {}): Promise<{ ok: true; socket: Socket } | Refusal> {
   const socket = io(`${url}${DEVICE_NAMESPACE}`, {
-    auth: makeAuthHandshake(c, 'device', opts.seed ?? c.randomBytes(32)),
+    auth: makeAuthHandshake(c, 'device', opts.seed ?? c.randomBytes(32), Date.now(), url),
     transports: ['websocket'],
     forceNew: true,
     reconnection: false,

@@ -146,8 +146,9 @@ export class RelayLink extends EventEmitter {
       // link at its header (1009) and we reconnect; no permessage-deflate, so a small frame
       // cannot inflate to a huge message (a compressed frame is then a protocol error, 1002).
       transportOptions: { websocket: { maxPayload: RELAY_MESSAGE_MAX_BYTES, perMessageDeflate: false } },
-      // A fresh signed handshake for every connection: time and nonce change each time.
-      auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'host', this.opts.host.seed) as unknown as Record<string, unknown>),
+      // A fresh signed handshake for every connection: time and nonce change each time, and it names
+      // this relay (v2), so no other relay in the list can present it here.
+      auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'host', this.opts.host.seed, Date.now(), url) as unknown as Record<string, unknown>),
       // Retries are ours: the next attempt may be another relay.
       reconnection: false,
       forceNew: true,

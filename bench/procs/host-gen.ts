@@ -22,7 +22,7 @@ const started = process.hrtime.bigint();
 function one(i: number): Promise<void> {
   const seed = hostKey(i);
   const s = io(`${o.url}${HOST_NAMESPACE}`, {
-    auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'host', seed) as unknown as Record<string, unknown>),
+    auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'host', seed, Date.now(), o.url) as unknown as Record<string, unknown>),
     transports: ['websocket'],
     reconnection: false,
     forceNew: true,

@@ -33,7 +33,7 @@ let stopping = false;
 function one(i: number): Promise<void> {
   const seed = hostKey(i);
   const s = io(`${urls[i % urls.length]}${HOST_NAMESPACE}`, {
-    auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'host', seed) as unknown as Record<string, unknown>),
+    auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'host', seed, Date.now(), urls[i % urls.length]!) as unknown as Record<string, unknown>),
     transports: ['websocket'],
     // The first attempt is counted as failed rather than retried; reconnection covers drops later.
     reconnection: false,

@@ -8,7 +8,7 @@
 import { ID_PATTERN, PUBKEY_PATTERN, SIG_PATTERN } from './ids.js';
 import type { ErrorCode } from './errors.js';
 import { HOSTNAME_MAX, MAX_FALLBACK_RELAYS, RELAY_URL_MAX } from './payloads.js';
-import { type Check, arrayOf, bool, byInput, int, literal, object, oneOf, optional, str } from './validate.js';
+import { type Check, arrayOf, bool, byInput, custom, int, literal, object, oneOf, optional, str } from './validate.js';
 import { type PasskeyInfo, type WebAuthnAssertion, passkeyInfo, webauthnAssertion } from './webauthn.js';
 
 export const HOST_NAMESPACE = '/host';
@@ -25,15 +25,35 @@ const pub = str({ max: 43, min: 43, pattern: PUBKEY_PATTERN });
 const sig = str({ max: 86, min: 86, pattern: SIG_PATTERN });
 const timeMs = int({ min: 0, max: 8_640_000_000_000 });
 
-/** Handshake `auth` for both namespaces: proves possession of the key whose id is derived from `pub`. */
-export interface AuthHandshake {
-  v: 1;
-  pub: string;
-  time: number;
-  nonce: string;
-  sig: string;
+/**
+ * A relay's origin as URL.origin writes it (`https://relay.example`, `http://127.0.0.1:8080`):
+ * what a v2 handshake is signed for.
+ */
+export function isRelayOrigin(x: unknown): x is string {
+  if (typeof x !== 'string' || x.length > RELAY_URL_MAX) return false;
+  try {
+    const u = new URL(x);
+    return (u.protocol === 'https:' || u.protocol === 'http:') && u.origin === x;
+  } catch {
+    return false;
+  }
 }
-export const authHandshake: Check<AuthHandshake> = object({ v: literal(1), pub, time: timeMs, nonce: id, sig });
+const relayOrigin = custom(isRelayOrigin, 'expected a relay origin as URL.origin writes it (https://relay.example[:port])');
+
+/**
+ * Handshake `auth` for both namespaces: proves possession of the key whose id is derived from
+ * `pub`. v2 also names the relay it is for (`relay`, signed): a relay that received it cannot
+ * present it to another relay (docs/protocol.md, "Handshake"). v1, without it, is what clients
+ * before it send; a relay may refuse it (--bound-handshakes-only).
+ */
+export type AuthHandshake =
+  | { v: 1; pub: string; time: number; nonce: string; sig: string }
+  | { v: 2; pub: string; time: number; nonce: string; relay: string; sig: string };
+const authHandshakeV1 = object({ v: literal(1), pub, time: timeMs, nonce: id, sig });
+const authHandshakeV2 = object({ v: literal(2), pub, time: timeMs, nonce: id, relay: relayOrigin, sig });
+export const authHandshake: Check<AuthHandshake> = byInput(
+  (x): Check<AuthHandshake> => (typeof x === 'object' && x !== null && (x as { v?: unknown }).v === 2 ? authHandshakeV2 : authHandshakeV1),
+);
 
 /** The login context as it travels: the signed fields plus the host's signature. */
 export interface SignedContext {

@@ -16,6 +16,8 @@ export const LABELS = {
   leaseRevokeAck: 'qrauth-lease-revoke-ack-v2',
   hostAuth: 'qrauth-host-auth-v1',
   deviceAuth: 'qrauth-device-auth-v1',
+  hostAuthV2: 'qrauth-host-auth-v2',
+  deviceAuthV2: 'qrauth-device-auth-v2',
   enroll: 'qrauth-enroll-v1',
   enrollPasskey: 'qrauth-enroll-v2',
   enrollAck: 'qrauth-enroll-ack-v1',
@@ -127,9 +129,13 @@ export function leaseRevokeAckBytes(r: LeaseRevokeFields & { sig: string }, revo
   return canonical(LABELS.leaseRevokeAck, [r.hostId, r.deviceId, r.leaseId, String(r.time), r.sig, String(revoked)]);
 }
 
-/** Socket.IO handshake proof for a host or a device: signs its id, a time (unix ms) and a fresh nonce. */
-export function authBytes(role: 'host' | 'device', id: string, time: number, nonce: string): Uint8Array {
-  return canonical(role === 'host' ? LABELS.hostAuth : LABELS.deviceAuth, [id, String(time), nonce]);
+/**
+ * Socket.IO handshake proof for a host or a device: signs its id, a time (unix ms), a fresh nonce
+ * and (v2) the origin of the relay it is for; without `relay`, v1.
+ */
+export function authBytes(role: 'host' | 'device', id: string, time: number, nonce: string, relay?: string): Uint8Array {
+  if (relay === undefined) return canonical(role === 'host' ? LABELS.hostAuth : LABELS.deviceAuth, [id, String(time), nonce]);
+  return canonical(role === 'host' ? LABELS.hostAuthV2 : LABELS.deviceAuthV2, [id, String(time), nonce, relay]);
 }
 
 /**

@@ -9,7 +9,7 @@
  * which the per-address connection budget counts.
  */
 import type { Socket } from 'socket.io';
-import { type AuthRole, QrauthError, type SeenNonce, verifyAuthHandshake } from '../../protocol/src/index.js';
+import { type AuthRole, type HandshakeBinding, QrauthError, type SeenNonce, verifyAuthHandshake } from '../../protocol/src/index.js';
 import { nodeCrypto } from '../../protocol/src/crypto-node.js';
 import type { LogFn } from './log.js';
 import { kv } from './log.js';
@@ -93,6 +93,8 @@ export interface HandshakeOptions {
   allowHosts?: ReadonlySet<string> | undefined;
   ipOf: (socket: Socket) => string;
   now: () => number;
+  /** The relay's own origins a handshake must name (protocol/src/auth.ts). */
+  binding?: HandshakeBinding;
 }
 
 export function handshakeMiddleware(opts: HandshakeOptions): HandshakeMiddleware {
@@ -103,7 +105,7 @@ export function handshakeMiddleware(opts: HandshakeOptions): HandshakeMiddleware
     // nothing to make, and would otherwise fill it. Each address may hold only its share.
     const seen: SeenNonce = (nonce, until, id) => admitted(id) && opts.nonces.seen(nonce, until, addressKey(ip));
     try {
-      const { id } = verifyAuthHandshake(nodeCrypto, opts.role, socket.handshake.auth, opts.now(), seen);
+      const { id } = verifyAuthHandshake(nodeCrypto, opts.role, socket.handshake.auth, opts.now(), seen, opts.binding);
       if (!admitted(id)) {
         opts.metrics.reject('not_allowed');
         opts.log(kv({ event: 'handshake', role: opts.role, result: 'refused', reason: 'not_allowed', hostId: id, ip }));

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `qrauth-relay` command: parse options, start the relay, close it cleanly on SIGTERM/SIGINT. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { QrauthError, isQrauthError } from '../../protocol/src/index.js';
+import { QrauthError, isQrauthError, relayOriginOf } from '../../protocol/src/index.js';
 import { readAllowHosts } from './allow-hosts.js';
 import { parseAppOrigin } from './app-origins.js';
 import { kv, stdoutLog } from './log.js';
@@ -22,6 +22,16 @@ function appOrigins(value: string, previous: string[] = []): string[] {
     return [...previous, ...added.map(parseAppOrigin)];
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+/** Collects --public-url values (the env variable may list several, comma-separated), as origins. */
+function publicUrls(value: string, previous: string[] = []): string[] {
+  const added = value.split(/[\s,]+/).filter(Boolean);
+  try {
+    return [...previous, ...added.map(relayOriginOf)];
+  } catch (e) {
+    throw new InvalidArgumentError(`${(e as Error).message}: expected this relay's URL as agents and phones reach it (https://relay.example)`);
   }
 }
 
@@ -46,6 +56,16 @@ const program = new Command()
   .addOption(
     new Option('--serve-app-trusting-relay <dir>', "serve the web app from this relay (one-box demo only: whoever runs the relay then holds web users' keys)").env(
       'QRAUTH_RELAY_SERVE_APP_TRUSTING_RELAY',
+    ),
+  )
+  .addOption(
+    new Option('--public-url <url>', "this relay's URL as agents and phones reach it (repeat for several; env: comma-separated): handshakes signed for any other relay are refused")
+      .env('QRAUTH_RELAY_PUBLIC_URLS')
+      .argParser(publicUrls),
+  )
+  .addOption(
+    new Option('--bound-handshakes-only', 'refuse handshakes that name no relay (agents and apps from before they did); needs --public-url').env(
+      'QRAUTH_RELAY_BOUND_HANDSHAKES_ONLY',
     ),
   )
   .addOption(new Option('--allow-hosts <file>', 'only let these hostIds connect (one a line, # comments)').env('QRAUTH_RELAY_ALLOW_HOSTS'))
@@ -94,6 +114,8 @@ interface CliOptions {
   appOrigin?: string[];
   serveAppTrustingRelay?: string;
   allowHosts?: string;
+  publicUrl?: string[];
+  boundHandshakesOnly?: boolean;
   ackTimeout?: number;
   trustProxy?: boolean;
   redis?: string;
@@ -130,6 +152,8 @@ async function main(): Promise<void> {
     ...(o.appOrigin ? { appOrigins: o.appOrigin } : {}),
     ...(o.serveAppTrustingRelay ? { serveAppTrustingRelay: o.serveAppTrustingRelay } : {}),
     ...(allowHosts ? { allowHosts } : {}),
+    ...(o.publicUrl ? { publicUrls: o.publicUrl } : {}),
+    boundHandshakesOnly: o.boundHandshakesOnly === true,
     ...(o.ackTimeout ? { ackTimeoutMs: o.ackTimeout } : {}),
     trustProxy: o.trustProxy === true,
   });
@@ -139,7 +163,11 @@ async function main(): Promise<void> {
     // Said at every start: whoever runs or breaks into this relay can take web users' keys.
     stdoutLog(kv({ event: 'warning', serveApp: o.serveAppTrustingRelay, message: "serving the web app from the relay: web-app users now trust this relay with their keys (one-box demo only)" }));
   }
-  stdoutLog(kv({ event: 'config', appOrigins: o.appOrigin?.join(',') ?? 'none', allowHosts: allowHosts?.size, redis: redis ? 'on' : 'off', routing: redis ? o.routing : undefined, node: redis?.crossNode?.nodeId, ...limits }));
+  if (!o.publicUrl) {
+    // A handshake then proves the key, not which relay it was made for (docs/relay.md, "Public URL").
+    stdoutLog(kv({ event: 'warning', message: 'no --public-url: handshakes are not checked against this relay, so another relay in a host\'s list could present them here' }));
+  }
+  stdoutLog(kv({ event: 'config', appOrigins: o.appOrigin?.join(',') ?? 'none', publicUrls: o.publicUrl?.join(',') ?? 'none', boundHandshakesOnly: o.boundHandshakesOnly === true, allowHosts: allowHosts?.size, redis: redis ? 'on' : 'off', routing: redis ? o.routing : undefined, node: redis?.crossNode?.nodeId, ...limits }));
 
   let stopping = false;
   const stop = (signal: string) => {

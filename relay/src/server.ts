@@ -10,13 +10,16 @@ import {
   type Check,
   DEVICE_NAMESPACE,
   HOST_NAMESPACE,
+  type HandshakeBinding,
   MAX_MESSAGE_BYTES,
+  QrauthError,
   contextRequest,
   decisionMessage,
   enrollMessage,
   hostRoom,
   leaseRevokeMessage,
   parse,
+  relayOriginOf,
 } from '../../protocol/src/index.js';
 import { AppOrigins, refuseBrowsers } from './app-origins.js';
 import { HandshakeError, handshakeGate, handshakeMiddleware, refuseHandshake } from './auth.js';
@@ -118,6 +121,17 @@ export interface RelayOptions {
    * Use it instead of `adapter`.
    */
   crossNode?: CrossNodeRouter;
+  /**
+   * This relay's public URLs, as agents' `relayUrl` and enrollment codes name it: a handshake
+   * signed for another relay's origin is refused, so a relay that received an agent's or a
+   * phone's handshake cannot present it here (docs/protocol.md, "Handshake"). Unset: not checked.
+   */
+  publicUrls?: readonly string[];
+  /**
+   * Refuse handshakes that name no relay (v1, from agents and apps before v2); needs `publicUrls`.
+   * @default false
+   */
+  boundHandshakesOnly?: boolean;
 }
 
 export interface Relay {
@@ -153,6 +167,11 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     return peerAddress(req);
   };
   const ipOf = (socket: Socket): string => ipOfRequest(socket.request);
+
+  if (opts.boundHandshakesOnly && !opts.publicUrls?.length) {
+    throw new QrauthError('QRA_ERR_CONFIG', 'bound handshakes only needs the relay\'s public URL (--public-url) to check them against');
+  }
+  const binding: HandshakeBinding = { origins: new Set((opts.publicUrls ?? []).map(relayOriginOf)), boundOnly: opts.boundHandshakesOnly ?? false };
 
   const budgets = new RelayBudgets(limits, opts.limiters ?? memoryLimiters);
   const nonces = new NonceCache(limits.handshakeNonces, Date.now, handshakeNonceShare(limits));
@@ -212,9 +231,9 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
       refuseHandshake(socket, next, err);
     });
   });
-  hostNs.use(handshakeMiddleware({ role: 'host', nonces, metrics, log, allowHosts: opts.allowHosts, ipOf, now }));
+  hostNs.use(handshakeMiddleware({ role: 'host', nonces, metrics, log, allowHosts: opts.allowHosts, ipOf, now, binding }));
   deviceNs.use(gate);
-  deviceNs.use(handshakeMiddleware({ role: 'device', nonces, metrics, log, ipOf, now }));
+  deviceNs.use(handshakeMiddleware({ role: 'device', nonces, metrics, log, ipOf, now, binding }));
 
   hostNs.on('connection', (socket) => {
     const { id, ip } = socket.data;

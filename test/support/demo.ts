@@ -93,7 +93,7 @@ async function main() {
     const appDir = join(ROOT, 'ionic-app', 'dist');
     // One box: the relay serves the app too, which makes it trusted by the app's users; fine for a
     // demo on this machine, never in production (docs/app.md).
-    const relay = spawn(node, [join(dist, 'relay/src/main.js'), '--port', String(relayPort), ...(existsSync(appDir) ? ['--serve-app-trusting-relay', appDir] : [])], {
+    const relay = spawn(node, [join(dist, 'relay/src/main.js'), '--port', String(relayPort), '--public-url', `http://127.0.0.1:${relayPort}`, ...(existsSync(appDir) ? ['--serve-app-trusting-relay', appDir] : [])], {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // own process group: Ctrl-C reaches the demo, which stops them in order
     });

@@ -54,7 +54,7 @@ export function tryConnect(baseUrl: string, namespace: string, auth: object | un
 
 /** A connected device socket, or throws with the relay's reason. */
 export async function connectDevice(baseUrl: string, seed: Uint8Array = nodeCrypto.randomBytes(32)): Promise<Socket> {
-  const r = await tryConnect(baseUrl, DEVICE_NAMESPACE, makeAuthHandshake(nodeCrypto, 'device', seed));
+  const r = await tryConnect(baseUrl, DEVICE_NAMESPACE, makeAuthHandshake(nodeCrypto, 'device', seed, Date.now(), baseUrl));
   if (!r.ok) throw new Error(`device refused: ${r.code} ${r.message}`);
   return r.socket;
 }
@@ -122,7 +122,7 @@ export class FakeHost {
   static async connect(relayUrl: string, opts: FakeHostOptions = {}): Promise<FakeHost> {
     const host = new FakeHost(opts);
     host.relayUrl = relayUrl;
-    const r = await tryConnect(relayUrl, HOST_NAMESPACE, opts.auth ?? makeAuthHandshake(nodeCrypto, 'host', host.seed));
+    const r = await tryConnect(relayUrl, HOST_NAMESPACE, opts.auth ?? makeAuthHandshake(nodeCrypto, 'host', host.seed, Date.now(), relayUrl));
     if (!r.ok) throw new Error(`host refused: ${r.code} ${r.message}`);
     host.socket = r.socket as Socket<HostServerToClient, Record<string, never>>;
     // Arguments are typed by the event map; a fake host answers whatever its hook returns.

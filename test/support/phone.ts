@@ -371,7 +371,7 @@ export class HeadlessPhone {
     if (socket?.connected) return socket;
     if (!socket) {
       socket = io(`${relayUrl}${DEVICE_NAMESPACE}`, {
-        auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'device', this.#seed)),
+        auth: (cb) => cb(makeAuthHandshake(nodeCrypto, 'device', this.#seed, Date.now(), relayUrl)),
         transports: ['websocket'],
         forceNew: true,
         timeout: this.#timeoutMs,

@@ -10,7 +10,7 @@ import { startTestAgent, type AgentFixture } from './fixtures.js';
 import { enrollPhone } from './enroll.js';
 import { HeadlessPhone } from './phone.js';
 import { nextMarker, runInPty, type PtyRun } from './pty.js';
-import { sshArgs, startSshd, type Sshd } from './sshd.js';
+import { freePort, sshArgs, startSshd, type Sshd } from './sshd.js';
 import { MODULE_PATH, ensureUser, installPamService, randomName, tempDir } from './system.js';
 import type { AgentConfig } from '../../agent/src/config.js';
 
@@ -44,7 +44,13 @@ export async function startStack(opts: {
   ensureUser(BOB);
   ensureUser(CAROL);
   const tmp = tempDir('qrs-');
-  const relay = opts.withRelay === false ? null : await startRelay({ log: () => {}, ...opts.relayOptions });
+  // The relay knows its own URL (publicUrls), as a production relay is told with --public-url:
+  // every handshake in these tests, the app's in Chromium too, must be signed for it.
+  const relayPort = opts.relayOptions?.port ?? (await freePort());
+  const relay =
+    opts.withRelay === false
+      ? null
+      : await startRelay({ log: () => {}, port: relayPort, publicUrls: [`http://127.0.0.1:${relayPort}`], ...opts.relayOptions });
   const agent = await startTestAgent({ relayUrl: relay?.url ?? opts.relayUrl ?? null, ...opts.agent });
   if (relay) {
     if (!agent.agent.relay!.up) await once(agent.agent.relay!, 'change');

@@ -53,7 +53,7 @@ export async function connectRelay(relayUrl: string, timeoutMs = RELAY_TIMEOUT_M
     const created: DeviceSocket = io(`${relayUrl}${DEVICE_NAMESPACE}`, {
       // The handshake proves the device key: signed afresh for each connection attempt.
       auth: (cb) => {
-        withDeviceSeed((seed) => makeAuthHandshake(webCrypto, 'device', seed)).then(
+        withDeviceSeed((seed) => makeAuthHandshake(webCrypto, 'device', seed, Date.now(), relayUrl)).then(
           (h) => cb(h as unknown as Record<string, unknown>),
           (e: unknown) => {
             // Send no handshake at all (an empty one would only be refused, and the refusal
