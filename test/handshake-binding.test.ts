@@ -26,14 +26,20 @@ const tmp = tempDir('qrhb-');
 const daemons: Daemon[] = [];
 const closers: Array<() => Promise<unknown>> = [];
 
-/** The real qrauth-relay process on a free port, told its own URL (--public-url) unless `publicUrl` is false. */
-async function relayProcess(more: string[] = [], publicUrl = true): Promise<{ daemon: Daemon; url: string }> {
-  const port = await freePort();
-  const self = `http://127.0.0.1:${port}`;
-  const daemon = startDaemon([process.execPath, '--import', 'tsx', 'relay/src/main.ts', '--port', String(port), ...(publicUrl ? ['--public-url', self] : []), ...more]);
-  daemons.push(daemon);
-  const [, url] = await daemon.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/, 20_000);
-  return { daemon, url: url! };
+/**
+ * The real qrauth-relay process on a free port, told its own URL: `publicUrl` writes it from the
+ * port (default: as the clients do). A port taken between freePort and the relay's bind (tests
+ * run in parallel) is tried again with another.
+ */
+async function relayProcess(more: string[] = [], publicUrl = (port: number) => ['--public-url', `http://127.0.0.1:${port}`], env: NodeJS.ProcessEnv = {}): Promise<{ daemon: Daemon; url: string }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const daemon = startDaemon([process.execPath, '--import', 'tsx', 'relay/src/main.ts', '--port', String(port), ...publicUrl(port), ...more], { env });
+    daemons.push(daemon);
+    const up = await Promise.race([daemon.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/, 20_000), daemon.exited.then(() => null)]);
+    if (up) return { daemon, url: up[1]! };
+    if (!/EADDRINUSE/.test(daemon.output) || attempt >= 5) throw new Error(`the relay did not start: ${daemon.output.slice(-500)}`);
+  }
 }
 
 /** The hostile relay: accepts every connection on /host and /device and keeps its handshake. */
@@ -77,9 +83,10 @@ test.serial("the agent's handshake, kept by a hostile relay in its list, is refu
   await until(() => hostile.handshakes.host.length > 0, 10_000);
   const replayed = await tryConnect(honest.url, HOST_NAMESPACE, hostile.handshakes.host[0]!);
   t.like(replayed, { ok: false, code: 'QRA_ERR_UNAUTHENTICATED' });
-  t.regex(replayed.ok ? '' : replayed.message, /signed for another relay \(http:\/\/127\.0\.0\.1:\d+\)/);
+  t.regex(replayed.ok ? '' : replayed.message, new RegExp(`signed for another relay \\(${hostile.url.replace(/[.]/g, '\\.')}\\), not this one`));
+  t.notRegex(replayed.ok ? '' : replayed.message, new RegExp(`${honest.url.replace(/[.]/g, '\\.')}(?!\\d)`), 'the relay\'s own names are not told to the client');
   t.is(await hostsOn(honest.url), 0, 'nobody sits in the host\'s room on the honest relay');
-  t.true(honest.daemon.output.includes('result=refused'), 'the honest relay logged the refusal');
+  await honest.daemon.waitFor(/event=handshake role=host result=refused/, 5000);
   // The agent's own handshake for the honest relay is taken: here it is, in the room.
   const direct = await startTestAgent({ relayUrl: honest.url });
   closers.push(() => direct.close());
@@ -108,6 +115,29 @@ test.serial("the phone's handshake, kept by a hostile relay, is refused by the h
   const replayed = await tryConnect(honest.url, DEVICE_NAMESPACE, hostile.handshakes.device[0]!);
   t.like(replayed, { ok: false, code: 'QRA_ERR_UNAUTHENTICATED' });
   t.regex(replayed.ok ? '' : replayed.message, /signed for another relay/);
+});
+
+test.serial('--public-url written with a path and a trailing slash, or in capitals, or as a comma-separated env list, matches the clients\' spelling; an empty env value is refused', async (t) => {
+  const seed = nodeCrypto.randomBytes(32);
+  // The clients sign URL.origin of the URL they use: http://127.0.0.1:PORT.
+  for (const spell of [(p: number) => `http://127.0.0.1:${p}/qrauth/`, (p: number) => `HTTP://127.0.0.1:${p}`]) {
+    const r = await relayProcess([], (p) => ['--public-url', spell(p)]);
+    const c = await tryConnect(r.url, HOST_NAMESPACE, makeAuthHandshake(nodeCrypto, 'host', seed, Date.now(), `${r.url}/`));
+    t.true(c.ok, `${spell(1)}: ${c.ok ? '' : c.message}`);
+    if (c.ok) c.socket.disconnect();
+  }
+  const viaEnv = await relayProcess([], () => [], { QRAUTH_RELAY_PUBLIC_URLS: 'https://relay.example, http://127.0.0.1:1' });
+  const other = await tryConnect(viaEnv.url, HOST_NAMESPACE, makeAuthHandshake(nodeCrypto, 'host', seed, Date.now(), viaEnv.url));
+  t.like(other, { ok: false, code: 'QRA_ERR_UNAUTHENTICATED' }, 'the env list is checked: this relay is not on it');
+  const listed = await tryConnect(viaEnv.url, HOST_NAMESPACE, makeAuthHandshake(nodeCrypto, 'host', seed, Date.now(), 'https://relay.example'));
+  t.true(listed.ok, 'a name on the env list is taken');
+  if (listed.ok) listed.socket.disconnect();
+  for (const empty of ['', ' , ']) {
+    const d = startDaemon([process.execPath, '--import', 'tsx', 'relay/src/main.ts', '--port', '0'], { env: { QRAUTH_RELAY_PUBLIC_URLS: empty } });
+    daemons.push(d);
+    t.is(await d.exited, 1, `QRAUTH_RELAY_PUBLIC_URLS=${JSON.stringify(empty)} is a usage error`);
+    t.regex(d.output, /not an empty value/);
+  }
 });
 
 test.serial('older clients (v1 handshakes) still connect, unless the relay takes only bound ones; a mistyped --public-url is a config error', async (t) => {

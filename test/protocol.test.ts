@@ -365,7 +365,9 @@ test('handshake v2 names its relay inside the signature; a relay checks it again
   const b = new Set(['https://relay-b.example']);
   t.notThrows(() => verifyAuthHandshake(c, 'host', h, now, undefined, { origins: a, boundOnly: true }));
   // Presented to another relay: refused, with both names.
-  t.throws(() => verifyAuthHandshake(c, 'host', h, now, undefined, { origins: b, boundOnly: false }), { message: /signed for another relay \(https:\/\/relay-a\.example\), not this one \(https:\/\/relay-b\.example\)/ });
+  t.throws(() => verifyAuthHandshake(c, 'host', h, now, undefined, { origins: b, boundOnly: false }), { message: /signed for another relay \(https:\/\/relay-a\.example\), not this one;/ });
+  // Bound-only with no names of its own takes no v2 at all.
+  t.throws(() => verifyAuthHandshake(c, 'host', h, now, undefined, { origins: new Set(), boundOnly: true }), { message: /signed for another relay/ });
   // The name cannot be changed, dropped (as v1) or the signature reused under the other role.
   t.throws(() => verifyAuthHandshake(c, 'host', { ...h, relay: 'https://relay-b.example' }, now, undefined, { origins: b, boundOnly: false }), { message: /signature does not verify/ });
   const { relay: _dropped, ...rest } = h as typeof h & { relay: string };
@@ -376,7 +378,7 @@ test('handshake v2 names its relay inside the signature; a relay checks it again
   t.is(label(authBytes('host', keyId(c, c.ed25519FromSeed(seed).publicKey), now, h.nonce, 'https://relay-a.example')), 'qrauth-host-auth-v2');
   t.is(label(authBytes('device', 'x', now, h.nonce)), 'qrauth-device-auth-v1');
   // Only an origin as URL.origin writes it; a v1 handshake where only bound ones are taken.
-  for (const relay of ['https://relay-a.example/', 'https://RELAY-a.example', 'https://relay-a.example:443', 'ftp://relay-a.example', 'https://user@relay-a.example', 'x'.repeat(300), 42]) {
+  for (const relay of ['https://relay-a.example/', 'https://RELAY-a.example', 'https://relay-a.example:443', 'ftp://relay-a.example', 'https://user@relay-a.example', `https://${'a'.repeat(310)}.example`, 42]) {
     t.throws(() => verifyAuthHandshake(c, 'host', { ...h, relay }, now), { message: /malformed handshake/ }, String(relay).slice(0, 40));
   }
   t.throws(() => verifyAuthHandshake(c, 'host', makeAuthHandshake(c, 'host', seed, now), now, undefined, { origins: a, boundOnly: true }), { message: /only handshakes signed for it/ });

@@ -4,6 +4,7 @@
  */
 import type { QrCrypto } from './crypto.js';
 import { fromB64url, toB64url } from './encoding.js';
+import { RELAY_URL_MAX } from './payloads.js';
 import { QrauthError } from './errors.js';
 import { AUTH_CLOCK_SKEW_MS, type AuthHandshake, authHandshake, isRelayOrigin } from './events.js';
 import { keyId } from './ids.js';
@@ -37,7 +38,7 @@ export function relayOriginOf(url: string): string {
   } catch {
     throw new QrauthError('QRA_ERR_CONFIG', 'relay URL is not a URL');
   }
-  if (!isRelayOrigin(origin)) throw new QrauthError('QRA_ERR_CONFIG', 'relay URL must be http(s) and at most 256 characters');
+  if (!isRelayOrigin(origin)) throw new QrauthError('QRA_ERR_CONFIG', `relay URL must be http(s) and at most ${RELAY_URL_MAX} characters`);
   return origin;
 }
 
@@ -111,8 +112,10 @@ export function verifyAuthHandshake(
   }
   // After the signature: only a handshake its key really signed for another relay is reported as
   // such (an agent whose relayUrl is not one of this relay's --public-url sees why).
-  if (relay !== undefined && binding && binding.origins.size > 0 && !binding.origins.has(relay)) {
-    throw new QrauthError('QRA_ERR_UNAUTHENTICATED', `handshake is signed for another relay (${relay}), not this one (${[...binding.origins].join(', ')})`);
+  // The relay's own names stay out of the message (any client can ask with a throwaway key); the
+  // relay logs them at start. Bound-only with no names of its own takes no v2 at all (fail closed).
+  if (relay !== undefined && binding && (binding.origins.size > 0 || binding.boundOnly) && !binding.origins.has(relay)) {
+    throw new QrauthError('QRA_ERR_UNAUTHENTICATED', `handshake is signed for another relay (${relay}), not this one; check the relay URL the agent or app uses against the relay's --public-url`);
   }
   if (seenNonce && seenNonce(a.nonce, a.time + AUTH_CLOCK_SKEW_MS, id)) {
     throw new QrauthError('QRA_ERR_UNAUTHENTICATED', 'handshake nonce was already used; make a fresh handshake per connection');

@@ -28,6 +28,8 @@ function appOrigins(value: string, previous: string[] = []): string[] {
 /** Collects --public-url values (the env variable may list several, comma-separated), as origins. */
 function publicUrls(value: string, previous: string[] = []): string[] {
   const added = value.split(/[\s,]+/).filter(Boolean);
+  // An empty value (QRAUTH_RELAY_PUBLIC_URLS= uncommented without a URL) must not mean "unchecked".
+  if (added.length === 0) throw new InvalidArgumentError("expected this relay's URL as agents and phones reach it (https://relay.example), not an empty value");
   try {
     return [...previous, ...added.map(relayOriginOf)];
   } catch (e) {
@@ -162,10 +164,6 @@ async function main(): Promise<void> {
   if (o.serveAppTrustingRelay) {
     // Said at every start: whoever runs or breaks into this relay can take web users' keys.
     stdoutLog(kv({ event: 'warning', serveApp: o.serveAppTrustingRelay, message: "serving the web app from the relay: web-app users now trust this relay with their keys (one-box demo only)" }));
-  }
-  if (!o.publicUrl) {
-    // A handshake then proves the key, not which relay it was made for (docs/relay.md, "Public URL").
-    stdoutLog(kv({ event: 'warning', message: 'no --public-url: handshakes are not checked against this relay, so another relay in a host\'s list could present them here' }));
   }
   stdoutLog(kv({ event: 'config', appOrigins: o.appOrigin?.join(',') ?? 'none', publicUrls: o.publicUrl?.join(',') ?? 'none', boundHandshakesOnly: o.boundHandshakesOnly === true, allowHosts: allowHosts?.size, redis: redis ? 'on' : 'off', routing: redis ? o.routing : undefined, node: redis?.crossNode?.nodeId, ...limits }));
 

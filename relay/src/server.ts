@@ -172,6 +172,10 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     throw new QrauthError('QRA_ERR_CONFIG', 'bound handshakes only needs the relay\'s public URL (--public-url) to check them against');
   }
   const binding: HandshakeBinding = { origins: new Set((opts.publicUrls ?? []).map(relayOriginOf)), boundOnly: opts.boundHandshakesOnly ?? false };
+  if (binding.origins.size === 0) {
+    // A handshake then proves the key, not which relay it was made for (docs/relay.md, "Public URL").
+    log(kv({ event: 'warning', message: "no --public-url: handshakes are not checked against this relay, so another relay in a host's list could present them here" }));
+  }
 
   const budgets = new RelayBudgets(limits, opts.limiters ?? memoryLimiters);
   const nonces = new NonceCache(limits.handshakeNonces, Date.now, handshakeNonceShare(limits));

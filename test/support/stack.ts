@@ -31,6 +31,21 @@ export const BOB = 'qrtest-bob';
 /** Never has a device: for the no-device cases while other tests enroll bob. */
 export const CAROL = 'qrtest-carol';
 
+/**
+ * A relay told its own URL (publicUrls), on a free port. The port is free when asked for and
+ * could be taken before the relay binds it (tests run in parallel): then another is tried.
+ */
+async function startBoundRelay(options: RelayOptions = {}): Promise<Relay> {
+  for (let attempt = 1; ; attempt++) {
+    const port = options.port ?? (await freePort());
+    try {
+      return await startRelay({ log: () => {}, port, publicUrls: [`http://127.0.0.1:${port}`], ...options });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || options.port !== undefined || attempt >= 5) throw e;
+    }
+  }
+}
+
 export async function startStack(opts: {
   moduleArgs?: string[];
   agent?: Partial<AgentConfig>;
@@ -46,11 +61,7 @@ export async function startStack(opts: {
   const tmp = tempDir('qrs-');
   // The relay knows its own URL (publicUrls), as a production relay is told with --public-url:
   // every handshake in these tests, the app's in Chromium too, must be signed for it.
-  const relayPort = opts.relayOptions?.port ?? (await freePort());
-  const relay =
-    opts.withRelay === false
-      ? null
-      : await startRelay({ log: () => {}, port: relayPort, publicUrls: [`http://127.0.0.1:${relayPort}`], ...opts.relayOptions });
+  const relay = opts.withRelay === false ? null : await startBoundRelay(opts.relayOptions);
   const agent = await startTestAgent({ relayUrl: relay?.url ?? opts.relayUrl ?? null, ...opts.agent });
   if (relay) {
     if (!agent.agent.relay!.up) await once(agent.agent.relay!, 'change');
