@@ -4,10 +4,11 @@
  * ones get in, denied and phoneless ones do not, and no login ever gets another's verdict.
  * No timing is asserted: only that every outcome is right.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { once } from 'node:events';
 import { toB64url } from '../protocol/src/index.js';
-import { startRelay, type Relay } from '../relay/src/server.js';
+import { type RelayLimits, startRelay, type Relay } from '../relay/src/server.js';
+import type { AgentConfig } from '../agent/src/config.js';
 import { until } from './support/daemon.js';
 import { startTestAgent, type AgentFixture } from './support/fixtures.js';
 import { runPamtester, type PamtesterRun } from './support/pamtester.js';
@@ -27,13 +28,15 @@ const LOAD_LIMITS = { hostEventsPer10s: 10_000, hostEventsPerAddressPer10s: 10_0
 const SEED = testSeed(0x10ad_0200);
 const seededBytes = prng(SEED);
 
-test.serial('200 logins at once through pamtester: each gets exactly its own verdict', async (t) => {
-  if (!isRoot()) throw new Error('runs as root (PAM service files, users)');
-  for (const u of [ALICE, BOB, CAROL]) ensureUser(u);
-  const tmp = tempDir('qrl-');
-  const relay: Relay = await startRelay({ log: () => {}, limits: LOAD_LIMITS });
-  const agent: AgentFixture = await startTestAgent({ relayUrl: relay.url, expirySeconds: 90 }, { noControl: true });
-  const service = randomName('qrauth-pt-load');
+/**
+ * A relay, an agent linked to it, and a PAM service of the module for pamtester (mode=info);
+ * every pamtester run pushed to `runs` is killed, and everything removed, when the test ends.
+ */
+async function pamtesterRig(t: ExecutionContext, name: string, agentConfig: Partial<AgentConfig>, limits?: Partial<RelayLimits>) {
+  const tmp = tempDir(`qr-${name}-`);
+  const relay: Relay = await startRelay({ log: () => {}, ...(limits ? { limits } : {}) });
+  const agent: AgentFixture = await startTestAgent({ relayUrl: relay.url, ...agentConfig }, { noControl: true });
+  const service = randomName(`qrauth-pt-${name}`);
   const pam = installPamService(service, [`auth required ${MODULE_PATH} socket=${agent.socket} mode=info`]);
   const runs: PamtesterRun[] = [];
   t.teardown(async () => {
@@ -44,6 +47,13 @@ test.serial('200 logins at once through pamtester: each gets exactly its own ver
     tmp.remove();
   });
   if (!agent.agent.relay!.up) await once(agent.agent.relay!, 'change');
+  return { tmp, relay, agent, service, runs };
+}
+
+test.serial('200 logins at once through pamtester: each gets exactly its own verdict', async (t) => {
+  if (!isRoot()) throw new Error('runs as root (PAM service files, users)');
+  for (const u of [ALICE, BOB, CAROL]) ensureUser(u);
+  const { tmp, relay, agent, service, runs } = await pamtesterRig(t, 'load', { expirySeconds: 90 }, LOAD_LIMITS);
   const alicePhone = await HeadlessPhone.create(`${tmp.path}/alice`, 'Alice phone');
   const bobPhone = await HeadlessPhone.create(`${tmp.path}/bob`, 'Bob phone');
   t.teardown(async () => {
@@ -101,20 +111,7 @@ test.serial('200 logins at once through pamtester: each gets exactly its own ver
 test.serial('one caller (PAM_RUSER, as su and sudo set it) holds at most maxConnectionsPerCaller waiting logins; other callers and logins without one keep theirs', async (t) => {
   if (!isRoot()) throw new Error('runs as root (PAM service files, users)');
   ensureUser(ALICE);
-  const tmp = tempDir('qrc-');
-  const relay: Relay = await startRelay({ log: () => {} });
-  const agent: AgentFixture = await startTestAgent({ relayUrl: relay.url, expirySeconds: 60, maxConnectionsPerCaller: 3 }, { noControl: true });
-  const service = randomName('qrauth-pt-caller');
-  const pam = installPamService(service, [`auth required ${MODULE_PATH} socket=${agent.socket} mode=info`]);
-  const runs: PamtesterRun[] = [];
-  t.teardown(async () => {
-    runs.forEach((r) => r.kill());
-    pam.remove();
-    await agent.close();
-    await relay.close();
-    tmp.remove();
-  });
-  if (!agent.agent.relay!.up) await once(agent.agent.relay!, 'change');
+  const { tmp, relay, agent, service, runs } = await pamtesterRig(t, 'caller', { expirySeconds: 60, maxConnectionsPerCaller: 3 });
   const phone = await HeadlessPhone.create(`${tmp.path}/alice`, 'Alice phone');
   t.teardown(() => phone.close());
   await phone.trustHost({ hostPub: toB64url(agent.agent.host.publicKey), hostname: 'test-host', relayUrl: relay.url });
