@@ -38,7 +38,8 @@ export async function scanQrCode(instructions: string): Promise<string | null> {
  * Whether the native scanner plugin reads both polarities. A light terminal shows the QR
  * inverted (light modules on dark), and @capacitor/barcode-scanner on Android reads only dark
  * on light (ionic-team/capacitor-barcode-scanner#60, open; ML Kit's own issue 303482848); iOS
- * reads both (reported there, not checked here: no iPhone on this machine). Where it does not,
+ * reads both (reported there, not checked here: no iPhone on this machine; its OSBarcodeLib hands
+ * frames to Vision's VNDetectBarcodesRequest as they are, docs/clients.md). Where it does not,
  * the native app uses its own camera view (getUserMedia in the WebView, which Capacitor's
  * BridgeWebChromeClient grants after asking for the CAMERA permission), the same one the web
  * app uses, which tries every frame both ways (data/camera.ts).
