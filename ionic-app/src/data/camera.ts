@@ -21,6 +21,8 @@ export async function cameraPermissionGranted(): Promise<boolean> {
 /** Frames are scaled down to at most this many pixels on their longer side before decoding. */
 const MAX_DECODE_PX = 640;
 const FRAME_INTERVAL_MS = 100;
+/** The first read waits for the first picture on screen, at most this long. */
+const FIRST_FRAME_WAIT_MS = 500;
 
 export interface WebScan {
   /** The camera track offers a torch (most phones' back cameras; no desktop webcam). */
@@ -160,13 +162,20 @@ export async function startWebScan(video: HTMLVideoElement, onText: (text: strin
   // mid-range phone's CPU (60 ms at Lighthouse's ×4) that the person would otherwise wait for
   // before seeing anything. requestVideoFrameCallback fires as the first frame goes to the
   // screen; the read is a task after that frame's rendering. Browsers without it: a frame later.
-  const afterFirstFrame = (then: () => void) => {
-    if (typeof video.requestVideoFrameCallback === 'function') video.requestVideoFrameCallback(() => then());
-    else requestAnimationFrame(() => then());
+  // A track that sends no new frame after this would never call back: the reads start after
+  // FIRST_FRAME_WAIT_MS at the latest.
+  let started = false;
+  const startReading = (shown: boolean) => {
+    if (started || stopped) return;
+    started = true;
+    if (timer !== undefined) clearTimeout(timer);
+    // For measurements (bench/app-load.ts): when the first picture went to the screen.
+    if (shown) performance.mark('qrauth:camera-shown');
+    timer = setTimeout(tick, 0);
   };
-  afterFirstFrame(() => {
-    if (!stopped) timer = setTimeout(tick, 0);
-  });
+  if (typeof video.requestVideoFrameCallback === 'function') video.requestVideoFrameCallback(() => startReading(true));
+  else requestAnimationFrame(() => startReading(true));
+  timer = setTimeout(() => startReading(false), FIRST_FRAME_WAIT_MS);
 
   const caps = (track?.getCapabilities?.() ?? {}) as MediaTrackCapabilities & { torch?: boolean };
   const hasTorch = caps.torch === true;
