@@ -334,8 +334,9 @@ async function startFrameRelay() {
   const links: FrameLink[] = [];
   let plainHttpRequests = 0;
   const sockets = new Set<Duplex>();
-  const http = createHttpServer((_req, res) => {
-    plainHttpRequests++; // the polling transport would arrive here
+  const http = createHttpServer((req, res) => {
+    // The polling transport would arrive here (the agent's /healthz question is not that).
+    if (req.url?.startsWith('/socket.io/')) plainHttpRequests++;
     res.writeHead(400).end();
   });
   http.on('upgrade', (req, sock: Duplex) => {

@@ -15,11 +15,13 @@ import { DEVICE_NAMESPACE, HOST_NAMESPACE, MsgType, type FrameMsg, makeAuthHands
 import { nodeCrypto } from '../protocol/src/crypto-node.js';
 import { type Daemon, startDaemon, until } from './support/daemon.js';
 import { type AgentFixture, startTestAgent } from './support/fixtures.js';
+import { qrauthCli } from './support/enroll.js';
+import { startRelay } from '../relay/src/server.js';
 import { tryConnect } from './support/net.js';
 import { PamClient } from './support/pam-client.js';
 import { HeadlessPhone } from './support/phone.js';
 import { freePort } from './support/sshd.js';
-import { ALICE } from './support/stack.js';
+import { ALICE, startBoundRelay } from './support/stack.js';
 import { ensureUser, tempDir } from './support/system.js';
 
 const tmp = tempDir('qrhb-');
@@ -167,4 +169,32 @@ test.serial('older clients (v1 handshakes) still connect, unless the relay takes
     t.regex(d.output, message);
     t.notRegex(d.output, /listening on/);
   }
+});
+
+test.serial('an agent whose relays include one that does not check handshake binding says so (log, qrauth status), even while on another; with all checking, nothing', async (t) => {
+  const unchecked = await startRelay({ log: () => {} });
+  closers.push(() => unchecked.close());
+  const checked = await startBoundRelay();
+  closers.push(() => checked.close());
+  // On the checking relay (first in the list): the other one is still the one a replay would go to.
+  const agent = await startTestAgent({ relayUrl: checked.url, relayUrls: [checked.url, unchecked.url] });
+  closers.push(() => agent.close());
+  await until(() => agent.agent.relay!.boundHandshakes(unchecked.url) !== undefined && agent.agent.relay!.boundHandshakes(checked.url) !== undefined, 10_000);
+  t.is(agent.agent.relay!.url, checked.url, 'the link is on the checking relay');
+  t.deepEqual(agent.agent.relay!.unboundRelays, [unchecked.url]);
+  const warned = agent.logs.filter((l) => l.startsWith('event=relay_warning '));
+  t.is(warned.length, 1, warned.join('\n'));
+  t.true(warned[0]!.includes(`relay=${unchecked.url}`) && /does not check which relay a handshake is signed for/.test(warned[0]!), warned[0]);
+  const cli = qrauthCli(agent.configPath, ['status']);
+  t.is(await cli.exited, 0, cli.output);
+  t.regex(cli.output, new RegExp(`warning: ${unchecked.url.replace(/[.]/g, '\\.')} does not check which relay a handshake was signed for; its operator should start it with --public-url`));
+
+  const allChecked = await startTestAgent({ relayUrl: checked.url });
+  closers.push(() => allChecked.close());
+  await until(() => allChecked.agent.relay!.boundHandshakes(checked.url) !== undefined, 10_000);
+  t.deepEqual(allChecked.agent.relay!.unboundRelays, []);
+  t.false(allChecked.logs.some((l) => l.startsWith('event=relay_warning ')));
+  const ok = qrauthCli(allChecked.configPath, ['status']);
+  t.is(await ok.exited, 0, ok.output);
+  t.notRegex(ok.output, /warning:/);
 });

@@ -79,15 +79,18 @@ function get(url: string, rawPath: string, method = 'GET'): Promise<{ status: nu
 
 // ---------------------------------------------------------------- HTTP
 
-test('healthz reports ok with the number of connected hosts and devices', async (t) => {
+test('healthz reports ok with the number of connected hosts and devices, and whether handshakes are checked for this relay', async (t) => {
   const relay = await relayFor(t);
-  t.deepEqual(JSON.parse((await get(relay.url, '/healthz')).body), { status: 'ok', hosts: 0, devices: 0 });
+  t.deepEqual(JSON.parse((await get(relay.url, '/healthz')).body), { status: 'ok', hosts: 0, devices: 0, boundHandshakes: false });
   await hostFor(t, relay);
   await deviceFor(t, relay);
   const r = await get(relay.url, '/healthz');
   t.is(r.status, 200);
   t.is(r.type, 'application/json');
-  t.deepEqual(JSON.parse(r.body), { status: 'ok', hosts: 1, devices: 1 });
+  t.deepEqual(JSON.parse(r.body), { status: 'ok', hosts: 1, devices: 1, boundHandshakes: false });
+  const bound = await startRelay({ log: () => {}, publicUrls: ['https://relay.example'] });
+  t.teardown(() => bound.close());
+  t.like(JSON.parse((await get(bound.url, '/healthz')).body), { boundHandshakes: true });
 });
 
 test('metrics exposes gauges and counters in Prometheus text', async (t) => {

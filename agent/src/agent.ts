@@ -192,6 +192,7 @@ export async function startAgent(config: AgentConfig, opts: AgentStartOptions = 
             url: relay?.url ?? config.relayUrl,
             state: relay ? (relay.up ? 'up' : 'down') : 'none',
             ...(config.relayUrls.length > 1 ? { preferredUrl: config.relayUrls[0] } : {}),
+            ...(relay && relay.unboundRelays.length > 0 ? { unboundRelays: relay.unboundRelays } : {}),
           },
           pendingLogins: sessions.size,
           openEnrollments: enrollments.size,

@@ -114,6 +114,7 @@ const statusReply = object({
     url: nullable(str({ max: 300 })),
     state: oneOf(['up', 'down', 'none'] as const),
     preferredUrl: optional(str({ max: 300 })),
+    unboundRelays: optional(arrayOf(str({ max: 300 }), 8)),
   }),
   // Pending counts and everyone's code locks only for root; a user sees their own lock.
   pendingLogins: optional(int({ min: 0, max: 1e9 })),
@@ -330,7 +331,10 @@ program
         s.relay.state === 'none'
           ? 'none configured (offline codes only)'
           : `${s.relay.url} (${s.relay.state === 'up' ? 'connected' : 'not connected; offline codes still work'})` +
-            (onFallback ? `\n          fallback: the preferred relay ${s.relay.preferredUrl} is unreachable; the agent moves back when it answers` : '');
+            (onFallback ? `\n          fallback: the preferred relay ${s.relay.preferredUrl} is unreachable; the agent moves back when it answers` : '') +
+            (s.relay.unboundRelays?.length
+              ? `\n          warning: ${s.relay.unboundRelays.join(', ')} ${s.relay.unboundRelays.length > 1 ? 'do' : 'does'} not check which relay a handshake was signed for; its operator should start it with --public-url`
+              : '');
       process.stdout.write(
         `qrauth-agent ${s.version}: running (up ${duration(s.uptimeSeconds)})\nhost      ${s.hostname} (id ${s.hostId})\nrelay     ${relay}\n`,
       );

@@ -109,7 +109,13 @@ export interface StatusReply {
   hostId: string;
   hostname: string;
   /** url: the relay the link is on (or trying); preferredUrl: the first of several configured. */
-  relay: { url: string | null; state: 'up' | 'down' | 'none'; preferredUrl?: string };
+  relay: {
+    url: string | null;
+    state: 'up' | 'down' | 'none';
+    preferredUrl?: string;
+    /** Configured relays whose /healthz says they do not check which relay a handshake is for (no --public-url). */
+    unboundRelays?: string[];
+  };
   /** root only */
   pendingLogins?: number;
   /** root only */

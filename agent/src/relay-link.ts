@@ -85,6 +85,25 @@ function wsFailure(description: unknown): LogFields {
   };
 }
 
+/** A response body as text, at most `max` bytes (a relay's /healthz is a line; anything longer is not one). */
+async function readCapped(res: Response, max: number): Promise<string | null> {
+  const reader = res.body?.getReader();
+  if (!reader) return null;
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.byteLength;
+    if (n > max) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 export class RelayLink extends EventEmitter {
   private socket: HostSocket | null = null;
   /** A link to the preferred relay being opened while the current one still serves. */
@@ -95,6 +114,8 @@ export class RelayLink extends EventEmitter {
   /** Failed attempts since the last good connection, over all URLs. */
   private attempts = 0;
   private closed = false;
+  /** Per relay URL: whether its /healthz says it checks which relay a handshake is for (unset: not known yet). */
+  private readonly binding = new Map<string, boolean>();
   private readonly base: number;
   private readonly max: number;
   private readonly probeMs: number;
@@ -115,6 +136,57 @@ export class RelayLink extends EventEmitter {
   /** Every configured relay, preferred first. */
   get urls(): readonly string[] {
     return this.opts.urls;
+  }
+
+  /**
+   * Whether the relay at `url` checks which relay a handshake was signed for (it runs with
+   * --public-url), as its /healthz last said; undefined when not known (not asked yet, no
+   * answer, or a relay from before the field).
+   */
+  boundHandshakes(url: string): boolean | undefined {
+    return this.binding.get(url);
+  }
+
+  /** The configured relays whose /healthz said they do not check handshake binding. */
+  get unboundRelays(): string[] {
+    return this.opts.urls.filter((u) => this.binding.get(u) === false);
+  }
+
+  /**
+   * Asks every configured relay whether it checks handshake binding, each time the link comes up.
+   * What matters is the relays this host's handshakes could be presented to, not only the one the
+   * link is on: a relay in the list that received them could replay them to any other that does
+   * not check, and a phone's handshakes reach every relay of every host it uses (a relay that lies
+   * can say yes; this catches honest relays started without --public-url). Each relay found not
+   * checking is logged once; `qrauth status` lists them.
+   */
+  private checkBindings(): void {
+    for (const url of this.opts.urls) void this.checkBinding(url);
+  }
+
+  private async checkBinding(url: string): Promise<void> {
+    let bound: boolean | undefined;
+    try {
+      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(3000), redirect: 'error' });
+      if (!res.ok) {
+        await res.body?.cancel();
+        return;
+      }
+      const text = await readCapped(res, 4096);
+      const body = text === null ? null : (JSON.parse(text) as unknown);
+      const field = body !== null && typeof body === 'object' ? (body as { boundHandshakes?: unknown }).boundHandshakes : undefined;
+      // Only a relay that says: one from before the field, or a balancer answering /healthz
+      // itself, is not known to skip the check.
+      bound = typeof field === 'boolean' ? field : undefined;
+    } catch {
+      bound = undefined;
+    }
+    if (bound === undefined || this.closed) return;
+    const before = this.binding.get(url);
+    this.binding.set(url, bound);
+    if (!bound && before !== false) {
+      this.opts.log('relay_warning', { relay: url, cause: 'the relay does not check which relay a handshake is signed for (its operator should start it with --public-url)' });
+    }
   }
 
   /** True when the link is on the first (preferred) relay of the list. */
@@ -189,6 +261,7 @@ export class RelayLink extends EventEmitter {
       this.opts.log('relay_link', { state: 'up', relay: url, ...(this.opts.urls.length > 1 ? { preferred: index === 0 } : {}) });
       this.announce(true);
       this.scheduleProbe();
+      this.checkBindings();
     });
     socket.on('connect_error', (err) => {
       if (this.socket !== socket) return;
@@ -259,6 +332,7 @@ export class RelayLink extends EventEmitter {
       old?.disconnect();
       this.opts.log('relay_link', { state: 'up', relay: preferred, preferred: true, from });
       this.announce(true);
+      this.checkBindings();
     });
     fresh.connect();
   }

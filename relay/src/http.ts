@@ -28,8 +28,12 @@ async function sendMetrics(res: ServerResponse, metrics: RelayMetrics, head: boo
   send(res, 200, metrics.contentType, body, {}, head);
 }
 
-/** `serveMetrics: false` when /metrics has its own listener: the public port then answers 404 there. */
-export function createHttpHandler(metrics: RelayMetrics, serveStatic: StaticHandler | undefined, { serveMetrics = true } = {}) {
+/**
+ * `serveMetrics: false` when /metrics has its own listener: the public port then answers 404 there.
+ * `boundHandshakes`: the relay checks which relay a handshake is signed for (--public-url), told
+ * in /healthz so that agents can warn about a relay of theirs that does not.
+ */
+export function createHttpHandler(metrics: RelayMetrics, serveStatic: StaticHandler | undefined, { serveMetrics = true, boundHandshakes = false } = {}) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     try {
       const pathname = new URL(req.url ?? '/', 'http://relay.invalid').pathname;
@@ -40,7 +44,7 @@ export function createHttpHandler(metrics: RelayMetrics, serveStatic: StaticHand
       }
       if (pathname === '/healthz') {
         const s = metrics.snapshot();
-        send(res, 200, 'application/json', JSON.stringify({ status: 'ok', hosts: s.hostsConnected, devices: s.devicesConnected }), {}, head);
+        send(res, 200, 'application/json', JSON.stringify({ status: 'ok', hosts: s.hostsConnected, devices: s.devicesConnected, boundHandshakes }), {}, head);
         return;
       }
       if (serveMetrics && pathname === '/metrics') return await sendMetrics(res, metrics, head);

@@ -184,7 +184,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   let deviceNs: DeviceNamespace | undefined;
   const metrics = new RelayMetrics(() => ({ hosts: hostNs?.sockets.size ?? 0, devices: deviceNs?.sockets.size ?? 0 }));
 
-  const httpServer = createServer(createHttpHandler(metrics, serveStatic, { serveMetrics: !opts.metrics }));
+  const httpServer = createServer(createHttpHandler(metrics, serveStatic, { serveMetrics: !opts.metrics, boundHandshakes: binding.origins.size > 0 }));
   const io = new Server(httpServer, {
     serveClient: false,
     maxHttpBufferSize: MAX_MESSAGE_BYTES,

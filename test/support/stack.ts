@@ -35,7 +35,7 @@ export const CAROL = 'qrtest-carol';
  * A relay told its own URL (publicUrls), on a free port. The port is free when asked for and
  * could be taken before the relay binds it (tests run in parallel): then another is tried.
  */
-async function startBoundRelay(options: RelayOptions = {}): Promise<Relay> {
+export async function startBoundRelay(options: RelayOptions = {}): Promise<Relay> {
   for (let attempt = 1; ; attempt++) {
     const port = options.port ?? (await freePort());
     try {
