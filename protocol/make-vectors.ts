@@ -59,6 +59,7 @@ const vectors = {
   decisionLeaseSig: toB64url(c.ed25519Sign(deviceSeed, decisionBytes(decisionLease))),
   leaseRevoke, leaseRevokeBytes: hex(leaseRevokeBytes(leaseRevoke)), leaseRevokeSig: toB64url(c.ed25519Sign(deviceSeed, leaseRevokeBytes(leaseRevoke))),
   authBytes: hex(authBytes('device', deviceId, 1780000000000, sid)),
+  authBytesV2: hex(authBytes('device', deviceId, 1780000000000, sid, 'https://relay.example.net')),
   enroll: { ...enroll, token: hex(token) }, enrollBytes: hex(enrollBytes(enroll)), tokenId,
   enrollPasskey: { ...enrollPasskey, token: hex(token) }, enrollPasskeyBytes: hex(enrollBytes(enrollPasskey)),
   enrollPasskeySig: toB64url(c.ed25519Sign(deviceSeed, enrollBytes(enrollPasskey))),

@@ -129,7 +129,7 @@ test.serial('the protocol vectors pass in the app bundle itself (Settings → ch
   const result = visible('self-test-result');
   await result.waitFor();
   t.is(await result.getAttribute('data-failed'), '0');
-  t.is(await result.getAttribute('data-passed'), '46');
+  t.is(await result.getAttribute('data-passed'), '47');
   // The device id shown is the id of a real Ed25519 key made in the page (22 base64url chars).
   t.regex((await visible('device-id').textContent()) ?? '', /^[A-Za-z0-9_-]{22}$/);
 });

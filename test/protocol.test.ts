@@ -80,6 +80,7 @@ test('Node crypto reproduces every checked-in protocol vector', (t) => {
   t.is(hex(decisionBytes(decision)), v.decisionBytes);
   t.is(toB64url(c.ed25519Sign(bytes(v.deviceSeed), decisionBytes(decision))), v.decisionSig);
   t.is(hex(authBytes('device', v.deviceId, 1780000000000, v.sid)), v.authBytes);
+  t.is(hex(authBytes('device', v.deviceId, 1780000000000, v.sid, 'https://relay.example.net')), v.authBytesV2);
   t.is(hex(enrollBytes({ ...v.enroll, token: bytes(v.enroll.token) })), v.enrollBytes);
   t.is(tokenIdOf(c, bytes(v.token)), v.tokenId);
   t.is(hex(enrollAckBytes(v.enrollAck)), v.enrollAckBytes);

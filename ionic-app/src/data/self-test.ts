@@ -66,6 +66,8 @@ export interface ProtocolVectors {
   leaseRevokeBytes: string;
   leaseRevokeSig: string;
   authBytes: string;
+  /** The handshake v2 bytes: the relay's origin signed in, under labels of their own. */
+  authBytesV2: string;
   enroll: { hostId: string; tokenId: string; token: string; devicePub: string; deviceName: string; time: number };
   enrollBytes: string;
   tokenId: string;
@@ -125,6 +127,7 @@ export function runProtocolVectors(c: QrCrypto, v: ProtocolVectors): VectorCheck
   check('decisionSig', toB64url(c.ed25519Sign(deviceSeed, decisionBytes(decision))), v.decisionSig);
   check('decisionSig verifies', c.ed25519Verify(devicePub, decisionBytes(decision), fromB64url(v.decisionSig, 64)), true);
   check('authBytes', hex(authBytes('device', v.deviceId, 1780000000000, v.sid)), v.authBytes);
+  check('authBytesV2', hex(authBytes('device', v.deviceId, 1780000000000, v.sid, 'https://relay.example.net')), v.authBytesV2);
 
   // Leases: the offer is signed under its own label, so it cannot be cut back to a v1 context.
   check('contextLeaseBytes', hex(contextBytes(v.contextLease)), v.contextLeaseBytes);
