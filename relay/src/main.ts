@@ -15,27 +15,26 @@ function portNumber(value: string): number {
   return n;
 }
 
-/** Collects --app-origin values (the env variable may list several, comma-separated). */
-function appOrigins(value: string, previous: string[] = []): string[] {
-  const added = value.split(/[\s,]+/).filter(Boolean);
-  try {
-    return [...previous, ...added.map(parseAppOrigin)];
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
+/**
+ * An option that may be given several times, and in its env variable as a comma-separated list:
+ * each value through `parse`. `expected`: what a refusal says a value should be, and also what an
+ * empty value (an env line uncommented without one) is refused with; without it an empty value
+ * adds nothing.
+ */
+function listOf(parse: (v: string) => string, expected?: string) {
+  return (value: string, previous: string[] = []): string[] => {
+    const added = value.split(/[\s,]+/).filter(Boolean);
+    if (added.length === 0 && expected) throw new InvalidArgumentError(`expected ${expected}, not an empty value`);
+    try {
+      return [...previous, ...added.map(parse)];
+    } catch (e) {
+      throw new InvalidArgumentError(expected ? `${(e as Error).message}: expected ${expected}` : (e as Error).message);
+    }
+  };
 }
-
-/** Collects --public-url values (the env variable may list several, comma-separated), as origins. */
-function publicUrls(value: string, previous: string[] = []): string[] {
-  const added = value.split(/[\s,]+/).filter(Boolean);
-  // An empty value (QRAUTH_RELAY_PUBLIC_URLS= uncommented without a URL) must not mean "unchecked".
-  if (added.length === 0) throw new InvalidArgumentError("expected this relay's URL as agents and phones reach it (https://relay.example), not an empty value");
-  try {
-    return [...previous, ...added.map(relayOriginOf)];
-  } catch (e) {
-    throw new InvalidArgumentError(`${(e as Error).message}: expected this relay's URL as agents and phones reach it (https://relay.example)`);
-  }
-}
+const appOrigins = listOf(parseAppOrigin);
+/** --public-url values, as origins: empty would silently mean "unchecked", so it is refused. */
+const publicUrls = listOf(relayOriginOf, "this relay's URL as agents and phones reach it (https://relay.example)");
 
 function countIn(min: number, max: number) {
   return (value: string): number => {
