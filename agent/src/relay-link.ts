@@ -104,6 +104,32 @@ async function readCapped(res: Response, max: number): Promise<string | null> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/**
+ * A relay's /healthz (3 s, no redirects, 4 KiB at most): whether it answered OK, and whether it
+ * says it checks which relay a handshake is signed for (undefined: it does not say: a relay from
+ * before the field, or a balancer answering /healthz itself). Never throws.
+ */
+async function askHealth(url: string): Promise<{ ok: boolean; bound?: boolean }> {
+  try {
+    const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(3000), redirect: 'error' });
+    if (!res.ok) {
+      await res.body?.cancel();
+      return { ok: false };
+    }
+    const text = await readCapped(res, 4096);
+    let body: unknown = null;
+    try {
+      body = text === null ? null : JSON.parse(text);
+    } catch {
+      /* not JSON: healthy, says nothing */
+    }
+    const field = body !== null && typeof body === 'object' ? (body as { boundHandshakes?: unknown }).boundHandshakes : undefined;
+    return typeof field === 'boolean' ? { ok: true, bound: field } : { ok: true };
+  } catch {
+    return { ok: false };
+  }
+}
+
 export class RelayLink extends EventEmitter {
   private socket: HostSocket | null = null;
   /** A link to the preferred relay being opened while the current one still serves. */
@@ -165,22 +191,11 @@ export class RelayLink extends EventEmitter {
   }
 
   private async checkBinding(url: string): Promise<void> {
-    let bound: boolean | undefined;
-    try {
-      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(3000), redirect: 'error' });
-      if (!res.ok) {
-        await res.body?.cancel();
-        return;
-      }
-      const text = await readCapped(res, 4096);
-      const body = text === null ? null : (JSON.parse(text) as unknown);
-      const field = body !== null && typeof body === 'object' ? (body as { boundHandshakes?: unknown }).boundHandshakes : undefined;
-      // Only a relay that says: one from before the field, or a balancer answering /healthz
-      // itself, is not known to skip the check.
-      bound = typeof field === 'boolean' ? field : undefined;
-    } catch {
-      bound = undefined;
-    }
+    this.noteBinding(url, (await askHealth(url)).bound);
+  }
+
+  /** Keeps what a relay's /healthz said about binding; a relay newly found not checking is logged. */
+  private noteBinding(url: string, bound: boolean | undefined): void {
     if (bound === undefined || this.closed) return;
     const before = this.binding.get(url);
     this.binding.set(url, bound);
@@ -301,15 +316,9 @@ export class RelayLink extends EventEmitter {
   private async probePreferred(): Promise<void> {
     if (this.closed || this.index === 0 || !this.up) return;
     const preferred = this.opts.urls[0]!;
-    let healthy = false;
-    try {
-      const res = await fetch(`${preferred}/healthz`, { signal: AbortSignal.timeout(3000), redirect: 'error' });
-      healthy = res.ok;
-      await res.body?.cancel();
-    } catch {
-      healthy = false;
-    }
-    if (!healthy || this.closed || this.index === 0 || !this.up) return this.scheduleProbe();
+    const health = await askHealth(preferred);
+    this.noteBinding(preferred, health.bound);
+    if (!health.ok || this.closed || this.index === 0 || !this.up) return this.scheduleProbe();
     // Make before break: the old link keeps answering until the preferred one is connected.
     const fresh = this.open(preferred);
     this.returning = fresh;
