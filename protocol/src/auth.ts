@@ -22,12 +22,10 @@ export function makeAuthHandshake(crypto: QrCrypto, role: AuthRole, seed: Uint8A
   const { publicKey } = crypto.ed25519FromSeed(seed);
   const nonce = toB64url(crypto.randomBytes(16));
   const time = Math.floor(now);
-  const id = keyId(crypto, publicKey);
-  if (relay === undefined) {
-    return { v: 1, pub: toB64url(publicKey), time, nonce, sig: toB64url(crypto.ed25519Sign(seed, authBytes(role, id, time, nonce))) };
-  }
-  const origin = relayOriginOf(relay);
-  return { v: 2, pub: toB64url(publicKey), time, nonce, relay: origin, sig: toB64url(crypto.ed25519Sign(seed, authBytes(role, id, time, nonce, origin))) };
+  const origin = relay === undefined ? undefined : relayOriginOf(relay);
+  const sig = toB64url(crypto.ed25519Sign(seed, authBytes(role, keyId(crypto, publicKey), time, nonce, origin)));
+  const pub = toB64url(publicKey);
+  return origin === undefined ? { v: 1, pub, time, nonce, sig } : { v: 2, pub, time, nonce, relay: origin, sig };
 }
 
 /** The origin a v2 handshake names for a relay URL (`https://relay.example/qrauth` → `https://relay.example`); throws QRA_ERR_CONFIG for anything but an http(s) URL. */
@@ -110,10 +108,10 @@ export function verifyAuthHandshake(
   if (!crypto.ed25519Verify(publicKey, authBytes(role, id, a.time, a.nonce, relay), sig)) {
     throw new QrauthError('QRA_ERR_UNAUTHENTICATED', 'handshake signature does not verify');
   }
-  // After the signature: only a handshake its key really signed for another relay is reported as
-  // such (an agent whose relayUrl is not one of this relay's --public-url sees why).
-  // The relay's own names stay out of the message (any client can ask with a throwaway key); the
-  // relay logs them at start. Bound-only with no names of its own takes no v2 at all (fail closed).
+  // After the signature, so that only a handshake its key really signed for another relay is
+  // reported as such (an agent whose relayUrl is not one of this relay's --public-url sees why).
+  // The relay's own names stay out of the message (any client may ask with a throwaway key).
+  // Bound-only with no names of its own takes no v2 at all (fail closed).
   if (relay !== undefined && binding && (binding.origins.size > 0 || binding.boundOnly) && !binding.origins.has(relay)) {
     throw new QrauthError('QRA_ERR_UNAUTHENTICATED', `handshake is signed for another relay (${relay}), not this one; check the relay URL the agent or app uses against the relay's --public-url`);
   }
