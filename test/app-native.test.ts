@@ -1,5 +1,5 @@
 /**
- * The phone app as a native (Capacitor, Android) app, in real Chromium: the device seed lives in
+ * The phone app as a native (Capacitor, Android and iOS) app, in real Chromium: the device seed lives in
  * the platform keystore through @aparajita/capacitor-secure-storage, never in IndexedDB or
  * localStorage, and a real login is approved with it (real relay → agent → sshd with pam_qrauth).
  *
@@ -26,7 +26,17 @@
  * The barcode scanner plugin's native side is not simulated: a call to it is recorded (so a test
  * can see that it was made) and answered as a person closing its view without a read. Codes go in
  * through the Scan page's paste field (the same path as a scan once the text is read), or, in the
- * Android scanner test, through the app's own camera view in Chromium.
+ * scanner tests, through the app's own camera view in Chromium.
+ *
+ * The scanner tests also run the app in a simulated Capacitor 8 iOS shell, set up the way
+ * CAPBridgeViewController sets up its WKWebView (JSExport.swift): the global `window.Capacitor`
+ * and WEBVIEW_SERVER_URL, @capacitor/ios's own native-bridge.js, and the plugin JS and headers
+ * from the `pluginMethods` of the plugins' Swift sources; `window.webkit.messageHandlers.bridge`
+ * takes the bridge's messages (objects, as WKScriptMessage delivers them) to the same fake native
+ * side, whose answers come back through `window.Capacitor.fromNative`, as
+ * CapacitorBridge.swift's evaluateJavaScript delivers them. What a WKWebView does with
+ * getUserMedia is Chromium's here: the test shows that the app takes the camera through the
+ * WebView on iOS too, not that WebKit gives it (docs/app.md has why it does on iOS 15+).
  */
 import test, { type ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
@@ -62,12 +72,15 @@ import { ROOT, isRoot } from './support/system.js';
 const SEED = testSeed(0x0a7e_5eed);
 const seededBytes = prng(SEED);
 
-// ---- the simulated native side of a Capacitor 8 Android shell ----
+// ---- the simulated native side of a Capacitor 8 Android shell (and, below it, an iOS one) ----
 
 const CAPACITOR_ANDROID = join(ROOT, 'node_modules/@capacitor/android/capacitor/src/main');
 const SECURE_STORAGE = join(ROOT, 'node_modules/@aparajita/capacitor-secure-storage');
 const SECURE_STORAGE_JAVA = join(SECURE_STORAGE, 'android/src/main/java/com/aparajita/capacitor/securestorage/SecureStorage.java');
 const BARCODE_SCANNER_KOTLIN = join(ROOT, 'node_modules/@capacitor/barcode-scanner/android/src/main/java/com/capacitorjs/barcodescanner/OSBarcodePlugin.kt');
+const CAPACITOR_IOS = join(ROOT, 'node_modules/@capacitor/ios/Capacitor/Capacitor');
+const SECURE_STORAGE_SWIFT = join(SECURE_STORAGE, 'ios/Sources/SecureStoragePlugin/Plugin.swift');
+const BARCODE_SCANNER_SWIFT = join(ROOT, 'node_modules/@capacitor/barcode-scanner/ios/Sources/CapacitorBarcodeScannerPlugin/CapacitorBarcodeScannerPlugin.swift');
 /** The app's key prefix for its keystore entries (platform.ts) and its seed entries' names (device-key.ts). */
 const SEED_ENTRY = /^qrauth_device-seed-([A-Za-z0-9_-]{22})$/;
 /** KeychainAccess.whenUnlockedThisDeviceOnly in the plugin's definitions (what the iOS side reads). */
@@ -97,6 +110,31 @@ function pluginName(source: string): string {
   return m[1]!;
 }
 
+/**
+ * A plugin's jsName and methods from its Swift source (CAPBridgedPlugin's `pluginMethods`: `.init(#selector(m))`
+ * or `CAPPluginMethod(name: "m", returnType: …)`, a promise unless it says otherwise), with the methods
+ * JSExport.swift's createPluginHeader puts before them.
+ */
+function swiftPlugin(source: string): { id: string; methods: PluginMethodHeader[] } {
+  const id = /\bjsName\s*=\s*"(\w+)"/.exec(source)?.[1];
+  const list = /\bpluginMethods\s*:\s*\[CAPPluginMethod\]\s*=\s*\[([\s\S]*?)\]\n/.exec(source)?.[1];
+  if (!id || !list) throw new Error('no jsName or pluginMethods in the plugin source');
+  const methods: PluginMethodHeader[] = [
+    { name: 'addListener' },
+    { name: 'removeListener' },
+    { name: 'removeAllListeners', rtype: 'promise' },
+    { name: 'checkPermissions', rtype: 'promise' },
+    { name: 'requestPermissions', rtype: 'promise' },
+  ];
+  const re = /(?:\.init|CAPPluginMethod)\(\s*(?:#selector\((\w+)\)|name:\s*"(\w+)")(?:\s*,\s*returnType:\s*(?:CAPPluginReturn|\.)(\w+))?\s*\)/g;
+  for (const m of list.matchAll(re)) {
+    const rtype = (m[3] ?? 'promise').toLowerCase();
+    methods.push(rtype === 'none' ? { name: (m[1] ?? m[2])! } : { name: (m[1] ?? m[2])!, rtype: rtype as 'promise' | 'callback' });
+  }
+  if (methods.length === 5) throw new Error(`no methods found in the pluginMethods of ${id}`);
+  return { id, methods };
+}
+
 /** JSExport.getPluginJS(): the per-plugin stubs and window.Capacitor.PluginHeaders. */
 function pluginJs(plugins: Array<{ id: string; methods: PluginMethodHeader[] }>): string {
   const lines = ['// Begin: Capacitor Plugin JS'];
@@ -116,7 +154,7 @@ function pluginJs(plugins: Array<{ id: string; methods: PluginMethodHeader[] }>)
   return `${lines.join('\n')}\nwindow.Capacitor.PluginHeaders = ${JSON.stringify(plugins.map((p) => ({ name: p.id, methods: p.methods })))};`;
 }
 
-const NATIVE_BINDING = '__qrauthFakeAndroidNative';
+const NATIVE_BINDING = '__qrauthFakeNative';
 /** The barcode scanner plugin's id, as its Android source registers it (the app's import names the same). */
 const BARCODE_SCANNER = pluginName(readFileSync(BARCODE_SCANNER_KOTLIN, 'utf8'));
 
@@ -150,6 +188,32 @@ function androidShellScript(serverUrl: string): string {
   ].join('\n\n');
 }
 
+/**
+ * What CAPBridgeViewController puts in its WKWebView before any page script (JSExport.swift):
+ * the `bridge` message handler, the global, @capacitor/ios's native-bridge.js, the plugins' JS.
+ * `webViewCamera: false` is a WebView without getUserMedia (navigator.mediaDevices absent).
+ */
+function iosShellScript(serverUrl: string, webViewCamera: boolean): string {
+  const messageHandler = `(() => {
+  const bridge = {
+    postMessage(message) {
+      window.${NATIVE_BINDING}(JSON.stringify(message)).then((reply) => {
+        if (reply !== null) window.Capacitor.fromNative(JSON.parse(reply));
+      });
+    },
+  };
+  Object.defineProperty(window, 'webkit', { value: { messageHandlers: { bridge } }, enumerable: true });
+})();`;
+  return [
+    messageHandler,
+    ...(webViewCamera ? [] : ['delete Navigator.prototype.mediaDevices;']),
+    // exportCapacitorGlobalJS (a release build)
+    `window.Capacitor = { DEBUG: false, isLoggingEnabled: false, Plugins: {} }; window.WEBVIEW_SERVER_URL = ${JSON.stringify(serverUrl)};`,
+    readFileSync(join(CAPACITOR_IOS, 'assets/native-bridge.js'), 'utf8'),
+    pluginJs([swiftPlugin(readFileSync(SECURE_STORAGE_SWIFT, 'utf8')), swiftPlugin(readFileSync(BARCODE_SCANNER_SWIFT, 'utf8'))]),
+  ].join('\n\n');
+}
+
 interface NativeCall {
   pluginId: string;
   methodName: string;
@@ -161,7 +225,7 @@ interface NativeCall {
  * `keystore` is SecureStorage.java's store as the plugin reads it back (prefixed key → data).
  * Every call is recorded, the barcode scanner's too (answered as a person closing its view).
  */
-class FakeAndroidNative {
+class FakeNative {
   readonly keystore = new Map<string, string>();
   readonly calls: NativeCall[] = [];
   /** Calls no native code answered (unknown method): they would hang on a phone. */
@@ -183,7 +247,8 @@ class FakeAndroidNative {
 
   async receive(json: string): Promise<string | null> {
     const msg = JSON.parse(json) as { callbackId: string; pluginId: string; methodName: string; options?: Record<string, unknown>; type?: string };
-    if (msg.type === 'js.error' || msg.type === 'cordova') return null;
+    // Errors, Cordova and (iOS) the console the bridge copies to native: nothing for a plugin.
+    if (msg.type === 'js.error' || msg.type === 'cordova' || msg.pluginId === 'Console') return null;
     const call: NativeCall = { pluginId: msg.pluginId, methodName: msg.methodName, options: msg.options ?? {} };
     this.calls.push(call);
     for (const w of this.callWaiters.filter((x) => x.methodName === call.methodName)) {
@@ -243,12 +308,20 @@ class FakeAndroidNative {
   }
 }
 
-/** A fresh phone (its own storage) running the app as a native Android app. */
-async function newNativePhone(b: Browser, origin: string): Promise<{ context: BrowserContext; page: Page; native: FakeAndroidNative; errors: string[] }> {
-  const native = new FakeAndroidNative();
+interface Shell {
+  platform: 'android' | 'ios';
+  /** The WebView gives the page a camera (getUserMedia); both real shells do (docs/app.md). */
+  webViewCamera?: boolean;
+}
+
+/** A fresh phone (its own storage) running the app as a native app (Android unless told). */
+async function newNativePhone(b: Browser, origin: string, shell: Shell = { platform: 'android' }): Promise<{ context: BrowserContext; page: Page; native: FakeNative; errors: string[] }> {
+  const native = new FakeNative();
   const context = await newAppContext(b, origin);
   await context.exposeBinding(NATIVE_BINDING, (_source, json: string) => native.receive(json));
-  await context.addInitScript({ content: androidShellScript(origin) });
+  const webViewCamera = shell.webViewCamera ?? true;
+  const script = shell.platform === 'ios' ? iosShellScript(origin, webViewCamera) : androidShellScript(origin) + (webViewCamera ? '' : '\ndelete Navigator.prototype.mediaDevices;');
+  await context.addInitScript({ content: script });
   const page = await context.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -313,7 +386,7 @@ let enrolled = false;
 test.before(async () => {
   if (!isRoot()) throw new Error('end-to-end tests run as root (they start sshd and create users)');
   // The web build on an origin of its own, allow-listed by the relay (a real shell has https://localhost, always allowed).
-  // Chromium's camera stays blank: these tests paste codes instead (but for the Android scanner test).
+  // Chromium's camera stays blank: these tests paste codes instead (but for the scanner tests).
   chromiumApp = await startAppInChromium();
   ({ app, browser } = chromiumApp);
   stack = await startStack({ agent: { expirySeconds: 60 }, relayOptions: { appOrigins: [app.origin] } });
@@ -460,28 +533,35 @@ test.serial('enroll with `qrauth enroll`, then approve a real ssh login: signed 
   t.deepEqual(phone.native.unanswered, []);
 });
 
-test.serial('on Android the Scan button opens the app\'s own camera view, not the plugin (which reads no light-terminal QR there), and it reads an inverted QR into Approve', async (t) => {
-  if (!device || !enrolled) return t.fail('needs the enrollment test');
+/**
+ * A real ssh login's QR as a light terminal shows it (dark blocks on light: inverted) in front of
+ * the camera; Scan on phone `p` (enrolled for the test host) opens the app's own camera view, never
+ * the scanner plugin, which reads the code into Approve, and the login is approved.
+ */
+async function scanLightTerminalLogin(t: ExecutionContext, p: { page: Page; native: FakeNative }): Promise<void> {
   const m = marker();
   const { run } = await startSsh(m);
   t.teardown(() => run.kill());
-  // A light terminal: dark blocks on a light background, an inverted QR.
   writeY4m(chromiumApp.camFile, qrFramesInTheme(run.output, 'light'));
   t.teardown(() => writeY4m(chromiumApp.camFile, blankFrame()));
-  await closeScannerIfOpen(page);
-  t.true(await page.evaluate(`window.Capacitor.isPluginAvailable(${JSON.stringify(BARCODE_SCANNER)})`), 'the shell has the scanner plugin: a call to it would reach the fake native side and be recorded');
-  const pluginCalls = nativeCallsOf('scanBarcode').length;
-  const pluginCalled = phone.native.nextCall('scanBarcode');
-  await page.getByTestId('tab-scan').click();
-  await visible('scan-camera').click();
+  await closeScannerIfOpen(p.page);
+  t.true(await p.page.evaluate(`window.Capacitor.isPluginAvailable(${JSON.stringify(BARCODE_SCANNER)})`), 'the shell has the scanner plugin: a call to it would reach the fake native side and be recorded');
+  const pluginCalls = nativeCallsOfPhone(p.native, 'scanBarcode');
+  const pluginCalled = p.native.nextCall('scanBarcode');
+  await p.page.getByTestId('tab-scan').click();
+  await visible('scan-camera', p.page).click();
   // Whichever the app opens first: its own camera view, or the plugin's.
-  const ownView = page.getByRole('dialog', { name: 'Scan the QR code' });
-  await Promise.race([ownView.waitFor(), pluginCalled]);
-  t.is(nativeCallsOf('scanBarcode').length, pluginCalls, 'the scanner plugin was not called');
-  await visible('login-context').waitFor({ timeout: 30_000 });
-  t.is(await visible('ctx-user').textContent(), ALICE);
-  t.is(nativeCallsOf('scanBarcode').length, pluginCalls, 'nor while its own view read the code');
-  await approveAndFinishSsh(t, page, run, m);
+  await Promise.race([p.page.getByRole('dialog', { name: 'Scan the QR code' }).waitFor(), pluginCalled]);
+  t.is(nativeCallsOfPhone(p.native, 'scanBarcode'), pluginCalls, 'the scanner plugin was not called');
+  await visible('login-context', p.page).waitFor({ timeout: 30_000 });
+  t.is(await visible('ctx-user', p.page).textContent(), ALICE);
+  t.is(nativeCallsOfPhone(p.native, 'scanBarcode'), pluginCalls, 'nor while its own view read the code');
+  await approveAndFinishSsh(t, p.page, run, m);
+}
+
+test.serial('on Android the Scan button opens the app\'s own camera view, not the plugin (which reads no light-terminal QR there), and it reads an inverted QR into Approve', async (t) => {
+  if (!device || !enrolled) return t.fail('needs the enrollment test');
+  await scanLightTerminalLogin(t, phone);
 });
 
 test.serial('a keystore read that fails for now (a locked phone): "unlock and try again", no offer to replace the key, and it works once reads do', async (t) => {
@@ -775,7 +855,7 @@ test.serial('another start made the key while the seed was being stored: the see
   t.deepEqual(p.errors, []);
 });
 
-function nativeCallsOfPhone(native: FakeAndroidNative, name: string): number {
+function nativeCallsOfPhone(native: FakeNative, name: string): number {
   return native.calls.filter((c) => c.methodName === name).length;
 }
 
@@ -786,3 +866,48 @@ async function waitUntil(cond: () => boolean, timeoutMs = 10_000): Promise<void>
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+// ---- the iOS shell: the same camera view, and the plugin only where a WebView has no camera ----
+
+test.serial('on iOS too the Scan button opens the app\'s own camera view, not the plugin, and a light-terminal QR it reads is approved with the iOS keystore\'s key', async (t) => {
+  const p = await newNativePhone(browser, app.origin, { platform: 'ios' });
+  t.teardown(() => p.context.close());
+  await p.page.goto(`${app.origin}/`);
+  t.is(await p.page.evaluate('window.Capacitor.getPlatform()'), 'ios', "the app's @capacitor/core sees an iOS shell");
+  await p.page.getByTestId('page-welcome').waitFor();
+  await createDevice(p.page, 'Alice iPhone');
+  await p.page.getByTestId('tab-settings').click();
+  const publicKey = ((await visible('device-public-key', p.page).textContent()) ?? '').trim();
+  t.is(p.native.seedEntries().length, 1, 'the seed went to the keystore through the iOS bridge');
+  await enrollAppWithCli(t, p.page, stack.agent, ALICE, publicKey, 'Alice iPhone');
+
+  await scanLightTerminalLogin(t, p);
+  t.true(
+    stack.agent.logs.some((l) => /event=login .*how=phone result=approved/.test(l) && l.includes(`device=${keyId(nodeCrypto, fromB64url(publicKey, 32))}`)),
+    'the agent accepted a decision signed by the iOS phone',
+  );
+  t.deepEqual(p.native.unanswered, []);
+  t.deepEqual(p.errors, []);
+});
+
+test.serial('a native shell whose WebView has no camera (no getUserMedia) opens the scanner plugin instead, on Android and on iOS', async (t) => {
+  for (const platform of ['android', 'ios'] as const) {
+    const p = await newNativePhone(browser, app.origin, { platform, webViewCamera: false });
+    t.teardown(() => p.context.close());
+    await p.page.goto(`${app.origin}/`);
+    t.is(await p.page.evaluate('window.Capacitor.getPlatform()'), platform);
+    t.is(await p.page.evaluate('typeof navigator.mediaDevices'), 'undefined', 'the WebView has no camera');
+    await p.page.getByTestId('create-device').click();
+    await p.page.getByTestId('page-scan').waitFor();
+    const pluginCalled = p.native.nextCall('scanBarcode');
+    await visible('scan-camera', p.page).click();
+    const call = await Promise.race([pluginCalled, p.page.waitForTimeout(10_000).then(() => null)]);
+    if (!call) return t.fail(`${platform}: the scanner plugin was not called within 10 s`);
+    t.is(call.pluginId, BARCODE_SCANNER, platform);
+    t.is(await p.page.getByRole('dialog', { name: 'Scan the QR code' }).count(), 0, `${platform}: the app's own view did not open`);
+    // The fake plugin answers as a person closing its view: no error, the Scan page is usable again.
+    await t.notThrowsAsync(visible('scan-camera', p.page).waitFor(), platform);
+    t.is(await p.page.getByTestId('warning-error').count(), 0, `${platform}: a closed scanner is not an error`);
+    t.deepEqual(p.errors, [], platform);
+  }
+});

@@ -1,8 +1,8 @@
 /**
  * The web scanner's camera: getUserMedia, a frame grabbed into a canvas about ten times a
  * second, decoded by qr-decoder.ts in both polarities (normal and inverted frames alternate),
- * and the torch where the camera track supports one. The Android app uses it too; iOS builds use
- * the scanner plugin (platform.ts, nativeScannerReadsInverted).
+ * and the torch where the camera track supports one. The native apps (Android and iOS) use it
+ * too; the scanner plugin only where their WebView has no camera (platform.ts, scanWithPlugin).
  */
 export class ScanError extends Error {
   override readonly name = 'ScanError';

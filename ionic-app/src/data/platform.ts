@@ -13,9 +13,10 @@ import { isNativePlatform } from './native';
 export { isNativePlatform };
 
 /**
- * Native builds: opens the platform's scanner (the plugin's ML Kit / AVFoundation view) and
- * resolves with the text of the first QR code seen, or null when the person closed it. The web
- * build has its own scanner view (scan/scanner-view.ts, data/camera.ts).
+ * A native build whose WebView has no camera (scanWithPlugin): opens the platform's scanner (the
+ * plugin's ML Kit / AVFoundation view) and resolves with the text of the first QR code seen, or
+ * null when the person closed it. Everywhere else the app has its own scanner view
+ * (scan/scanner-view.ts, data/camera.ts).
  */
 export async function scanQrCode(instructions: string): Promise<string | null> {
   const { CapacitorBarcodeScanner, CapacitorBarcodeScannerCameraDirection, CapacitorBarcodeScannerTypeHint } = await import('@capacitor/barcode-scanner');
@@ -35,17 +36,21 @@ export async function scanQrCode(instructions: string): Promise<string | null> {
 }
 
 /**
- * Whether the native scanner plugin reads both polarities. A light terminal shows the QR
- * inverted (light modules on dark), and @capacitor/barcode-scanner on Android reads only dark
- * on light (ionic-team/capacitor-barcode-scanner#60, open; ML Kit's own issue 303482848); iOS
- * reads both (reported there, not checked here: no iPhone on this machine; its OSBarcodeLib hands
- * frames to Vision's VNDetectBarcodesRequest as they are, docs/clients.md). Where it does not,
- * the native app uses its own camera view (getUserMedia in the WebView, which Capacitor's
- * BridgeWebChromeClient grants after asking for the CAMERA permission), the same one the web
- * app uses, which tries every frame both ways (data/camera.ts).
+ * Whether the scan button opens the scanner plugin's own view instead of the app's camera view.
+ * Only in a native shell whose WebView cannot give the page a camera (no getUserMedia): the app's
+ * view reads both polarities (data/camera.ts tries every frame normal and inverted, as a terminal
+ * QR reader must: a light terminal shows the QR inverted), the plugin's do not reliably. On
+ * Android @capacitor/barcode-scanner reads only dark on light (ionic-team/capacitor-barcode-scanner#60,
+ * open; ML Kit's issue 303482848); on iOS it hands each frame to Vision as it is (OSBarcodeLib-iOS
+ * 2.2.1) and whether Vision reads an inverted QR is not something we can check here. Both shells
+ * give the page the camera: Android's BridgeWebChromeClient grants getUserMedia after asking for
+ * the CAMERA permission; iOS's WKWebView has getUserMedia since iOS 14.3 (Capacitor 8 needs 15),
+ * Capacitor's WebViewDelegationHandler grants media capture (iOS 15+) and its WebView plays media
+ * inline; the system asks once with the app's NSCameraUsageDescription. docs/app.md, "Scanning
+ * both polarities".
  */
-export function nativeScannerReadsInverted(): boolean {
-  return isNativePlatform() && Capacitor.getPlatform() === 'ios';
+export function scanWithPlugin(): boolean {
+  return isNativePlatform() && typeof navigator.mediaDevices?.getUserMedia !== 'function';
 }
 
 /** The camera may be opened without asking the person (granted before, or native). */

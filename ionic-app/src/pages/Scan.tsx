@@ -2,7 +2,7 @@ import { useIonRouter, useIonViewDidEnter, useIonViewWillLeave } from '@ionic/re
 import { useEffect, useRef } from 'react';
 import { useAppState } from '../AppState';
 import { Page } from '../components/Page';
-import { cameraAlreadyAllowed, nativeScannerReadsInverted, scanQrCode } from '../data/platform';
+import { cameraAlreadyAllowed, scanQrCode, scanWithPlugin } from '../data/platform';
 import { listHosts } from '../data/store';
 import { scanPanel } from '../scan/scan-panel';
 import { endStartScreen, revealApp } from '../scan/start-screen';
@@ -28,8 +28,9 @@ export default function Scan() {
     revealApp();
     if (slot.current) panel.moveTo(slot.current);
     endStartScreen();
-    // The plugin's scanner where it reads light-terminal QRs too (iOS); elsewhere the app's own view.
-    panel.setNativeScan(nativeScannerReadsInverted() ? scanQrCode : null);
+    // The app's own camera view (both polarities) wherever the WebView has a camera; the plugin's
+    // scanner only in a native shell whose WebView has none.
+    panel.setNativeScan(scanWithPlugin() ? scanQrCode : null);
     panel.setHandler((text, kind) => open.current(text, kind));
     return () => panel.setHandler(null);
   }, []);
