@@ -325,6 +325,22 @@ async function newNativePhone(b: Browser, origin: string, shell: Shell = { platf
   const page = await context.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  // On iOS the bridge asks native through prompt() whether CapacitorCookies and CapacitorHttp are
+  // on; WebViewDelegationHandler answers from the app's config (neither is in ours: "false") and
+  // shows no dialog. Any other dialog is the app's own, which it never opens: recorded as an error.
+  if (shell.platform === 'ios') {
+    page.on('dialog', (d) => {
+      let type: unknown;
+      try {
+        type = (JSON.parse(d.message()) as { type?: unknown }).type;
+      } catch {
+        type = null;
+      }
+      if (d.type() === 'prompt' && (type === 'CapacitorCookies.isEnabled' || type === 'CapacitorHttp')) return void d.accept('false');
+      errors.push(`unexpected ${d.type()} dialog: ${d.message()}`);
+      void d.dismiss();
+    });
+  }
   return { context, page, native, errors };
 }
 

@@ -288,6 +288,88 @@ test.serial('reopening the app with an enrolled host goes straight to a live sca
   t.is(await page.getByTestId('scanner').count(), 0, 'Escape closed the scanner');
 });
 
+test.serial('the scanner lets the camera go when the app goes to the background, says when the camera is paused, and closes with a message when the phone ends it', async (t) => {
+  if (!needsEnrolled(t)) return;
+  // What cannot happen in headless Chromium is simulated at its edge: the page's visibility (the
+  // app sent to the background) and the camera track's events (iOS mutes the camera during a call
+  // or while another app has it; Android ends it when another app takes it).
+  const openLive = async () => {
+    await closeScannerIfOpen(page);
+    await page.getByTestId('tab-scan').click();
+    await visible('scan-camera').click();
+    await page.locator('[data-testid="scanner-video"][data-live="yes"]').waitFor();
+    // The view's own track, kept to look at after the view is gone.
+    await page.evaluate(`window.__qrauthTrack = document.querySelector('[data-testid="scanner-video"]').srcObject.getVideoTracks()[0]`);
+  };
+  const trackState = () => page.evaluate<string>('window.__qrauthTrack.readyState');
+  const trackEvent = (type: string) => page.evaluate(`window.__qrauthTrack.dispatchEvent(new Event(${JSON.stringify(type)}))`);
+  const status = () => page.locator('[data-testid="scanner"] [role="status"]').innerText();
+  const focused = () => page.evaluate<string | null>(`document.activeElement && document.activeElement.getAttribute('data-testid')`);
+  const setHidden = (hidden: boolean) =>
+    page.evaluate(`(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => ${JSON.stringify(hidden ? 'hidden' : 'visible')} });
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => ${hidden} });
+      document.dispatchEvent(new Event('visibilitychange'));
+    })()`);
+  t.teardown(() => page.evaluate(`(() => { delete document.visibilityState; delete document.hidden; })()`));
+
+  // To the background: the camera is stopped and stays stopped on return.
+  await openLive();
+  t.is(await trackState(), 'live');
+  await setHidden(true);
+  await page.getByTestId('scanner').waitFor({ state: 'detached' });
+  t.is(await trackState(), 'ended', 'the camera was stopped, not left on behind the app');
+  t.is(await visible('warning-error').count(), 0, 'leaving the app is not an error');
+  await setHidden(false);
+  await page.waitForTimeout(500);
+  t.is(await page.getByTestId('scanner').count(), 0, 'the camera does not open again by itself');
+  t.is(await focused(), 'scan-camera', 'focus is back on the Scan button');
+
+  // Muted and unmuted: the view says so and stays open.
+  await openLive();
+  t.is(await status(), 'Looking for a QR code…');
+  await trackEvent('mute');
+  t.regex(await status(), /The camera is paused \(a call or another app is using it\)/);
+  await trackEvent('unmute');
+  t.is(await status(), 'Looking for a QR code…');
+  t.is(await trackState(), 'live');
+
+  // Ended by the phone: closed with what happened and what to do; Scan works again.
+  await trackEvent('ended');
+  await page.getByTestId('scanner').waitFor({ state: 'detached' });
+  const warning = await visible('warning-error').innerText();
+  t.regex(warning, /Cannot use the camera/);
+  t.regex(warning, /the phone stopped the camera \(another app may be using it\); tap Scan QR code to open it again/);
+  t.is(await trackState(), 'ended');
+  t.is(await focused(), 'scan-camera', 'focus is back on the Scan button');
+  await openLive();
+  t.is(await trackState(), 'live');
+  t.is(await visible('warning-error').count(), 0, 'the message went with the new scan');
+  await closeScannerIfOpen(page);
+  t.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+test.serial('a scanner opened while the app is not on screen closes at once and leaves no camera running', async (t) => {
+  if (!needsEnrolled(t)) return;
+  await closeScannerIfOpen(page);
+  await page.getByTestId('tab-scan').click();
+  // Every stream the page gets, to see that each is stopped.
+  await page.evaluate(`(() => {
+    window.__qrauthStreams = [];
+    const get = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+    navigator.mediaDevices.getUserMedia = async (c) => { const s = await get(c); window.__qrauthStreams.push(s); return s; };
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+  })()`);
+  t.teardown(() => page.evaluate(`(() => { delete document.visibilityState; delete navigator.mediaDevices.getUserMedia; })()`));
+  await visible('scan-camera').click();
+  await page.waitForTimeout(1500);
+  t.is(await page.getByTestId('scanner').count(), 0, 'no scanner behind a hidden app');
+  const states = await page.evaluate<string[]>(`window.__qrauthStreams.flatMap((s) => s.getTracks().map((k) => k.readyState))`);
+  t.true(states.every((s) => s === 'ended'), `every camera stream was stopped: ${states.join(', ')}`);
+  t.is(await visible('warning-error').count(), 0);
+  t.deepEqual(pageErrors, []);
+});
+
 test.serial('the start screen, shown before the rest of the app has loaded: axe-clean in both themes, focus on its heading, one main, 44 px targets', async (t) => {
   // Its own phone: no service worker (page.route cannot hold what a worker serves).
   const { page: p } = await phoneWithMadeUpHost(t, browser, app.origin, prng(SEED ^ 0x5717)(32), (m) => pageErrors.push(m));

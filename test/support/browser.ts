@@ -29,7 +29,7 @@ export const APP_DIR = join(ROOT, 'ionic-app');
 export const APP_DIST = join(APP_DIR, 'dist');
 export const ARTIFACTS = join(ROOT, 'test-artifacts', 'app');
 
-/** 640×640: the web scanner asks for at least 576 px of height, or its promise never settles. */
+/** 640×640: sized for the plugin's web scanner the app once used (it asked for at least 576 px of height); the app's own view takes any size. */
 export const FRAME_SIZE = 640;
 
 function newestMtime(dir: string): number {
@@ -330,9 +330,10 @@ export async function newAppContext(browser: Browser, origin: string, size = { w
 export function qrFramesFromTerminal(screen: string, expected: string, targetPx = 160): Uint8Array[] {
   const lines = extractQrLines(screen);
   if (lines.length === 0) throw new Error('no QR block in the terminal output');
-  // The web scanner decodes only a centred box about half the preview wide, cropped tight: the code
-  // and its quiet zone must sit well inside it (at 190 px an enrollment QR failed now and then, at
-  // 280 px always; 160 px passed every run).
+  // Sized for the plugin's web scanner the app once used, which decoded only a centred box about
+  // half the preview wide: the code and its quiet zone must sit well inside it (at 190 px an
+  // enrollment QR failed now and then, at 280 px always; 160 px passed every run). The app's own
+  // view reads the whole frame; the size stays.
   const modules = Math.max(...lines.map((l) => (l.includes('#') ? l.length / 2 : [...l].length)));
   const scale = Math.max(2, Math.floor(targetPx / modules));
   const pictures: Array<{ data: Uint8ClampedArray; width: number; height: number }> = [];

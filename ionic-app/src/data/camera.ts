@@ -1,9 +1,11 @@
 /**
- * The web scanner's camera: getUserMedia, a frame grabbed into a canvas about ten times a
+ * The app's scanner's camera (web and native): getUserMedia, a frame grabbed into a canvas about ten times a
  * second, decoded by qr-decoder.ts in both polarities (normal and inverted frames alternate),
  * and the torch where the camera track supports one. The native apps (Android and iOS) use it
  * too; the scanner plugin only where their WebView has no camera (platform.ts, scanWithPlugin).
  */
+import { isNativePlatform } from './native';
+
 export class ScanError extends Error {
   override readonly name = 'ScanError';
 }
@@ -24,6 +26,22 @@ const FRAME_INTERVAL_MS = 100;
 /** The first read waits for the first picture on screen, at most this long. */
 const FIRST_FRAME_WAIT_MS = 500;
 
+export interface ScanEvents {
+  /** The view was closed: the camera stops at once, even while it is still starting. */
+  signal?: AbortSignal;
+  /**
+   * The system ended the camera while it was reading (Android: another app took it; the camera
+   * was switched off): the picture would otherwise stay frozen on screen. The camera is stopped.
+   */
+  onEnded?: () => void;
+  /**
+   * The camera sends no pictures for now (true) or again (false): the track was muted, as iOS does
+   * while a call, Siri or another app has the camera, and Android while the app is in the
+   * background. Nothing is read meanwhile.
+   */
+  onPaused?: (paused: boolean) => void;
+}
+
 export interface WebScan {
   /** The camera track offers a torch (most phones' back cameras; no desktop webcam). */
   readonly hasTorch: boolean;
@@ -33,11 +51,10 @@ export interface WebScan {
 
 function cameraError(e: unknown): ScanError {
   const name = e instanceof Error ? e.name : '';
-  return new ScanError(
-    name === 'NotAllowedError'
-      ? 'camera access was refused; allow the camera for this site, or paste the code instead'
-      : 'no camera could be opened; paste the code instead',
-  );
+  if (name !== 'NotAllowedError') return new ScanError('no camera could be opened; paste the code instead');
+  // The app's own camera permission on a phone is in the system's Settings, not a site setting.
+  const where = isNativePlatform() ? "for qrauth in the phone's Settings" : 'for this site';
+  return new ScanError(`camera access was refused; allow the camera ${where}, or paste the code instead`);
 }
 
 const CONSTRAINTS: MediaStreamConstraints = { video: { facingMode: 'environment', width: { ideal: 1280 }, height: { ideal: 720 } }, audio: false };
@@ -57,7 +74,8 @@ const stopStream = (stream: MediaStream) => {
  * taken is stopped by coolCamera.
  */
 export function warmCamera(): void {
-  if (warming || !navigator.mediaDevices?.getUserMedia) return;
+  // Nor behind an app that is not on screen (opened in a background tab).
+  if (warming || !navigator.mediaDevices?.getUserMedia || document.visibilityState === 'hidden') return;
   warming = cameraPermissionGranted().then((granted) => {
     if (!granted) throw new ScanError('the camera is not allowed yet');
     return navigator.mediaDevices.getUserMedia(CONSTRAINTS);
@@ -74,10 +92,12 @@ export function coolCamera(): void {
 
 /**
  * Opens the back camera into `video` (the warmed one when there is one) and calls `onText` once
- * with the first QR read. `signal`: the view was closed; the camera stops at once, even while it
- * is still starting (a camera that never plays must not stay on behind a closed view).
+ * with the first QR read. `events.signal` stops the camera even while it is still starting (a
+ * camera that never plays must not stay on behind a closed view); the other events tell the view
+ * what the camera does.
  */
-export async function startWebScan(video: HTMLVideoElement, onText: (text: string) => void, signal?: AbortSignal): Promise<WebScan> {
+export async function startWebScan(video: HTMLVideoElement, onText: (text: string) => void, events: ScanEvents = {}): Promise<WebScan> {
+  const { signal, onEnded, onPaused } = events;
   if (!navigator.mediaDevices?.getUserMedia) {
     throw new ScanError('this browser gives no camera access here (it needs https); paste the code instead');
   }
@@ -89,9 +109,12 @@ export async function startWebScan(video: HTMLVideoElement, onText: (text: strin
   // the view was closed meanwhile (no prompt for a view that is gone).
   const warm = await warmed?.catch(() => null);
   if (!warm && signal?.aborted) throw closed();
+  // A warmed camera the system ended meanwhile would give a black picture: a new one is asked for.
+  const usable = warm?.getVideoTracks()[0]?.readyState === 'live' ? warm : null;
+  if (warm && !usable) stopStream(warm);
   let stream: MediaStream;
   try {
-    stream = warm ?? (await navigator.mediaDevices.getUserMedia(CONSTRAINTS));
+    stream = usable ?? (await navigator.mediaDevices.getUserMedia(CONSTRAINTS));
   } catch (e) {
     throw cameraError(e);
   }
@@ -109,6 +132,23 @@ export async function startWebScan(video: HTMLVideoElement, onText: (text: strin
     throw closed();
   }
   signal?.addEventListener('abort', stop, { once: true });
+  track?.addEventListener(
+    'ended',
+    () => {
+      if (stopped) return;
+      stop();
+      onEnded?.();
+    },
+    { once: true },
+  );
+  let paused = false;
+  const pause = (now: boolean) => () => {
+    if (stopped || paused === now) return;
+    paused = now;
+    onPaused?.(now);
+  };
+  track?.addEventListener('mute', pause(true));
+  track?.addEventListener('unmute', pause(false));
   video.srcObject = stream;
   video.muted = true;
   video.playsInline = true;
@@ -132,7 +172,8 @@ export async function startWebScan(video: HTMLVideoElement, onText: (text: strin
     if (stopped) return;
     const vw = video.videoWidth;
     const vh = video.videoHeight;
-    if (vw > 0 && vh > 0) {
+    // A muted camera shows its last picture: nothing new to read until it comes back.
+    if (!paused && vw > 0 && vh > 0) {
       const scale = Math.min(1, MAX_DECODE_PX / Math.max(vw, vh));
       const w = Math.round(vw * scale);
       const h = Math.round(vh * scale);

@@ -1,5 +1,5 @@
 /**
- * QR decoding for the web scanner: ZXing's QR reader only (deep imports keep the other formats
+ * QR decoding for the app's scanner (web and native): ZXing's QR reader only (deep imports keep the other formats
  * out of the bundle), loaded when the camera opens.
  *
  * A terminal draws the QR's light modules as blocks, so on a light-background terminal the camera

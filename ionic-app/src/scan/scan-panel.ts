@@ -85,7 +85,7 @@ function createScanPanel(): ScanPanel {
   };
   showScanning(false);
 
-  const showError = (message: string | null) => {
+  const showError = (message: string | null, title = 'Cannot use this code') => {
     errorBox.replaceChildren();
     if (message === null) return;
     errorBox.append(
@@ -93,10 +93,11 @@ function createScanPanel(): ScanPanel {
         'div',
         { className: 'warning warning-danger', role: 'alert', 'data-testid': 'warning-error' },
         icon(ICON_ERROR, 'q-icon warning-icon'),
-        el('div', {}, el('strong', {}, 'Cannot use this code'), el('div', { className: 'warning-body' }, message)),
+        el('div', {}, el('strong', {}, title), el('div', { className: 'warning-body' }, message)),
       ),
     );
   };
+  const CAMERA_ERROR = 'Cannot use the camera';
 
   const deliver = (raw: string) => {
     const kind = payloadKind(raw);
@@ -122,7 +123,7 @@ function createScanPanel(): ScanPanel {
       nativeBusy = true;
       showScanning(true);
       nativeScan(NATIVE_INSTRUCTIONS)
-        .then((text) => text !== null && deliver(text), (e: Error) => showError(e.message))
+        .then((text) => text !== null && deliver(text), (e: Error) => showError(e.message, CAMERA_ERROR))
         .finally(() => {
           nativeBusy = false;
           showScanning(false);
@@ -140,7 +141,7 @@ function createScanPanel(): ScanPanel {
       (message) => {
         view = null;
         showScanning(false);
-        if (message) showError(`the camera could not scan: ${message}`);
+        if (message) showError(message, CAMERA_ERROR);
       },
       () => live(),
       scanButton,

@@ -1,5 +1,5 @@
 /**
- * The app's own camera view on the web: a dialog with instructions, the live picture, a named
+ * The app's own camera view (web and native apps alike): a dialog with instructions, the live picture, a named
  * Close button (Escape and the Android back button close it too) and a torch toggle where the
  * camera has one. Reads light- and dark-terminal QRs (camera.ts). Focus goes to the dialog's
  * heading on open and back to where it was on close.
@@ -72,6 +72,11 @@ export function openScannerView(
       (ev.shiftKey ? last : first).focus();
     }
   };
+  // The app went to the background (another app, the lock screen): the camera is let go rather
+  // than kept on behind it; the person taps Scan again on return.
+  const onHidden = () => {
+    if (document.visibilityState === 'hidden') finish(() => onClose());
+  };
   // Ionic turns the Android back button into this event (Capacitor); priority above page navigation.
   const onBack = (ev: Event) => (ev as CustomEvent<{ register(priority: number, handler: () => void): void }>).detail.register(150, () => finish(() => onClose()));
 
@@ -83,13 +88,20 @@ export function openScannerView(
     scan = null;
     document.removeEventListener('keydown', onKey);
     document.removeEventListener('ionBackButton', onBack);
+    document.removeEventListener('visibilitychange', onHidden);
     dialog.remove();
-    if (opener?.isConnected) opener.focus();
-    else if (fallbackFocus?.isConnected) fallbackFocus.focus();
     return true;
   };
+  // After the caller's own handling, which enables the Scan button again: focus() on a button
+  // still disabled would leave focus on the body.
+  const restoreFocus = () => {
+    if (opener?.isConnected) opener.focus();
+    else if (fallbackFocus?.isConnected) fallbackFocus.focus();
+  };
   function finish(then: () => void) {
-    if (teardown()) then();
+    if (!teardown()) return;
+    then();
+    restoreFocus();
   }
 
   closeButton.addEventListener('click', () => finish(() => onClose()));
@@ -110,11 +122,21 @@ export function openScannerView(
   });
   document.addEventListener('keydown', onKey);
   document.addEventListener('ionBackButton', onBack);
+  document.addEventListener('visibilitychange', onHidden);
   document.body.append(dialog);
   heading.focus();
 
   performance.mark('qrauth:camera-requested');
-  startWebScan(video, (text) => finish(() => onResult(text)), starting.signal).then(
+  // Opened behind an app that is not on screen (a background tab): closed at once, after the
+  // caller has taken the view.
+  queueMicrotask(onHidden);
+  startWebScan(video, (text) => finish(() => onResult(text)), {
+    signal: starting.signal,
+    onEnded: () => finish(() => onClose('the phone stopped the camera (another app may be using it); tap Scan QR code to open it again')),
+    onPaused: (paused) => {
+      status.textContent = paused ? 'The camera is paused (a call or another app is using it)…' : 'Looking for a QR code…';
+    },
+  }).then(
     (s) => {
       if (closed) return s.stop();
       scan = s;
@@ -127,5 +149,9 @@ export function openScannerView(
     },
     (e: Error) => finish(() => onClose(e.message)),
   );
-  return { close: () => void teardown() };
+  return {
+    close: () => {
+      if (teardown()) restoreFocus();
+    },
+  };
 }
