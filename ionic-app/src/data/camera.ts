@@ -1,8 +1,9 @@
 /**
- * The app's scanner's camera (web and native): getUserMedia, a frame grabbed into a canvas about ten times a
- * second, decoded by qr-decoder.ts in both polarities (normal and inverted frames alternate),
- * and the torch where the camera track supports one. The native apps (Android and iOS) use it
- * too; the scanner plugin only where their WebView has no camera (platform.ts, scanWithPlugin).
+ * The camera of the app's scanner (web and native): getUserMedia, a frame grabbed into a canvas
+ * about ten times a second, decoded by qr-decoder.ts in both polarities (normal and inverted
+ * frames alternate), and the torch where the camera track supports one. The native apps (Android
+ * and iOS) use it too; the scanner plugin only where their WebView has no camera (platform.ts,
+ * scanWithPlugin).
  */
 import { isNativePlatform } from './native';
 

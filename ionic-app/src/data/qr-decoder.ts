@@ -1,6 +1,6 @@
 /**
- * QR decoding for the app's scanner (web and native): ZXing's QR reader only (deep imports keep the other formats
- * out of the bundle), loaded when the camera opens.
+ * QR decoding for the app's scanner (web and native): ZXing's QR reader only (deep imports keep
+ * the other formats out of the bundle), loaded when the camera opens.
  *
  * A terminal draws the QR's light modules as blocks, so on a light-background terminal the camera
  * sees an inverted code (light modules on dark), which a decoder reads only if it tries the

@@ -1,8 +1,8 @@
 /**
- * The app's own camera view (web and native apps alike): a dialog with instructions, the live picture, a named
- * Close button (Escape and the Android back button close it too) and a torch toggle where the
- * camera has one. Reads light- and dark-terminal QRs (camera.ts). Focus goes to the dialog's
- * heading on open and back to where it was on close.
+ * The app's own camera view (web and native apps alike): a dialog with instructions, the live
+ * picture, a named Close button (Escape and the Android back button close it too) and a torch
+ * toggle where the camera has one. Reads light- and dark-terminal QRs (camera.ts). Focus goes to
+ * the dialog's heading on open and back to where it was on close.
  *
  * Plain DOM, no React or Ionic: it is part of the start screen (start.ts), which must have the
  * camera live before the rest of the app has even downloaded. The Scan page reuses it.
